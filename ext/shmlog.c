@@ -1,0 +1,951 @@
+/* shmlog.c - one Kafka partition as a crash-repairable multi-producer ring in
+ * POSIX shared memory.
+ *
+ * Design (DESIGN.md's recommended two-ring layout, with one change):
+ *  - an index ring of N 64-byte slots; slot (o mod N) describes offset o and
+ *    carries a tag  lap:40 | owner pid:22 | state:2  (EMPTY, CLAIMED,
+ *    COMMITTED, TOMBSTONE), where lap = o / N + 1 modulo 2^40;
+ *  - a data ring of D bytes holding {offset, length, checksum} + key +
+ *    headers + value, 8-byte aligned, split in two at the physical end.
+ *  The change: the offset and the byte reservation are claimed together by
+ *  one 16-byte CAS on {next offset, next byte}.  So byte positions grow with
+ *  offsets, the log start after overwrite is found by binary search, and a
+ *  block-mode producer checks the retention floor *before* it claims: a
+ *  producer that times out has claimed nothing and leaves nothing to repair.
+ *
+ * Append: CAS the claim; wait until the slot's previous lap is finished; CAS
+ * the tag to CLAIMED by us (if someone moved the slot to our lap or past it -
+ * a repair or a lap - we lost the offset and simply claim again, so a slow
+ * producer loses nothing); record the reservation; copy; fill the slot;
+ * release-store COMMITTED; wake sleepers only if the waiters count is set.
+ * Read: acquire the tag, copy, acquire fence, re-check the tag, that the
+ * claim has not moved more than D bytes past the record, the record's own
+ * header, and its checksum; only then deliver.
+ *
+ * Nothing read from the segment is trusted: the geometry is validated once
+ * at attach and cached in the process-private view; every position, length
+ * and count read from a slot or record is bounds-checked against it.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+
+#include "shmlog_atomic.h"
+#include "shmlog.h"
+
+#ifndef SHMLOG_BUILD_ID
+#define SHMLOG_BUILD_ID "unknown"
+#endif
+
+#define LOG_MAGIC 0x31474f4c4d485321ULL /* "!SHMLOG1" little-endian */
+#define LOG_VERSION 1u
+
+#define LAP_BITS 40
+#define LAP_MASK ((1ULL << LAP_BITS) - 1)
+#define OWNER_BITS 22
+#define OWNER_MASK ((1ULL << OWNER_BITS) - 1)
+#define ST_EMPTY 0ULL
+#define ST_CLAIMED 1ULL
+#define ST_COMMITTED 2ULL
+#define ST_TOMBSTONE 3ULL
+
+#define MIN_SLOTS 2ULL
+#define MAX_SLOTS (1ULL << 30)
+#define MIN_DATA 64ULL
+#define MAX_DATA (1ULL << 40)
+#define MAX_RECORD_LIMIT ((1ULL << 31) - 64)
+
+/* ---- shared layout ---------------------------------------------------- */
+struct log_header {
+    /* 0: identity and geometry, written once before the magic */
+    uint64_t magic;
+    uint32_t version;
+    uint32_t layout_hash;
+    uint64_t segment_size;
+    uint64_t slot_count;
+    uint64_t data_capacity;
+    uint64_t index_offset;
+    uint64_t data_offset;
+    uint64_t start_offset;
+    uint64_t max_record;
+    uint32_t overflow;
+    uint32_t creator_pid;
+    uint64_t geometry_check;
+    uint8_t pad0[128 - 88];
+    /* 128: the claim word, its own cache lines */
+    atom_pair claim; /* lo = next offset, hi = next byte */
+    uint8_t pad1[256 - 144];
+    /* 256: reader wake-up */
+    uint32_t futex_seq;
+    uint32_t waiters;
+    uint8_t pad2[384 - 264];
+    /* 384: retention floor (block mode) and producer wake-up */
+    uint64_t floor;
+    uint64_t floor_bytes;
+    uint32_t floor_seq;
+    uint32_t floor_waiters;
+    uint8_t pad3[512 - 408];
+    /* 512: producer-side counters (slow paths only) */
+    uint64_t wakeups, retries, block_waits;
+    uint8_t pad4[640 - 536];
+    /* 640: reader-side counters (slow paths only) */
+    uint64_t laps_seen, corrupt_skips;
+    uint8_t pad5[768 - 656];
+    /* 768: repair counters */
+    uint64_t tombstones, repairs;
+    uint8_t pad6[LOG_HEADER_SIZE - 784];
+};
+
+struct log_slot {
+    uint64_t tag;
+    uint64_t pos;
+    uint64_t offset;
+    int64_t timestamp_ns;
+    uint32_t rec_len;
+    uint32_t key_len;
+    uint32_t hdr_len;
+    uint32_t val_len;
+    uint32_t flags;
+    uint32_t checksum;
+    uint32_t owner_pid;
+    uint32_t pad;
+};
+
+struct log_rec_header {
+    uint64_t offset;
+    uint32_t rec_len;
+    uint32_t checksum;
+};
+
+_Static_assert(sizeof(struct log_header) == LOG_HEADER_SIZE, "header size");
+_Static_assert(offsetof(struct log_header, geometry_check) == 80, "geometry_check");
+_Static_assert(offsetof(struct log_header, claim) == 128, "claim line");
+_Static_assert(offsetof(struct log_header, futex_seq) == 256, "futex line");
+_Static_assert(offsetof(struct log_header, floor) == 384, "floor line");
+_Static_assert(offsetof(struct log_header, wakeups) == 512, "producer counters");
+_Static_assert(offsetof(struct log_header, laps_seen) == 640, "reader counters");
+_Static_assert(offsetof(struct log_header, tombstones) == 768, "repair counters");
+_Static_assert(sizeof(struct log_slot) == LOG_SLOT_SIZE, "slot size");
+_Static_assert(offsetof(struct log_slot, rec_len) == 32, "slot rec_len");
+_Static_assert(offsetof(struct log_slot, owner_pid) == 56, "slot owner");
+_Static_assert(sizeof(struct log_rec_header) == LOG_RECORD_OVERHEAD, "record header");
+
+/* ---- process-private view (validated geometry) ------------------------ */
+struct log_view {
+    struct log_header *h;
+    struct log_slot *slots;
+    uint8_t *data;
+    uint64_t size, n, mask, shift, d, dmask, start, max_record, max_rec_len;
+    uint32_t overflow, pid;
+    int crash_point;
+    uint64_t crash_countdown;
+};
+
+/* ---- helpers ----------------------------------------------------------- */
+static inline uint64_t align8(uint64_t x) { return (x + 7) & ~7ULL; }
+static inline int is_pow2(uint64_t x) { return x && !(x & (x - 1)); }
+static inline uint64_t lap_field(uint64_t o, uint64_t shift) { return ((o >> shift) + 1) & LAP_MASK; }
+static inline uint64_t lap_of(const log_view *v, uint64_t o) { return lap_field(o, v->shift); }
+static inline uint64_t tag_lap(uint64_t t) { return t >> (64 - LAP_BITS); }
+static inline uint64_t tag_state(uint64_t t) { return t & 3ULL; }
+static inline uint64_t tag_owner(uint64_t t) { return (t >> 2) & OWNER_MASK; }
+static inline uint64_t mk_tag(uint64_t lap, uint64_t owner, uint64_t st)
+{ return (lap << (64 - LAP_BITS)) | ((owner & OWNER_MASK) << 2) | st; }
+/* signed distance between two 40-bit laps: survives the lap counter wrap */
+static inline int64_t lap_diff(uint64_t a, uint64_t b)
+{ return (int64_t)(((a - b) & LAP_MASK) << (64 - LAP_BITS)) >> (64 - LAP_BITS); }
+
+static inline int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+static inline int64_t wall_ns(void)
+{   /* Kafka's CreateTime is epoch time; never used for timeouts */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static long futex_wait(uint32_t *addr, uint32_t val, int64_t timeout_ns)
+{
+    struct timespec ts, *tp = NULL;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = timeout_ns / 1000000000LL;
+        ts.tv_nsec = timeout_ns % 1000000000LL;
+        tp = &ts;
+    }
+    /* shared futex (no FUTEX_PRIVATE_FLAG): waiters live in other processes */
+    return syscall(SYS_futex, addr, FUTEX_WAIT, val, tp, NULL, 0);
+}
+static void futex_wake_all(uint32_t *addr)
+{
+    syscall(SYS_futex, addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+static inline void crash_at(log_view *v, int point)
+{
+    if (__builtin_expect(v->crash_point == point, 0) && --v->crash_countdown == 0)
+        kill(getpid(), SIGKILL);
+}
+
+/* 4-lane multiply-rotate hash (not cryptographic): detects torn or
+ * corrupted records at memory speed. */
+static inline uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+static uint64_t hash_bytes(const uint8_t *p, uint64_t n, uint64_t seed)
+{
+    const uint64_t P1 = 0x9E3779B185EBCA87ULL, P2 = 0xC2B2AE3D27D4EB4FULL;
+    uint64_t a = seed ^ P1, b = seed + P2, c = rotl(seed, 17) ^ n, d = ~seed;
+    while (n >= 32) {
+        uint64_t w[4];
+        memcpy(w, p, 32);
+        a = rotl(a ^ (w[0] * P2), 31) * P1;
+        b = rotl(b ^ (w[1] * P2), 31) * P1;
+        c = rotl(c ^ (w[2] * P2), 31) * P1;
+        d = rotl(d ^ (w[3] * P2), 31) * P1;
+        p += 32;
+        n -= 32;
+    }
+    uint64_t h = rotl(a, 1) + rotl(b, 7) + rotl(c, 12) + rotl(d, 18);
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = rotl(h ^ (w * P2), 27) * P1 + 0x85EBCA77C2B2AE63ULL;
+        p += 8;
+        n -= 8;
+    }
+    while (n--) h = rotl(h ^ (*p++ * P1), 11) * P2;
+    h ^= h >> 33;
+    h *= P2;
+    h ^= h >> 29;
+    return h;
+}
+static inline uint32_t record_checksum(uint64_t offset, int64_t ts, uint32_t flags,
+                                       const uint8_t *k, uint64_t kl, const uint8_t *hd, uint64_t hl,
+                                       const uint8_t *val, uint64_t vl)
+{
+    uint64_t s = offset * 0x9E3779B97F4A7C15ULL ^ (uint64_t)ts ^ ((uint64_t)flags << 56);
+    s = hash_bytes(k, kl, s ^ (kl << 32));
+    s = hash_bytes(hd, hl, s ^ (hl << 16));
+    s = hash_bytes(val, vl, s ^ vl);
+    return (uint32_t)(s ^ (s >> 32));
+}
+
+static uint32_t layout_hash(void)
+{
+    const uint64_t parts[] = {
+        LOG_VERSION, sizeof(struct log_header), sizeof(struct log_slot), sizeof(struct log_rec_header),
+        offsetof(struct log_header, claim), offsetof(struct log_header, futex_seq),
+        offsetof(struct log_header, floor), offsetof(struct log_header, tombstones),
+        offsetof(struct log_slot, pos), offsetof(struct log_slot, checksum), LAP_BITS, OWNER_BITS,
+    };
+    uint64_t h = hash_bytes((const uint8_t *)parts, sizeof parts, 0x5348424b);
+    return (uint32_t)(h ^ (h >> 32));
+}
+static uint64_t geometry_hash(const struct log_header *h)
+{
+    return hash_bytes((const uint8_t *)&h->segment_size,
+                      offsetof(struct log_header, geometry_check) - offsetof(struct log_header, segment_size),
+                      LOG_MAGIC);
+}
+
+/* copy into / out of the data ring at absolute byte position pos */
+static inline void ring_put(log_view *v, uint64_t pos, const void *src, uint64_t n)
+{
+    uint64_t at = pos & v->dmask, first = v->d - at;
+    if (n <= first) memcpy(v->data + at, src, n);
+    else {
+        memcpy(v->data + at, src, first);
+        memcpy(v->data, (const uint8_t *)src + first, n - first);
+    }
+}
+static inline void ring_get(const log_view *v, uint64_t pos, void *dst, uint64_t n)
+{
+    uint64_t at = pos & v->dmask, first = v->d - at;
+    if (n <= first) memcpy(dst, v->data + at, n);
+    else {
+        memcpy(dst, v->data + at, first);
+        memcpy((uint8_t *)dst + first, v->data, n - first);
+    }
+}
+
+static inline uint64_t claim_offset(const log_view *v)
+{   /* acquire: pairs with the producers' claim CAS (full barrier) */
+    return atom_load_acquire64(&v->h->claim.lo);
+}
+static inline uint64_t claim_bytes(const log_view *v)
+{   /* acquire: pairs with the producers' claim CAS (full barrier) */
+    return atom_load_acquire64(&v->h->claim.hi);
+}
+
+/* ---- creation and attach ---------------------------------------------- */
+const char *log_build_id(void) { return SHMLOG_BUILD_ID; }
+
+static uint64_t data_offset_for(uint64_t n) { return (LOG_HEADER_SIZE + n * LOG_SLOT_SIZE + 4095) & ~4095ULL; }
+
+uint64_t log_segment_size(uint64_t slot_count, uint64_t data_capacity)
+{
+    if (!is_pow2(slot_count) || slot_count < MIN_SLOTS || slot_count > MAX_SLOTS) return 0;
+    if (!is_pow2(data_capacity) || data_capacity < MIN_DATA || data_capacity > MAX_DATA) return 0;
+    return data_offset_for(slot_count) + data_capacity;
+}
+
+int log_format(void *base, uint64_t size, uint64_t slot_count, uint64_t data_capacity,
+               uint64_t max_record, int overflow, uint64_t start_offset, uint32_t creator_pid)
+{
+    uint64_t need = log_segment_size(slot_count, data_capacity);
+    if (!need || !base) return LOG_E_BAD_ARG;
+    if (size < need) return LOG_E_BAD_SIZE;
+    if (max_record > MAX_RECORD_LIMIT || align8(LOG_RECORD_OVERHEAD + max_record) > data_capacity)
+        return LOG_E_TOO_LARGE;
+    if (overflow != LOG_OVERWRITE && overflow != LOG_BLOCK) return LOG_E_BAD_ARG;
+    if (start_offset > (1ULL << 62)) return LOG_E_BAD_ARG;
+    struct log_header *h = base;
+    memset(h, 0, LOG_HEADER_SIZE);
+    h->version = LOG_VERSION;
+    h->layout_hash = layout_hash();
+    h->segment_size = need;
+    h->slot_count = slot_count;
+    h->data_capacity = data_capacity;
+    h->index_offset = LOG_HEADER_SIZE;
+    h->data_offset = data_offset_for(slot_count);
+    h->start_offset = start_offset;
+    h->max_record = max_record;
+    h->overflow = (uint32_t)overflow;
+    h->creator_pid = creator_pid;
+    h->geometry_check = geometry_hash(h);
+    h->claim.lo = start_offset;
+    h->claim.hi = 0;
+    h->floor = start_offset;
+    h->floor_bytes = 0;
+    struct log_slot *slots = (struct log_slot *)((uint8_t *)base + LOG_HEADER_SIZE);
+    uint64_t shift = __builtin_ctzll(slot_count), mask = slot_count - 1;
+    for (uint64_t i = 0; i < slot_count; i++) {
+        /* the first offset at or after the start that maps to slot i */
+        uint64_t o = start_offset + ((i - start_offset) & mask);
+        memset(&slots[i], 0, sizeof slots[i]);
+        slots[i].tag = mk_tag((lap_field(o, shift) - 1) & LAP_MASK, 0, ST_EMPTY); /* previous lap, finished */
+    }
+    /* release: the magic is written last; pairs with log_attach's acquire load */
+    atom_store_release64(&h->magic, LOG_MAGIC);
+    return LOG_OK;
+}
+
+log_view *log_view_new(void) { return calloc(1, sizeof(log_view)); }
+void log_view_free(log_view *v) { free(v); }
+void log_view_set_pid(log_view *v, uint32_t pid) { v->pid = pid; }
+void log_set_crash_point(log_view *v, int point, uint64_t countdown)
+{
+    v->crash_point = point;
+    v->crash_countdown = countdown ? countdown : 1;
+}
+uint64_t log_max_record(log_view *v) { return v->max_record; }
+
+int log_attach(log_view *v, void *base, uint64_t size, uint32_t pid)
+{
+    if (!v || !base) return LOG_E_BAD_ARG;
+    memset(v, 0, sizeof *v);
+    if (size < LOG_HEADER_SIZE) return LOG_E_BAD_SIZE;
+    struct log_header *h = base;
+    /* acquire: pairs with log_format's release store of the magic */
+    if (atom_load_acquire64(&h->magic) != LOG_MAGIC) return LOG_E_BAD_MAGIC;
+    if (h->version != LOG_VERSION) return LOG_E_BAD_VERSION;
+    if (h->layout_hash != layout_hash()) return LOG_E_BAD_LAYOUT;
+    if (h->geometry_check != geometry_hash(h)) return LOG_E_BAD_LAYOUT;
+    uint64_t n = h->slot_count, d = h->data_capacity, need = log_segment_size(n, d);
+    if (!need || h->segment_size != need || h->index_offset != LOG_HEADER_SIZE ||
+        h->data_offset != data_offset_for(n))
+        return LOG_E_BAD_LAYOUT;
+    if (size < need) return LOG_E_BAD_SIZE;
+    if (h->max_record > MAX_RECORD_LIMIT || align8(LOG_RECORD_OVERHEAD + h->max_record) > d)
+        return LOG_E_BAD_LAYOUT;
+    if (h->overflow != LOG_OVERWRITE && h->overflow != LOG_BLOCK) return LOG_E_BAD_LAYOUT;
+    if (h->start_offset > (1ULL << 62)) return LOG_E_BAD_LAYOUT;
+    v->h = h;
+    v->slots = (struct log_slot *)((uint8_t *)base + LOG_HEADER_SIZE);
+    v->data = (uint8_t *)base + h->data_offset;
+    v->size = size;
+    v->n = n;
+    v->mask = n - 1;
+    v->shift = (uint64_t)__builtin_ctzll(n);
+    v->d = d;
+    v->dmask = d - 1;
+    v->start = h->start_offset;
+    v->max_record = h->max_record;
+    v->max_rec_len = align8(LOG_RECORD_OVERHEAD + h->max_record);
+    v->overflow = h->overflow;
+    v->pid = pid;
+    return LOG_OK;
+}
+
+/* ---- waking ------------------------------------------------------------ */
+static void wake_readers(log_view *v, int force)
+{
+    /* seq_cst fence: pairs with the reader's seq_cst waiters increment in
+     * log_wait - either it sees our COMMITTED or we see its count */
+    atom_fence_seqcst();
+    if (force || atom_load_seqcst32(&v->h->waiters)) {
+        atom_fetch_add32(&v->h->futex_seq, 1); /* pairs with log_wait's futex value check */
+        atom_fetch_add_relaxed64(&v->h->wakeups, 1);
+        futex_wake_all(&v->h->futex_seq);
+    }
+}
+
+/* ---- append ------------------------------------------------------------ */
+/* Block mode: would {o, bytes} -> {o + cnt, bytes + len} overwrite a record
+ * some group has not committed past? */
+static inline int blocked(log_view *v, atom_pair cur, uint64_t cnt, uint64_t len)
+{
+    /* acquire: pairs with log_set_floor's release stores */
+    uint64_t fl = atom_load_acquire64(&v->h->floor);
+    uint64_t fb = atom_load_acquire64(&v->h->floor_bytes);
+    return cur.lo + cnt > fl + v->n || cur.hi + len > fb + v->d;
+}
+
+static int wait_floor(log_view *v, atom_pair cur, uint64_t cnt, uint64_t len, int64_t deadline)
+{
+    struct log_header *h = v->h;
+    atom_fetch_add_relaxed64(&h->block_waits, 1);
+    for (int spins = 0;; spins++) {
+        if (!blocked(v, cur, cnt, len)) return LOG_OK;
+        int64_t left = deadline < 0 ? -1 : deadline - now_ns();
+        if (deadline >= 0 && left <= 0) return LOG_E_TIMEOUT;
+        if (spins < 200) { cpu_relax(); continue; }
+        atom_fetch_add32(&h->floor_waiters, 1); /* seq_cst: pairs with log_set_floor's fence */
+        uint32_t seq = atom_load_seqcst32(&h->floor_seq);
+        if (blocked(v, cur, cnt, len)) {
+            int64_t chunk = 20000000; /* 20 ms: re-check even if a wake is lost to a dead setter */
+            futex_wait(&h->floor_seq, seq, left >= 0 && left < chunk ? left : chunk);
+        }
+        atom_fetch_sub32(&h->floor_waiters, 1);
+        /* re-read the claim: another producer may have moved it */
+        cur.lo = atom_load_relaxed64(&h->claim.lo);
+        cur.hi = atom_load_relaxed64(&h->claim.hi);
+    }
+}
+
+/* Claim cnt offsets and len bytes.  Returns LOG_OK with *o, *pos set. */
+static int claim(log_view *v, uint64_t cnt, uint64_t len, int64_t timeout_ns, uint64_t *o, uint64_t *pos)
+{
+    struct log_header *h = v->h;
+    atom_pair cur = { atom_load_relaxed64(&h->claim.lo), atom_load_relaxed64(&h->claim.hi) };
+    int64_t deadline = -1;
+    for (;;) {
+        if (v->overflow == LOG_BLOCK && blocked(v, cur, cnt, len)) {
+            if (deadline == -1 && timeout_ns >= 0) deadline = now_ns() + timeout_ns;
+            int rc = wait_floor(v, cur, cnt, len, timeout_ns < 0 ? -1 : deadline);
+            if (rc != LOG_OK) return rc;
+            cur.lo = atom_load_relaxed64(&h->claim.lo);
+            cur.hi = atom_load_relaxed64(&h->claim.hi);
+            continue;
+        }
+        atom_pair next = { cur.lo + cnt, cur.hi + len };
+        /* full barrier CAS: pairs with other producers' claim CAS and with
+         * the readers' acquire loads of claim.hi after their copy */
+        if (atom_cas128(&h->claim, &cur, next)) break;
+    }
+    *o = cur.lo;
+    *pos = cur.hi;
+    return LOG_OK;
+}
+
+static int pid_dead(uint32_t pid)
+{
+    return pid && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+/* Wait until slot(o)'s previous lap is finished and CAS it to CLAIMED by us.
+ * Returns 1 on success, 0 if the offset was taken from us (repaired as an
+ * unclaimed offset, or lapped): the caller claims again. */
+static int take_slot(log_view *v, uint64_t o)
+{
+    struct log_slot *s = &v->slots[o & v->mask];
+    uint64_t want = lap_of(v, o);
+    for (uint64_t spins = 0;; spins++) {
+        /* acquire: pairs with the previous owner's release-store of COMMITTED */
+        uint64_t t = atom_load_acquire64(&s->tag);
+        int64_t dl = lap_diff(tag_lap(t), want);
+        if (dl >= 0) return 0; /* our lap already tombstoned, or lapped */
+        if (dl == -1 && tag_state(t) != ST_CLAIMED) {
+            if (atom_cas64(&s->tag, &t, mk_tag(want, v->pid, ST_CLAIMED))) /* pairs with readers' tag re-check */
+                return 1;
+            continue;
+        }
+        if (dl == -1 && (spins & 1023) == 1023 && pid_dead((uint32_t)tag_owner(t))) {
+            /* the previous lap's owner died mid-append: repair it here */
+            uint64_t exp = t;
+            if (atom_cas64(&s->tag, &exp, mk_tag(tag_lap(t), tag_owner(t), ST_TOMBSTONE))) { /* pairs with readers' acquire */
+                atom_fetch_add_relaxed64(&v->h->tombstones, 1);
+                atom_fetch_add_relaxed64(&v->h->repairs, 1);
+            }
+            continue;
+        }
+        if (spins < 2000) cpu_relax();
+        else {
+            struct timespec ts = { 0, 50000 };
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+/* fill the slot and the data ring for offset o, already CLAIMED by us */
+static void write_record(log_view *v, uint64_t o, uint64_t pos, uint64_t rl, const char *val, int64_t vl,
+                         const char *key, int64_t kl, const char *hd, uint64_t hl, int64_t ts)
+{
+    struct log_slot *s = &v->slots[o & v->mask];
+    uint32_t flags = (kl < 0 ? LOG_FLAG_KEY_NULL : 0) | (vl < 0 ? LOG_FLAG_VALUE_NULL : 0);
+    uint64_t k = kl < 0 ? 0 : (uint64_t)kl, vv = vl < 0 ? 0 : (uint64_t)vl;
+    s->pos = pos;
+    s->owner_pid = v->pid;
+    crash_at(v, LOG_CP_AFTER_RESERVE);
+    uint32_t sum = record_checksum(o, ts, flags, (const uint8_t *)key, k, (const uint8_t *)hd, hl,
+                                   (const uint8_t *)val, vv);
+    struct log_rec_header rh = { o, (uint32_t)rl, sum };
+    ring_put(v, pos, &rh, sizeof rh);
+    uint64_t at = pos + sizeof rh;
+    if (k) ring_put(v, at, key, k);
+    at += k;
+    if (hl) ring_put(v, at, hd, hl);
+    at += hl;
+    if (__builtin_expect(v->crash_point == LOG_CP_MID_COPY, 0)) {
+        ring_put(v, at, val, vv / 2);
+        crash_at(v, LOG_CP_MID_COPY);
+    }
+    if (vv) ring_put(v, at, val, vv);
+    s->offset = o;
+    s->timestamp_ns = ts;
+    s->rec_len = (uint32_t)rl;
+    s->key_len = (uint32_t)k;
+    s->hdr_len = (uint32_t)hl;
+    s->val_len = (uint32_t)vv;
+    s->flags = flags;
+    s->checksum = sum;
+    crash_at(v, LOG_CP_BEFORE_COMMIT);
+    /* release: record bytes and slot fields before COMMITTED; pairs with
+     * log_read's acquire load of the tag */
+    atom_store_release64(&s->tag, mk_tag(lap_of(v, o), v->pid, ST_COMMITTED));
+}
+
+int64_t log_append(log_view *v, const char *val, int64_t val_len, const char *key, int64_t key_len,
+                   const char *hdrs, uint64_t hdr_len, int64_t timestamp_ns, int64_t timeout_ns)
+{
+    if (!v || !v->h) return LOG_E_BAD_ARG;
+    uint64_t k = key_len < 0 ? 0 : (uint64_t)key_len, vv = val_len < 0 ? 0 : (uint64_t)val_len;
+    if ((k && !key) || (vv && !val) || (hdr_len && !hdrs)) return LOG_E_BAD_ARG;
+    if (k > v->max_record || vv > v->max_record || hdr_len > v->max_record || k + vv + hdr_len > v->max_record)
+        return LOG_E_TOO_LARGE;
+    uint64_t rl = align8(LOG_RECORD_OVERHEAD + k + vv + hdr_len);
+    int64_t ts = timestamp_ns ? timestamp_ns : wall_ns();
+    uint64_t o, pos;
+    for (;;) {
+        int rc = claim(v, 1, rl, timeout_ns, &o, &pos);
+        if (rc != LOG_OK) return rc;
+        crash_at(v, LOG_CP_AFTER_CLAIM);
+        if (take_slot(v, o)) break;
+        atom_fetch_add_relaxed64(&v->h->retries, 1);
+    }
+    crash_at(v, LOG_CP_AFTER_SLOT_CAS);
+    write_record(v, o, pos, rl, val, val_len, key, key_len, hdrs, hdr_len, ts);
+    crash_at(v, LOG_CP_BEFORE_WAKE);
+    wake_readers(v, 0);
+    return (int64_t)o;
+}
+
+int64_t log_append_batch(log_view *v, const char *data, const uint32_t *lens, uint64_t fixed_len,
+                         uint64_t n, int64_t timestamp_ns, int64_t timeout_ns)
+{
+    if (!v || !v->h || (!data && n)) return LOG_E_BAD_ARG;
+    if (n == 0) return LOG_E_BAD_ARG;
+    if (n > v->n) return LOG_E_TOO_LARGE;
+    uint64_t total = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t l = lens ? lens[i] : fixed_len;
+        if (l > v->max_record) return LOG_E_TOO_LARGE;
+        total += align8(LOG_RECORD_OVERHEAD + l);
+    }
+    if (total > v->d) return LOG_E_TOO_LARGE;
+    int64_t ts = timestamp_ns ? timestamp_ns : wall_ns();
+    uint64_t o, pos;
+    int rc = claim(v, n, total, timeout_ns, &o, &pos);
+    if (rc != LOG_OK) return rc;
+    crash_at(v, LOG_CP_AFTER_CLAIM);
+    uint64_t first = o;
+    const char *p = data;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t l = lens ? lens[i] : fixed_len;
+        uint64_t rl = align8(LOG_RECORD_OVERHEAD + l);
+        if (!take_slot(v, o + i)) {
+            /* a repair took this offset (we were stalled past its grace):
+             * give back the rest of our claim as tombstones, then append the
+             * remaining records one by one; nothing is lost */
+            atom_fetch_add_relaxed64(&v->h->retries, 1);
+            for (uint64_t j = i + 1; j < n; j++) {
+                if (!take_slot(v, o + j)) continue;
+                uint64_t t = mk_tag(lap_of(v, o + j), v->pid, ST_CLAIMED);
+                /* CAS from our own claim: pairs with readers' acquire of the tag */
+                if (atom_cas64(&v->slots[(o + j) & v->mask].tag, &t, mk_tag(lap_of(v, o + j), v->pid, ST_TOMBSTONE)))
+                    atom_fetch_add_relaxed64(&v->h->tombstones, 1);
+            }
+            for (uint64_t j = i; j < n; j++) {
+                uint64_t lj = lens ? lens[j] : fixed_len;
+                int64_t r = log_append(v, p, (int64_t)lj, NULL, -1, NULL, 0, ts, timeout_ns);
+                if (r < 0) return r;
+                p += lj;
+            }
+            break;
+        }
+        crash_at(v, LOG_CP_AFTER_SLOT_CAS);
+        write_record(v, o + i, pos, rl, p, (int64_t)l, NULL, -1, NULL, 0, ts);
+        pos += rl;
+        p += l;
+    }
+    crash_at(v, LOG_CP_BEFORE_WAKE);
+    wake_readers(v, 0);
+    return (int64_t)first;
+}
+
+/* ---- read ---------------------------------------------------------------- */
+/* Read offset o into buf (key, headers, value back to back). */
+static int read_one(log_view *v, uint64_t o, log_rec *rec, uint8_t *buf, uint64_t cap)
+{
+    if (o < v->start) return LOG_LAPPED;
+    struct log_slot *s = &v->slots[o & v->mask];
+    uint64_t want = lap_of(v, o);
+    /* acquire: pairs with write_record's release-store of COMMITTED */
+    uint64_t t = atom_load_acquire64(&s->tag);
+    int64_t dl = lap_diff(tag_lap(t), want);
+    if (dl < 0) return LOG_NOT_YET;
+    if (dl > 0) return LOG_LAPPED;
+    switch (tag_state(t)) {
+    case ST_CLAIMED: return LOG_NOT_YET;
+    case ST_TOMBSTONE: return LOG_TOMBSTONE;
+    case ST_EMPTY: return LOG_LAPPED; /* only below the start */
+    default: break;
+    }
+    uint64_t pos = s->pos, so = s->offset;
+    uint64_t rl = s->rec_len, kl = s->key_len, hl = s->hdr_len, vl = s->val_len;
+    uint32_t flags = s->flags, sum = s->checksum;
+    int64_t ts = s->timestamp_ns;
+    /* bounds: nothing from the slot is trusted */
+    uint64_t payload = kl + hl + vl; /* each < 2^32: no overflow */
+    if (so != o || rl < LOG_RECORD_OVERHEAD || rl > v->max_rec_len || payload > v->max_record ||
+        align8(LOG_RECORD_OVERHEAD + payload) != rl) {
+        if (atom_load_acquire64(&s->tag) != t || claim_bytes(v) - pos > v->d) return LOG_LAPPED;
+        return LOG_CORRUPT_RECORD;
+    }
+    if (payload > cap) return LOG_E_BUFFER;
+    struct log_rec_header rh;
+    ring_get(v, pos, &rh, sizeof rh);
+    ring_get(v, pos + sizeof rh, buf, payload);
+    /* acquire fence: orders the copies above before the re-checks below;
+     * pairs with the next writer's claim CAS / slot CAS (full barriers) */
+    atom_fence_acquire();
+    if (atom_load_relaxed64(&s->tag) != t) return LOG_LAPPED;
+    if (atom_load_relaxed64(&v->h->claim.hi) - pos > v->d) return LOG_LAPPED;
+    if (rh.offset != o || rh.rec_len != rl || rh.checksum != sum ||
+        record_checksum(o, ts, flags, buf, kl, buf + kl, hl, buf + kl + hl, vl) != sum)
+        return LOG_CORRUPT_RECORD;
+    rec->offset = o;
+    rec->timestamp_ns = ts;
+    rec->key_len = (uint32_t)kl;
+    rec->hdr_len = (uint32_t)hl;
+    rec->val_len = (uint32_t)vl;
+    rec->flags = flags & (LOG_FLAG_KEY_NULL | LOG_FLAG_VALUE_NULL);
+    return LOG_OK;
+}
+
+static void count_read(log_view *v, int rc)
+{
+    if (rc == LOG_LAPPED) atom_fetch_add_relaxed64(&v->h->laps_seen, 1);
+    else if (rc == LOG_CORRUPT_RECORD) atom_fetch_add_relaxed64(&v->h->corrupt_skips, 1);
+}
+
+int log_read(log_view *v, uint64_t offset, log_rec *rec, char *buf, uint64_t cap)
+{
+    if (!v || !v->h || !rec || (!buf && cap)) return LOG_E_BAD_ARG;
+    int rc = read_one(v, offset, rec, (uint8_t *)buf, cap);
+    rec->buf_pos = 0;
+    if (rc != LOG_OK) rec->offset = offset;
+    count_read(v, rc);
+    return rc;
+}
+
+int log_read_batch(log_view *v, uint64_t offset, uint64_t max_records, log_rec *recs,
+                   char *buf, uint64_t cap, log_batch *out)
+{
+    if (!v || !v->h || !recs || !out || (!buf && cap)) return LOG_E_BAD_ARG;
+    memset(out, 0, sizeof *out);
+    uint64_t used = 0, o = offset;
+    int stop = LOG_OK;
+    while (out->count < max_records) {
+        log_rec *r = &recs[out->count];
+        int rc = read_one(v, o, r, (uint8_t *)buf + used, cap - used);
+        count_read(v, rc);
+        if (rc == LOG_OK) {
+            r->buf_pos = used;
+            used += (uint64_t)r->key_len + r->hdr_len + r->val_len;
+            out->count++;
+            o++;
+        } else if (rc == LOG_TOMBSTONE) { out->tombstones++; o++; }
+        else if (rc == LOG_CORRUPT_RECORD) { out->corrupt++; o++; }
+        else if (rc == LOG_E_BUFFER) {
+            if (out->count == 0) return LOG_E_BUFFER;
+            break; /* the next call starts with an empty buffer */
+        } else { stop = rc; break; }
+    }
+    out->next_offset = o;
+    out->stop = stop;
+    return LOG_OK;
+}
+
+int log_read_batch_rows(log_view *v, uint64_t offset, uint64_t max_records, char *rows,
+                        uint64_t row_len, uint32_t *lens, uint64_t *offsets, log_batch *out)
+{
+    if (!v || !v->h || !rows || !lens || !offsets || !out) return LOG_E_BAD_ARG;
+    memset(out, 0, sizeof *out);
+    uint64_t o = offset, cap = v->max_record;
+    uint8_t *tmp = NULL;
+    int stop = LOG_OK;
+    while (out->count < max_records) {
+        log_rec r;
+        uint8_t *row = (uint8_t *)rows + out->count * row_len;
+        /* read straight into the row when the whole payload fits */
+        int rc = read_one(v, o, &r, row, row_len);
+        if (rc == LOG_E_BUFFER) {
+            if (!tmp && !(tmp = malloc(cap ? cap : 1))) return LOG_E_BAD_ARG;
+            rc = read_one(v, o, &r, tmp, cap);
+            if (rc == LOG_OK) {
+                if (r.val_len > row_len) { stop = LOG_E_BUFFER; break; }
+                memmove(row, tmp + r.key_len + r.hdr_len, r.val_len);
+            }
+        } else if (rc == LOG_OK && (r.key_len || r.hdr_len)) {
+            memmove(row, row + r.key_len + r.hdr_len, r.val_len);
+        }
+        count_read(v, rc);
+        if (rc == LOG_OK) {
+            lens[out->count] = r.val_len;
+            offsets[out->count] = o;
+            out->count++;
+            o++;
+        } else if (rc == LOG_TOMBSTONE) { out->tombstones++; o++; }
+        else if (rc == LOG_CORRUPT_RECORD) { out->corrupt++; o++; }
+        else { stop = rc; break; }
+    }
+    free(tmp);
+    out->next_offset = o;
+    out->stop = stop;
+    if (stop == LOG_E_BUFFER && out->count == 0) return LOG_E_BUFFER;
+    if (stop == LOG_E_BUFFER) out->stop = LOG_OK;
+    return LOG_OK;
+}
+
+/* ---- wait ---------------------------------------------------------------- */
+static inline int readable(log_view *v, uint64_t o)
+{
+    if (o < v->start) return 1;
+    /* acquire: pairs with write_record's release-store / repair CAS */
+    uint64_t t = atom_load_acquire64(&v->slots[o & v->mask].tag);
+    int64_t dl = lap_diff(tag_lap(t), lap_of(v, o));
+    return dl > 0 || (dl == 0 && tag_state(t) != ST_CLAIMED);
+}
+
+int log_wait(log_view *v, uint64_t offset, int64_t timeout_ns, int mode, int64_t spin_ns)
+{
+    if (!v || !v->h) return LOG_E_BAD_ARG;
+    if (readable(v, offset)) return LOG_OK;
+    int64_t start = now_ns(), deadline = timeout_ns < 0 ? -1 : start + timeout_ns;
+    if (mode == LOG_WAIT_SPIN) spin_ns = timeout_ns < 0 ? INT64_MAX : timeout_ns;
+    else if (mode == LOG_WAIT_SLEEP) spin_ns = 0;
+    else if (spin_ns < 0) spin_ns = 50000;
+    for (uint32_t i = 1;; i++) {
+        if (readable(v, offset)) return LOG_OK;
+        cpu_relax();
+        if ((i & 63) == 0) {
+            int64_t t = now_ns();
+            if (deadline >= 0 && t >= deadline) return LOG_NOT_YET;
+            if (t - start >= spin_ns) break;
+        }
+    }
+    struct log_header *h = v->h;
+    for (;;) {
+        int64_t left = deadline < 0 ? -1 : deadline - now_ns();
+        if (deadline >= 0 && left <= 0) return readable(v, offset) ? LOG_OK : LOG_NOT_YET;
+        atom_fetch_add32(&h->waiters, 1); /* seq_cst: pairs with wake_readers' fence */
+        uint32_t seq = atom_load_seqcst32(&h->futex_seq);
+        int ready = readable(v, offset);
+        if (!ready) {
+            /* bounded chunks: a wake lost to a producer killed between commit
+             * and wake costs at most one chunk, and callers stay interruptible */
+            int64_t chunk = 100000000;
+            futex_wait(&h->futex_seq, seq, left >= 0 && left < chunk ? left : chunk);
+        }
+        atom_fetch_sub32(&h->waiters, 1);
+        if (ready || readable(v, offset)) return LOG_OK;
+        if (timeout_ns < 0) continue;
+    }
+}
+
+/* ---- watermarks and stats ------------------------------------------------ */
+/* Has offset o been overwritten (index or data ring)?  Monotone in o because
+ * byte positions grow with offsets. */
+static int overwritten(log_view *v, uint64_t o, uint64_t bytes)
+{
+    struct log_slot *s = &v->slots[o & v->mask];
+    uint64_t t = atom_load_acquire64(&s->tag); /* pairs with write_record's release */
+    int64_t dl = lap_diff(tag_lap(t), lap_of(v, o));
+    if (dl > 0) return 1;
+    if (dl == 0 && tag_state(t) == ST_COMMITTED) {
+        uint64_t pos = s->pos;
+        return bytes - pos > v->d;
+    }
+    return 0;
+}
+
+int log_watermarks(log_view *v, uint64_t *low, uint64_t *high)
+{
+    if (!v || !v->h || !low || !high) return LOG_E_BAD_ARG;
+    uint64_t hi = claim_offset(v), bytes = claim_bytes(v);
+    uint64_t lo = v->start;
+    if (hi > v->start + v->n && hi - v->n > lo) lo = hi - v->n;
+    if (hi < lo) hi = lo; /* a corrupted claim word cannot make low > high */
+    /* binary search for the first offset not overwritten */
+    uint64_t a = lo, b = hi;
+    while (a < b) {
+        uint64_t m = a + (b - a) / 2;
+        if (overwritten(v, m, bytes)) a = m + 1;
+        else b = m;
+    }
+    *low = a;
+    *high = hi;
+    return LOG_OK;
+}
+
+int log_get_stats(log_view *v, log_stats *out)
+{
+    if (!v || !v->h || !out) return LOG_E_BAD_ARG;
+    struct log_header *h = v->h;
+    memset(out, 0, sizeof *out);
+    log_watermarks(v, &out->low, &out->high);
+    out->start_offset = v->start;
+    out->floor = atom_load_acquire64(&h->floor);
+    out->floor_bytes = atom_load_acquire64(&h->floor_bytes);
+    out->bytes_claimed = claim_bytes(v);
+    out->slot_count = v->n;
+    out->data_capacity = v->d;
+    out->max_record = v->max_record;
+    out->overflow = v->overflow;
+    out->laps_seen = atom_load_relaxed64(&h->laps_seen);
+    out->tombstones = atom_load_relaxed64(&h->tombstones);
+    out->corrupt_skips = atom_load_relaxed64(&h->corrupt_skips);
+    out->repairs = atom_load_relaxed64(&h->repairs);
+    out->wakeups = atom_load_relaxed64(&h->wakeups);
+    out->retries = atom_load_relaxed64(&h->retries);
+    out->block_waits = atom_load_relaxed64(&h->block_waits);
+    out->waiters = atom_load_acquire32(&h->waiters);
+    return LOG_OK;
+}
+
+/* ---- retention floor (block mode) --------------------------------------- */
+int log_set_floor(log_view *v, uint64_t floor)
+{
+    if (!v || !v->h) return LOG_E_BAD_ARG;
+    struct log_header *h = v->h;
+    uint64_t hi = claim_offset(v);
+    if (floor > hi) return LOG_E_OFFSET;
+    uint64_t cur = atom_load_acquire64(&h->floor);
+    if (floor <= cur) return LOG_OK; /* only moves forward */
+    /* byte floor: the end of the last committed record below the floor; a
+     * lower bound of the floor record's start, so never too generous */
+    uint64_t fb = atom_load_acquire64(&h->floor_bytes);
+    uint64_t stop = floor > cur + v->n ? floor - v->n : cur;
+    for (uint64_t o = floor; o > stop && o > v->start; o--) {
+        struct log_slot *s = &v->slots[(o - 1) & v->mask];
+        uint64_t t = atom_load_acquire64(&s->tag); /* pairs with write_record's release */
+        if (lap_diff(tag_lap(t), lap_of(v, o - 1)) == 0 && tag_state(t) == ST_COMMITTED) {
+            uint64_t end = s->pos + s->rec_len;
+            if (atom_load_acquire64(&s->tag) == t && end > fb && end <= claim_bytes(v)) fb = end;
+            break;
+        }
+    }
+    /* release: pairs with blocked()'s acquire loads in producers */
+    atom_store_release64(&h->floor_bytes, fb);
+    atom_store_release64(&h->floor, floor);
+    atom_fence_seqcst(); /* pairs with wait_floor's seq_cst waiter increment */
+    if (atom_load_seqcst32(&h->floor_waiters)) {
+        atom_fetch_add32(&h->floor_seq, 1); /* pairs with wait_floor's futex value */
+        futex_wake_all(&h->floor_seq);
+    }
+    return LOG_OK;
+}
+
+uint64_t log_get_floor(log_view *v) { return atom_load_acquire64(&v->h->floor); }
+
+/* ---- repair ------------------------------------------------------------- */
+int64_t log_repair_dead(log_view *v, uint32_t pid)
+{
+    if (!v || !v->h || !pid) return LOG_E_BAD_ARG;
+    int64_t n = 0;
+    for (uint64_t i = 0; i < v->n; i++) {
+        struct log_slot *s = &v->slots[i];
+        uint64_t t = atom_load_acquire64(&s->tag); /* pairs with take_slot's CAS */
+        while (tag_state(t) == ST_CLAIMED && tag_owner(t) == (pid & OWNER_MASK)) {
+            /* CAS, same lap: pairs with readers' acquire of the tag */
+            if (atom_cas64(&s->tag, &t, mk_tag(tag_lap(t), tag_owner(t), ST_TOMBSTONE))) { n++; break; }
+        }
+    }
+    if (n) {
+        atom_fetch_add_relaxed64(&v->h->tombstones, (uint64_t)n);
+        atom_fetch_add_relaxed64(&v->h->repairs, 1);
+        wake_readers(v, 1);
+    }
+    return n;
+}
+
+static int unclaimed(log_view *v, uint64_t o, uint64_t *tag)
+{
+    uint64_t t = atom_load_acquire64(&v->slots[o & v->mask].tag); /* pairs with take_slot's CAS */
+    *tag = t;
+    return lap_diff(tag_lap(t), lap_of(v, o)) < 0;
+}
+
+int64_t log_scan_unclaimed(log_view *v, uint64_t *out, uint64_t max)
+{
+    if (!v || !v->h || (!out && max)) return LOG_E_BAD_ARG;
+    uint64_t hi = claim_offset(v), lo = v->start, t;
+    if (hi > lo + v->n) lo = hi - v->n;
+    int64_t n = 0;
+    for (uint64_t o = lo; o < hi && (uint64_t)n < max; o++)
+        if (unclaimed(v, o, &t)) out[n++] = o;
+    return n;
+}
+
+int log_tombstone_unclaimed(log_view *v, uint64_t offset)
+{
+    if (!v || !v->h) return LOG_E_BAD_ARG;
+    uint64_t hi = claim_offset(v);
+    if (offset >= hi || offset < v->start || hi - offset > v->n) return LOG_E_OFFSET;
+    uint64_t t;
+    while (unclaimed(v, offset, &t)) {
+        /* never take a slot from a live CLAIMED owner: its commit is a plain store */
+        if (tag_state(t) == ST_CLAIMED) return LOG_NOT_YET;
+        /* CAS forward to our lap: pairs with take_slot's CAS (which then fails
+         * and re-claims) and readers' acquire */
+        if (atom_cas64(&v->slots[offset & v->mask].tag, &t, mk_tag(lap_of(v, offset), 0, ST_TOMBSTONE))) {
+            atom_fetch_add_relaxed64(&v->h->tombstones, 1);
+            atom_fetch_add_relaxed64(&v->h->repairs, 1);
+            wake_readers(v, 1);
+            return LOG_OK;
+        }
+    }
+    return LOG_NOT_YET;
+}

@@ -1,0 +1,112 @@
+/* shmlog.h - public C API of one partition log (a Kafka partition in shared
+ * memory).  This file is read verbatim by cffi's cdef (ext/build_shmlog.py),
+ * so it holds only declarations cffi can parse: no macros, no includes.
+ * Results are named status codes; >= 0 returns of int64_t calls are offsets
+ * or counts. */
+
+typedef enum {
+    /* read outcomes (>= 0) */
+    LOG_OK = 0,
+    LOG_NOT_YET = 1,         /* offset not written yet (or its producer is still copying) */
+    LOG_LAPPED = 2,          /* overwritten or below the start: ask log_watermarks */
+    LOG_TOMBSTONE = 3,       /* a dead producer's claim, repaired: skip it */
+    LOG_CORRUPT_RECORD = 4,  /* slot or record failed validation: counted, skip it */
+    /* errors (< 0) */
+    LOG_E_TOO_LARGE = -1,    /* record over max_record (or batch over the ring) */
+    LOG_E_BAD_MAGIC = -2,
+    LOG_E_BAD_VERSION = -3,
+    LOG_E_BAD_LAYOUT = -4,   /* layout hash or geometry check mismatch */
+    LOG_E_BAD_SIZE = -5,     /* mapping smaller than the header says, or bad capacities */
+    LOG_E_BAD_ARG = -6,
+    LOG_E_BUFFER = -7,       /* caller's buffer too small for the record */
+    LOG_E_TIMEOUT = -8,      /* block mode: the floor did not move in time; nothing claimed */
+    LOG_E_OFFSET = -9        /* offset out of the range the call accepts */
+} log_status;
+
+typedef enum {
+    LOG_CP_NONE = 0,
+    LOG_CP_AFTER_CLAIM = 1,      /* offset and bytes claimed, slot untouched */
+    LOG_CP_AFTER_SLOT_CAS = 2,   /* slot CLAIMED by us, nothing else written */
+    LOG_CP_AFTER_RESERVE = 3,    /* byte reservation recorded in the slot */
+    LOG_CP_MID_COPY = 4,         /* half of the record copied */
+    LOG_CP_BEFORE_COMMIT = 5,    /* slot filled, tag still CLAIMED */
+    LOG_CP_BEFORE_WAKE = 6       /* COMMITTED, sleepers not yet woken */
+} log_crash_point;
+
+typedef enum { LOG_OVERWRITE = 0, LOG_BLOCK = 1 } log_overflow;
+typedef enum { LOG_WAIT_ADAPTIVE = 0, LOG_WAIT_SPIN = 1, LOG_WAIT_SLEEP = 2 } log_wait_mode;
+
+typedef struct log_view log_view;
+
+/* One delivered record: where its parts sit in the caller's buffer. */
+typedef struct {
+    uint64_t offset;
+    int64_t timestamp_ns;
+    uint64_t buf_pos;        /* key at buf_pos, then headers, then value */
+    uint32_t key_len;
+    uint32_t hdr_len;
+    uint32_t val_len;
+    uint32_t flags;          /* LOG_FLAG_* */
+} log_rec;
+
+typedef struct {
+    uint64_t count;          /* records delivered */
+    uint64_t next_offset;    /* where to read next */
+    uint64_t tombstones;     /* skipped tombstones */
+    uint64_t corrupt;        /* skipped corrupt records */
+    int32_t stop;            /* why the batch ended: LOG_OK (max/buffer), LOG_NOT_YET, LOG_LAPPED */
+    int32_t pad;
+} log_batch;
+
+typedef struct {
+    uint64_t start_offset, low, high, floor, floor_bytes, bytes_claimed;
+    uint64_t slot_count, data_capacity, max_record, overflow;
+    uint64_t laps_seen, tombstones, corrupt_skips, repairs;
+    uint64_t wakeups, retries, block_waits;
+    uint64_t waiters;
+} log_stats;
+
+/* layout constants, shared with Python (cffi reads them from here) */
+enum {
+    LOG_FLAG_KEY_NULL = 1,
+    LOG_FLAG_VALUE_NULL = 2,
+    LOG_HEADER_SIZE = 4096,
+    LOG_SLOT_SIZE = 64,
+    LOG_RECORD_OVERHEAD = 16
+};
+
+const char *log_build_id(void);
+uint64_t log_segment_size(uint64_t slot_count, uint64_t data_capacity);
+int log_format(void *base, uint64_t size, uint64_t slot_count, uint64_t data_capacity,
+               uint64_t max_record, int overflow, uint64_t start_offset, uint32_t creator_pid);
+
+log_view *log_view_new(void);
+void log_view_free(log_view *v);
+int log_attach(log_view *v, void *base, uint64_t size, uint32_t pid);
+void log_view_set_pid(log_view *v, uint32_t pid);
+void log_set_crash_point(log_view *v, int point, uint64_t countdown);
+uint64_t log_max_record(log_view *v);
+
+/* key_len / val_len of -1 mean null (Kafka's null key / null value). */
+int64_t log_append(log_view *v, const char *val, int64_t val_len, const char *key, int64_t key_len,
+                   const char *hdrs, uint64_t hdr_len, int64_t timestamp_ns, int64_t timeout_ns);
+/* lens == NULL: n records of fixed_len bytes each, back to back in data. */
+int64_t log_append_batch(log_view *v, const char *data, const uint32_t *lens, uint64_t fixed_len,
+                         uint64_t n, int64_t timestamp_ns, int64_t timeout_ns);
+
+int log_read(log_view *v, uint64_t offset, log_rec *rec, char *buf, uint64_t cap);
+int log_read_batch(log_view *v, uint64_t offset, uint64_t max_records, log_rec *recs,
+                   char *buf, uint64_t cap, log_batch *out);
+/* values only, one per row of a (max_records x row_len) uint8 array */
+int log_read_batch_rows(log_view *v, uint64_t offset, uint64_t max_records, char *rows,
+                        uint64_t row_len, uint32_t *lens, uint64_t *offsets, log_batch *out);
+int log_wait(log_view *v, uint64_t offset, int64_t timeout_ns, int mode, int64_t spin_ns);
+int log_watermarks(log_view *v, uint64_t *low, uint64_t *high);
+int log_get_stats(log_view *v, log_stats *out);
+
+int log_set_floor(log_view *v, uint64_t floor);
+uint64_t log_get_floor(log_view *v);
+
+int64_t log_repair_dead(log_view *v, uint32_t pid);
+int64_t log_scan_unclaimed(log_view *v, uint64_t *out, uint64_t max);
+int log_tombstone_unclaimed(log_view *v, uint64_t offset);

@@ -1,0 +1,545 @@
+"""The partition log's Python face: one Kafka partition in a shm segment.
+
+The C core (ext/shmlog.c) does every append, read, wait and repair in one
+call; this module validates arguments, owns the mapping, and turns C status
+codes into records, read statuses or exceptions (one funnel: ``_raise``).
+"""
+import os
+import struct
+import time
+import weakref
+
+from ._native import ffi, lib
+from .errors import CorruptSegmentError, MessageTooLargeError, OffsetOutOfRangeError, QueueFullError
+from .segment import Segment
+
+OVERWRITE, BLOCK = "overwrite", "block"
+_OVERFLOW = {OVERWRITE: lib.LOG_OVERWRITE, BLOCK: lib.LOG_BLOCK}
+WAIT_MODES = {"adaptive": lib.LOG_WAIT_ADAPTIVE, "spin": lib.LOG_WAIT_SPIN, "sleep": lib.LOG_WAIT_SLEEP}
+CRASH_POINTS = {
+    "after_claim": lib.LOG_CP_AFTER_CLAIM,
+    "after_slot_cas": lib.LOG_CP_AFTER_SLOT_CAS,
+    "after_reserve": lib.LOG_CP_AFTER_RESERVE,
+    "mid_copy": lib.LOG_CP_MID_COPY,
+    "before_commit": lib.LOG_CP_BEFORE_COMMIT,
+    "before_wake": lib.LOG_CP_BEFORE_WAKE,
+}
+#: test-only: "point" or "point:N" SIGKILLs the process at that step of its Nth append
+CRASH_ENV = "SHMBROKER_CRASH_POINT"
+
+MAX_SLOTS = 1 << 30
+MAX_DATA = 1 << 40
+MIN_DATA = 64
+RECORD_OVERHEAD = lib.LOG_RECORD_OVERHEAD
+_WAIT_CHUNK_NS = 100_000_000  # long waits return to Python this often (Ctrl-C, close)
+_NULL = ffi.NULL
+
+_live_logs = weakref.WeakSet()
+
+
+def _after_fork_in_child():
+    pid = os.getpid()
+    for log in list(_live_logs):
+        if log._v is not None:
+            lib.log_view_set_pid(log._v, pid)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# ---- records and read statuses ------------------------------------------------
+class Record:
+    """A delivered record."""
+
+    __slots__ = ("offset", "value", "key", "headers", "timestamp_ns")
+    status = "ok"
+
+    def __init__(self, offset, value, key=None, headers=None, timestamp_ns=0):
+        self.offset, self.value, self.key, self.headers, self.timestamp_ns = offset, value, key, headers, timestamp_ns
+
+    def __repr__(self):
+        return "Record(offset=%d, key=%r, value=%r)" % (self.offset, self.key, self.value[:32] if self.value else self.value)
+
+    def __eq__(self, other):
+        return isinstance(other, Record) and (self.offset, self.value, self.key, self.headers, self.timestamp_ns) == (
+            other.offset, other.value, other.key, other.headers, other.timestamp_ns)
+
+
+class NotYet:
+    """The offset is not written yet (or its producer is mid-append)."""
+
+    __slots__ = ("offset",)
+    status = "not_yet"
+
+    def __init__(self, offset):
+        self.offset = offset
+
+    def __repr__(self):
+        return "NotYet(%d)" % self.offset
+
+
+class Lapped:
+    """The offset was overwritten (or is below the log start); ``low`` is
+    the current low watermark."""
+
+    __slots__ = ("offset", "low")
+    status = "lapped"
+
+    def __init__(self, offset, low):
+        self.offset, self.low = offset, low
+
+    def __repr__(self):
+        return "Lapped(%d, low=%d)" % (self.offset, self.low)
+
+
+class Skipped:
+    """A tombstone (a dead producer's repaired claim) or a corrupt record."""
+
+    __slots__ = ("offset", "reason")
+
+    def __init__(self, offset, reason):
+        self.offset, self.reason = offset, reason
+
+    @property
+    def status(self):
+        return self.reason
+
+    def __repr__(self):
+        return "Skipped(%d, %s)" % (self.offset, self.reason)
+
+
+# ---- headers ----------------------------------------------------------------
+_H = struct.Struct("<Ii")
+
+
+def encode_headers(headers):
+    """[(str, bytes|str|None), ...] or a dict -> bytes (length-prefixed)."""
+    if not headers:
+        return b""
+    items = headers.items() if isinstance(headers, dict) else headers
+    out = []
+    for item in items:
+        try:
+            k, v = item
+        except (TypeError, ValueError):
+            raise TypeError("headers must be (key, value) pairs or a dict, got %r" % (item,)) from None
+        kb = k.encode() if isinstance(k, str) else k
+        if not isinstance(kb, bytes):
+            raise TypeError("header key must be str or bytes, got %s" % type(k).__name__)
+        if v is None:
+            out.append(_H.pack(len(kb), -1) + kb)
+            continue
+        vb = v.encode() if isinstance(v, str) else bytes(v)
+        out.append(_H.pack(len(kb), len(vb)) + kb + vb)
+    return b"".join(out)
+
+
+def decode_headers(blob):
+    out = []
+    i, n = 0, len(blob)
+    while i < n:
+        if i + 8 > n:
+            raise CorruptSegmentError("record headers are truncated")
+        kl, vl = _H.unpack_from(blob, i)
+        i += 8
+        if i + kl + max(vl, 0) > n:
+            raise CorruptSegmentError("record headers are truncated")
+        k = blob[i:i + kl].decode("utf-8", "replace")
+        i += kl
+        if vl < 0:
+            out.append((k, None))
+        else:
+            out.append((k, blob[i:i + vl]))
+            i += vl
+    return out
+
+
+def _as_buffer(obj, what):
+    """bytes pass straight to C; other bytes-like objects via from_buffer."""
+    if type(obj) is bytes:
+        return obj, len(obj)
+    if isinstance(obj, (bytearray, memoryview)) or hasattr(obj, "__buffer__") or _is_ndarray(obj):
+        mv = memoryview(obj)
+        if not mv.c_contiguous:
+            raise TypeError("%s must be a C-contiguous bytes-like object" % what)
+        return ffi.from_buffer(mv), mv.nbytes
+    raise TypeError("%s must be bytes or a bytes-like object (bytearray, memoryview, numpy array), got %s"
+                    % (what, type(obj).__name__))
+
+
+def _is_ndarray(obj):
+    return type(obj).__module__ == "numpy" and type(obj).__name__ == "ndarray"
+
+
+def _timeout_ns(timeout):
+    return -1 if timeout is None or timeout < 0 else int(timeout * 1e9)
+
+
+def _pow2(x):
+    return isinstance(x, int) and x > 0 and x & (x - 1) == 0
+
+
+class PartitionLog:
+    """One partition ring in shared memory.  Create once (the creator owns
+    the name), attach from any process, ``close()`` to unmap, ``unlink()``
+    (creator/destroy only) to remove."""
+
+    def __init__(self, seg):
+        self._seg = seg
+        self._cbuf = ffi.from_buffer(seg.mm)
+        v = lib.log_view_new()
+        if v == ffi.NULL:
+            raise MemoryError("log_view_new")
+        self._v = ffi.gc(v, lib.log_view_free)
+        rc = lib.log_attach(self._v, self._cbuf, seg.size, os.getpid())
+        if rc != lib.LOG_OK:
+            self._release()
+            self._raise(rc)
+        self.name = seg.name
+        self.max_record = int(lib.log_max_record(self._v))
+        st = self.stats()
+        self.slot_count, self.data_capacity = st["slot_count"], st["data_capacity"]
+        self.overflow = BLOCK if st["overflow"] == lib.LOG_BLOCK else OVERWRITE
+        self.block_timeout = None
+        self._rbuf = ffi.new("char[]", max(self.max_record, 1))
+        self._rec = ffi.new("log_rec *")
+        self._batch = ffi.new("log_batch *")
+        self._brecs = None
+        self._bbuf = None
+        self._append = lib.log_append
+        cp = os.environ.get(CRASH_ENV)
+        if cp:
+            self.set_crash_point(*cp.split(":", 1))
+        _live_logs.add(self)
+
+    # -- lifecycle
+    @classmethod
+    def create(cls, name, slot_count=4096, data_capacity=1 << 22, max_record=None, overflow=OVERWRITE,
+               start_offset=0, mode=0o600):
+        if not _pow2(slot_count) or not 2 <= slot_count <= MAX_SLOTS:
+            raise ValueError("slot_count must be a power of two in [2, 2**30], got %r" % (slot_count,))
+        if not _pow2(data_capacity) or not MIN_DATA <= data_capacity <= MAX_DATA:
+            raise ValueError("data_capacity must be a power of two in [64, 2**40] bytes, got %r" % (data_capacity,))
+        limit = data_capacity - RECORD_OVERHEAD
+        if max_record is None:
+            max_record = min(1 << 20, limit)
+        if not isinstance(max_record, int) or not 0 <= max_record <= limit:
+            raise ValueError("max_record must be in [0, data_capacity - %d] = [0, %d], got %r"
+                             % (RECORD_OVERHEAD, limit, max_record))
+        if overflow not in _OVERFLOW:
+            raise ValueError("overflow must be 'overwrite' or 'block', got %r" % (overflow,))
+        if not isinstance(start_offset, int) or not 0 <= start_offset <= 1 << 62:
+            raise ValueError("start_offset must be in [0, 2**62], got %r" % (start_offset,))
+        size = lib.log_segment_size(slot_count, data_capacity)
+        seg = Segment.create(name, size, mode)
+        try:
+            buf = ffi.from_buffer(seg.mm)
+            rc = lib.log_format(buf, size, slot_count, data_capacity, max_record, _OVERFLOW[overflow],
+                                start_offset, os.getpid())
+            ffi.release(buf)
+            if rc != lib.LOG_OK:
+                cls._raise_status(rc, name)
+            return cls(seg)
+        except BaseException:
+            seg.close()
+            seg.unlink()
+            raise
+
+    @classmethod
+    def attach(cls, name):
+        seg = Segment.attach(name)
+        try:
+            return cls(seg)
+        except BaseException:
+            seg.close()
+            raise
+
+    def _release(self):
+        _live_logs.discard(self)
+        self._v = None  # the view only points into the mapping; freed by gc
+        if self._cbuf is not None:
+            ffi.release(self._cbuf)
+            self._cbuf = None
+        self._seg.close()
+
+    def close(self):
+        """Unmap.  Records already appended stay in the segment."""
+        if self._cbuf is not None:
+            self._release()
+
+    def unlink(self):
+        self._seg.unlink()
+
+    def destroy(self):
+        self.close()
+        self.unlink()
+
+    @property
+    def closed(self):
+        return self._cbuf is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __reduce__(self):
+        return (PartitionLog.attach, (self.name,))
+
+    def set_crash_point(self, point, countdown=1):
+        """Test only: SIGKILL this process at *point* of its *countdown*-th append."""
+        if point not in CRASH_POINTS:
+            raise ValueError("unknown crash point %r: one of %s" % (point, ", ".join(CRASH_POINTS)))
+        lib.log_set_crash_point(self._v, CRASH_POINTS[point], int(countdown))
+
+    # -- status funnel
+    @staticmethod
+    def _raise_status(rc, name, what=""):
+        if rc == lib.LOG_E_TOO_LARGE:
+            raise MessageTooLargeError(
+                "%s is over partition %s's maximum record size: raise max.message.bytes "
+                "(max_record) when creating the topic, or split the record" % (what or "record", name))
+        if rc == lib.LOG_E_TIMEOUT:
+            raise QueueFullError(
+                "partition %s is full (overflow=block) and no consumer group committed past its oldest "
+                "record in time: consume and commit, or raise shm.block.timeout.ms" % name)
+        if rc in (lib.LOG_E_BAD_MAGIC, lib.LOG_E_BAD_VERSION, lib.LOG_E_BAD_LAYOUT, lib.LOG_E_BAD_SIZE):
+            why = {lib.LOG_E_BAD_MAGIC: "bad magic (not a shmbroker partition, or creation unfinished)",
+                   lib.LOG_E_BAD_VERSION: "layout version from another shmbroker release",
+                   lib.LOG_E_BAD_LAYOUT: "header geometry or layout hash does not check out",
+                   lib.LOG_E_BAD_SIZE: "segment smaller than its header says"}[rc]
+            raise CorruptSegmentError(
+                "segment %s: %s. Remove it (`shmbroker destroy` for a namespace, or unlink it) "
+                "and create it again" % (name, why))
+        if rc == lib.LOG_E_OFFSET:
+            raise OffsetOutOfRangeError("offset out of range for partition %s" % name)
+        if rc == lib.LOG_E_BUFFER:
+            raise CorruptSegmentError("partition %s: a record is larger than its header allows" % name)
+        raise ValueError("partition %s: invalid argument (status %d)" % (name, rc))
+
+    def _raise(self, rc, what=""):
+        self._raise_status(rc, self._seg.name, what)
+
+    def _check_open(self):
+        if self._cbuf is None:
+            from .errors import ClosedError
+            raise ClosedError("partition log %s is closed: attach it again" % self._seg.name)
+
+    # -- append
+    def append(self, value, key=None, headers=None, timestamp_ns=None):
+        """Append one record; returns its offset.  ``value``/``key`` are
+        bytes-like or None (Kafka's null)."""
+        v = self._v
+        if type(value) is bytes and key is None and not headers:
+            # the lean path: one C call
+            r = self._append(v, value, len(value), _NULL, -1, _NULL, 0, timestamp_ns or 0,
+                             _timeout_ns(self.block_timeout))
+            if r >= 0:
+                return r
+            if v is None:
+                self._check_open()
+            self._raise(r, "record of %d bytes" % len(value))
+        if v is None:
+            self._check_open()
+        if value is None:
+            val, vl = _NULL, -1
+        else:
+            val, vl = _as_buffer(value, "value")
+        if key is None:
+            k, kl = _NULL, -1
+        else:
+            k, kl = _as_buffer(key, "key")
+        h = encode_headers(headers) if headers else b""
+        r = self._append(v, val, vl, k, kl, h or _NULL, len(h), timestamp_ns or 0, _timeout_ns(self.block_timeout))
+        if r < 0:
+            self._raise(r, "record of %d bytes (key %d, headers %d)" % (max(vl, 0), max(kl, 0), len(h)))
+        return r
+
+    def append_batch(self, values, timestamp_ns=None):
+        """Append many values (a sequence of bytes-like objects or a 2-D
+        uint8 numpy array, one row a record) in one C call; consecutive
+        offsets; returns the first."""
+        self._check_open()
+        if _is_ndarray(values):
+            import numpy as np
+            if values.ndim != 2 or values.dtype != np.uint8:
+                raise TypeError("append_batch takes a 2-D uint8 array (one row a record), got %s %s"
+                                % (values.ndim, values.dtype))
+            arr = np.ascontiguousarray(values)
+            n, row = arr.shape
+            if n == 0:
+                raise ValueError("append_batch needs at least one record")
+            r = lib.log_append_batch(self._v, ffi.from_buffer(arr), _NULL, row, n, timestamp_ns or 0,
+                                     _timeout_ns(self.block_timeout))
+        else:
+            if isinstance(values, (bytes, bytearray, str)):
+                raise TypeError("append_batch takes a sequence of records, not one %s" % type(values).__name__)
+            vals = list(values)
+            if not vals:
+                raise ValueError("append_batch needs at least one record")
+            for x in vals:
+                if type(x) is not bytes and not isinstance(x, (bytearray, memoryview)):
+                    _as_buffer(x, "batch record")  # raises TypeError for non-bytes-like
+            lens = ffi.new("uint32_t[]", [len(x) if type(x) is bytes else memoryview(x).nbytes for x in vals])
+            n = len(vals)
+            data = b"".join(vals)
+            r = lib.log_append_batch(self._v, data, lens, 0, n, timestamp_ns or 0, _timeout_ns(self.block_timeout))
+        if r < 0:
+            self._raise(r, "batch of %d records" % n)
+        return r
+
+    # -- read
+    def _record(self, rec, buf):
+        kl, hl, vl, fl = rec.key_len, rec.hdr_len, rec.val_len, rec.flags
+        p = buf + rec.buf_pos
+        key = None if fl & lib.LOG_FLAG_KEY_NULL else ffi.unpack(p, kl)
+        value = None if fl & lib.LOG_FLAG_VALUE_NULL else ffi.unpack(p + kl + hl, vl)
+        headers = decode_headers(ffi.unpack(p + kl, hl)) if hl else None
+        return Record(rec.offset, value, key, headers, rec.timestamp_ns)
+
+    def read(self, offset):
+        """Record, or NotYet / Lapped(low) / Skipped(tombstone|corrupt)."""
+        self._check_open()
+        if not isinstance(offset, int) or offset < 0:
+            raise ValueError("offset must be a non-negative int, got %r" % (offset,))
+        rc = lib.log_read(self._v, offset, self._rec, self._rbuf, self.max_record)
+        if rc == lib.LOG_OK:
+            return self._record(self._rec, self._rbuf)
+        return self._status(rc, offset)
+
+    def _status(self, rc, offset):
+        if rc == lib.LOG_NOT_YET:
+            return NotYet(offset)
+        if rc == lib.LOG_LAPPED:
+            return Lapped(offset, self.watermarks()[0])
+        if rc == lib.LOG_TOMBSTONE:
+            return Skipped(offset, "tombstone")
+        if rc == lib.LOG_CORRUPT_RECORD:
+            return Skipped(offset, "corrupt")
+        self._raise(rc)
+
+    def _batch_bufs(self, max_records):
+        if self._brecs is None or len(self._brecs) < max_records:
+            self._brecs = ffi.new("log_rec[]", max_records)
+        if self._bbuf is None:
+            self._bbuf_cap = max(self.max_record, 1 << 20)
+            self._bbuf = ffi.new("char[]", self._bbuf_cap)
+        return self._brecs, self._bbuf
+
+    def read_batch(self, offset, max_records=1024):
+        """Up to *max_records* consecutive records from *offset*, skipping
+        tombstones.  Returns ``(records, next_offset, stop)`` where stop is
+        None (more may be ready), NotYet or Lapped."""
+        self._check_open()
+        if max_records <= 0:
+            raise ValueError("max_records must be positive")
+        recs, buf = self._batch_bufs(max_records)
+        b = self._batch
+        rc = lib.log_read_batch(self._v, offset, max_records, recs, buf, self._bbuf_cap, b)
+        if rc != lib.LOG_OK:
+            self._raise(rc)
+        rec = self._record
+        out = [rec(recs[i], buf) for i in range(b.count)]
+        stop = None if b.stop == lib.LOG_OK else self._status(b.stop, b.next_offset)
+        return out, b.next_offset, stop
+
+    def read_batch_array(self, offset, max_records, row_len):
+        """Values of up to *max_records* records straight into a new
+        (n, row_len) uint8 array.  Returns ``(rows, lens, offsets, next_offset, stop)``."""
+        import numpy as np
+        self._check_open()
+        rows = np.zeros((max_records, row_len), dtype=np.uint8)
+        lens = np.zeros(max_records, dtype=np.uint32)
+        offs = np.zeros(max_records, dtype=np.uint64)
+        b = self._batch
+        rc = lib.log_read_batch_rows(self._v, offset, max_records, ffi.from_buffer(rows), row_len,
+                                     ffi.from_buffer("uint32_t[]", lens), ffi.from_buffer("uint64_t[]", offs), b)
+        if rc == lib.LOG_E_BUFFER:
+            raise ValueError("a record at offset %d is longer than row_len=%d" % (offset, row_len))
+        if rc != lib.LOG_OK:
+            self._raise(rc)
+        n = b.count
+        stop = None if b.stop == lib.LOG_OK else self._status(b.stop, b.next_offset)
+        return rows[:n], lens[:n], offs[:n], b.next_offset, stop
+
+    def wait(self, offset, timeout=None, mode="adaptive", spin_us=50):
+        """Block until *offset* is readable (committed, tombstoned or
+        lapped).  Returns True, or False on timeout.  Sleeps on the
+        partition's futex in chunks, so Ctrl-C interrupts it."""
+        self._check_open()
+        m = WAIT_MODES.get(mode)
+        if m is None:
+            raise ValueError("wait mode must be one of %s, got %r" % (", ".join(WAIT_MODES), mode))
+        deadline = None if timeout is None or timeout < 0 else time.monotonic_ns() + int(timeout * 1e9)
+        spin = int(spin_us * 1000)
+        while True:
+            left = _WAIT_CHUNK_NS if deadline is None else min(_WAIT_CHUNK_NS, deadline - time.monotonic_ns())
+            if left < 0:
+                left = 0
+            rc = lib.log_wait(self._v, offset, left, m, spin)
+            if rc == lib.LOG_OK:
+                return True
+            if rc != lib.LOG_NOT_YET:
+                self._raise(rc)
+            if deadline is not None and time.monotonic_ns() >= deadline:
+                return False
+            spin = 0  # spin only at the start of a wait
+
+    def watermarks(self):
+        """(low, high): the oldest offset still held, the next to be written."""
+        self._check_open()
+        lo, hi = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+        lib.log_watermarks(self._v, lo, hi)
+        return lo[0], hi[0]
+
+    def stats(self):
+        self._check_open()
+        st = ffi.new("log_stats *")
+        lib.log_get_stats(self._v, st)
+        return {f: getattr(st, f) for f in dir(st)}
+
+    # -- retention floor (block mode)
+    def set_floor(self, offset):
+        """Let block-mode producers overwrite records below *offset* (every
+        group has committed past them)."""
+        self._check_open()
+        rc = lib.log_set_floor(self._v, offset)
+        if rc != lib.LOG_OK:
+            self._raise(rc)
+
+    @property
+    def floor(self):
+        self._check_open()
+        return lib.log_get_floor(self._v)
+
+    # -- repair (the supervisor's entry points)
+    def repair_dead(self, pid):
+        """Tombstone every slot CLAIMED by dead process *pid*; returns how many."""
+        self._check_open()
+        r = lib.log_repair_dead(self._v, pid)
+        if r < 0:
+            self._raise(r)
+        return r
+
+    def scan_unclaimed(self, max_count=4096):
+        self._check_open()
+        out = ffi.new("uint64_t[]", max_count)
+        n = lib.log_scan_unclaimed(self._v, out, max_count)
+        return [out[i] for i in range(n)]
+
+    def tombstone_unclaimed(self, offset):
+        self._check_open()
+        rc = lib.log_tombstone_unclaimed(self._v, offset)
+        if rc < 0:
+            self._raise(rc)
+        return rc == lib.LOG_OK
+
+    def repair_unclaimed(self, grace=0.05):
+        """Tombstone offsets taken but never claimed that stay so for
+        *grace* seconds (call after a producer died); returns how many."""
+        first = set(self.scan_unclaimed())
+        if not first:
+            return 0
+        time.sleep(grace)  # a live producer between claim and slot CAS needs microseconds
+        return sum(self.tombstone_unclaimed(o) for o in self.scan_unclaimed() if o in first)
