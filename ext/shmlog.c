@@ -146,7 +146,7 @@ struct log_view {
     uint8_t *data;
     uint64_t size, n, mask, shift, d, dmask, start, max_record, max_rec_len;
     uint32_t overflow, pid;
-    int crash_point;
+    int crash_point, crash_signal;
     uint64_t crash_countdown;
 };
 
@@ -195,8 +195,10 @@ static void futex_wake_all(uint32_t *addr)
 
 static inline void crash_at(log_view *v, int point)
 {
-    if (__builtin_expect(v->crash_point == point, 0) && --v->crash_countdown == 0)
-        kill(getpid(), SIGKILL);
+    if (__builtin_expect(v->crash_point == point, 0) && --v->crash_countdown == 0) {
+        kill(getpid(), v->crash_signal);
+        v->crash_point = LOG_CP_NONE; /* a stopped process continues normally */
+    }
 }
 
 /* 4-lane multiply-rotate hash (not cryptographic): detects torn or
@@ -344,10 +346,11 @@ int log_format(void *base, uint64_t size, uint64_t slot_count, uint64_t data_cap
 log_view *log_view_new(void) { return calloc(1, sizeof(log_view)); }
 void log_view_free(log_view *v) { free(v); }
 void log_view_set_pid(log_view *v, uint32_t pid) { v->pid = pid; }
-void log_set_crash_point(log_view *v, int point, uint64_t countdown)
+void log_set_crash_point(log_view *v, int point, uint64_t countdown, int sig)
 {
     v->crash_point = point;
     v->crash_countdown = countdown ? countdown : 1;
+    v->crash_signal = sig ? sig : SIGKILL;
 }
 uint64_t log_max_record(log_view *v) { return v->max_record; }
 

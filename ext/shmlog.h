@@ -84,7 +84,8 @@ log_view *log_view_new(void);
 void log_view_free(log_view *v);
 int log_attach(log_view *v, void *base, uint64_t size, uint32_t pid);
 void log_view_set_pid(log_view *v, uint32_t pid);
-void log_set_crash_point(log_view *v, int point, uint64_t countdown);
+/* test only: send sig (SIGKILL, or SIGSTOP for a stalled producer) to ourselves at point of the countdown-th append */
+void log_set_crash_point(log_view *v, int point, uint64_t countdown, int sig);
 uint64_t log_max_record(log_view *v);
 
 /* key_len / val_len of -1 mean null (Kafka's null key / null value). */

@@ -24,7 +24,8 @@ CRASH_POINTS = {
     "before_commit": lib.LOG_CP_BEFORE_COMMIT,
     "before_wake": lib.LOG_CP_BEFORE_WAKE,
 }
-#: test-only: "point" or "point:N" SIGKILLs the process at that step of its Nth append
+#: test-only: "point", "point:N" or "point:N:STOP" sends SIGKILL (or SIGSTOP) to
+#: the process at that step of its Nth append
 CRASH_ENV = "SHMBROKER_CRASH_POINT"
 
 MAX_SLOTS = 1 << 30
@@ -209,7 +210,9 @@ class PartitionLog:
         self._append = lib.log_append
         cp = os.environ.get(CRASH_ENV)
         if cp:
-            self.set_crash_point(*cp.split(":", 1))
+            parts = cp.split(":")
+            self.set_crash_point(parts[0], int(parts[1]) if len(parts) > 1 else 1,
+                                 parts[2] if len(parts) > 2 else "KILL")
         _live_logs.add(self)
 
     # -- lifecycle
@@ -287,11 +290,15 @@ class PartitionLog:
     def __reduce__(self):
         return (PartitionLog.attach, (self.name,))
 
-    def set_crash_point(self, point, countdown=1):
-        """Test only: SIGKILL this process at *point* of its *countdown*-th append."""
+    def set_crash_point(self, point, countdown=1, signal="KILL"):
+        """Test only: send SIGKILL (or SIGSTOP) to this process at *point* of
+        its *countdown*-th append."""
+        import signal as _signal
         if point not in CRASH_POINTS:
             raise ValueError("unknown crash point %r: one of %s" % (point, ", ".join(CRASH_POINTS)))
-        lib.log_set_crash_point(self._v, CRASH_POINTS[point], int(countdown))
+        if signal not in ("KILL", "STOP"):
+            raise ValueError("crash signal must be KILL or STOP, got %r" % (signal,))
+        lib.log_set_crash_point(self._v, CRASH_POINTS[point], int(countdown), getattr(_signal, "SIG" + signal))
 
     # -- status funnel
     @staticmethod

@@ -1,0 +1,134 @@
+"""Shared fixtures: a unique shm namespace per test, removed afterwards, and
+helpers for child processes that report to the parent with deadlines."""
+import faulthandler
+import itertools
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+import traceback
+
+import pytest
+
+from shm import PartitionLog
+from shm.segment import unlink
+
+_counter = itertools.count()
+
+
+class LogFactory:
+    """Creates partition logs under a prefix unique to one test; ``cleanup``
+    closes and unlinks every one of them (and anything else under the prefix)."""
+
+    def __init__(self):
+        self.prefix = "/sbt%d_%d" % (os.getpid(), next(_counter))
+        self.logs = []
+        self.names = []
+        self._n = itertools.count()
+
+    def name(self):
+        n = "%s_%d" % (self.prefix, next(self._n))
+        self.names.append(n)
+        return n
+
+    def create(self, **kw):
+        log = PartitionLog.create(self.name(), **kw)
+        self.logs.append(log)
+        return log
+
+    def cleanup(self):
+        for log in self.logs:
+            log.close()
+        for n in self.names:
+            unlink(n)
+        stem = self.prefix.lstrip("/")
+        for f in os.listdir("/dev/shm"):
+            if f.startswith(stem + "_"):
+                unlink("/" + f)
+
+
+@pytest.fixture
+def logs():
+    f = LogFactory()
+    try:
+        yield f
+    finally:
+        f.cleanup()
+
+
+def deadline_wait(pred, timeout, what):
+    """Poll *pred* (an event check, not a sleep-for-sync) until true or fail."""
+    end = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > end:
+            faulthandler.dump_traceback(file=sys.stderr)
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(0.001)
+
+
+CTX = mp.get_context("fork")
+
+
+def _child_main(fn, args, q):
+    try:
+        res = fn(*args)
+        q.put(("ok", res))
+    except BaseException:
+        q.put(("error", traceback.format_exc()))
+        raise
+
+
+class Children:
+    """Start child processes that report (ok, result) or (error, traceback)
+    through a queue; ``results`` waits with a deadline, kills stragglers."""
+
+    def __init__(self):
+        self.q = CTX.Queue()
+        self.procs = []
+
+    def start(self, fn, *args):
+        p = CTX.Process(target=_child_main, args=(fn, args, self.q), daemon=True)
+        p.start()
+        self.procs.append(p)
+        return p
+
+    def results(self, timeout=120, count=None):
+        count = len(self.procs) if count is None else count
+        out = []
+        end = time.monotonic() + timeout
+        try:
+            while len(out) < count:
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("children did not report within %ss (%d of %d)" % (timeout, len(out), count))
+                try:
+                    kind, val = self.q.get(timeout=min(left, 1.0))
+                except Exception:
+                    dead = [p for p in self.procs if p.exitcode not in (None, 0)]
+                    if dead:
+                        raise AssertionError("child %d died with exit code %s" % (dead[0].pid, dead[0].exitcode))
+                    continue
+                if kind == "error":
+                    raise AssertionError("child failed:\n" + val)
+                out.append(val)
+            return out
+        finally:
+            self.reap()
+
+    def reap(self):
+        for p in self.procs:
+            p.join(timeout=5)
+            if p.exitcode is None:
+                os.kill(p.pid, signal.SIGCONT)
+                p.kill()
+                p.join(timeout=5)
+
+
+@pytest.fixture
+def children():
+    c = Children()
+    try:
+        yield c
+    finally:
+        c.reap()

@@ -1,0 +1,285 @@
+"""Exact edge tests of the partition log: ring wraps, split records, size
+limits, the lap-counter wrap, bad input, corrupted headers, block mode."""
+import os
+import struct
+import threading
+
+import numpy as np
+import pytest
+
+from broker.errors import (ClosedError, CorruptSegmentError, KafkaError, KafkaException, MessageTooLargeError,
+                           NamespaceError, QueueFullError)
+from shm import Lapped, NotYet, PartitionLog, Record, Skipped
+from shm._native import lib
+
+from conftest import deadline_wait
+
+HDR = lib.LOG_HEADER_SIZE
+
+
+def data_base(log):
+    return lib.log_segment_size(log.slot_count, log.data_capacity) - log.data_capacity
+
+
+def rec_len(payload):
+    return (16 + payload + 7) & ~7
+
+
+def test_roundtrip_fields(logs):
+    log = logs.create(slot_count=8, data_capacity=1024, max_record=200)
+    assert log.append(b"v", key=b"k", headers=[("a", b"1"), ("b", None)], timestamp_ns=123) == 0
+    assert log.append(None, key=None) == 1
+    assert log.append(bytearray(b"ba"), key=memoryview(b"mv")) == 2
+    r = log.read(0)
+    assert (r.offset, r.key, r.value, r.headers, r.timestamp_ns) == (0, b"k", b"v", [("a", b"1"), ("b", None)], 123)
+    r = log.read(1)
+    assert r.key is None and r.value is None and r.headers is None and r.timestamp_ns > 0
+    r = log.read(2)
+    assert (r.key, r.value) == (b"mv", b"ba")
+    assert isinstance(log.read(3), NotYet)
+    assert log.watermarks() == (0, 3)
+
+
+def test_both_rings_wrap_exactly(logs):
+    # 4 slots, 256 data bytes; payload 24 -> 40-byte records, so the data
+    # ring (6.4 records) and the index ring (4) wrap at different offsets
+    log = logs.create(slot_count=4, data_capacity=256, max_record=64)
+    vals = [bytes([i]) * 24 for i in range(50)]
+    for i, v in enumerate(vals):
+        assert log.append(v) == i
+        lo, hi = log.watermarks()
+        assert hi == i + 1
+        # index holds the last 4; 6 records of 40 bytes fit in 256 bytes
+        assert lo == max(0, i + 1 - 4)
+        for o in range(max(0, i - 8), i + 1):
+            r = log.read(o)
+            if o >= lo:
+                assert isinstance(r, Record) and r.value == vals[o], o
+            else:
+                assert isinstance(r, Lapped) and r.low == lo
+    st = log.stats()
+    assert st["bytes_claimed"] == 50 * 40
+    # data ring limits retention when records are larger than D / slots
+    log2 = logs.create(slot_count=64, data_capacity=256, max_record=200)
+    for i in range(20):
+        log2.append(bytes([i]) * 100)  # 120-byte records: 2 fit
+    assert log2.watermarks() == (18, 20)
+    assert isinstance(log2.read(17), Lapped)
+    assert log2.read(18).value == bytes([18]) * 100
+
+
+def test_record_split_across_physical_end(logs):
+    log = logs.create(slot_count=16, data_capacity=256, max_record=128)
+    # 6 records of 40 bytes occupy [0, 240); the 7th (payload 32 -> 48 bytes)
+    # starts at 240 and ends at 288: header at the end, payload at the start
+    for i in range(6):
+        log.append(bytes([0xA0 + i]) * 24)
+    payload = bytes(range(1, 33))
+    assert log.append(payload) == 6
+    base = data_base(log)
+    mm = log._seg.mm
+    off, length, _ = struct.unpack_from("<QII", mm, base + 240)
+    assert (off, length) == (6, 48)
+    assert mm[base:base + 32] == payload  # wrapped to the physical start
+    assert log.read(6).value == payload
+    # the key/value boundary itself split: 8-byte key + value across the end
+    log3 = logs.create(slot_count=16, data_capacity=64, max_record=48)
+    log3.append(b"x" * 24)  # [0, 40)
+    assert log3.append(b"V" * 8, key=b"K" * 8) == 1  # [40, 72): header 40..56, key 56..64, value 0..8
+    r = log3.read(1)
+    assert (r.key, r.value) == (b"K" * 8, b"V" * 8)
+    assert log3._seg.mm[data_base(log3):data_base(log3) + 8] == b"V" * 8
+
+
+def test_zero_and_max_size_records(logs):
+    log = logs.create(slot_count=8, data_capacity=256, max_record=240)
+    assert log.append(b"") == 0
+    assert log.append(b"m" * 240) == 1  # one record fills the whole data ring
+    assert log.read(1).value == b"m" * 240
+    assert isinstance(log.read(0), Lapped)
+    with pytest.raises(MessageTooLargeError) as ei:
+        log.append(b"m" * 241)
+    assert ei.value.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE
+    assert "max.message.bytes" in str(ei.value)
+    with pytest.raises(MessageTooLargeError):
+        log.append(b"m" * 200, key=b"k" * 41)  # key + value over the limit
+    # nothing committed was lost, and the log is still usable
+    assert log.read(1).value == b"m" * 240
+    assert log.watermarks() == (1, 2)
+    assert log.append(b"") == 2  # 16 more bytes overwrite the full-ring record
+    assert log.watermarks() == (2, 3)
+    assert isinstance(log.read(1), Lapped) and log.read(2).value == b""
+
+
+def test_lap_counter_wrap(logs):
+    # tiny ring, start offset just below where the 40-bit lap counter wraps
+    n = 2
+    start = n * ((1 << 40) - 3)
+    log = logs.create(slot_count=n, data_capacity=1024, max_record=16, start_offset=start)
+    assert log.watermarks() == (start, start)
+    for i in range(24):  # crosses the wrap after 4 records
+        assert log.append(b"%08d" % i) == start + i
+        assert log.read(start + i).value == b"%08d" % i
+        if i >= 2:
+            r = log.read(start + i - 2)
+            assert isinstance(r, Lapped) and r.low == start + i - 1
+    assert isinstance(log.read(start + 24), NotYet)
+    assert isinstance(log.read(start - 1), Lapped)
+    assert log.watermarks() == (start + 22, start + 24)
+
+
+def test_batch_append_and_array_read(logs):
+    log = logs.create(slot_count=64, data_capacity=4096, max_record=64)
+    first = log.append_batch([b"a", bytearray(b"bb"), memoryview(b"ccc"), b""])
+    assert first == 0
+    arr = np.arange(24, dtype=np.uint8).reshape(4, 6)
+    assert log.append_batch(arr) == 4
+    assert [log.read(o).value for o in range(8)] == [b"a", b"bb", b"ccc", b""] + [bytes(r) for r in arr]
+    recs, nxt, stop = log.read_batch(0, 100)
+    assert [r.offset for r in recs] == list(range(8)) and nxt == 8 and isinstance(stop, NotYet)
+    rows, lens, offs, nxt, stop = log.read_batch_array(2, 10, 6)
+    assert list(offs) == list(range(2, 8)) and list(lens) == [3, 0, 6, 6, 6, 6] and nxt == 8
+    assert bytes(rows[0, :3]) == b"ccc" and (rows[2:] == arr).all()
+    with pytest.raises(ValueError, match="row_len"):
+        log.read_batch_array(4, 2, 3)
+    with pytest.raises(MessageTooLargeError):
+        log.append_batch([b"x"] * 65)  # over the index ring
+    with pytest.raises(TypeError):
+        log.append_batch([b"ok", 5])
+    with pytest.raises(TypeError):
+        log.append_batch(np.zeros((2, 2), dtype=np.int32))
+    assert log.watermarks() == (0, 8)  # failed batches claimed nothing
+
+
+def test_bad_input(logs):
+    log = logs.create(slot_count=8, data_capacity=256, max_record=64)
+    for bad in ("str", 5, 1.5, [b"x"], object()):
+        with pytest.raises(TypeError, match="bytes"):
+            log.append(bad)
+    with pytest.raises(TypeError):
+        log.append(b"v", key="strkey")
+    with pytest.raises(TypeError, match="headers"):
+        log.append(b"v", headers=[1, 2])
+    assert log.watermarks() == (0, 0)
+    with pytest.raises(ValueError, match="power of two"):
+        logs.create(slot_count=6)
+    with pytest.raises(ValueError, match="2\\*\\*30"):
+        logs.create(slot_count=1 << 31)
+    with pytest.raises(ValueError, match="data_capacity"):
+        logs.create(slot_count=8, data_capacity=100)
+    with pytest.raises(ValueError, match="max_record"):
+        logs.create(slot_count=8, data_capacity=256, max_record=250)
+    with pytest.raises(ValueError, match="overflow"):
+        logs.create(slot_count=8, data_capacity=256, overflow="drop")
+    with pytest.raises(NamespaceError, match="/sbt_missing_segment"):
+        PartitionLog.attach("/sbt_missing_segment")
+    with pytest.raises(KafkaException, match="bad segment name"):
+        PartitionLog.attach("no-slash")
+    with pytest.raises(ValueError):
+        log.read(-1)
+
+
+@pytest.mark.parametrize("field,offset,value", [
+    ("magic", 0, b"\0" * 8),
+    ("version", 8, struct.pack("<I", 99)),
+    ("layout_hash", 12, struct.pack("<I", 12345)),
+    ("slot_count", 24, struct.pack("<Q", 1 << 20)),
+    ("data_capacity", 32, struct.pack("<Q", 1 << 30)),
+    ("max_record", 64, struct.pack("<Q", 1 << 35)),
+])
+def test_corrupted_header_raises(logs, field, offset, value):
+    log = logs.create(slot_count=8, data_capacity=256, max_record=64)
+    log.append(b"x")
+    mm = log._seg.mm
+    mm[offset:offset + len(value)] = value
+    with pytest.raises(CorruptSegmentError, match=log.name):
+        PartitionLog.attach(log.name)
+
+
+def test_foreign_segment_raises(logs):
+    from shm.segment import Segment
+    name = logs.name()
+    seg = Segment.create(name, 8192)
+    seg.mm[:8] = b"NOTOURS!"
+    try:
+        with pytest.raises(CorruptSegmentError, match="magic"):
+            PartitionLog.attach(name)
+    finally:
+        seg.close()
+    with pytest.raises(NamespaceError, match="already exists"):
+        PartitionLog.create(name, slot_count=8, data_capacity=256)
+
+
+def test_attach_sees_records_and_close(logs):
+    log = logs.create(slot_count=8, data_capacity=256, max_record=64)
+    log.append(b"one")
+    other = PartitionLog.attach(log.name)
+    assert other.read(0).value == b"one"
+    assert other.append(b"two") == 1
+    other.close()
+    with pytest.raises(ClosedError):
+        other.read(0)
+    assert log.read(1).value == b"two"  # closing an attacher unlinks nothing
+    assert os.path.exists("/dev/shm" + log.name)
+
+
+def test_block_mode_holds_until_floor(logs):
+    log = logs.create(slot_count=4, data_capacity=256, max_record=64, overflow="block")
+    log.block_timeout = 0.05
+    for i in range(4):
+        log.append(bytes([i]) * 8)
+    with pytest.raises(QueueFullError) as ei:
+        log.append(b"x")  # index ring full, floor at 0
+    assert isinstance(ei.value, BufferError) and ei.value.args[0].code() == KafkaError._QUEUE_FULL
+    assert log.watermarks() == (0, 4)  # the timed-out append claimed nothing
+    assert [log.read(o).value for o in range(4)] == [bytes([i]) * 8 for i in range(4)]
+    log.set_floor(2)
+    assert log.append(b"y") == 4 and log.append(b"z") == 5
+    with pytest.raises(QueueFullError):
+        log.append(b"w")
+    # records at or above the floor are intact (invariant 8)
+    assert [log.read(o).value for o in range(2, 6)] == [b"\2" * 8, b"\3" * 8, b"y", b"z"]
+    # data-ring limit: 64-byte values (80-byte records), floor bytes gate them
+    big = logs.create(slot_count=64, data_capacity=256, max_record=64, overflow="block")
+    big.block_timeout = 0.05
+    for i in range(3):
+        big.append(bytes([i]) * 64)
+    with pytest.raises(QueueFullError):
+        big.append(b"B" * 64)  # 4 * 80 > 256
+    # a producer blocked in another thread is released by the floor moving
+    big.block_timeout = 10
+    got = []
+    t = threading.Thread(target=lambda: got.append(big.append(b"B" * 64)))
+    t.start()
+    deadline_wait(lambda: big.stats()["block_waits"] == 2, 10, "the producer to block")
+    assert got == [] and big.watermarks() == (0, 3)
+    big.set_floor(1)
+    t.join(10)
+    assert got == [3]
+    assert [big.read(o).value for o in (1, 2, 3)] == [b"\1" * 64, b"\2" * 64, b"B" * 64]
+
+
+def test_wait_modes_and_timeout(logs):
+    log = logs.create(slot_count=8, data_capacity=256, max_record=64)
+    for mode in ("spin", "sleep", "adaptive"):
+        assert log.wait(log.watermarks()[1], timeout=0.02, mode=mode) is False
+    with pytest.raises(ValueError, match="wait mode"):
+        log.wait(0, mode="busy")
+    results = []
+    t = threading.Thread(target=lambda: results.append(log.wait(0, timeout=10, mode="sleep")))
+    t.start()
+    # the waiter announces itself in the waiters count before it sleeps
+    deadline_wait(lambda: log.stats()["waiters"] == 1, 10, "the reader to sleep")
+    log.append(b"wake")
+    t.join(10)
+    assert results == [True]
+    assert log.stats()["wakeups"] == 1
+    log.append(b"no sleeper")
+    assert log.stats()["wakeups"] == 1  # no syscall when nobody sleeps
+
+
+def test_stale_build_refused(monkeypatch):
+    import shm._native as nat
+    monkeypatch.setattr(nat, "BUILD_ID", "0.0.0+deadbeef")
+    with pytest.raises(ImportError, match="pip install -e"):
+        nat._check_build()
