@@ -147,6 +147,7 @@ struct log_view {
     uint64_t size, n, mask, shift, d, dmask, start, max_record, max_rec_len;
     uint32_t overflow, pid;
     int crash_point, crash_signal;
+    int64_t block_timeout_ns;
     uint64_t crash_countdown;
 };
 
@@ -388,6 +389,7 @@ int log_attach(log_view *v, void *base, uint64_t size, uint32_t pid)
     v->max_rec_len = align8(LOG_RECORD_OVERHEAD + h->max_record);
     v->overflow = h->overflow;
     v->pid = pid;
+    v->block_timeout_ns = -1;
     return LOG_OK;
 }
 
@@ -563,6 +565,14 @@ int64_t log_append(log_view *v, const char *val, int64_t val_len, const char *ke
     wake_readers(v, 0);
     return (int64_t)o;
 }
+
+int64_t log_append_value(log_view *v, const char *val, uint64_t val_len)
+{
+    if (val_len > INT64_MAX) return LOG_E_TOO_LARGE;
+    return log_append(v, val, (int64_t)val_len, NULL, -1, NULL, 0, 0, v ? v->block_timeout_ns : -1);
+}
+
+void log_view_set_block_timeout(log_view *v, int64_t timeout_ns) { v->block_timeout_ns = timeout_ns; }
 
 int64_t log_append_batch(log_view *v, const char *data, const uint32_t *lens, uint64_t fixed_len,
                          uint64_t n, int64_t timestamp_ns, int64_t timeout_ns)
