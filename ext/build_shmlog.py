@@ -25,21 +25,23 @@ ffi = FFI()
 with open(os.path.join(HERE, "shmlog.h")) as f:
     ffi.cdef(f.read())
 
-cflags = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fno-strict-aliasing"]
+CFLAGS = cflags = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fno-strict-aliasing"]
 if platform.machine() in ("x86_64", "AMD64"):
     cflags.append("-mcx16")  # inline cmpxchg16b for the 16-byte claim CAS
-ldflags = []
+LDFLAGS = ldflags = []
 if os.environ.get("SHMLOG_SANITIZE"):
     # ASan/UBSan build of the core: see perf/../ext/sanitize.sh
     cflags += ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
     ldflags += ["-fsanitize=address,undefined"]
+
+DEFINES = [("SHMLOG_BUILD_ID", '"%s"' % build_id(HERE))]
 
 ffi.set_source(
     "shm._shmlog",
     '#include "shmlog.h"',
     sources=[os.path.join("ext", s) for s in SOURCES],
     include_dirs=["ext"],
-    define_macros=[("SHMLOG_BUILD_ID", '"%s"' % build_id(HERE))],
+    define_macros=DEFINES,
     extra_compile_args=cflags,
     extra_link_args=ldflags,
 )

@@ -26,7 +26,9 @@
  * at attach and cached in the process-private view; every position, length
  * and count read from a slot or record is bounds-checked against it.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -439,13 +441,25 @@ static int wait_floor(log_view *v, atom_pair cur, uint64_t cnt, uint64_t len, in
     }
 }
 
-/* Claim cnt offsets and len bytes.  Returns LOG_OK with *o, *pos set. */
-static int claim(log_view *v, uint64_t cnt, uint64_t len, int64_t timeout_ns, uint64_t *o, uint64_t *pos)
+/* Is slot(o)'s previous lap finished, so take_slot(o) will not wait? */
+static inline int slot_ready(log_view *v, uint64_t o)
+{
+    /* acquire: pairs with the previous owner's release-store of COMMITTED */
+    uint64_t t = atom_load_acquire64(&v->slots[o & v->mask].tag);
+    return lap_diff(tag_lap(t), lap_of(v, o)) == -1 && tag_state(t) != ST_CLAIMED;
+}
+
+/* Claim cnt offsets and len bytes.  Returns LOG_OK with *o, *pos set.
+ * nowait: return LOG_E_WOULD_BLOCK, claiming nothing, rather than wait for
+ * the floor or for the claimed slot's previous lap. */
+static int claim(log_view *v, uint64_t cnt, uint64_t len, int64_t timeout_ns, int nowait, uint64_t *o, uint64_t *pos)
 {
     struct log_header *h = v->h;
     atom_pair cur = { atom_load_relaxed64(&h->claim.lo), atom_load_relaxed64(&h->claim.hi) };
     int64_t deadline = -1;
     for (;;) {
+        if (nowait && ((v->overflow == LOG_BLOCK && blocked(v, cur, cnt, len)) || !slot_ready(v, cur.lo)))
+            return LOG_E_WOULD_BLOCK;
         if (v->overflow == LOG_BLOCK && blocked(v, cur, cnt, len)) {
             if (deadline == -1 && timeout_ns >= 0) deadline = now_ns() + timeout_ns;
             int rc = wait_floor(v, cur, cnt, len, timeout_ns < 0 ? -1 : deadline);
@@ -541,8 +555,8 @@ static void write_record(log_view *v, uint64_t o, uint64_t pos, uint64_t rl, con
     atom_store_release64(&s->tag, mk_tag(lap_of(v, o), v->pid, ST_COMMITTED));
 }
 
-int64_t log_append(log_view *v, const char *val, int64_t val_len, const char *key, int64_t key_len,
-                   const char *hdrs, uint64_t hdr_len, int64_t timestamp_ns, int64_t timeout_ns)
+static int64_t append_one(log_view *v, const char *val, int64_t val_len, const char *key, int64_t key_len,
+                          const char *hdrs, uint64_t hdr_len, int64_t timestamp_ns, int64_t timeout_ns, int nowait)
 {
     if (!v || !v->h) return LOG_E_BAD_ARG;
     uint64_t k = key_len < 0 ? 0 : (uint64_t)key_len, vv = val_len < 0 ? 0 : (uint64_t)val_len;
@@ -553,10 +567,10 @@ int64_t log_append(log_view *v, const char *val, int64_t val_len, const char *ke
     int64_t ts = timestamp_ns ? timestamp_ns : wall_ns();
     uint64_t o, pos;
     for (;;) {
-        int rc = claim(v, 1, rl, timeout_ns, &o, &pos);
+        int rc = claim(v, 1, rl, timeout_ns, nowait, &o, &pos);
         if (rc != LOG_OK) return rc;
         crash_at(v, LOG_CP_AFTER_CLAIM);
-        if (take_slot(v, o)) break;
+        if (take_slot(v, o)) break; /* with nowait, slot_ready said it will not wait */
         atom_fetch_add_relaxed64(&v->h->retries, 1);
     }
     crash_at(v, LOG_CP_AFTER_SLOT_CAS);
@@ -566,10 +580,22 @@ int64_t log_append(log_view *v, const char *val, int64_t val_len, const char *ke
     return (int64_t)o;
 }
 
+int64_t log_append(log_view *v, const char *val, int64_t val_len, const char *key, int64_t key_len,
+                   const char *hdrs, uint64_t hdr_len, int64_t timestamp_ns, int64_t timeout_ns)
+{
+    return append_one(v, val, val_len, key, key_len, hdrs, hdr_len, timestamp_ns, timeout_ns, 0);
+}
+
 int64_t log_append_value(log_view *v, const char *val, uint64_t val_len)
 {
     if (val_len > INT64_MAX) return LOG_E_TOO_LARGE;
-    return log_append(v, val, (int64_t)val_len, NULL, -1, NULL, 0, 0, v ? v->block_timeout_ns : -1);
+    return append_one(v, val, (int64_t)val_len, NULL, -1, NULL, 0, 0, v ? v->block_timeout_ns : -1, 0);
+}
+
+int64_t log_try_append_value(log_view *v, const char *val, uint64_t val_len, int64_t timestamp_ns)
+{
+    if (val_len > INT64_MAX) return LOG_E_TOO_LARGE;
+    return append_one(v, val, (int64_t)val_len, NULL, -1, NULL, 0, timestamp_ns, 0, 1);
 }
 
 void log_view_set_block_timeout(log_view *v, int64_t timeout_ns) { v->block_timeout_ns = timeout_ns; }
@@ -589,7 +615,7 @@ int64_t log_append_batch(log_view *v, const char *data, const uint32_t *lens, ui
     if (total > v->d) return LOG_E_TOO_LARGE;
     int64_t ts = timestamp_ns ? timestamp_ns : wall_ns();
     uint64_t o, pos;
-    int rc = claim(v, n, total, timeout_ns, &o, &pos);
+    int rc = claim(v, n, total, timeout_ns, 0, &o, &pos);
     if (rc != LOG_OK) return rc;
     crash_at(v, LOG_CP_AFTER_CLAIM);
     uint64_t first = o;

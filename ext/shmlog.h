@@ -20,7 +20,8 @@ typedef enum {
     LOG_E_BAD_ARG = -6,
     LOG_E_BUFFER = -7,       /* caller's buffer too small for the record */
     LOG_E_TIMEOUT = -8,      /* block mode: the floor did not move in time; nothing claimed */
-    LOG_E_OFFSET = -9        /* offset out of the range the call accepts */
+    LOG_E_OFFSET = -9,       /* offset out of the range the call accepts */
+    LOG_E_WOULD_BLOCK = -10  /* log_try_append_value: the append would have to wait; nothing claimed */
 } log_status;
 
 typedef enum {
@@ -93,6 +94,9 @@ int64_t log_append(log_view *v, const char *val, int64_t val_len, const char *ke
                    const char *hdrs, uint64_t hdr_len, int64_t timestamp_ns, int64_t timeout_ns);
 /* the lean path: a value only, no key or headers, the view's block timeout */
 int64_t log_append_value(log_view *v, const char *val, uint64_t val_len);
+/* the same, but never waits (safe to call holding a lock such as the GIL):
+ * LOG_E_WOULD_BLOCK, with nothing claimed, where it would have to */
+int64_t log_try_append_value(log_view *v, const char *val, uint64_t val_len, int64_t timestamp_ns);
 void log_view_set_block_timeout(log_view *v, int64_t timeout_ns);
 /* lens == NULL: n records of fixed_len bytes each, back to back in data. */
 int64_t log_append_batch(log_view *v, const char *data, const uint32_t *lens, uint64_t fixed_len,

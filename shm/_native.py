@@ -4,6 +4,7 @@ from ._version import __version__
 
 try:
     from ._shmlog import ffi, lib
+    from . import _fastlog
 except ImportError as exc:  # pragma: no cover - exercised by hand
     raise ImportError(
         "shmbroker's C core (shm._shmlog) is not built. Install the package so "
@@ -16,10 +17,11 @@ BUILD_ID = ffi.string(lib.log_build_id()).decode()
 def _check_build():
     ext = source_ext_dir()
     want = build_id(ext) if ext else None
-    if not BUILD_ID.startswith(__version__ + "+") or (want is not None and BUILD_ID != want):
-        raise ImportError(
-            "stale shmbroker C core: built as %s but the sources are %s. Rebuild it: "
-            "`pip install -e .` in the source tree." % (BUILD_ID, want or __version__))
+    for built in (BUILD_ID, _fastlog.build_id()):
+        if not built.startswith(__version__ + "+") or (want is not None and built != want):
+            raise ImportError(
+                "stale shmbroker C core: built as %s but the sources are %s. Rebuild it: "
+                "`pip install -e .` in the source tree." % (built, want or __version__))
 
 
 _check_build()

@@ -7,9 +7,12 @@ codes into records, read statuses or exceptions (one funnel: ``_raise``).
 import os
 import struct
 import time
+import types
 import weakref
 
-from ._native import ffi, lib
+from operator import itemgetter
+
+from ._native import _fastlog, ffi, lib
 from .errors import CorruptSegmentError, MessageTooLargeError, OffsetOutOfRangeError, QueueFullError
 from .segment import Segment
 
@@ -33,6 +36,7 @@ MAX_DATA = 1 << 40
 MIN_DATA = 64
 RECORD_OVERHEAD = lib.LOG_RECORD_OVERHEAD
 _WAIT_CHUNK_NS = 100_000_000  # long waits return to Python this often (Ctrl-C, close)
+_SPIN_CHUNK_NS = 1_000_000  # spins holding the GIL last at most this long
 _NULL = ffi.NULL
 
 _live_logs = weakref.WeakSet()
@@ -49,21 +53,25 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # ---- records and read statuses ------------------------------------------------
-class Record:
-    """A delivered record."""
+class Record(tuple):
+    """A delivered record: (offset, value, key, headers, timestamp_ns), with
+    those names as attributes.  A tuple so the C fast path builds it without
+    running Python code."""
 
-    __slots__ = ("offset", "value", "key", "headers", "timestamp_ns")
+    __slots__ = ()
     status = "ok"
+    offset = property(itemgetter(0))
+    value = property(itemgetter(1))
+    key = property(itemgetter(2))
+    headers = property(itemgetter(3))
+    timestamp_ns = property(itemgetter(4))
 
-    def __init__(self, offset, value, key=None, headers=None, timestamp_ns=0):
-        self.offset, self.value, self.key, self.headers, self.timestamp_ns = offset, value, key, headers, timestamp_ns
+    def __new__(cls, offset, value, key=None, headers=None, timestamp_ns=0):
+        return tuple.__new__(cls, (offset, value, key, headers, timestamp_ns))
 
     def __repr__(self):
-        return "Record(offset=%d, key=%r, value=%r)" % (self.offset, self.key, self.value[:32] if self.value else self.value)
-
-    def __eq__(self, other):
-        return isinstance(other, Record) and (self.offset, self.value, self.key, self.headers, self.timestamp_ns) == (
-            other.offset, other.value, other.key, other.headers, other.timestamp_ns)
+        v = self[1]
+        return "Record(offset=%d, key=%r, value=%r)" % (self[0], self[2], v[:32] if v else v)
 
 
 class NotYet:
@@ -201,13 +209,17 @@ class PartitionLog:
         st = self.stats()
         self.slot_count, self.data_capacity = st["slot_count"], st["data_capacity"]
         self.overflow = BLOCK if st["overflow"] == lib.LOG_BLOCK else OVERWRITE
-        self.block_timeout = None
+        self._block_timeout = None
         self._rbuf = ffi.new("char[]", max(self.max_record, 1))
         self._rec = ffi.new("log_rec *")
         self._batch = ffi.new("log_batch *")
-        self._brecs = None
-        self._bbuf = None
         self._append = lib.log_append
+        # the per-record fast path (ext/fastlog.c); falls back to the methods below
+        self._fast = _fastlog.FastLog(int(ffi.cast("uintptr_t", self._v)), max(self.max_record, 1), Record,
+                                      types.MethodType(PartitionLog.append, self),
+                                      types.MethodType(PartitionLog.read, self), decode_headers)
+        self.append = self._fast.append
+        self.read = self._fast.read
         cp = os.environ.get(CRASH_ENV)
         if cp:
             parts = cp.split(":")
@@ -259,6 +271,11 @@ class PartitionLog:
 
     def _release(self):
         _live_logs.discard(self)
+        fast = self.__dict__.pop("_fast", None)
+        if fast is not None:
+            fast.invalidate()  # cached bound methods now take the slow path, which raises ClosedError
+        self.__dict__.pop("append", None)
+        self.__dict__.pop("read", None)
         self._v = None  # the view only points into the mapping; freed by gc
         if self._cbuf is not None:
             ffi.release(self._cbuf)
@@ -289,6 +306,17 @@ class PartitionLog:
 
     def __reduce__(self):
         return (PartitionLog.attach, (self.name,))
+
+    @property
+    def block_timeout(self):
+        """Seconds a block-mode append waits for the floor (None: forever)."""
+        return self._block_timeout
+
+    @block_timeout.setter
+    def block_timeout(self, seconds):
+        self._check_open()
+        self._block_timeout = seconds
+        lib.log_view_set_block_timeout(self._v, _timeout_ns(seconds))
 
     def set_crash_point(self, point, countdown=1, signal="KILL"):
         """Test only: send SIGKILL (or SIGSTOP) to this process at *point* of
@@ -338,17 +366,11 @@ class PartitionLog:
         """Append one record; returns its offset.  ``value``/``key`` are
         bytes-like or None (Kafka's null)."""
         v = self._v
-        if type(value) is bytes and key is None and not headers:
-            # the lean path: one C call
-            r = self._append(v, value, len(value), _NULL, -1, _NULL, 0, timestamp_ns or 0,
-                             _timeout_ns(self.block_timeout))
-            if r >= 0:
-                return r
-            if v is None:
-                self._check_open()
-            self._raise(r, "record of %d bytes" % len(value))
         if v is None:
             self._check_open()
+        if timestamp_ns is not None and (not isinstance(timestamp_ns, int) or isinstance(timestamp_ns, bool)
+                                         or not -(1 << 63) <= timestamp_ns < 1 << 63):
+            raise TypeError("timestamp_ns must be an int64 of nanoseconds, got %r" % (timestamp_ns,))
         if value is None:
             val, vl = _NULL, -1
         else:
@@ -399,10 +421,9 @@ class PartitionLog:
     # -- read
     def _record(self, rec, buf):
         kl, hl, vl, fl = rec.key_len, rec.hdr_len, rec.val_len, rec.flags
-        p = buf + rec.buf_pos
-        key = None if fl & lib.LOG_FLAG_KEY_NULL else ffi.unpack(p, kl)
-        value = None if fl & lib.LOG_FLAG_VALUE_NULL else ffi.unpack(p + kl + hl, vl)
-        headers = decode_headers(ffi.unpack(p + kl, hl)) if hl else None
+        key = None if fl & lib.LOG_FLAG_KEY_NULL else ffi.unpack(buf, kl)
+        value = None if fl & lib.LOG_FLAG_VALUE_NULL else ffi.unpack(buf + kl + hl, vl)
+        headers = decode_headers(ffi.unpack(buf + kl, hl)) if hl else None
         return Record(rec.offset, value, key, headers, rec.timestamp_ns)
 
     def read(self, offset):
@@ -426,30 +447,20 @@ class PartitionLog:
             return Skipped(offset, "corrupt")
         self._raise(rc)
 
-    def _batch_bufs(self, max_records):
-        if self._brecs is None or len(self._brecs) < max_records:
-            self._brecs = ffi.new("log_rec[]", max_records)
-        if self._bbuf is None:
-            self._bbuf_cap = max(self.max_record, 1 << 20)
-            self._bbuf = ffi.new("char[]", self._bbuf_cap)
-        return self._brecs, self._bbuf
-
     def read_batch(self, offset, max_records=1024):
         """Up to *max_records* consecutive records from *offset*, skipping
-        tombstones.  Returns ``(records, next_offset, stop)`` where stop is
-        None (more may be ready), NotYet or Lapped."""
+        tombstones (and counted corrupt records).  Returns ``(records,
+        next_offset, stop)`` where stop is None (more may be ready), NotYet
+        or Lapped."""
         self._check_open()
-        if max_records <= 0:
-            raise ValueError("max_records must be positive")
-        recs, buf = self._batch_bufs(max_records)
-        b = self._batch
-        rc = lib.log_read_batch(self._v, offset, max_records, recs, buf, self._bbuf_cap, b)
-        if rc != lib.LOG_OK:
+        if not isinstance(offset, int) or offset < 0:
+            raise ValueError("offset must be a non-negative int, got %r" % (offset,))
+        if not isinstance(max_records, int) or max_records <= 0:
+            raise ValueError("max_records must be a positive int, got %r" % (max_records,))
+        recs, nxt, rc = self._fast.read_batch(offset, max_records)
+        if recs is None:
             self._raise(rc)
-        rec = self._record
-        out = [rec(recs[i], buf) for i in range(b.count)]
-        stop = None if b.stop == lib.LOG_OK else self._status(b.stop, b.next_offset)
-        return out, b.next_offset, stop
+        return recs, nxt, (None if rc == lib.LOG_OK else self._status(rc, nxt))
 
     def read_batch_array(self, offset, max_records, row_len):
         """Values of up to *max_records* records straight into a new
@@ -492,6 +503,34 @@ class PartitionLog:
             if deadline is not None and time.monotonic_ns() >= deadline:
                 return False
             spin = 0  # spin only at the start of a wait
+
+    def poll(self, offset, timeout=None, mode="adaptive", spin_us=50):
+        """Wait for *offset* and read it: a Record, a status (Lapped,
+        Skipped...), or None on timeout.  ``spin`` spins the whole timeout,
+        ``adaptive`` spins *spin_us* then sleeps on the futex, ``sleep``
+        sleeps at once."""
+        self._check_open()
+        if mode not in WAIT_MODES:
+            raise ValueError("wait mode must be one of %s, got %r" % (", ".join(WAIT_MODES), mode))
+        start = time.monotonic_ns()
+        total = None if timeout is None or timeout < 0 else int(timeout * 1e9)
+        fast = self._fast
+        spin = total if mode == "spin" else (0 if mode == "sleep" else min(int(spin_us * 1000), total or 1 << 62))
+        while True:
+            # spin in <= 1 ms chunks: the GIL is held while spinning
+            left = spin if spin is not None else _SPIN_CHUNK_NS
+            r = fast.poll(offset, min(left, _SPIN_CHUNK_NS))
+            if r is not None:
+                return r
+            elapsed = time.monotonic_ns() - start
+            if total is not None and elapsed >= total:
+                return None
+            if spin is None or elapsed < spin:
+                continue
+            rest = None if total is None else (total - elapsed) / 1e9
+            if not self.wait(offset, rest, "sleep"):
+                return None
+            return self.read(offset)
 
     def watermarks(self):
         """(low, high): the oldest offset still held, the next to be written."""

@@ -160,6 +160,9 @@ def test_bad_input(logs):
         log.append(b"v", key="strkey")
     with pytest.raises(TypeError, match="headers"):
         log.append(b"v", headers=[1, 2])
+    for bad_ts in ("now", 1.5, 1 << 64):
+        with pytest.raises(TypeError, match="timestamp_ns"):
+            log.append(b"v", timestamp_ns=bad_ts)
     assert log.watermarks() == (0, 0)
     with pytest.raises(ValueError, match="power of two"):
         logs.create(slot_count=6)

@@ -1,0 +1,259 @@
+/* fastlog.c - the per-record hot path of the partition log as METH_FASTCALL
+ * methods (shm._fastlog).
+ *
+ * Why a second module: a cffi call costs ~290 ns here (argument tuple,
+ * conversions, GIL release) - nearly the whole budget of a 3 M records/s
+ * append.  These two methods cover only the common shapes (append of a
+ * bytes value; read of a record without headers) and hand every other
+ * call, and every non-OK status, to the cffi-based Python path, which owns
+ * validation and the exception funnel.  The C core is the same source,
+ * compiled into this translation unit with hidden visibility.
+ *
+ * GIL: kept for the call, so the fast append never waits: it uses
+ * log_try_append_value, which claims nothing where it would have to wait
+ * (a full block-mode log, or a slot whose previous lap is still being
+ * written - perhaps by a stopped process that only our own main thread
+ * would resume).  Then the cffi path, which releases the GIL, does it.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "shmlog.c"
+
+typedef struct {
+    PyObject_HEAD
+    log_view *v;          /* NULL once invalidated (the log was closed) */
+    PyObject *record_type; /* a tuple subclass: (offset, value, key, headers, timestamp_ns) */
+    PyObject *append_slow;
+    PyObject *read_slow;
+    PyObject *decode_headers;
+    char *buf;             /* one record */
+    uint64_t cap;
+    char *bbuf;            /* a batch of records */
+    uint64_t bcap;
+    log_rec *recs;
+    uint64_t nrecs;
+} FastLog;
+
+static int FastLog_init(FastLog *self, PyObject *args, PyObject *kw)
+{
+    unsigned long long addr, cap;
+    PyObject *rt, *as, *rs, *dh;
+    if (!PyArg_ParseTuple(args, "KKOOOO", &addr, &cap, &rt, &as, &rs, &dh)) return -1;
+    if (!PyType_Check(rt) || !PyType_IsSubtype((PyTypeObject *)rt, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "record_type must be a tuple subclass");
+        return -1;
+    }
+    free(self->buf);
+    self->buf = malloc(cap ? cap : 1);
+    if (!self->buf) { PyErr_NoMemory(); return -1; }
+    self->cap = cap;
+    self->v = (log_view *)(uintptr_t)addr;
+    Py_INCREF(rt); Py_XSETREF(self->record_type, rt);
+    Py_INCREF(as); Py_XSETREF(self->append_slow, as);
+    Py_INCREF(rs); Py_XSETREF(self->read_slow, rs);
+    Py_INCREF(dh); Py_XSETREF(self->decode_headers, dh);
+    free(self->bbuf);
+    self->bcap = cap > (1u << 20) ? cap : (1u << 20);
+    if (!(self->bbuf = malloc(self->bcap))) { PyErr_NoMemory(); return -1; }
+    return 0;
+}
+
+static void FastLog_dealloc(FastLog *self)
+{
+    Py_XDECREF(self->record_type);
+    Py_XDECREF(self->append_slow);
+    Py_XDECREF(self->read_slow);
+    Py_XDECREF(self->decode_headers);
+    free(self->buf);
+    free(self->bbuf);
+    free(self->recs);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* append(value, key=None, headers=None, timestamp_ns=None) -> offset */
+static PyObject *FastLog_append(FastLog *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (self->v && nargs == 1 && PyBytes_CheckExact(args[0])) {
+        long long ts = 0;
+        if (kwnames) {
+            /* the one keyword the fast path takes: timestamp_ns=<int> */
+            if (PyTuple_GET_SIZE(kwnames) != 1 || !PyLong_CheckExact(args[1]) ||
+                !PyUnicode_Check(PyTuple_GET_ITEM(kwnames, 0)) ||
+                PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "timestamp_ns") != 0)
+                goto slow;
+            ts = PyLong_AsLongLong(args[1]);
+            if (ts == -1 && PyErr_Occurred()) { PyErr_Clear(); goto slow; }
+        }
+        int64_t r = log_try_append_value(self->v, PyBytes_AS_STRING(args[0]), (uint64_t)PyBytes_GET_SIZE(args[0]), ts);
+        if (r >= 0) return PyLong_FromLongLong(r);
+    }
+slow:
+    return PyObject_Vectorcall(self->append_slow, args, nargs, kwnames);
+}
+
+/* Build a Record tuple for rec, whose parts sit at base (key, headers, value). */
+static PyObject *make_record(FastLog *self, const log_rec *rec, const char *base)
+{
+    PyObject *t = PyTuple_New(5);
+    if (!t) return NULL;
+    PyObject *x;
+    if (!(x = PyLong_FromUnsignedLongLong(rec->offset))) goto fail;
+    PyTuple_SET_ITEM(t, 0, x);
+    if (rec->flags & LOG_FLAG_VALUE_NULL) { x = Py_None; Py_INCREF(x); }
+    else if (!(x = PyBytes_FromStringAndSize(base + rec->key_len + rec->hdr_len, rec->val_len))) goto fail;
+    PyTuple_SET_ITEM(t, 1, x);
+    if (rec->flags & LOG_FLAG_KEY_NULL) { x = Py_None; Py_INCREF(x); }
+    else if (!(x = PyBytes_FromStringAndSize(base, rec->key_len))) goto fail;
+    PyTuple_SET_ITEM(t, 2, x);
+    if (rec->hdr_len) {
+        PyObject *blob = PyBytes_FromStringAndSize(base + rec->key_len, rec->hdr_len);
+        if (!blob) goto fail;
+        x = PyObject_CallOneArg(self->decode_headers, blob);
+        Py_DECREF(blob);
+        if (!x) goto fail;
+    } else { x = Py_None; Py_INCREF(x); }
+    PyTuple_SET_ITEM(t, 3, x);
+    if (!(x = PyLong_FromLongLong(rec->timestamp_ns))) goto fail;
+    PyTuple_SET_ITEM(t, 4, x);
+    /* tuple.__new__(record_type, t): no Python-level code runs */
+    PyObject *a = PyTuple_Pack(1, t);
+    Py_DECREF(t);
+    if (!a) return NULL;
+    PyObject *res = PyTuple_Type.tp_new((PyTypeObject *)self->record_type, a, NULL);
+    Py_DECREF(a);
+    return res;
+fail:
+    Py_DECREF(t);
+    return NULL;
+}
+
+/* read(offset) -> Record, or whatever the slow path returns for a status */
+static PyObject *FastLog_read(FastLog *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (self->v && nargs == 1 && !kwnames && PyLong_CheckExact(args[0])) {
+        unsigned long long o = PyLong_AsUnsignedLongLong(args[0]);
+        if (o == (unsigned long long)-1 && PyErr_Occurred()) PyErr_Clear();
+        else {
+            log_rec rec;
+            if (log_read(self->v, o, &rec, self->buf, self->cap) == LOG_OK) return make_record(self, &rec, self->buf);
+        }
+    }
+    return PyObject_Vectorcall(self->read_slow, args, nargs, kwnames);
+}
+
+/* poll(offset, spin_ns) -> Record, a status (slow path), or None if the
+ * offset did not become readable within spin_ns.  Spins holding the GIL, so
+ * callers keep spin_ns short (the Python side uses <= 1 ms chunks). */
+static PyObject *FastLog_poll(FastLog *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyLong_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "poll(offset: int, spin_ns: int)");
+        return NULL;
+    }
+    if (!self->v) return PyObject_Vectorcall(self->read_slow, args, 1, NULL);
+    unsigned long long o = PyLong_AsUnsignedLongLong(args[0]);
+    if (PyErr_Occurred()) return NULL;
+    long long spin = PyLong_AsLongLong(args[1]);
+    if (spin == -1 && PyErr_Occurred()) return NULL;
+    if (!readable(self->v, o)) {
+        int64_t deadline = now_ns() + spin;
+        for (uint32_t i = 1;; i++) {
+            cpu_relax();
+            if (readable(self->v, o)) break;
+            if ((i & 63) == 0 && now_ns() >= deadline) Py_RETURN_NONE;
+        }
+    }
+    log_rec rec;
+    if (log_read(self->v, o, &rec, self->buf, self->cap) == LOG_OK) return make_record(self, &rec, self->buf);
+    return PyObject_Vectorcall(self->read_slow, args, 1, NULL);
+}
+
+/* read_batch(offset, max_records) -> (records, next_offset, stop status code) */
+static PyObject *FastLog_read_batch(FastLog *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long o, n;
+    if (!self->v) { PyErr_SetString(PyExc_ValueError, "log closed"); return NULL; }
+    if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "read_batch(offset, max_records)"); return NULL; }
+    o = PyLong_AsUnsignedLongLong(args[0]);
+    if (PyErr_Occurred()) return NULL;
+    n = PyLong_AsUnsignedLongLong(args[1]);
+    if (PyErr_Occurred()) return NULL;
+    if (n == 0 || n > (1u << 24)) { PyErr_SetString(PyExc_ValueError, "max_records must be in [1, 2**24]"); return NULL; }
+    if (n > self->nrecs) {
+        log_rec *r = realloc(self->recs, n * sizeof *r);
+        if (!r) return PyErr_NoMemory();
+        self->recs = r;
+        self->nrecs = n;
+    }
+    log_batch b;
+    int rc = log_read_batch(self->v, o, n, self->recs, self->bbuf, self->bcap, &b);
+    if (rc != LOG_OK) return Py_BuildValue("(OKi)", Py_None, o, rc);
+    PyObject *list = PyList_New((Py_ssize_t)b.count);
+    if (!list) return NULL;
+    for (uint64_t i = 0; i < b.count; i++) {
+        PyObject *r = make_record(self, &self->recs[i], self->bbuf + self->recs[i].buf_pos);
+        if (!r) { Py_DECREF(list); return NULL; }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, r);
+    }
+    PyObject *res = Py_BuildValue("(NKi)", list, (unsigned long long)b.next_offset, b.stop);
+    return res;
+}
+
+static PyObject *FastLog_invalidate(FastLog *self, PyObject *unused)
+{
+    self->v = NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef FastLog_methods[] = {
+    {"append", (PyCFunction)(void (*)(void))FastLog_append, METH_FASTCALL | METH_KEYWORDS,
+     "append(value, key=None, headers=None, timestamp_ns=None) -> offset"},
+    {"read", (PyCFunction)(void (*)(void))FastLog_read, METH_FASTCALL | METH_KEYWORDS, "read(offset) -> Record or status"},
+    {"poll", (PyCFunction)(void (*)(void))FastLog_poll, METH_FASTCALL,
+     "poll(offset, spin_ns) -> Record, status, or None"},
+    {"read_batch", (PyCFunction)(void (*)(void))FastLog_read_batch, METH_FASTCALL,
+     "read_batch(offset, max_records) -> (records or None, next_offset, stop status)"},
+    {"invalidate", (PyCFunction)FastLog_invalidate, METH_NOARGS, "stop using the view (the log was closed)"},
+    {NULL},
+};
+
+static PyTypeObject FastLogType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shm._fastlog.FastLog",
+    .tp_basicsize = sizeof(FastLog),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "per-record fast path over one attached log_view",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)FastLog_init,
+    .tp_dealloc = (destructor)FastLog_dealloc,
+    .tp_methods = FastLog_methods,
+};
+
+static PyObject *build_id(PyObject *m, PyObject *unused) { return PyUnicode_FromString(log_build_id()); }
+
+static PyMethodDef module_methods[] = {
+    {"build_id", build_id, METH_NOARGS, "the build id compiled in"},
+    {NULL},
+};
+
+static struct PyModuleDef fastlog_module = {
+    PyModuleDef_HEAD_INIT, "shm._fastlog", "per-record fast path of the partition log", -1, module_methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__fastlog(void)
+{
+    if (PyType_Ready(&FastLogType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&fastlog_module);
+    if (!m) return NULL;
+    Py_INCREF(&FastLogType);
+    if (PyModule_AddObject(m, "FastLog", (PyObject *)&FastLogType) < 0) {
+        Py_DECREF(&FastLogType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
