@@ -286,3 +286,38 @@ def test_stale_build_refused(monkeypatch):
     monkeypatch.setattr(nat, "BUILD_ID", "0.0.0+deadbeef")
     with pytest.raises(ImportError, match="pip install -e"):
         nat._check_build()
+
+
+def test_fast_path_after_close_raises_not_crashes(logs):
+    log = logs.create(slot_count=8, data_capacity=256, max_record=64)
+    log.append(b"x")
+    append, read, poll = log.append, log.read, log.poll  # cached bound methods
+    log.close()
+    with pytest.raises(ClosedError):
+        append(b"y")
+    with pytest.raises(ClosedError):
+        read(0)
+    with pytest.raises(ClosedError):
+        poll(0, timeout=0)
+    with pytest.raises(ClosedError):
+        log.read_batch(0, 4)
+
+
+def test_poll(logs):
+    log = logs.create(slot_count=4, data_capacity=1024, max_record=64)
+    for mode in ("spin", "adaptive", "sleep"):
+        assert log.poll(0, timeout=0.01, mode=mode) is None
+    log.append(b"v", key=b"k", headers={"h": b"1"}, timestamp_ns=5)
+    r = log.poll(0, timeout=1)
+    assert (r.offset, r.key, r.value, r.headers, r.timestamp_ns) == (0, b"k", b"v", [("h", b"1")], 5)
+    got = []
+    t = threading.Thread(target=lambda: got.append(log.poll(1, timeout=10, mode="adaptive")))
+    t.start()
+    deadline_wait(lambda: log.stats()["waiters"] == 1, 10, "the poller to sleep")
+    log.append(b"late")
+    t.join(10)
+    assert got[0].value == b"late"
+    for i in range(6):
+        log.append(b"%d" % i)
+    r = log.poll(0, timeout=0)
+    assert isinstance(r, Lapped) and r.low == 4
