@@ -16,7 +16,11 @@ ITERATIONS = 3000
 
 
 def worker(name, seed, iterations):
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    # the tree this test file belongs to (a sanitized scratch copy, say) first
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, root)
+    import shm
+    assert shm.__file__.startswith(root), shm.__file__
     from broker.errors import KafkaException
     from shm import PartitionLog
     from shm._native import lib

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Build the C core (both modules) with ASan + UBSan in a scratch copy of the
+# tree and run the log's tests against it.  Usage: ext/sanitize.sh [python]
+# (python: an interpreter with the test dependencies; default .venv/bin/python)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+py=${1:-$top/.venv/bin/python}
+asan=$(gcc -print-file-name=libasan.so)
+[ -e "$asan" ] || { echo "libasan not found (gcc -print-file-name=libasan.so)"; exit 2; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cp -r "$top/shm" "$top/broker" "$top/ext" "$top/tests" "$top/setup.py" "$top/pyproject.toml" "$top/README.md" "$work/"
+rm -f "$work"/shm/*.so
+cd "$work"
+SHMLOG_SANITIZE=1 "$py" setup.py -q build_ext --inplace >build.log 2>&1 || { cat build.log; exit 1; }
+# PYTHONMALLOC=malloc lets ASan see Python's allocations too; leaks are
+# CPython's own at exit, not ours, so leak detection is off.
+export LD_PRELOAD="$asan" PYTHONMALLOC=malloc
+export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+"$py" -c "import shm._native as n, shm._shmlog as a, shm._fastlog as b; assert a.__file__.startswith(\"$work\") and b.__file__.startswith(\"$work\"), (a.__file__, b.__file__); print(\"sanitized build\", n.BUILD_ID, a.__file__)"
+nm -D shm/_fastlog*.so | grep -q __asan_report && nm -D shm/_shmlog*.so | grep -q __asan_report || { echo "modules are not instrumented"; exit 1; }
+"$py" -m pytest -q -p no:cacheprovider tests/test_log_edges.py tests/test_model.py tests/test_fuzz.py tests/test_faults.py tests/test_stress.py
