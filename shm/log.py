@@ -540,10 +540,14 @@ class PartitionLog:
         return lo[0], hi[0]
 
     def stats(self):
+        """Counters and watermarks.  ``appends`` counts offsets claimed
+        (tombstoned ones included); the others are named as in log_stats."""
         self._check_open()
         st = ffi.new("log_stats *")
         lib.log_get_stats(self._v, st)
-        return {f: getattr(st, f) for f in dir(st)}
+        d = {f: getattr(st, f) for f in dir(st)}
+        d["appends"] = d["high"] - d["start_offset"]
+        return d
 
     # -- retention floor (block mode)
     def set_floor(self, offset):

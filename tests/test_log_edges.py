@@ -1,8 +1,10 @@
 """Exact edge tests of the partition log: ring wraps, split records, size
 limits, the lap-counter wrap, bad input, corrupted headers, block mode."""
 import os
+import signal
 import struct
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -223,7 +225,8 @@ def test_attach_sees_records_and_close(logs):
     with pytest.raises(ClosedError):
         other.read(0)
     assert log.read(1).value == b"two"  # closing an attacher unlinks nothing
-    assert os.path.exists("/dev/shm" + log.name)
+    assert os.stat("/dev/shm" + log.name).st_mode & 0o777 == 0o600  # owner only
+    assert log.stats()["appends"] == 2
 
 
 def test_block_mode_holds_until_floor(logs):
@@ -321,3 +324,22 @@ def test_poll(logs):
         log.append(b"%d" % i)
     r = log.poll(0, timeout=0)
     assert isinstance(r, Lapped) and r.low == 4
+
+
+def test_ctrl_c_interrupts_a_blocking_wait(logs, children):
+    log = logs.create(slot_count=8, data_capacity=256, max_record=64)
+
+    def sleeper(name):
+        other = PartitionLog.attach(name)
+        t0 = time.monotonic()
+        try:
+            other.wait(0, timeout=None, mode="sleep")
+        except KeyboardInterrupt:
+            return ("interrupted", time.monotonic() - t0)
+        return ("woke", time.monotonic() - t0)
+
+    p = children.start(sleeper, log.name)
+    deadline_wait(lambda: log.stats()["waiters"] == 1, 10, "the child to sleep on the futex")
+    os.kill(p.pid, signal.SIGINT)
+    (what, took), = children.results(timeout=10)
+    assert what == "interrupted" and log.watermarks() == (0, 0)
