@@ -20,6 +20,8 @@
 
 #include "shmlog.c"
 
+static PyObject *str_timestamp_ns; /* interned "timestamp_ns" */
+
 typedef struct {
     PyObject_HEAD
     log_view *v;          /* NULL once invalidated (the log was closed) */
@@ -79,9 +81,11 @@ static PyObject *FastLog_append(FastLog *self, PyObject *const *args, Py_ssize_t
         long long ts = 0;
         if (kwnames) {
             /* the one keyword the fast path takes: timestamp_ns=<int> */
-            if (PyTuple_GET_SIZE(kwnames) != 1 || !PyLong_CheckExact(args[1]) ||
-                !PyUnicode_Check(PyTuple_GET_ITEM(kwnames, 0)) ||
-                PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "timestamp_ns") != 0)
+            PyObject *kw = PyTuple_GET_SIZE(kwnames) == 1 ? PyTuple_GET_ITEM(kwnames, 0) : NULL;
+            /* keyword names from call sites are interned: identity first */
+            if (!kw || !PyLong_CheckExact(args[1]) ||
+                (kw != str_timestamp_ns && (!PyUnicode_Check(kw) ||
+                                            PyUnicode_CompareWithASCIIString(kw, "timestamp_ns") != 0)))
                 goto slow;
             ts = PyLong_AsLongLong(args[1]);
             if (ts == -1 && PyErr_Occurred()) { PyErr_Clear(); goto slow; }
@@ -93,13 +97,18 @@ slow:
     return PyObject_Vectorcall(self->append_slow, args, nargs, kwnames);
 }
 
-/* Build a Record tuple for rec, whose parts sit at base (key, headers, value). */
-static PyObject *make_record(FastLog *self, const log_rec *rec, const char *base)
+/* Build a Record tuple for rec, whose parts sit at base (key, headers, value).
+ * offset_obj: the caller's int for rec->offset, reused if given. */
+static PyObject *make_record(FastLog *self, const log_rec *rec, const char *base, PyObject *offset_obj)
 {
-    PyObject *t = PyTuple_New(5);
+    /* allocate the tuple-subclass instance directly (what tuple.__new__ does
+     * for a subclass), so no temporary tuples and no Python code */
+    PyTypeObject *tp = (PyTypeObject *)self->record_type;
+    PyObject *t = tp->tp_alloc(tp, 5);
     if (!t) return NULL;
     PyObject *x;
-    if (!(x = PyLong_FromUnsignedLongLong(rec->offset))) goto fail;
+    if (offset_obj) { x = offset_obj; Py_INCREF(x); }
+    else if (!(x = PyLong_FromUnsignedLongLong(rec->offset))) goto fail;
     PyTuple_SET_ITEM(t, 0, x);
     if (rec->flags & LOG_FLAG_VALUE_NULL) { x = Py_None; Py_INCREF(x); }
     else if (!(x = PyBytes_FromStringAndSize(base + rec->key_len + rec->hdr_len, rec->val_len))) goto fail;
@@ -117,15 +126,9 @@ static PyObject *make_record(FastLog *self, const log_rec *rec, const char *base
     PyTuple_SET_ITEM(t, 3, x);
     if (!(x = PyLong_FromLongLong(rec->timestamp_ns))) goto fail;
     PyTuple_SET_ITEM(t, 4, x);
-    /* tuple.__new__(record_type, t): no Python-level code runs */
-    PyObject *a = PyTuple_Pack(1, t);
-    Py_DECREF(t);
-    if (!a) return NULL;
-    PyObject *res = PyTuple_Type.tp_new((PyTypeObject *)self->record_type, a, NULL);
-    Py_DECREF(a);
-    return res;
+    return t;
 fail:
-    Py_DECREF(t);
+    Py_DECREF(t); /* unset items are NULL: tuple dealloc skips them */
     return NULL;
 }
 
@@ -138,7 +141,7 @@ static PyObject *FastLog_read(FastLog *self, PyObject *const *args, Py_ssize_t n
         if (o == (unsigned long long)-1 && PyErr_Occurred()) PyErr_Clear();
         else {
             log_rec rec;
-            if (log_read(self->v, o, &rec, self->buf, self->cap) == LOG_OK) return make_record(self, &rec, self->buf);
+            if (log_read(self->v, o, &rec, self->buf, self->cap) == LOG_OK) return make_record(self, &rec, self->buf, args[0]);
         }
     }
     return PyObject_Vectorcall(self->read_slow, args, nargs, kwnames);
@@ -161,13 +164,13 @@ static PyObject *FastLog_poll(FastLog *self, PyObject *const *args, Py_ssize_t n
     if (!readable(self->v, o)) {
         int64_t deadline = now_ns() + spin;
         for (uint32_t i = 1;; i++) {
-            cpu_relax();
+            if (i > 256) cpu_relax(); /* a tight first phase: no pause latency on a quick hand-off */
             if (readable(self->v, o)) break;
             if ((i & 63) == 0 && now_ns() >= deadline) Py_RETURN_NONE;
         }
     }
     log_rec rec;
-    if (log_read(self->v, o, &rec, self->buf, self->cap) == LOG_OK) return make_record(self, &rec, self->buf);
+    if (log_read(self->v, o, &rec, self->buf, self->cap) == LOG_OK) return make_record(self, &rec, self->buf, args[0]);
     return PyObject_Vectorcall(self->read_slow, args, 1, NULL);
 }
 
@@ -194,7 +197,7 @@ static PyObject *FastLog_read_batch(FastLog *self, PyObject *const *args, Py_ssi
     PyObject *list = PyList_New((Py_ssize_t)b.count);
     if (!list) return NULL;
     for (uint64_t i = 0; i < b.count; i++) {
-        PyObject *r = make_record(self, &self->recs[i], self->bbuf + self->recs[i].buf_pos);
+        PyObject *r = make_record(self, &self->recs[i], self->bbuf + self->recs[i].buf_pos, NULL);
         if (!r) { Py_DECREF(list); return NULL; }
         PyList_SET_ITEM(list, (Py_ssize_t)i, r);
     }
@@ -247,6 +250,7 @@ static struct PyModuleDef fastlog_module = {
 PyMODINIT_FUNC PyInit__fastlog(void)
 {
     if (PyType_Ready(&FastLogType) < 0) return NULL;
+    if (!str_timestamp_ns && !(str_timestamp_ns = PyUnicode_InternFromString("timestamp_ns"))) return NULL;
     PyObject *m = PyModule_Create(&fastlog_module);
     if (!m) return NULL;
     Py_INCREF(&FastLogType);

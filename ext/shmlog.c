@@ -18,9 +18,10 @@
  * a repair or a lap - we lost the offset and simply claim again, so a slow
  * producer loses nothing); record the reservation; copy; fill the slot;
  * release-store COMMITTED; wake sleepers only if the waiters count is set.
- * Read: acquire the tag, copy, acquire fence, re-check the tag, that the
- * claim has not moved more than D bytes past the record, the record's own
- * header, and its checksum; only then deliver.
+ * Read: acquire the tag, copy, acquire fence, re-check the tag, that no
+ * writer went more than D bytes past the record (the data limit, which
+ * producers raise in D/8 granules before writing, else the claim word), the
+ * record's own header, and its checksum; only then deliver.
  *
  * Nothing read from the segment is trusted: the geometry is validated once
  * at attach and cached in the process-private view; every position, length
@@ -104,7 +105,12 @@ struct log_header {
     uint8_t pad5[768 - 656];
     /* 768: repair counters */
     uint64_t tombstones, repairs;
-    uint8_t pad6[LOG_HEADER_SIZE - 784];
+    uint8_t pad6[896 - 784];
+    /* 896: data limit - no producer writes data-ring bytes at or past it.
+     * Raised in granules of D/8 (rarely written), so readers check it
+     * without pulling the claim line away from producers. */
+    uint64_t data_limit;
+    uint8_t pad7[LOG_HEADER_SIZE - 904];
 };
 
 struct log_slot {
@@ -136,6 +142,7 @@ _Static_assert(offsetof(struct log_header, floor) == 384, "floor line");
 _Static_assert(offsetof(struct log_header, wakeups) == 512, "producer counters");
 _Static_assert(offsetof(struct log_header, laps_seen) == 640, "reader counters");
 _Static_assert(offsetof(struct log_header, tombstones) == 768, "repair counters");
+_Static_assert(offsetof(struct log_header, data_limit) == 896, "data limit line");
 _Static_assert(sizeof(struct log_slot) == LOG_SLOT_SIZE, "slot size");
 _Static_assert(offsetof(struct log_slot, rec_len) == 32, "slot rec_len");
 _Static_assert(offsetof(struct log_slot, owner_pid) == 56, "slot owner");
@@ -146,7 +153,7 @@ struct log_view {
     struct log_header *h;
     struct log_slot *slots;
     uint8_t *data;
-    uint64_t size, n, mask, shift, d, dmask, start, max_record, max_rec_len;
+    uint64_t size, n, mask, shift, d, dmask, start, max_record, max_rec_len, granule;
     uint32_t overflow, pid;
     int crash_point, crash_signal;
     int64_t block_timeout_ns;
@@ -253,6 +260,7 @@ static uint32_t layout_hash(void)
         offsetof(struct log_header, claim), offsetof(struct log_header, futex_seq),
         offsetof(struct log_header, floor), offsetof(struct log_header, tombstones),
         offsetof(struct log_slot, pos), offsetof(struct log_slot, checksum), LAP_BITS, OWNER_BITS,
+        offsetof(struct log_header, data_limit),
     };
     uint64_t h = hash_bytes((const uint8_t *)parts, sizeof parts, 0x5348424b);
     return (uint32_t)(h ^ (h >> 32));
@@ -386,6 +394,7 @@ int log_attach(log_view *v, void *base, uint64_t size, uint32_t pid)
     v->shift = (uint64_t)__builtin_ctzll(n);
     v->d = d;
     v->dmask = d - 1;
+    v->granule = d / 8 > 8 ? d / 8 : 8;
     v->start = h->start_offset;
     v->max_record = h->max_record;
     v->max_rec_len = align8(LOG_RECORD_OVERHEAD + h->max_record);
@@ -517,6 +526,20 @@ static int take_slot(log_view *v, uint64_t o)
     }
 }
 
+/* Make sure data_limit covers [.., end) before we write bytes below end. */
+static inline void publish_limit(log_view *v, uint64_t end)
+{
+    /* acquire: pairs with other producers' CAS below */
+    uint64_t l = atom_load_acquire64(&v->h->data_limit);
+    if (end <= l) return;
+    uint64_t want = (end + v->granule - 1) & ~(v->granule - 1);
+    while (l < end && !atom_cas64(&v->h->data_limit, &l, want))
+        ;
+    /* full fence: the raised limit is visible before any of our data
+     * stores; pairs with read_one's acquire fence before it loads the limit */
+    atom_fence_seqcst();
+}
+
 /* fill the slot and the data ring for offset o, already CLAIMED by us */
 static void write_record(log_view *v, uint64_t o, uint64_t pos, uint64_t rl, const char *val, int64_t vl,
                          const char *key, int64_t kl, const char *hd, uint64_t hl, int64_t ts)
@@ -527,6 +550,7 @@ static void write_record(log_view *v, uint64_t o, uint64_t pos, uint64_t rl, con
     s->pos = pos;
     s->owner_pid = v->pid;
     crash_at(v, LOG_CP_AFTER_RESERVE);
+    publish_limit(v, pos + rl);
     uint32_t sum = record_checksum(o, ts, flags, (const uint8_t *)key, k, (const uint8_t *)hd, hl,
                                    (const uint8_t *)val, vv);
     struct log_rec_header rh = { o, (uint32_t)rl, sum };
@@ -690,7 +714,12 @@ static int read_one(log_view *v, uint64_t o, log_rec *rec, uint8_t *buf, uint64_
      * pairs with the next writer's claim CAS / slot CAS (full barriers) */
     atom_fence_acquire();
     if (atom_load_relaxed64(&s->tag) != t) return LOG_LAPPED;
-    if (atom_load_relaxed64(&v->h->claim.hi) - pos > v->d) return LOG_LAPPED;
+    /* no writer went past pos + D?  The data limit (rarely written) says so
+     * for all but the oldest granule; only there ask the claim word, which
+     * bounds every reservation exactly */
+    if (atom_load_relaxed64(&v->h->data_limit) - pos > v->d &&
+        atom_load_relaxed64(&v->h->claim.hi) - pos > v->d)
+        return LOG_LAPPED;
     if (rh.offset != o || rh.rec_len != rl || rh.checksum != sum ||
         record_checksum(o, ts, flags, buf, kl, buf + kl, hl, buf + kl + hl, vl) != sum)
         return LOG_CORRUPT_RECORD;

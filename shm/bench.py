@@ -56,9 +56,10 @@ def _log_consumer(name, mode, total, conn):
     poll = log.poll
     while o < total:
         r = poll(o, 10, mode)
+        t = pc()  # the consumer holds the record now
         if r is None or r.status != "ok":
             raise RuntimeError("latency consumer: offset %d gave %r" % (o, r))
-        lat[o] = pc() - r[4]  # the record's timestamp_ns, stamped by the producer
+        lat[o] = t - r[4]  # the record's timestamp_ns, stamped by the producer
         o += 1
     conn.send(lat.tobytes())
     log.close()
@@ -98,7 +99,8 @@ def _pipe_receiver(conn, total, out):
     out.send("ready")
     for i in range(total):
         b = conn.recv_bytes()
-        lat[i] = pc() - STAMP.unpack_from(b)[0]
+        t = pc()
+        lat[i] = t - STAMP.unpack_from(b)[0]
     out.send(lat.tobytes())
 
 
