@@ -6,7 +6,6 @@ import sys
 def cmd_demo(args):
     # Until the broker layer (topics, groups, supervisor) lands, the main job
     # is the partition-log benchmark in a short run.
-    from shm import bench
     import importlib.util
     import os
     here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "perf", "ring_bench.py")
@@ -18,7 +17,8 @@ def cmd_demo(args):
     spec.loader.exec_module(rb)
     argv = ["--samples", str(args.samples), "--records", str(args.records), "--big-records", "5000",
             "--repeats", "2", "--syscall-appends", "50000"]
-    print("shmbroker demo: partition-log latency and throughput (shm %s)" % bench.__name__)
+    from shm import __version__
+    print("shmbroker %s demo: partition-log latency and throughput, each beside its baseline" % __version__)
     rb.run(rb.parser().parse_args(argv))
     return 0
 

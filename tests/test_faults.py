@@ -155,3 +155,26 @@ def test_stopped_claim_is_waited_for_not_stolen(logs):
     assert done == list(range(1, 17))
     assert log.stats()["tombstones"] == 0
     assert [log.read(o).value for o in range(1, 17)] == [b"p%d" % i for i in range(1, 17)]
+
+
+def test_log_inherited_across_fork_claims_as_child(logs):
+    """A PartitionLog opened before fork() works in the child and its claims
+    carry the child's pid, so repair after the child's death finds them."""
+    log = logs.create(slot_count=16, data_capacity=4096, max_record=64)
+    log.append(b"parent")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            log.append(b"child ok")  # the inherited object, fast path included
+            log.set_crash_point("before_commit")
+            log.append(b"child dies")
+        finally:
+            os._exit(code)
+    status = wait_status(pid)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert log.read(1).value == b"child ok"
+    assert log.repair_dead(os.getpid()) == 0  # nothing was claimed as the parent
+    assert log.repair_dead(pid) == 1
+    assert log.read(2).reason == "tombstone"
+    assert log.append(b"parent again") == 3
