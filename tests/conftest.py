@@ -67,6 +67,21 @@ def deadline_wait(pred, timeout, what):
         time.sleep(0.001)
 
 
+def while_blocked(call, blocked, what, action, timeout=10):
+    """Run *call* in a thread; once *blocked()* says it is waiting, run
+    *action*; return what *call* returned (it must finish within *timeout*)."""
+    import threading
+    out = []
+    t = threading.Thread(target=lambda: out.append(call()), daemon=True)
+    t.start()
+    deadline_wait(blocked, timeout, what)
+    assert not out, "%s: the call returned before it blocked" % what
+    action()
+    t.join(timeout)
+    assert out, "%s: the call did not finish after the action" % what
+    return out[0]
+
+
 CTX = mp.get_context("fork")
 
 

@@ -3,7 +3,6 @@ limits, the lap-counter wrap, bad input, corrupted headers, block mode."""
 import os
 import signal
 import struct
-import threading
 import time
 
 import numpy as np
@@ -11,10 +10,10 @@ import pytest
 
 from broker.errors import (ClosedError, CorruptSegmentError, KafkaError, KafkaException, MessageTooLargeError,
                            NamespaceError, QueueFullError)
-from shm import Lapped, NotYet, PartitionLog, Record, Skipped
+from shm import Lapped, NotYet, PartitionLog, Record
 from shm._native import lib
 
-from conftest import deadline_wait
+from conftest import deadline_wait, while_blocked
 
 HDR = lib.LOG_HEADER_SIZE
 
@@ -254,14 +253,12 @@ def test_block_mode_holds_until_floor(logs):
         big.append(b"B" * 64)  # 4 * 80 > 256
     # a producer blocked in another thread is released by the floor moving
     big.block_timeout = 10
-    got = []
-    t = threading.Thread(target=lambda: got.append(big.append(b"B" * 64)))
-    t.start()
-    deadline_wait(lambda: big.stats()["block_waits"] == 2, 10, "the producer to block")
-    assert got == [] and big.watermarks() == (0, 3)
-    big.set_floor(1)
-    t.join(10)
-    assert got == [3]
+
+    def release():
+        assert big.watermarks() == (0, 3)  # the blocked append claimed nothing
+        big.set_floor(1)
+    assert while_blocked(lambda: big.append(b"B" * 64), lambda: big.stats()["block_waits"] == 2,
+                         "the producer to block", release) == 3
     assert [big.read(o).value for o in (1, 2, 3)] == [b"\1" * 64, b"\2" * 64, b"B" * 64]
 
 
@@ -271,14 +268,9 @@ def test_wait_modes_and_timeout(logs):
         assert log.wait(log.watermarks()[1], timeout=0.02, mode=mode) is False
     with pytest.raises(ValueError, match="wait mode"):
         log.wait(0, mode="busy")
-    results = []
-    t = threading.Thread(target=lambda: results.append(log.wait(0, timeout=10, mode="sleep")))
-    t.start()
     # the waiter announces itself in the waiters count before it sleeps
-    deadline_wait(lambda: log.stats()["waiters"] == 1, 10, "the reader to sleep")
-    log.append(b"wake")
-    t.join(10)
-    assert results == [True]
+    assert while_blocked(lambda: log.wait(0, timeout=10, mode="sleep"), lambda: log.stats()["waiters"] == 1,
+                         "the reader to sleep", lambda: log.append(b"wake")) is True
     assert log.stats()["wakeups"] == 1
     log.append(b"no sleeper")
     assert log.stats()["wakeups"] == 1  # no syscall when nobody sleeps
@@ -313,13 +305,9 @@ def test_poll(logs):
     log.append(b"v", key=b"k", headers={"h": b"1"}, timestamp_ns=5)
     r = log.poll(0, timeout=1)
     assert (r.offset, r.key, r.value, r.headers, r.timestamp_ns) == (0, b"k", b"v", [("h", b"1")], 5)
-    got = []
-    t = threading.Thread(target=lambda: got.append(log.poll(1, timeout=10, mode="adaptive")))
-    t.start()
-    deadline_wait(lambda: log.stats()["waiters"] == 1, 10, "the poller to sleep")
-    log.append(b"late")
-    t.join(10)
-    assert got[0].value == b"late"
+    got = while_blocked(lambda: log.poll(1, timeout=10, mode="adaptive"), lambda: log.stats()["waiters"] == 1,
+                        "the poller to sleep", lambda: log.append(b"late"))
+    assert got.value == b"late"
     for i in range(6):
         log.append(b"%d" % i)
     r = log.poll(0, timeout=0)
