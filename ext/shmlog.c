@@ -292,6 +292,10 @@ static inline void ring_get(const log_view *v, uint64_t pos, void *dst, uint64_t
     }
 }
 
+/* statistics counters: relaxed, ordering nothing - read only by log_get_stats */
+static inline void stat_add(uint64_t *c, uint64_t n) { atom_fetch_add_relaxed64(c, n); }
+static inline uint64_t stat_get(const uint64_t *c) { return atom_load_relaxed64(c); }
+
 static inline uint64_t claim_offset(const log_view *v)
 {   /* acquire: pairs with the producers' claim CAS (full barrier) */
     return atom_load_acquire64(&v->h->claim.lo);
@@ -410,9 +414,9 @@ static void wake_readers(log_view *v, int force)
     /* seq_cst fence: pairs with the reader's seq_cst waiters increment in
      * log_wait - either it sees our COMMITTED or we see its count */
     atom_fence_seqcst();
-    if (force || atom_load_seqcst32(&v->h->waiters)) {
+    if (force || atom_load_seqcst32(&v->h->waiters)) { /* pairs with log_wait's waiters increment */
         atom_fetch_add32(&v->h->futex_seq, 1); /* pairs with log_wait's futex value check */
-        atom_fetch_add_relaxed64(&v->h->wakeups, 1);
+        stat_add(&v->h->wakeups, 1);
         futex_wake_all(&v->h->futex_seq);
     }
 }
@@ -424,14 +428,14 @@ static inline int blocked(log_view *v, atom_pair cur, uint64_t cnt, uint64_t len
 {
     /* acquire: pairs with log_set_floor's release stores */
     uint64_t fl = atom_load_acquire64(&v->h->floor);
-    uint64_t fb = atom_load_acquire64(&v->h->floor_bytes);
+    uint64_t fb = atom_load_acquire64(&v->h->floor_bytes); /* pairs with log_set_floor's release */
     return cur.lo + cnt > fl + v->n || cur.hi + len > fb + v->d;
 }
 
 static int wait_floor(log_view *v, atom_pair cur, uint64_t cnt, uint64_t len, int64_t deadline)
 {
     struct log_header *h = v->h;
-    atom_fetch_add_relaxed64(&h->block_waits, 1);
+    stat_add(&h->block_waits, 1);
     for (int spins = 0;; spins++) {
         if (!blocked(v, cur, cnt, len)) return LOG_OK;
         int64_t left = deadline < 0 ? -1 : deadline - now_ns();
@@ -443,8 +447,9 @@ static int wait_floor(log_view *v, atom_pair cur, uint64_t cnt, uint64_t len, in
             int64_t chunk = 20000000; /* 20 ms: re-check even if a wake is lost to a dead setter */
             futex_wait(&h->floor_seq, seq, left >= 0 && left < chunk ? left : chunk);
         }
-        atom_fetch_sub32(&h->floor_waiters, 1);
-        /* re-read the claim: another producer may have moved it */
+        atom_fetch_sub32(&h->floor_waiters, 1); /* seq_cst: pairs with log_set_floor's waiter check */
+        /* re-read the claim: another producer may have moved it (relaxed:
+         * a stale pair only makes the claim CAS fail and retry) */
         cur.lo = atom_load_relaxed64(&h->claim.lo);
         cur.hi = atom_load_relaxed64(&h->claim.hi);
     }
@@ -464,6 +469,7 @@ static inline int slot_ready(log_view *v, uint64_t o)
 static int claim(log_view *v, uint64_t cnt, uint64_t len, int64_t timeout_ns, int nowait, uint64_t *o, uint64_t *pos)
 {
     struct log_header *h = v->h;
+    /* relaxed, maybe torn: only a guess for the CAS below, which returns the real pair */
     atom_pair cur = { atom_load_relaxed64(&h->claim.lo), atom_load_relaxed64(&h->claim.hi) };
     int64_t deadline = -1;
     for (;;) {
@@ -473,7 +479,7 @@ static int claim(log_view *v, uint64_t cnt, uint64_t len, int64_t timeout_ns, in
             if (deadline == -1 && timeout_ns >= 0) deadline = now_ns() + timeout_ns;
             int rc = wait_floor(v, cur, cnt, len, timeout_ns < 0 ? -1 : deadline);
             if (rc != LOG_OK) return rc;
-            cur.lo = atom_load_relaxed64(&h->claim.lo);
+            cur.lo = atom_load_relaxed64(&h->claim.lo); /* a guess for the CAS, as above */
             cur.hi = atom_load_relaxed64(&h->claim.hi);
             continue;
         }
@@ -513,8 +519,8 @@ static int take_slot(log_view *v, uint64_t o)
             /* the previous lap's owner died mid-append: repair it here */
             uint64_t exp = t;
             if (atom_cas64(&s->tag, &exp, mk_tag(tag_lap(t), tag_owner(t), ST_TOMBSTONE))) { /* pairs with readers' acquire */
-                atom_fetch_add_relaxed64(&v->h->tombstones, 1);
-                atom_fetch_add_relaxed64(&v->h->repairs, 1);
+                stat_add(&v->h->tombstones, 1);
+                stat_add(&v->h->repairs, 1);
             }
             continue;
         }
@@ -533,6 +539,7 @@ static inline void publish_limit(log_view *v, uint64_t end)
     uint64_t l = atom_load_acquire64(&v->h->data_limit);
     if (end <= l) return;
     uint64_t want = (end + v->granule - 1) & ~(v->granule - 1);
+    /* CAS up to want, never down: pairs with other producers' CAS and load above */
     while (l < end && !atom_cas64(&v->h->data_limit, &l, want))
         ;
     /* full fence: the raised limit is visible before any of our data
@@ -595,7 +602,7 @@ static int64_t append_one(log_view *v, const char *val, int64_t val_len, const c
         if (rc != LOG_OK) return rc;
         crash_at(v, LOG_CP_AFTER_CLAIM);
         if (take_slot(v, o)) break; /* with nowait, slot_ready said it will not wait */
-        atom_fetch_add_relaxed64(&v->h->retries, 1);
+        stat_add(&v->h->retries, 1);
     }
     crash_at(v, LOG_CP_AFTER_SLOT_CAS);
     write_record(v, o, pos, rl, val, val_len, key, key_len, hdrs, hdr_len, ts);
@@ -651,13 +658,13 @@ int64_t log_append_batch(log_view *v, const char *data, const uint32_t *lens, ui
             /* a repair took this offset (we were stalled past its grace):
              * give back the rest of our claim as tombstones, then append the
              * remaining records one by one; nothing is lost */
-            atom_fetch_add_relaxed64(&v->h->retries, 1);
+            stat_add(&v->h->retries, 1);
             for (uint64_t j = i + 1; j < n; j++) {
                 if (!take_slot(v, o + j)) continue;
                 uint64_t t = mk_tag(lap_of(v, o + j), v->pid, ST_CLAIMED);
                 /* CAS from our own claim: pairs with readers' acquire of the tag */
                 if (atom_cas64(&v->slots[(o + j) & v->mask].tag, &t, mk_tag(lap_of(v, o + j), v->pid, ST_TOMBSTONE)))
-                    atom_fetch_add_relaxed64(&v->h->tombstones, 1);
+                    stat_add(&v->h->tombstones, 1);
             }
             for (uint64_t j = i; j < n; j++) {
                 uint64_t lj = lens ? lens[j] : fixed_len;
@@ -703,6 +710,7 @@ static int read_one(log_view *v, uint64_t o, log_rec *rec, uint8_t *buf, uint64_
     uint64_t payload = kl + hl + vl; /* each < 2^32: no overflow */
     if (so != o || rl < LOG_RECORD_OVERHEAD || rl > v->max_rec_len || payload > v->max_record ||
         align8(LOG_RECORD_OVERHEAD + payload) != rl) {
+        /* a changed tag or passed claim: the fields were being rewritten (acquire pairs with take_slot's CAS) */
         if (atom_load_acquire64(&s->tag) != t || claim_bytes(v) - pos > v->d) return LOG_LAPPED;
         return LOG_CORRUPT_RECORD;
     }
@@ -713,12 +721,12 @@ static int read_one(log_view *v, uint64_t o, log_rec *rec, uint8_t *buf, uint64_
     /* acquire fence: orders the copies above before the re-checks below;
      * pairs with the next writer's claim CAS / slot CAS (full barriers) */
     atom_fence_acquire();
-    if (atom_load_relaxed64(&s->tag) != t) return LOG_LAPPED;
+    if (atom_load_relaxed64(&s->tag) != t) return LOG_LAPPED; /* ordered by the fence above */
     /* no writer went past pos + D?  The data limit (rarely written) says so
      * for all but the oldest granule; only there ask the claim word, which
      * bounds every reservation exactly */
     if (atom_load_relaxed64(&v->h->data_limit) - pos > v->d &&
-        atom_load_relaxed64(&v->h->claim.hi) - pos > v->d)
+        atom_load_relaxed64(&v->h->claim.hi) - pos > v->d) /* both ordered by the fence above */
         return LOG_LAPPED;
     if (rh.offset != o || rh.rec_len != rl || rh.checksum != sum ||
         record_checksum(o, ts, flags, buf, kl, buf + kl, hl, buf + kl + hl, vl) != sum)
@@ -734,8 +742,8 @@ static int read_one(log_view *v, uint64_t o, log_rec *rec, uint8_t *buf, uint64_
 
 static void count_read(log_view *v, int rc)
 {
-    if (rc == LOG_LAPPED) atom_fetch_add_relaxed64(&v->h->laps_seen, 1);
-    else if (rc == LOG_CORRUPT_RECORD) atom_fetch_add_relaxed64(&v->h->corrupt_skips, 1);
+    if (rc == LOG_LAPPED) stat_add(&v->h->laps_seen, 1);
+    else if (rc == LOG_CORRUPT_RECORD) stat_add(&v->h->corrupt_skips, 1);
 }
 
 int log_read(log_view *v, uint64_t offset, log_rec *rec, char *buf, uint64_t cap)
@@ -857,7 +865,7 @@ int log_wait(log_view *v, uint64_t offset, int64_t timeout_ns, int mode, int64_t
             int64_t chunk = 100000000;
             futex_wait(&h->futex_seq, seq, left >= 0 && left < chunk ? left : chunk);
         }
-        atom_fetch_sub32(&h->waiters, 1);
+        atom_fetch_sub32(&h->waiters, 1); /* seq_cst: pairs with wake_readers' waiters load */
         if (ready || readable(v, offset)) return LOG_OK;
         if (timeout_ns < 0) continue;
     }
@@ -905,21 +913,21 @@ int log_get_stats(log_view *v, log_stats *out)
     memset(out, 0, sizeof *out);
     log_watermarks(v, &out->low, &out->high);
     out->start_offset = v->start;
-    out->floor = atom_load_acquire64(&h->floor);
+    out->floor = atom_load_acquire64(&h->floor); /* both pair with log_set_floor's releases */
     out->floor_bytes = atom_load_acquire64(&h->floor_bytes);
     out->bytes_claimed = claim_bytes(v);
     out->slot_count = v->n;
     out->data_capacity = v->d;
     out->max_record = v->max_record;
     out->overflow = v->overflow;
-    out->laps_seen = atom_load_relaxed64(&h->laps_seen);
-    out->tombstones = atom_load_relaxed64(&h->tombstones);
-    out->corrupt_skips = atom_load_relaxed64(&h->corrupt_skips);
-    out->repairs = atom_load_relaxed64(&h->repairs);
-    out->wakeups = atom_load_relaxed64(&h->wakeups);
-    out->retries = atom_load_relaxed64(&h->retries);
-    out->block_waits = atom_load_relaxed64(&h->block_waits);
-    out->waiters = atom_load_acquire32(&h->waiters);
+    out->laps_seen = stat_get(&h->laps_seen);
+    out->tombstones = stat_get(&h->tombstones);
+    out->corrupt_skips = stat_get(&h->corrupt_skips);
+    out->repairs = stat_get(&h->repairs);
+    out->wakeups = stat_get(&h->wakeups);
+    out->retries = stat_get(&h->retries);
+    out->block_waits = stat_get(&h->block_waits);
+    out->waiters = atom_load_acquire32(&h->waiters); /* a snapshot; pairs with log_wait's increments */
     return LOG_OK;
 }
 
@@ -930,7 +938,7 @@ int log_set_floor(log_view *v, uint64_t floor)
     struct log_header *h = v->h;
     uint64_t hi = claim_offset(v);
     if (floor > hi) return LOG_E_OFFSET;
-    uint64_t cur = atom_load_acquire64(&h->floor);
+    uint64_t cur = atom_load_acquire64(&h->floor); /* pairs with earlier setters' release store */
     if (floor <= cur) return LOG_OK; /* only moves forward */
     /* byte floor: the end of the last committed record below the floor; a
      * lower bound of the floor record's start, so never too generous */
@@ -941,13 +949,14 @@ int log_set_floor(log_view *v, uint64_t floor)
         uint64_t t = atom_load_acquire64(&s->tag); /* pairs with write_record's release */
         if (lap_diff(tag_lap(t), lap_of(v, o - 1)) == 0 && tag_state(t) == ST_COMMITTED) {
             uint64_t end = s->pos + s->rec_len;
+            /* re-check the tag (pairs with take_slot's CAS): the fields were stable */
             if (atom_load_acquire64(&s->tag) == t && end > fb && end <= claim_bytes(v)) fb = end;
             break;
         }
     }
     /* release: pairs with blocked()'s acquire loads in producers */
     atom_store_release64(&h->floor_bytes, fb);
-    atom_store_release64(&h->floor, floor);
+    atom_store_release64(&h->floor, floor); /* pairs with blocked()'s acquire load */
     atom_fence_seqcst(); /* pairs with wait_floor's seq_cst waiter increment */
     if (atom_load_seqcst32(&h->floor_waiters)) {
         atom_fetch_add32(&h->floor_seq, 1); /* pairs with wait_floor's futex value */
@@ -956,6 +965,7 @@ int log_set_floor(log_view *v, uint64_t floor)
     return LOG_OK;
 }
 
+/* acquire: pairs with log_set_floor's release store */
 uint64_t log_get_floor(log_view *v) { return atom_load_acquire64(&v->h->floor); }
 
 /* ---- repair ------------------------------------------------------------- */
@@ -972,8 +982,8 @@ int64_t log_repair_dead(log_view *v, uint32_t pid)
         }
     }
     if (n) {
-        atom_fetch_add_relaxed64(&v->h->tombstones, (uint64_t)n);
-        atom_fetch_add_relaxed64(&v->h->repairs, 1);
+        stat_add(&v->h->tombstones, (uint64_t)n);
+        stat_add(&v->h->repairs, 1);
         wake_readers(v, 1);
     }
     return n;
@@ -1009,8 +1019,8 @@ int log_tombstone_unclaimed(log_view *v, uint64_t offset)
         /* CAS forward to our lap: pairs with take_slot's CAS (which then fails
          * and re-claims) and readers' acquire */
         if (atom_cas64(&v->slots[offset & v->mask].tag, &t, mk_tag(lap_of(v, offset), 0, ST_TOMBSTONE))) {
-            atom_fetch_add_relaxed64(&v->h->tombstones, 1);
-            atom_fetch_add_relaxed64(&v->h->repairs, 1);
+            stat_add(&v->h->tombstones, 1);
+            stat_add(&v->h->repairs, 1);
             wake_readers(v, 1);
             return LOG_OK;
         }
