@@ -5,6 +5,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 py=${1:-$top/.venv/bin/python}
+case $py in /*) ;; *) py="$PWD/$py" ;; esac  # absolute, but keep the venv's symlink
 asan=$(gcc -print-file-name=libasan.so)
 [ -e "$asan" ] || { echo "libasan not found (gcc -print-file-name=libasan.so)"; exit 2; }
 work=$(mktemp -d)
