@@ -110,7 +110,9 @@ struct log_header {
      * Raised in granules of D/8 (rarely written), so readers check it
      * without pulling the claim line away from producers. */
     uint64_t data_limit;
-    uint8_t pad7[LOG_HEADER_SIZE - 904];
+    uint32_t deleted;  /* set once by log_mark_deleted; on the data-limit line, which appends read anyway */
+    uint32_t pad7a;
+    uint8_t pad7[LOG_HEADER_SIZE - 912];
 };
 
 struct log_slot {
@@ -143,6 +145,7 @@ _Static_assert(offsetof(struct log_header, wakeups) == 512, "producer counters")
 _Static_assert(offsetof(struct log_header, laps_seen) == 640, "reader counters");
 _Static_assert(offsetof(struct log_header, tombstones) == 768, "repair counters");
 _Static_assert(offsetof(struct log_header, data_limit) == 896, "data limit line");
+_Static_assert(offsetof(struct log_header, deleted) == 904, "deleted flag");
 _Static_assert(sizeof(struct log_slot) == LOG_SLOT_SIZE, "slot size");
 _Static_assert(offsetof(struct log_slot, rec_len) == 32, "slot rec_len");
 _Static_assert(offsetof(struct log_slot, owner_pid) == 56, "slot owner");
@@ -260,7 +263,7 @@ static uint32_t layout_hash(void)
         offsetof(struct log_header, claim), offsetof(struct log_header, futex_seq),
         offsetof(struct log_header, floor), offsetof(struct log_header, tombstones),
         offsetof(struct log_slot, pos), offsetof(struct log_slot, checksum), LAP_BITS, OWNER_BITS,
-        offsetof(struct log_header, data_limit),
+        offsetof(struct log_header, data_limit), offsetof(struct log_header, deleted),
     };
     uint64_t h = hash_bytes((const uint8_t *)parts, sizeof parts, 0x5348424b);
     return (uint32_t)(h ^ (h >> 32));
@@ -304,6 +307,9 @@ static inline uint64_t claim_bytes(const log_view *v)
 {   /* acquire: pairs with the producers' claim CAS (full barrier) */
     return atom_load_acquire64(&v->h->claim.hi);
 }
+
+/* acquire: pairs with log_mark_deleted's release store */
+static inline int is_deleted(const log_view *v) { return __atomic_load_n(&v->h->deleted, __ATOMIC_ACQUIRE) != 0; }
 
 /* ---- creation and attach ---------------------------------------------- */
 const char *log_build_id(void) { return SHMLOG_BUILD_ID; }
@@ -437,6 +443,7 @@ static int wait_floor(log_view *v, atom_pair cur, uint64_t cnt, uint64_t len, in
     struct log_header *h = v->h;
     stat_add(&h->block_waits, 1);
     for (int spins = 0;; spins++) {
+        if (is_deleted(v)) return LOG_E_DELETED;
         if (!blocked(v, cur, cnt, len)) return LOG_OK;
         int64_t left = deadline < 0 ? -1 : deadline - now_ns();
         if (deadline >= 0 && left <= 0) return LOG_E_TIMEOUT;
@@ -595,6 +602,7 @@ static int64_t append_one(log_view *v, const char *val, int64_t val_len, const c
     if (k > v->max_record || vv > v->max_record || hdr_len > v->max_record || k + vv + hdr_len > v->max_record)
         return LOG_E_TOO_LARGE;
     uint64_t rl = align8(LOG_RECORD_OVERHEAD + k + vv + hdr_len);
+    if (is_deleted(v)) return LOG_E_DELETED;
     int64_t ts = timestamp_ns ? timestamp_ns : wall_ns();
     uint64_t o, pos;
     for (;;) {
@@ -644,6 +652,7 @@ int64_t log_append_batch(log_view *v, const char *data, const uint32_t *lens, ui
         total += align8(LOG_RECORD_OVERHEAD + l);
     }
     if (total > v->d) return LOG_E_TOO_LARGE;
+    if (is_deleted(v)) return LOG_E_DELETED;
     int64_t ts = timestamp_ns ? timestamp_ns : wall_ns();
     uint64_t o, pos;
     int rc = claim(v, n, total, timeout_ns, 0, &o, &pos);
@@ -750,6 +759,7 @@ int log_read(log_view *v, uint64_t offset, log_rec *rec, char *buf, uint64_t cap
 {
     if (!v || !v->h || !rec || (!buf && cap)) return LOG_E_BAD_ARG;
     int rc = read_one(v, offset, rec, (uint8_t *)buf, cap);
+    if (rc == LOG_NOT_YET && is_deleted(v)) rc = LOG_E_DELETED;
     rec->buf_pos = 0;
     if (rc != LOG_OK) rec->offset = offset;
     count_read(v, rc);
@@ -781,6 +791,7 @@ int log_read_batch(log_view *v, uint64_t offset, uint64_t max_records, log_rec *
     }
     out->next_offset = o;
     out->stop = stop;
+    if (stop == LOG_NOT_YET && out->count == 0 && is_deleted(v)) return LOG_E_DELETED;
     return LOG_OK;
 }
 
@@ -828,7 +839,7 @@ int log_read_batch_rows(log_view *v, uint64_t offset, uint64_t max_records, char
 /* ---- wait ---------------------------------------------------------------- */
 static inline int readable(log_view *v, uint64_t o)
 {
-    if (o < v->start) return 1;
+    if (o < v->start || is_deleted(v)) return 1;
     /* acquire: pairs with write_record's release-store / repair CAS */
     uint64_t t = atom_load_acquire64(&v->slots[o & v->mask].tag);
     int64_t dl = lap_diff(tag_lap(t), lap_of(v, o));
@@ -868,6 +879,69 @@ int log_wait(log_view *v, uint64_t offset, int64_t timeout_ns, int mode, int64_t
         atom_fetch_sub32(&h->waiters, 1); /* seq_cst: pairs with wake_readers' waiters load */
         if (ready || readable(v, offset)) return LOG_OK;
         if (timeout_ns < 0) continue;
+    }
+}
+
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449
+#endif
+struct futex_waitv_arg { uint64_t val; uint64_t uaddr; uint32_t flags; uint32_t reserved; };
+#define FUTEX2_SIZE_U32_FLAG 0x02
+
+static int any_readable(log_view **views, const uint64_t *offsets, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (readable(views[i], offsets[i])) return i;
+    return -1;
+}
+
+int log_wait_many(log_view **views, const uint64_t *offsets, int n, int64_t timeout_ns, int mode, int64_t spin_ns)
+{
+    if (!views || !offsets || n <= 0 || n > 128) return LOG_E_BAD_ARG;
+    for (int i = 0; i < n; i++)
+        if (!views[i] || !views[i]->h) return LOG_E_BAD_ARG;
+    int r = any_readable(views, offsets, n);
+    if (r >= 0) return r;
+    int64_t start = now_ns(), deadline = timeout_ns < 0 ? -1 : start + timeout_ns;
+    if (mode == LOG_WAIT_SPIN) spin_ns = timeout_ns < 0 ? INT64_MAX : timeout_ns;
+    else if (mode == LOG_WAIT_SLEEP) spin_ns = 0;
+    else if (spin_ns < 0) spin_ns = 50000;
+    for (uint32_t i = 1;; i++) {
+        if ((r = any_readable(views, offsets, n)) >= 0) return r;
+        cpu_relax();
+        if ((i & 15) == 0) {
+            int64_t t = now_ns();
+            if (deadline >= 0 && t >= deadline) return -1;
+            if (t - start >= spin_ns) break;
+        }
+    }
+    struct futex_waitv_arg w[128];
+    for (;;) {
+        int64_t left = deadline < 0 ? -1 : deadline - now_ns();
+        if (deadline >= 0 && left <= 0) return any_readable(views, offsets, n);
+        for (int i = 0; i < n; i++) {
+            atom_fetch_add32(&views[i]->h->waiters, 1); /* seq_cst: pairs with wake_readers' fence */
+            w[i].val = atom_load_seqcst32(&views[i]->h->futex_seq); /* pairs with wake_readers' increment */
+            w[i].uaddr = (uint64_t)(uintptr_t)&views[i]->h->futex_seq;
+            w[i].flags = FUTEX2_SIZE_U32_FLAG; /* shared: no FUTEX2_PRIVATE */
+            w[i].reserved = 0;
+        }
+        r = any_readable(views, offsets, n);
+        if (r < 0) {
+            int64_t chunk = 100000000; /* bounded, as in log_wait */
+            if (left >= 0 && left < chunk) chunk = left;
+            struct timespec abs;
+            clock_gettime(CLOCK_MONOTONIC, &abs);
+            abs.tv_sec += chunk / 1000000000LL;
+            abs.tv_nsec += chunk % 1000000000LL;
+            if (abs.tv_nsec >= 1000000000L) { abs.tv_sec++; abs.tv_nsec -= 1000000000L; }
+            long rc = syscall(SYS_futex_waitv, w, (unsigned)n, 0, &abs, CLOCK_MONOTONIC);
+            if (rc < 0 && errno == ENOSYS) /* old kernel: sleep on the first, briefly */
+                futex_wait(&views[0]->h->futex_seq, (uint32_t)w[0].val, chunk < 1000000 ? chunk : 1000000);
+        }
+        for (int i = 0; i < n; i++)
+            atom_fetch_sub32(&views[i]->h->waiters, 1); /* seq_cst: pairs with wake_readers' waiters load */
+        if (r >= 0 || (r = any_readable(views, offsets, n)) >= 0) return r;
     }
 }
 
@@ -1026,4 +1100,73 @@ int log_tombstone_unclaimed(log_view *v, uint64_t offset)
         }
     }
     return LOG_NOT_YET;
+}
+
+/* ---- topic deletion ------------------------------------------------------ */
+int log_mark_deleted(log_view *v)
+{
+    if (!v || !v->h) return LOG_E_BAD_ARG;
+    /* release: pairs with is_deleted's acquire load */
+    __atomic_store_n(&v->h->deleted, 1u, __ATOMIC_RELEASE);
+    wake_readers(v, 1);
+    atom_fetch_add32(&v->h->floor_seq, 1); /* pairs with wait_floor's futex value */
+    futex_wake_all(&v->h->floor_seq);
+    return LOG_OK;
+}
+
+/* ---- atomics on other segments ------------------------------------------- */
+static inline uint64_t *word_at(void *base, uint64_t size, uint64_t off)
+{
+    if (!base || (off & 7) || off > size || size - off < 8) return NULL;
+    return (uint64_t *)((uint8_t *)base + off);
+}
+/* acquire: pairs with shm_store64's release / the RMWs below */
+uint64_t shm_load64(void *base, uint64_t size, uint64_t off)
+{ uint64_t *p = word_at(base, size, off); return p ? atom_load_acquire64(p) : 0; }
+/* release: pairs with shm_load64's acquire */
+int shm_store64(void *base, uint64_t size, uint64_t off, uint64_t val)
+{ uint64_t *p = word_at(base, size, off); if (!p) return LOG_E_BAD_ARG; atom_store_release64(p, val); return LOG_OK; }
+/* acq_rel CAS: pairs with the loads, stores and RMWs above */
+int shm_cas64(void *base, uint64_t size, uint64_t off, uint64_t expected, uint64_t desired)
+{ uint64_t *p = word_at(base, size, off); return p ? atom_cas64(p, &expected, desired) : 0; }
+/* seq_cst RMW: pairs with the loads and stores above */
+int64_t shm_fetch_add64(void *base, uint64_t size, uint64_t off, uint64_t delta)
+{ uint64_t *p = word_at(base, size, off); return p ? (int64_t)atom_fetch_add64(p, delta) : LOG_E_BAD_ARG; }
+
+/* ---- partitioner hashes -------------------------------------------------- */
+int32_t part_murmur2(const char *key, uint64_t len)
+{
+    const uint32_t m = 0x5bd1e995u, seed = 0x9747b28cu;
+    const uint8_t *d = (const uint8_t *)key;
+    uint32_t h = seed ^ (uint32_t)len;
+    uint64_t n4 = len / 4;
+    for (uint64_t i = 0; i < n4; i++) {
+        uint32_t k = (uint32_t)d[4 * i] | (uint32_t)d[4 * i + 1] << 8 | (uint32_t)d[4 * i + 2] << 16 |
+                     (uint32_t)d[4 * i + 3] << 24;
+        k *= m;
+        k ^= k >> 24;
+        k *= m;
+        h *= m;
+        h ^= k;
+    }
+    const uint8_t *t = d + 4 * n4;
+    switch (len & 3) {
+    case 3: h ^= (uint32_t)t[2] << 16; /* fall through */
+    case 2: h ^= (uint32_t)t[1] << 8;  /* fall through */
+    case 1: h ^= t[0]; h *= m;
+    }
+    h ^= h >> 13;
+    h *= m;
+    h ^= h >> 15;
+    return (int32_t)h;
+}
+
+uint32_t part_fnv1a(const char *key, uint64_t len)
+{
+    uint32_t h = 0x811C9DC5u;
+    for (uint64_t i = 0; i < len; i++) {
+        h ^= (uint8_t)key[i];
+        h *= 0x01000193u;
+    }
+    return h;
 }

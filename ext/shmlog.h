@@ -21,7 +21,8 @@ typedef enum {
     LOG_E_BUFFER = -7,       /* caller's buffer too small for the record */
     LOG_E_TIMEOUT = -8,      /* block mode: the floor did not move in time; nothing claimed */
     LOG_E_OFFSET = -9,       /* offset out of the range the call accepts */
-    LOG_E_WOULD_BLOCK = -10  /* log_try_append_value: the append would have to wait; nothing claimed */
+    LOG_E_WOULD_BLOCK = -10, /* log_try_append_value: the append would have to wait; nothing claimed */
+    LOG_E_DELETED = -11      /* the partition's topic was deleted */
 } log_status;
 
 typedef enum {
@@ -109,12 +110,34 @@ int log_read_batch(log_view *v, uint64_t offset, uint64_t max_records, log_rec *
 int log_read_batch_rows(log_view *v, uint64_t offset, uint64_t max_records, char *rows,
                         uint64_t row_len, uint32_t *lens, uint64_t *offsets, log_batch *out);
 int log_wait(log_view *v, uint64_t offset, int64_t timeout_ns, int mode, int64_t spin_ns);
+/* Wait until any views[i] has offsets[i] readable (or was deleted); returns
+ * the index of one that is, or -1 on timeout.  Sleeps on all the partitions'
+ * futexes at once (futex_waitv, Linux >= 5.16; else short sleeps on the
+ * first).  n <= 128. */
+int log_wait_many(log_view **views, const uint64_t *offsets, int n, int64_t timeout_ns, int mode, int64_t spin_ns);
 int log_watermarks(log_view *v, uint64_t *low, uint64_t *high);
 int log_get_stats(log_view *v, log_stats *out);
 
 int log_set_floor(log_view *v, uint64_t floor);
 uint64_t log_get_floor(log_view *v);
 
+/* Topic deletion: appends then fail with LOG_E_DELETED, and readers at the
+ * end of the log get it instead of LOG_NOT_YET; every sleeper is woken. */
+int log_mark_deleted(log_view *v);
+
 int64_t log_repair_dead(log_view *v, uint32_t pid);
 int64_t log_scan_unclaimed(log_view *v, uint64_t *out, uint64_t max);
 int log_tombstone_unclaimed(log_view *v, uint64_t offset);
+
+/* Atomics on a word of any other segment (the namespace metadata), by base
+ * and byte offset; off must be 8-aligned and off + 8 <= size, else the call
+ * returns 0 / fails without touching memory. */
+uint64_t shm_load64(void *base, uint64_t size, uint64_t off);
+int shm_store64(void *base, uint64_t size, uint64_t off, uint64_t val);
+int shm_cas64(void *base, uint64_t size, uint64_t off, uint64_t expected, uint64_t desired);
+int64_t shm_fetch_add64(void *base, uint64_t size, uint64_t off, uint64_t delta);
+
+/* Partitioner hashes: Java Kafka's murmur2 (seed 0x9747b28c, signed result
+ * as the Java client returns it) and librdkafka's FNV-1a. */
+int32_t part_murmur2(const char *key, uint64_t len);
+uint32_t part_fnv1a(const char *key, uint64_t len);

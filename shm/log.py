@@ -347,6 +347,11 @@ class PartitionLog:
             raise CorruptSegmentError(
                 "segment %s: %s. Remove it (`shmbroker destroy` for a namespace, or unlink it) "
                 "and create it again" % (name, why))
+        if rc == lib.LOG_E_DELETED:
+            from .errors import UnknownTopicError
+            raise UnknownTopicError(
+                "partition %s belongs to a deleted topic: create the topic again and re-open "
+                "the producer or consumer" % name)
         if rc == lib.LOG_E_OFFSET:
             raise OffsetOutOfRangeError("offset out of range for partition %s" % name)
         if rc == lib.LOG_E_BUFFER:
@@ -563,6 +568,12 @@ class PartitionLog:
         self._check_open()
         return lib.log_get_floor(self._v)
 
+    def mark_deleted(self):
+        """Topic deletion: later appends raise UnknownTopicError, readers at
+        the end are woken and told."""
+        self._check_open()
+        lib.log_mark_deleted(self._v)
+
     # -- repair (the supervisor's entry points)
     def repair_dead(self, pid):
         """Tombstone every slot CLAIMED by dead process *pid*; returns how many."""
@@ -593,3 +604,31 @@ class PartitionLog:
             return 0
         time.sleep(grace)  # a live producer between claim and slot CAS needs microseconds
         return sum(self.tombstone_unclaimed(o) for o in self.scan_unclaimed() if o in first)
+
+
+def wait_many(logs, offsets, timeout=None, mode="adaptive", spin_us=50):
+    """Block until one of *logs* has its offset in *offsets* readable;
+    returns its index, or None on timeout.  One sleep on all their futexes
+    (futex_waitv), in chunks so Ctrl-C interrupts it."""
+    n = len(logs)
+    if n == 0 or n > 128 or len(offsets) != n:
+        raise ValueError("wait_many takes 1 to 128 logs and as many offsets")
+    m = WAIT_MODES.get(mode)
+    if m is None:
+        raise ValueError("wait mode must be one of %s, got %r" % (", ".join(WAIT_MODES), mode))
+    for log in logs:
+        log._check_open()
+    views = ffi.new("log_view *[]", [log._v for log in logs])
+    offs = ffi.new("uint64_t[]", offsets)
+    deadline = None if timeout is None or timeout < 0 else time.monotonic_ns() + int(timeout * 1e9)
+    spin = int(spin_us * 1000)
+    while True:
+        left = _WAIT_CHUNK_NS if deadline is None else max(0, min(_WAIT_CHUNK_NS, deadline - time.monotonic_ns()))
+        r = lib.log_wait_many(views, offs, n, left, m, spin)
+        if r >= 0:
+            return r
+        if r != -1:
+            logs[0]._raise(r)
+        if deadline is not None and time.monotonic_ns() >= deadline:
+            return None
+        spin = 0
