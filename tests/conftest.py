@@ -147,3 +147,14 @@ def children():
         yield c
     finally:
         c.reap()
+
+
+@pytest.fixture
+def ns():
+    """A unique namespace for one test; every segment of it is removed after."""
+    from broker.namespace import destroy
+    name = "sbtns%d_%d" % (os.getpid(), next(_counter))
+    try:
+        yield name
+    finally:
+        destroy(name)

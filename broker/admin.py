@@ -1,0 +1,198 @@
+"""AdminClient and NewTopic with confluent-kafka's shapes: every call
+returns ``concurrent.futures.Future`` objects (here already completed: the
+work is local and synchronous)."""
+import concurrent.futures
+
+from shm.errors import KafkaError, KafkaException
+
+from . import config as _config
+from .message import OFFSET_BEGINNING, OFFSET_END, TopicPartition
+from .namespace import Namespace
+
+
+class NewTopic:
+    def __init__(self, topic, num_partitions=1, replication_factor=1, replica_assignment=None, config=None):
+        self.topic = topic
+        self.num_partitions = num_partitions
+        self.replication_factor = replication_factor  # one host: accepted, ignored
+        self.replica_assignment = replica_assignment
+        self.config = dict(config or {})
+
+    def __repr__(self):
+        return "NewTopic(topic=%s,num_partitions=%d)" % (self.topic, self.num_partitions)
+
+
+class PartitionMetadata:
+    def __init__(self, pid):
+        self.id, self.leader, self.replicas, self.isrs, self.error = pid, 0, [0], [0], None
+
+    def __repr__(self):
+        return "PartitionMetadata(%d)" % self.id
+
+
+class TopicMetadata:
+    def __init__(self, topic, partitions, error=None):
+        self.topic = topic
+        self.partitions = {p: PartitionMetadata(p) for p in range(partitions)}
+        self.error = error
+
+    def __repr__(self):
+        return "TopicMetadata(%s, %d partitions)" % (self.topic, len(self.partitions))
+
+
+class BrokerMetadata:
+    def __init__(self, ns):
+        self.id, self.host, self.port = 0, "shm://" + ns, 0
+
+    def __repr__(self):
+        return "BrokerMetadata(%d, %s)" % (self.id, self.host)
+
+
+class ClusterMetadata:
+    def __init__(self, ns, topics):
+        self.cluster_id = "shm-" + ns
+        self.controller_id = 0
+        self.brokers = {0: BrokerMetadata(ns)}
+        self.topics = topics
+        self.orig_broker_id = 0
+        self.orig_broker_name = "shm://" + ns
+
+
+def cluster_metadata(ns, topic=None):
+    if topic is not None:
+        try:
+            t = ns.topic(topic)
+        except KafkaException as exc:
+            return ClusterMetadata(ns.name, {topic: TopicMetadata(topic, 0, exc.args[0])})
+        return ClusterMetadata(ns.name, {topic: TopicMetadata(topic, t.partitions)})
+    return ClusterMetadata(ns.name, {n: TopicMetadata(n, t.partitions) for n, t in ns.topics().items()})
+
+
+class OffsetSpec:
+    """Which offset list_offsets returns: earliest, latest, or the first at
+    or after a timestamp (epoch ms)."""
+
+    def __init__(self, kind, timestamp=None):
+        self.kind, self.timestamp = kind, timestamp
+
+    @classmethod
+    def earliest(cls):
+        return cls("earliest")
+
+    @classmethod
+    def latest(cls):
+        return cls("latest")
+
+    @classmethod
+    def for_timestamp(cls, timestamp):
+        return cls("timestamp", int(timestamp))
+
+
+class ListOffsetsResultInfo:
+    def __init__(self, offset, timestamp, leader_epoch=None):
+        self.offset, self.timestamp, self.leader_epoch = offset, timestamp, leader_epoch
+
+    def __repr__(self):
+        return "ListOffsetsResultInfo(offset=%d, timestamp=%d)" % (self.offset, self.timestamp)
+
+
+def _done(fn, *args):
+    f = concurrent.futures.Future()
+    try:
+        f.set_result(fn(*args))
+    except Exception as exc:  # the future carries it, as confluent-kafka's do
+        f.set_exception(exc)
+    return f
+
+
+def offset_for_time(log, ts_ms):
+    """The first offset whose timestamp is >= ts_ms (binary search over the
+    retained records; timestamps are assumed non-decreasing, as with
+    CreateTime from one clock), or the high watermark."""
+    lo, hi = log.watermarks()
+    target = ts_ms * 1_000_000
+    a, b = lo, hi
+    while a < b:
+        m = (a + b) // 2
+        r = log.read(m)
+        o = m
+        while r.status in ("tombstone", "corrupt") and o + 1 < b:
+            o += 1
+            r = log.read(o)
+        if r.status != "ok":
+            a = m + 1
+            continue
+        if r.timestamp_ns >= target:
+            b = m
+        else:
+            a = o + 1
+    return a
+
+
+class AdminClient:
+    def __init__(self, config=None, **kwargs):
+        self._conf = _config.parse(config, kwargs, "admin")
+        self._ns = Namespace(_config.resolve_namespace(self._conf))
+
+    def create_topics(self, new_topics, operation_timeout=0, request_timeout=-1, validate_only=False):
+        names = [nt.topic for nt in new_topics]
+        if len(set(names)) != len(names):
+            raise ValueError("duplicate topics in create_topics: %s" % sorted({n for n in names if names.count(n) > 1}))
+        out = {}
+        for nt in new_topics:
+            if validate_only:
+                out[nt.topic] = _done(lambda nt=nt: None)
+            else:
+                out[nt.topic] = _done(lambda nt=nt: (self._ns.create_topic(nt.topic, nt.num_partitions, nt.config),
+                                                     None)[1])
+        return out
+
+    def delete_topics(self, topics, operation_timeout=0, request_timeout=-1):
+        if len(set(topics)) != len(topics):
+            raise ValueError("duplicate topics in delete_topics")
+        return {t: _done(lambda t=t: (self._ns.delete_topic(t), None)[1]) for t in topics}
+
+    def list_topics(self, topic=None, timeout=-1):
+        return cluster_metadata(self._ns, topic)
+
+    def list_offsets(self, topic_partition_offsets, isolation_level=None, request_timeout=-1):
+        out = {}
+        for tp, spec in topic_partition_offsets.items():
+            out[tp] = _done(self._list_offset, tp, spec)
+        return out
+
+    def _list_offset(self, tp, spec):
+        info = self._ns.topic(tp.topic)
+        if not 0 <= tp.partition < info.partitions:
+            raise KafkaException(KafkaError(KafkaError._UNKNOWN_PARTITION, "topic %s has no partition %d"
+                                            % (tp.topic, tp.partition)))
+        log = self._ns.open_partition(info, tp.partition)
+        try:
+            lo, hi = log.watermarks()
+            kind = spec.kind if isinstance(spec, OffsetSpec) else {OFFSET_BEGINNING: "earliest",
+                                                                   OFFSET_END: "latest"}.get(spec)
+            if kind == "earliest":
+                return ListOffsetsResultInfo(lo, -1)
+            if kind == "latest":
+                return ListOffsetsResultInfo(hi, -1)
+            if kind == "timestamp":
+                o = offset_for_time(log, spec.timestamp)
+                r = log.read(o) if o < hi else None
+                return ListOffsetsResultInfo(o, r.timestamp_ns // 1_000_000 if r is not None and r.status == "ok"
+                                             else -1)
+            raise ValueError("list_offsets takes OffsetSpec values, got %r" % (spec,))
+        finally:
+            log.close()
+
+    def close(self):
+        self._ns.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+__all__ = ["AdminClient", "NewTopic", "OffsetSpec", "ListOffsetsResultInfo", "ClusterMetadata", "TopicMetadata",
+           "PartitionMetadata", "BrokerMetadata", "TopicPartition"]

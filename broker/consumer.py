@@ -1,0 +1,354 @@
+"""Consumer with confluent-kafka's API: manual assignment (assign,
+incremental_assign, seek, pause, ...).  Consumer groups (subscribe, commit)
+arrive with the supervisor (issue 4).
+
+Reading: per partition, records are fetched in batches of up to
+``_FETCH`` (one C call) and handed out one per poll(); partitions take
+turns.  When nothing is ready, the consumer sleeps on every assigned
+partition's futex at once (futex_waitv), in chunks so Ctrl-C interrupts it.
+"""
+import collections
+import time
+
+from shm.errors import ClosedError, KafkaError, KafkaException, UnknownTopicError
+from shm.log import wait_many
+
+from . import config as _config
+from .admin import cluster_metadata, offset_for_time
+from .message import (OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORED, Message, TopicPartition,
+                      eof_event)
+from .namespace import Namespace
+
+_FETCH = 256
+_MAX_WAIT = 128  # futex_waitv's limit; larger assignments wait on a rotating subset
+
+
+class _Part:
+    __slots__ = ("tp", "log", "pos", "paused", "eof_sent", "stopped", "buf")
+
+    def __init__(self, tp, log, pos):
+        self.tp, self.log, self.pos = tp, log, pos
+        self.paused = self.eof_sent = self.stopped = False
+        self.buf = collections.deque()
+
+
+class Consumer:
+    def __init__(self, config=None, **kwargs):
+        conf = _config.parse(config, kwargs, "consumer")
+        self._conf = conf
+        self._ns = Namespace(_config.resolve_namespace(conf))
+        self._reset = _config.AUTO_OFFSET_RESET[conf.get("auto.offset.reset", "latest")]
+        self._eof = _config.as_bool(conf.get("enable.partition.eof", False))
+        self._wait_mode = conf.get("shm.wait", "adaptive")
+        self._parts = {}  # (topic, partition) -> _Part
+        self._order = []  # keys, in turn order
+        self._turn = 0
+        self._events = collections.deque()
+        self._topics = {}  # name -> TopicInfo seen at assign
+        self._cur = None  # the partition whose fetched batch is being handed out
+        self._closed = False
+
+    # -- assignment
+    def _check(self):
+        if self._closed:
+            raise ClosedError("this Consumer is closed: create a new one")
+
+    def _start_offset(self, log, offset, tp):
+        lo, hi = log.watermarks()
+        if offset == OFFSET_BEGINNING:
+            return lo
+        if offset == OFFSET_END:
+            return hi
+        if offset in (OFFSET_STORED, OFFSET_INVALID):  # no committed offsets without a group
+            return self._reset_to(log, tp, None)
+        if offset < 0:
+            raise KafkaException(KafkaError(KafkaError._INVALID_ARG, "invalid offset %d for %s" % (offset, tp)))
+        return offset  # out of range is handled on read, by auto.offset.reset
+
+    def _reset_to(self, log, tp, at):
+        """auto.offset.reset: where to go when *at* is not available."""
+        lo, hi = log.watermarks()
+        if self._reset == "earliest":
+            return max(lo, at + 1) if at is not None and at >= lo else lo
+        if self._reset == "latest":
+            return hi
+        self._events.append(Message(tp.topic, tp.partition, at, error=KafkaError(
+            KafkaError.OFFSET_OUT_OF_RANGE, "offset %s of %s[%d] is out of range [%d, %d) and "
+            "auto.offset.reset=error: seek() to resume" % (at, tp.topic, tp.partition, lo, hi))))
+        return None
+
+    def _add(self, tp):
+        key = (tp.topic, tp.partition)
+        if key in self._parts:
+            return
+        try:
+            info = self._ns.topic(tp.topic)
+        except UnknownTopicError as exc:
+            self._events.append(Message(tp.topic, tp.partition, error=exc.args[0]))
+            return
+        if not 0 <= tp.partition < info.partitions:
+            self._events.append(Message(tp.topic, tp.partition, error=KafkaError(
+                KafkaError._UNKNOWN_PARTITION, "topic %r has %d partitions, not %d"
+                % (tp.topic, info.partitions, tp.partition))))
+            return
+        log = self._ns.open_partition(info, tp.partition)
+        part = _Part(TopicPartition(tp.topic, tp.partition), log, 0)
+        pos = self._start_offset(log, tp.offset, part.tp)
+        part.pos = pos if pos is not None else 0
+        part.stopped = pos is None
+        self._parts[key] = part
+        self._order.append(key)
+
+    def _remove(self, key):
+        part = self._parts.pop(key, None)
+        self._cur = None
+        if part is not None:
+            self._order.remove(key)
+            part.log.close()
+
+    def assign(self, partitions):
+        self._check()
+        for key in list(self._parts):
+            self._remove(key)
+        for tp in partitions:
+            self._add(tp)
+
+    def incremental_assign(self, partitions):
+        self._check()
+        for tp in partitions:
+            self._add(tp)
+
+    def incremental_unassign(self, partitions):
+        self._check()
+        for tp in partitions:
+            self._remove((tp.topic, tp.partition))
+
+    def unassign(self):
+        self.assign([])
+
+    def assignment(self):
+        self._check()
+        return [TopicPartition(t, p) for t, p in self._order]
+
+    def subscribe(self, topics, on_assign=None, on_revoke=None, on_lost=None):
+        raise KafkaException(KafkaError(KafkaError._STATE, "subscribe() needs consumer groups, which this build "
+                                        "does not have yet: use assign() with TopicPartitions"))
+
+    def unsubscribe(self):
+        self.subscribe([])
+
+    # -- reading
+    def _fill(self, part):
+        """Fetch a batch into part.buf; returns an event Message or None."""
+        try:
+            recs, nxt, stop = part.log.read_batch(part.pos, _FETCH)
+        except UnknownTopicError as exc:
+            self._remove((part.tp.topic, part.tp.partition))
+            return Message(part.tp.topic, part.tp.partition, part.pos, error=exc.args[0])
+        if recs:
+            part.buf.extend(recs)
+            part.eof_sent = False
+            part.pos = nxt
+            return None
+        part.pos = nxt  # skipped tombstones
+        if stop is not None and stop.status == "lapped":
+            pos = self._reset_to(part.log, part.tp, stop.offset)
+            if pos is None:
+                part.stopped = True
+            else:
+                part.pos = pos
+            return None
+        if self._eof and not part.eof_sent:
+            part.eof_sent = True
+            return eof_event(part.tp.topic, part.tp.partition, part.pos)
+        return None
+
+    def _next(self):
+        """One message (or event) if any partition has one ready."""
+        cur = self._cur
+        if cur is not None and cur.buf and not self._events:  # the common case: a fetched batch
+            r = cur.buf.popleft()
+            return Message(cur.tp.topic, cur.tp.partition, r[0], r[2], r[1], r[3], None, r[4])
+        self._cur = None
+        if self._events:
+            return self._events.popleft()
+        order = self._order
+        n = len(order)
+        for i in range(n):
+            key = order[(self._turn + i) % n]
+            part = self._parts[key]
+            if part.paused or part.stopped:
+                continue
+            if not part.buf:
+                ev = self._fill(part)
+                if ev is not None:
+                    self._turn = (self._turn + i + 1) % max(n, 1)
+                    return ev
+                if not part.buf:
+                    if self._events:
+                        return self._events.popleft()
+                    continue
+            r = part.buf.popleft()
+            self._turn = (self._turn + i + 1) % n  # after this batch, the next partition's turn
+            if part.buf and not part.paused:
+                self._cur = part
+            return Message(key[0], key[1], r[0], r[2], r[1], r[3], None, r[4])
+        return None
+
+    def _wait(self, timeout):
+        parts = [p for p in self._parts.values() if not p.paused and not p.stopped]
+        if not parts:
+            if timeout is None:
+                timeout = 0.1  # nothing assigned: still return now and then
+            time.sleep(min(timeout, 0.1))
+            return
+        if len(parts) > _MAX_WAIT:
+            self._turn = (self._turn + 1) % len(self._order)
+            parts = parts[:_MAX_WAIT]
+        try:
+            wait_many([p.log for p in parts], [p.pos for p in parts], timeout, self._wait_mode)
+        except UnknownTopicError:
+            pass  # the next _fill reports which
+
+    def poll(self, timeout=None):
+        """The next message, an event (error() set), or None after *timeout*
+        seconds (None or -1: wait forever)."""
+        self._check()
+        msg = self._next()
+        if msg is not None:
+            return msg
+        if timeout == 0:
+            return None
+        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            self._wait(left)
+            msg = self._next()
+            if msg is not None:
+                return msg
+
+    def consume(self, num_messages=1, timeout=-1):
+        """Up to *num_messages* messages, waiting at most *timeout* for the first."""
+        self._check()
+        if not isinstance(num_messages, int) or not 1 <= num_messages <= 1000000:
+            raise ValueError("num_messages must be an int in [1, 1000000], got %r" % (num_messages,))
+        first = self.poll(timeout)
+        if first is None:
+            return []
+        out = [first]
+        nxt = self._next
+        while len(out) < num_messages:
+            m = nxt()
+            if m is None:
+                break
+            out.append(m)
+        return out
+
+    def __iter__(self):
+        while not self._closed:
+            msg = self.poll(0.1)
+            if msg is not None:
+                yield msg
+
+    # -- positions
+    def _part(self, tp):
+        part = self._parts.get((tp.topic, tp.partition))
+        if part is None:
+            raise KafkaException(KafkaError(KafkaError._STATE, "%s[%d] is not assigned to this consumer: assign() it "
+                                            "first" % (tp.topic, tp.partition)))
+        return part
+
+    def seek(self, partition):
+        self._check()
+        part = self._part(partition)
+        self._cur = None
+        part.buf.clear()
+        part.stopped = False
+        part.eof_sent = False
+        pos = self._start_offset(part.log, partition.offset, part.tp)
+        part.pos = pos if pos is not None else part.pos
+        part.stopped = pos is None
+
+    def position(self, partitions):
+        self._check()
+        out = []
+        for tp in partitions:
+            part = self._parts.get((tp.topic, tp.partition))
+            off = OFFSET_INVALID if part is None else (part.buf[0][0] if part.buf else part.pos)
+            out.append(TopicPartition(tp.topic, tp.partition, off))
+        return out
+
+    def pause(self, partitions):
+        self._check()
+        self._cur = None
+        for tp in partitions:
+            self._part(tp).paused = True
+
+    def resume(self, partitions):
+        self._check()
+        for tp in partitions:
+            self._part(tp).paused = False
+
+    def _log_for(self, tp):
+        part = self._parts.get((tp.topic, tp.partition))
+        if part is not None:
+            return part.log, False
+        info = self._ns.topic(tp.topic)
+        if not 0 <= tp.partition < info.partitions:
+            raise KafkaException(KafkaError(KafkaError._UNKNOWN_PARTITION, "topic %r has %d partitions, not %d"
+                                            % (tp.topic, info.partitions, tp.partition)))
+        return self._ns.open_partition(info, tp.partition), True
+
+    def get_watermark_offsets(self, partition, timeout=None, cached=False):
+        self._check()
+        log, owned = self._log_for(partition)
+        try:
+            return log.watermarks()
+        finally:
+            if owned:
+                log.close()
+
+    def offsets_for_times(self, partitions, timeout=None):
+        """For each TopicPartition whose offset is a timestamp (epoch ms): the
+        first offset at or after it (the high watermark if none)."""
+        self._check()
+        out = []
+        for tp in partitions:
+            log, owned = self._log_for(tp)
+            try:
+                out.append(TopicPartition(tp.topic, tp.partition, offset_for_time(log, tp.offset)))
+            finally:
+                if owned:
+                    log.close()
+        return out
+
+    def lag(self):
+        """{TopicPartition: high watermark - position} for the assignment."""
+        self._check()
+        out = {}
+        for (t, p), part in self._parts.items():
+            pos = part.buf[0][0] if part.buf else part.pos
+            out[TopicPartition(t, p)] = max(0, part.log.watermarks()[1] - pos)
+        return out
+
+    def list_topics(self, topic=None, timeout=-1):
+        self._check()
+        return cluster_metadata(self._ns, topic)
+
+    def memberid(self):
+        return None
+
+    def close(self):
+        if not self._closed:
+            for key in list(self._parts):
+                self._remove(key)
+            self._ns.close()
+            self._closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

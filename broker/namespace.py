@@ -1,0 +1,316 @@
+"""A namespace: one independent broker on the host.  Its metadata segment
+``/shmb.<ns>`` holds the topic registry (and, from issue 4, the group and
+member tables, whose space is reserved here); each partition is its own
+segment ``/shmb.<ns>.<topic_id>.<partition>``.
+
+Concurrency: mutations (create/delete topic) hold an ``flock`` on the
+metadata segment, which the kernel releases when the holder dies.  Readers
+take no lock: every topic entry has a sequence word, odd while it is being
+written (a per-entry seqlock through the C core's atomics), so a reader
+retries a torn read and a writer that died mid-update leaves one entry
+unreadable until the next writer repairs it, never a hung reader.
+"""
+import collections
+import contextlib
+import fcntl
+import os
+import re
+import struct
+import time
+
+from shm._native import ffi, lib
+from shm.errors import (ConfigError, CorruptSegmentError, InvalidNameError, KafkaError, KafkaException,
+                        NamespaceError, TopicExistsError, UnknownTopicError)
+from shm.log import PartitionLog
+from shm.segment import Segment, unlink
+
+from .config import check_namespace
+
+MAGIC = b"SHMBMETA"
+VERSION = 1
+HEADER = 4096
+MAX_TOPICS = 256
+ENTRY = 512
+TOPICS_OFF = HEADER
+GROUPS_OFF = TOPICS_OFF + MAX_TOPICS * ENTRY  # reserved for groups and members (issue 4)
+GROUPS_SIZE = 1 << 20
+META_SIZE = GROUPS_OFF + GROUPS_SIZE
+NEXT_ID_OFF = 64
+
+_HDR = struct.Struct("<8sIIIII")  # magic, version, layout, max_topics, entry size, creator pid
+# seq, state, partitions, topic_id, slots, data capacity, max message bytes, retention ms, overflow, name len, name
+_ENT = struct.Struct("<QIIQQQQqII256s")
+LAYOUT = (_HDR.size << 16) ^ (_ENT.size << 4) ^ MAX_TOPICS ^ (ENTRY << 20) ^ GROUPS_SIZE
+FREE, ACTIVE = 0, 1
+OVERFLOWS = ("overwrite", "block")
+
+_TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+TOPIC_DEFAULTS = {"retention.bytes": 64 << 20, "max.message.bytes": None, "retention.ms": -1,
+                  "shm.overflow": "overwrite", "shm.slots": None}
+# Kafka topic configs that mean nothing for a ring in shared memory
+TOPIC_IGNORED = {"cleanup.policy", "min.insync.replicas", "segment.bytes", "segment.ms", "compression.type",
+                 "unclean.leader.election.enable", "message.timestamp.type", "flush.messages", "flush.ms",
+                 "index.interval.bytes", "delete.retention.ms", "file.delete.delay.ms", "preallocate"}
+
+TopicInfo = collections.namedtuple(
+    "TopicInfo", "name topic_id partitions slot_count data_capacity max_message_bytes retention_ms overflow")
+
+
+def check_topic_name(name):
+    if not isinstance(name, str) or not _TOPIC_RE.match(name) or name in (".", ".."):
+        raise InvalidNameError(
+            "invalid topic name %r: use 1 to 249 of [a-zA-Z0-9._-] (and not '.' or '..'), as Kafka does" % (name,))
+    return name
+
+
+def _pow2_at_least(n):
+    p = 1
+    while p < n:
+        p <<= 1
+    return p
+
+
+def topic_geometry(config):
+    """NewTopic.config -> (slot_count, data_capacity, max_message_bytes,
+    retention_ms, overflow), validated."""
+    conf = dict(TOPIC_DEFAULTS)
+    for k, v in (config or {}).items():
+        if k in TOPIC_IGNORED:
+            continue
+        if k not in TOPIC_DEFAULTS:
+            raise ConfigError("unknown topic config %r: shmbroker takes %s" % (k, ", ".join(TOPIC_DEFAULTS)))
+        conf[k] = v
+    try:
+        data = int(conf["retention.bytes"])
+        maxmsg = None if conf["max.message.bytes"] is None else int(conf["max.message.bytes"])
+        rms = int(conf["retention.ms"])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError("topic config values must be integers: %s" % exc) from None
+    if not 4096 <= data <= 1 << 40:
+        raise ConfigError("retention.bytes must be in [4096, 2**40] (the ring's data capacity per partition), "
+                          "got %d" % data)
+    data = _pow2_at_least(data)  # rings are powers of two: rounded up
+    if maxmsg is None:  # Kafka's 1 MiB, or what the ring can hold
+        maxmsg = min(1 << 20, data - 16)
+    if not 0 <= maxmsg <= data - 16:
+        raise ConfigError("max.message.bytes must be in [0, retention.bytes - 16] = [0, %d], got %d"
+                          % (data - 16, maxmsg))
+    if conf["shm.overflow"] not in OVERFLOWS:
+        raise ConfigError("shm.overflow must be 'overwrite' or 'block', got %r" % (conf["shm.overflow"],))
+    slots = conf["shm.slots"]
+    if slots is None:  # an index slot per 256 data bytes, within [64, 2**20]
+        slots = min(max(data // 256, 64), 1 << 20)
+    slots = int(slots)
+    if slots < 2 or slots & (slots - 1) or slots > 1 << 30:
+        raise ConfigError("shm.slots must be a power of two in [2, 2**30], got %r" % (slots,))
+    return slots, data, maxmsg, rms, conf["shm.overflow"]
+
+
+class Namespace:
+    """The metadata segment of one namespace, attached (created if new)."""
+
+    def __init__(self, name, create=True):
+        self.name = check_namespace(name)
+        self.meta_name = "/shmb.%s" % name
+        self.seg = self._open(create)
+        self._cbuf = ffi.from_buffer(self.seg.mm)
+        self._lockfd = os.open("/dev/shm" + self.meta_name, os.O_RDWR)
+
+    # -- segment
+    def _open(self, create):
+        if create:
+            try:
+                seg = Segment.create(self.meta_name, META_SIZE)
+            except NamespaceError:
+                pass
+            else:
+                _HDR.pack_into(seg.mm, 0, b"\0" * 8, VERSION, LAYOUT, MAX_TOPICS, ENTRY, os.getpid())
+                buf = ffi.from_buffer(seg.mm)
+                lib.shm_store64(buf, META_SIZE, NEXT_ID_OFF, 1)
+                # magic last (release: pairs with the attacher's acquire load)
+                lib.shm_store64(buf, META_SIZE, 0, struct.unpack("<Q", MAGIC)[0])
+                ffi.release(buf)
+                return seg
+        try:
+            seg = Segment.attach(self.meta_name)
+        except NamespaceError:
+            raise NamespaceError("namespace %r does not exist: any client creates it (or `shmbroker topics "
+                                 "--create`)" % self.name) from None
+        try:
+            self._check(seg)
+        except BaseException:
+            seg.close()
+            raise
+        return seg
+
+    def _check(self, seg):
+        if seg.size < META_SIZE:
+            raise CorruptSegmentError("namespace segment %s is %d bytes, expected %d: `shmbroker destroy "
+                                      "--namespace %s` and start again" % (self.meta_name, seg.size, META_SIZE, self.name))
+        buf = ffi.from_buffer(seg.mm)
+        try:
+            end = time.monotonic() + 2.0
+            while lib.shm_load64(buf, seg.size, 0) != struct.unpack("<Q", MAGIC)[0]:
+                if time.monotonic() > end:  # a creator still writing gets 2 s
+                    raise CorruptSegmentError("namespace segment %s has no valid magic: `shmbroker destroy "
+                                              "--namespace %s` and start again" % (self.meta_name, self.name))
+                time.sleep(0.001)
+        finally:
+            ffi.release(buf)
+        _, version, layout, maxt, ent, _ = _HDR.unpack_from(seg.mm, 0)
+        if version != VERSION or layout != LAYOUT or maxt != MAX_TOPICS or ent != ENTRY:
+            raise CorruptSegmentError("namespace segment %s has another layout (version %d): it belongs to another "
+                                      "shmbroker release; `shmbroker destroy --namespace %s`" % (self.meta_name, version, self.name))
+
+    def close(self):
+        if self._cbuf is not None:
+            ffi.release(self._cbuf)
+            self._cbuf = None
+            os.close(self._lockfd)
+            self.seg.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @contextlib.contextmanager
+    def _locked(self):
+        fcntl.flock(self._lockfd, fcntl.LOCK_EX)  # released by the kernel if we die
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lockfd, fcntl.LOCK_UN)
+
+    # -- entries
+    def _entry_off(self, i):
+        return TOPICS_OFF + i * ENTRY
+
+    def _read_entry(self, i):
+        """A stable snapshot of entry i, or None while it is being written."""
+        off = self._entry_off(i)
+        for _ in range(1000):
+            s1 = lib.shm_load64(self._cbuf, META_SIZE, off)
+            if s1 & 1:
+                continue
+            e = _ENT.unpack_from(self.seg.mm, off)
+            if lib.shm_load64(self._cbuf, META_SIZE, off) == s1:
+                return e
+        return None
+
+    def _decode(self, e):
+        _, state, parts, tid, slots, data, maxmsg, rms, ovf, nlen, name = e
+        if state != ACTIVE or not 0 < nlen <= 249 or ovf > 1 or parts == 0:
+            return None
+        return TopicInfo(name[:nlen].decode("ascii", "replace"), tid, parts, slots, data, maxmsg, rms, OVERFLOWS[ovf])
+
+    def topics(self):
+        """{name: TopicInfo} of every topic."""
+        out = {}
+        for i in range(MAX_TOPICS):
+            e = self._read_entry(i)
+            t = self._decode(e) if e else None
+            if t:
+                out[t.name] = t
+        return out
+
+    def topic(self, name):
+        """TopicInfo of *name*, or raise UnknownTopicError."""
+        for i in range(MAX_TOPICS):
+            e = self._read_entry(i)
+            if e and e[1] == ACTIVE and e[10][:e[9]] == name.encode():
+                t = self._decode(e)
+                if t:
+                    return t
+        raise UnknownTopicError("unknown topic %r in namespace %r: create it first (AdminClient.create_topics or "
+                                "`shmbroker topics --create --topic %s`)" % (name, self.name, name))
+
+    def _write_entry(self, i, fields):
+        off = self._entry_off(i)
+        seq = lib.shm_load64(self._cbuf, META_SIZE, off)
+        if seq & 1:
+            seq += 1  # a writer died mid-update: we hold the lock now, so repair
+        lib.shm_store64(self._cbuf, META_SIZE, off, seq + 1)  # odd: writing
+        body = _ENT.pack(0, *fields)
+        self.seg.mm[off + 8:off + _ENT.size] = body[8:]
+        lib.shm_store64(self._cbuf, META_SIZE, off, seq + 2)  # even: stable
+
+    def partition_segment(self, topic_id, p):
+        return "/shmb.%s.%d.%d" % (self.name, topic_id, p)
+
+    def create_topic(self, name, partitions=1, config=None):
+        check_topic_name(name)
+        if not isinstance(partitions, int) or not 1 <= partitions <= 4096:
+            raise KafkaException(KafkaError(KafkaError.INVALID_PARTITIONS,
+                                            "num_partitions must be in [1, 4096], got %r" % (partitions,)))
+        slots, data, maxmsg, rms, ovf = topic_geometry(config)
+        with self._locked():
+            free = None
+            for i in range(MAX_TOPICS):
+                e = self._read_entry(i)
+                if e is None or e[1] != FREE:
+                    if e is not None and e[10][:e[9]] == name.encode():
+                        raise TopicExistsError("topic %r already exists in namespace %r" % (name, self.name))
+                    if e is None and free is None:
+                        free = i  # half-written by a dead writer: reusable under the lock
+                    continue
+                if free is None:
+                    free = i
+            if free is None:
+                raise NamespaceError("namespace %r holds %d topics, its maximum: delete one first"
+                                     % (self.name, MAX_TOPICS))
+            tid = lib.shm_fetch_add64(self._cbuf, META_SIZE, NEXT_ID_OFF, 1)
+            made = []
+            try:
+                for p in range(partitions):
+                    seg = self.partition_segment(tid, p)
+                    unlink(seg)  # a leftover of a creator that died before publishing this id
+                    PartitionLog.create(seg, slot_count=slots, data_capacity=data, max_record=maxmsg,
+                                        overflow=ovf).close()
+                    made.append(seg)
+                self._write_entry(free, (ACTIVE, partitions, tid, slots, data, maxmsg, rms, OVERFLOWS.index(ovf),
+                                         len(name), name.encode()))
+            except BaseException:
+                for seg in made:
+                    unlink(seg)
+                raise
+        return TopicInfo(name, tid, partitions, slots, data, maxmsg, rms, ovf)
+
+    def delete_topic(self, name):
+        check_topic_name(name)
+        with self._locked():
+            for i in range(MAX_TOPICS):
+                e = self._read_entry(i)
+                if e is None or e[1] != ACTIVE or e[10][:e[9]] != name.encode():
+                    continue
+                t = self._decode(e)
+                for p in range(t.partitions):
+                    seg = self.partition_segment(t.topic_id, p)
+                    try:
+                        log = PartitionLog.attach(seg)
+                    except KafkaException:
+                        pass
+                    else:
+                        log.mark_deleted()  # clients still using it get UnknownTopicError
+                        log.close()
+                    unlink(seg)
+                self._write_entry(i, (FREE, 0, 0, 0, 0, 0, 0, 0, 0, b""))
+                return t
+        raise UnknownTopicError("cannot delete topic %r: it does not exist in namespace %r" % (name, self.name))
+
+    def open_partition(self, info, p):
+        return PartitionLog.attach(self.partition_segment(info.topic_id, p))
+
+
+def destroy(name):
+    """Remove every segment of namespace *name* (a corrupted one too);
+    returns the names removed."""
+    check_namespace(name)
+    stem = "shmb.%s" % name
+    removed = []
+    for f in sorted(os.listdir("/dev/shm")):
+        if f == stem or f.startswith(stem + "."):
+            unlink("/" + f)
+            removed.append("/" + f)
+    return removed

@@ -1,0 +1,199 @@
+"""Producer with confluent-kafka's API.  A record is in its partition, and
+visible to readers, when produce() returns; delivery reports (callbacks)
+are queued and served by poll()/flush(), as librdkafka does."""
+import collections
+import os
+import random
+import time
+
+from shm.errors import ClosedError, KafkaError, KafkaException, QueueFullError, UnknownTopicError
+
+from . import config as _config
+from . import partitioner as _partitioner
+from .admin import cluster_metadata
+from .message import Message, RecordMetadata
+from .namespace import Namespace
+
+
+_fork_gen = 0  # bumped in a forked child: cheaper than os.getpid() per call
+
+
+def _after_fork():
+    global _fork_gen
+    _fork_gen += 1
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def _as_bytes(x, what):
+    if x is None or type(x) is bytes:
+        return x
+    if isinstance(x, str):
+        return x.encode("utf-8")
+    if isinstance(x, (bytearray, memoryview)):
+        return bytes(x)
+    raise TypeError("%s must be str, bytes or None, got %s" % (what, type(x).__name__))
+
+
+class Producer:
+    DEFAULT_PARTITIONER = "murmur2_random"  # the Java client's placement
+
+    def __init__(self, config=None, **kwargs):
+        conf = _config.parse(config, kwargs, "producer")
+        self._conf = conf
+        self._ns = Namespace(_config.resolve_namespace(conf))
+        self._partition_for = _partitioner.get(conf.get("partitioner", self.DEFAULT_PARTITIONER))
+        self._default_cb = conf.get("on_delivery") or conf.get("dr_msg_cb") or conf.get("dr_cb")
+        self._block_timeout = _config.ms_to_s(conf.get("shm.block.timeout.ms", 60000))
+        self._max_pending = int(conf.get("queue.buffering.max.messages", 100000))
+        self._pending = collections.deque()
+        self._topics = {}  # name -> (TopicInfo, [PartitionLog])
+        self._gen = _fork_gen
+        self._closed = False
+        self._no_key = conf.get("partitioner", self.DEFAULT_PARTITIONER) in (
+            "random", "murmur2_random", "consistent_random", "fnv1a_random")  # a NULL key goes anywhere
+
+    # -- topics
+    def _handle(self, topic):
+        h = self._topics.get(topic)
+        if h is None:
+            if not isinstance(topic, str):
+                raise TypeError("topic must be a str, got %s" % type(topic).__name__)
+            info = self._ns.topic(topic)
+            logs = [self._ns.open_partition(info, p) for p in range(info.partitions)]
+            for log in logs:
+                log.block_timeout = self._block_timeout
+            h = self._topics[topic] = (info, logs)
+        return h
+
+    def _forget(self, topic):
+        info, logs = self._topics.pop(topic, (None, ()))
+        for log in logs:
+            log.close()
+
+    def _check(self):
+        if self._closed:
+            raise ClosedError("this Producer is closed: create a new one")
+        if self._gen != _fork_gen:  # forked: the parent's delivery reports are not ours
+            self._pending.clear()
+            self._gen = _fork_gen
+
+    def _append(self, topic, value, key, partition, headers, ts_ns):
+        """Append to the chosen partition; one retry if the topic was deleted
+        and created again under us.  Returns (partition, offset)."""
+        for attempt in (0, 1):
+            info, logs = self._handle(topic)
+            n = info.partitions
+            if partition is None or partition < 0:
+                p = self._partition_for(key, n)
+            elif partition >= n:
+                raise KafkaException(KafkaError(KafkaError._UNKNOWN_PARTITION,
+                                                "topic %r has %d partitions: partition %d does not exist"
+                                                % (topic, n, partition)))
+            else:
+                p = partition
+            log = logs[p]
+            try:
+                if key is None and not headers:
+                    return p, log.append(value, timestamp_ns=ts_ns)  # the C fast path
+                return p, log.append(value, key=key, headers=headers, timestamp_ns=ts_ns)
+            except UnknownTopicError:
+                self._forget(topic)  # deleted: look it up again once
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    # -- confluent-kafka API
+    def produce(self, topic, value=None, key=None, partition=-1, on_delivery=None, callback=None, timestamp=0,
+                headers=None):
+        # the lean path: bytes value, no key/headers/timestamp/callback, topic already open
+        h = self._topics.get(topic)
+        if (h is not None and type(value) is bytes and key is None and headers is None and not timestamp
+                and on_delivery is None and callback is None and self._default_cb is None
+                and self._gen == _fork_gen):
+            n = h[0].partitions
+            if partition is None or partition < 0:
+                p = 0 if n == 1 else (int(random.random() * n) if self._no_key else self._partition_for(None, n))
+            else:
+                p = partition
+            if p < n:
+                try:
+                    h[1][p].append(value)
+                    return
+                except UnknownTopicError:
+                    pass  # deleted: the full path below looks it up again
+        self._check()
+        value = _as_bytes(value, "value")
+        key = _as_bytes(key, "key")
+        cb = on_delivery or callback or self._default_cb
+        if cb is not None and len(self._pending) >= self._max_pending:
+            raise QueueFullError("%d delivery reports are waiting: call poll() or flush() to serve them "
+                                 "(queue.buffering.max.messages)" % len(self._pending))
+        t0 = time.monotonic_ns()
+        ts_ns = int(timestamp) * 1_000_000 if timestamp else time.time_ns()
+        p, off = self._append(topic, value, key, partition, headers, ts_ns)
+        if cb is not None:
+            msg = Message(topic, p, off, key, value, headers, None, ts_ns, (time.monotonic_ns() - t0) / 1e9)
+            self._pending.append((cb, msg))
+
+    def poll(self, timeout=-1):
+        """Serve queued delivery reports; returns how many.  Delivery is
+        synchronous here, so nothing new arrives while waiting: it never
+        sleeps."""
+        self._check()
+        n = 0
+        pending = self._pending
+        while pending:
+            cb, msg = pending.popleft()
+            cb(None, msg)
+            n += 1
+        return n
+
+    def flush(self, timeout=-1):
+        """Serve every delivery report; returns the number still queued (0)."""
+        self.poll(0)
+        return len(self._pending)
+
+    def __len__(self):
+        return len(self._pending)
+
+    def list_topics(self, topic=None, timeout=-1):
+        self._check()
+        return cluster_metadata(self._ns, topic)
+
+    def purge(self, in_queue=True, in_flight=True, blocking=True):
+        self._pending.clear()
+
+    # -- native extras
+    def send(self, topic, value, key=None, partition=None, headers=None, timestamp_ns=None):
+        """Append one record and return its RecordMetadata (no callback)."""
+        self._check()
+        value, key = _as_bytes(value, "value"), _as_bytes(key, "key")
+        ts = timestamp_ns if timestamp_ns is not None else time.time_ns()
+        p, off = self._append(topic, value, key, partition, headers, ts)
+        return RecordMetadata(topic, p, off, ts)
+
+    def send_batch(self, topic, values, partition):
+        """Append a batch (bytes-likes or a 2-D uint8 array, one row a
+        record) to one partition with consecutive offsets; the first."""
+        self._check()
+        info, logs = self._handle(topic)
+        if not isinstance(partition, int) or not 0 <= partition < info.partitions:
+            raise KafkaException(KafkaError(KafkaError._UNKNOWN_PARTITION, "topic %r has %d partitions, not %r"
+                                            % (topic, info.partitions, partition)))
+        return logs[partition].append_batch(values)
+
+    def close(self, timeout=-1):
+        if not self._closed:
+            self.flush()
+            for t in list(self._topics):
+                self._forget(t)
+            self._ns.close()
+            self._closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
