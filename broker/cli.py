@@ -23,16 +23,174 @@ def cmd_demo(args):
     return 0
 
 
+def _conf(args):
+    c = {}
+    if args.namespace:
+        c["shm.namespace"] = args.namespace
+    elif getattr(args, "bootstrap_server", None):
+        c["bootstrap.servers"] = args.bootstrap_server
+    return c
+
+
+def _props(pairs):
+    out = {}
+    for kv in pairs or ():
+        if "=" not in kv:
+            raise SystemExit("expected key=value, got %r" % kv)
+        k, v = kv.split("=", 1)
+        out[k] = v
+    return out
+
+
+def cmd_topics(args):
+    from broker.admin import AdminClient, NewTopic
+    from shm.errors import KafkaException
+    with AdminClient(_conf(args)) as a:
+        try:
+            if args.create:
+                if not args.topic:
+                    raise SystemExit("--create needs --topic")
+                a.create_topics([NewTopic(args.topic, args.partitions or 1, config=_props(args.config))])[
+                    args.topic].result()
+                print("Created topic %s." % args.topic)
+            elif args.delete:
+                if not args.topic:
+                    raise SystemExit("--delete needs --topic")
+                a.delete_topics([args.topic])[args.topic].result()
+            elif args.describe:
+                topics = a._ns.topics()
+                names = [args.topic] if args.topic else sorted(topics)
+                for n in names:
+                    t = topics.get(n) or a._ns.topic(n)
+                    cfg = "retention.bytes=%d,max.message.bytes=%d,retention.ms=%d,shm.overflow=%s,shm.slots=%d" % (
+                        t.data_capacity, t.max_message_bytes, t.retention_ms, t.overflow, t.slot_count)
+                    print("Topic: %s\tTopicId: %d\tPartitionCount: %d\tReplicationFactor: 1\tConfigs: %s"
+                          % (n, t.topic_id, t.partitions, cfg))
+                    for p in range(t.partitions):
+                        print("\tTopic: %s\tPartition: %d\tLeader: 0\tReplicas: 0\tIsr: 0" % (n, p))
+            else:
+                for n in sorted(a.list_topics().topics):
+                    print(n)
+        except KafkaException as exc:
+            print("Error: %s" % exc, file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_console_producer(args):
+    from broker import Producer
+    props = _props(args.property)
+    parse_key = props.get("parse.key", "false").lower() == "true"
+    sep = props.get("key.separator", "\t")
+    n = 0
+    with Producer(_conf(args)) as p:
+        for line in sys.stdin:
+            line = line.rstrip("\n")
+            key = None
+            if parse_key:
+                if sep not in line:
+                    print("No key separator found on line %d: %r" % (n + 1, line), file=sys.stderr)
+                    return 1
+                key, line = line.split(sep, 1)
+            p.produce(args.topic, line, key=key, partition=-1 if args.partition is None else args.partition)
+            n += 1
+        p.flush()
+    return 0
+
+
+def cmd_console_consumer(args):
+    from broker import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+    props = _props(args.property)
+    print_key = props.get("print.key", "false").lower() == "true"
+    sep = props.get("key.separator", "\t")
+    if args.offset not in (None, "earliest", "latest") and args.partition is None:
+        raise SystemExit("--offset with a number needs --partition")
+    start = OFFSET_BEGINNING if args.from_beginning or args.offset == "earliest" else (
+        OFFSET_END if args.offset in (None, "latest") else int(args.offset))
+    n = 0
+    out = sys.stdout
+    with Consumer(_conf(args)) as c:
+        parts = [args.partition] if args.partition is not None else sorted(
+            c.list_topics(args.topic).topics[args.topic].partitions)
+        if not parts:
+            print("Error: unknown topic %s" % args.topic, file=sys.stderr)
+            return 1
+        c.assign([TopicPartition(args.topic, p, start) for p in parts])
+        timeout = None if args.timeout_ms is None else args.timeout_ms / 1000.0
+        try:
+            while args.max_messages is None or n < args.max_messages:
+                m = c.poll(timeout if timeout is not None else 1.0)
+                if m is None:
+                    if timeout is not None:
+                        break
+                    continue
+                if m.error():
+                    print("Error: %s" % m.error(), file=sys.stderr)
+                    continue
+                v = m.value().decode("utf-8", "replace") if m.value() is not None else "null"
+                if print_key:
+                    k = m.key().decode("utf-8", "replace") if m.key() is not None else "null"
+                    out.write(k + sep + v + "\n")
+                else:
+                    out.write(v + "\n")
+                out.flush()
+                n += 1
+        except KeyboardInterrupt:
+            pass
+    print("Processed a total of %d messages" % n, file=sys.stderr)
+    return 0
+
+
+def cmd_destroy(args):
+    from broker.namespace import destroy
+    ns = args.namespace or __import__("broker.config", fromlist=["x"]).resolve_namespace(_conf(args))
+    removed = destroy(ns)
+    print("Removed namespace %s: %d segments" % (ns, len(removed)))
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="shmbroker", description="Kafka's model over POSIX shared memory, on one host.")
     sub = p.add_subparsers(dest="tool", metavar="TOOL")
-    d = sub.add_parser("demo", help="the main job: a short end-to-end run with its measurements",
-                       description="Run the main job: partition-log latency percentiles and throughput, each "
-                                   "beside its baseline (Python floor, Pipe, memcpy).")
-    d.add_argument("--namespace", default=None, help="namespace to run in (unused until topics exist)")
+
+    def tool(name, fn, help, desc=None):
+        t = sub.add_parser(name, help=help, description=desc or help)
+        t.add_argument("--namespace", help="the namespace (default: $SHMBROKER_NAMESPACE or 'default')")
+        t.add_argument("--bootstrap-server", help="accepted for Kafka compatibility: shm://NAME selects a namespace")
+        t.set_defaults(fn=fn)
+        return t
+
+    t = tool("topics", cmd_topics, "create, list, describe and delete topics (kafka-topics)")
+    g = t.add_mutually_exclusive_group()
+    g.add_argument("--create", action="store_true")
+    g.add_argument("--list", action="store_true")
+    g.add_argument("--describe", action="store_true")
+    g.add_argument("--delete", action="store_true")
+    t.add_argument("--topic")
+    t.add_argument("--partitions", type=int)
+    t.add_argument("--replication-factor", type=int, help="accepted and ignored (one host)")
+    t.add_argument("--config", action="append", metavar="K=V", help="topic config, e.g. retention.bytes=1048576")
+
+    t = tool("console-producer", cmd_console_producer, "produce lines of stdin to a topic (kafka-console-producer)")
+    t.add_argument("--topic", required=True)
+    t.add_argument("--partition", type=int)
+    t.add_argument("--property", action="append", metavar="K=V", help="parse.key=true, key.separator=SEP")
+
+    t = tool("console-consumer", cmd_console_consumer, "print a topic's records (kafka-console-consumer)")
+    t.add_argument("--topic", required=True)
+    t.add_argument("--partition", type=int)
+    t.add_argument("--offset", help="earliest, latest or a number (with --partition)")
+    t.add_argument("--from-beginning", action="store_true")
+    t.add_argument("--max-messages", type=int)
+    t.add_argument("--timeout-ms", type=int, help="exit after this long without a message")
+    t.add_argument("--property", action="append", metavar="K=V", help="print.key=true, key.separator=SEP")
+
+    tool("destroy", cmd_destroy, "remove every segment of a namespace, a corrupted one too")
+    d = tool("demo", cmd_demo, "the main job: a short end-to-end run with its measurements",
+             "Run the main job: partition-log latency percentiles and throughput, each beside its baseline "
+             "(Python floor, Pipe, memcpy).")
     d.add_argument("--samples", type=int, default=10000, help="latency samples per wait mode")
     d.add_argument("--records", type=int, default=500000, help="records per throughput repeat")
-    d.set_defaults(fn=cmd_demo)
     args = p.parse_args(argv)
     if not getattr(args, "fn", None):
         p.print_help()

@@ -1,0 +1,57 @@
+"""The shmbroker CLI in subprocesses: topics, console-producer piped into
+console-consumer, destroy, --help everywhere."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+TOOLS = ["topics", "console-producer", "console-consumer", "destroy", "demo"]
+
+
+def run(ns, *args, stdin=None):
+    env = dict(os.environ, SHMBROKER_NAMESPACE=ns)
+    return subprocess.run([sys.executable, "-m", "broker", *args], input=stdin, capture_output=True, text=True,
+                          env=env, timeout=60)
+
+
+def test_topics_and_console_pipe(ns):
+    r = run(ns, "topics", "--create", "--topic", "t", "--partitions", "3", "--config", "retention.bytes=65536")
+    assert r.returncode == 0 and r.stdout == "Created topic t.\n"
+    assert run(ns, "topics", "--list").stdout == "t\n"
+    d = run(ns, "topics", "--describe", "--topic", "t").stdout.splitlines()
+    assert d[0].startswith("Topic: t\tTopicId: ") and "PartitionCount: 3\tReplicationFactor: 1" in d[0]
+    assert d[1:] == ["\tTopic: t\tPartition: %d\tLeader: 0\tReplicas: 0\tIsr: 0" % p for p in range(3)]
+    lines = ["k%d:v%d" % (i % 4, i) for i in range(50)]
+    # console-producer | console-consumer, as the Kafka tools are used
+    env = dict(os.environ, SHMBROKER_NAMESPACE=ns)
+    prod = subprocess.Popen([sys.executable, "-m", "broker", "console-producer", "--topic", "t", "--property",
+                             "parse.key=true", "--property", "key.separator=:"], stdin=subprocess.PIPE, env=env,
+                            text=True)
+    prod.communicate("\n".join(lines) + "\n", timeout=60)
+    assert prod.returncode == 0
+    r = run(ns, "console-consumer", "--topic", "t", "--from-beginning", "--max-messages", "50", "--property",
+            "print.key=true", "--property", "key.separator=:")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert sorted(out) == sorted(lines)
+    for k in range(4):  # one key's records keep their order (one partition)
+        mine = [l for l in out if l.startswith("k%d:" % k)]
+        assert mine == [l for l in lines if l.startswith("k%d:" % k)]
+    assert "Processed a total of 50 messages" in r.stderr
+    r = run(ns, "console-consumer", "--topic", "t", "--partition", "0", "--offset", "1", "--timeout-ms", "200")
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == sum(
+        1 for l in lines if __import__("broker").murmur2(l.split(":")[0].encode(), 3) == 0) - 1
+    r = run(ns, "topics", "--create", "--topic", "bad name")
+    assert r.returncode == 1 and "invalid topic name" in r.stderr
+    assert run(ns, "topics", "--delete", "--topic", "t").returncode == 0
+    assert run(ns, "topics", "--list").stdout == ""
+    r = run(ns, "destroy")
+    assert r.returncode == 0 and "Removed namespace %s" % ns in r.stdout
+    assert not [f for f in os.listdir("/dev/shm") if f.startswith("shmb.%s" % ns)]
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_help(tool):
+    r = subprocess.run([sys.executable, "-m", "broker", tool, "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "--namespace" in r.stdout
