@@ -210,6 +210,17 @@ class Consumer:
         except UnknownTopicError:
             pass  # the next _fill reports which
 
+    def _poll_one(self, part, timeout):
+        """One active partition: wait and read in one C call (log.poll)."""
+        r = part.log.poll(part.pos, timeout, self._wait_mode)
+        if r is None:
+            return None
+        if r.status == "ok":
+            part.pos = r[0] + 1
+            part.eof_sent = False
+            return Message(part.tp.topic, part.tp.partition, r[0], r[2], r[1], r[3], None, r[4])
+        return self._next()  # a status: the general path handles it
+
     def poll(self, timeout=None):
         """The next message, an event (error() set), or None after *timeout*
         seconds (None or -1: wait forever)."""
@@ -217,6 +228,13 @@ class Consumer:
         msg = self._next()
         if msg is not None:
             return msg
+        if len(self._order) == 1 and not self._events:
+            part = self._parts[self._order[0]]
+            if not part.paused and not part.stopped and not part.buf:
+                try:
+                    return self._poll_one(part, None if timeout is None or timeout < 0 else timeout)
+                except UnknownTopicError:
+                    return self._next()  # _fill reports the deletion
         if timeout == 0:
             return None
         deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
