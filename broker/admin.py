@@ -2,6 +2,7 @@
 returns ``concurrent.futures.Future`` objects (here already completed: the
 work is local and synchronous)."""
 import concurrent.futures
+import time
 
 from shm.errors import KafkaError, KafkaException
 
@@ -105,6 +106,15 @@ def _done(fn, *args):
     return f
 
 
+def log_start(log, retention_ms):
+    """The topic's low watermark: the ring's, moved past records older than
+    retention.ms (Kafka deletes those; here they are skipped)."""
+    lo, hi = log.watermarks()
+    if retention_ms is None or retention_ms < 0:
+        return lo
+    return max(lo, offset_for_time(log, time.time_ns() // 1_000_000 - retention_ms))
+
+
 def offset_for_time(log, ts_ms):
     """The first offset whose timestamp is >= ts_ms (binary search over the
     retained records; timestamps are assumed non-decreasing, as with
@@ -168,7 +178,7 @@ class AdminClient:
                                             % (tp.topic, tp.partition)))
         log = self._ns.open_partition(info, tp.partition)
         try:
-            lo, hi = log.watermarks()
+            lo, hi = log_start(log, info.retention_ms), log.watermarks()[1]
             kind = spec.kind if isinstance(spec, OffsetSpec) else {OFFSET_BEGINNING: "earliest",
                                                                    OFFSET_END: "latest"}.get(spec)
             if kind == "earliest":

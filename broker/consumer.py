@@ -14,20 +14,22 @@ from shm.errors import ClosedError, KafkaError, KafkaException, UnknownTopicErro
 from shm.log import wait_many
 
 from . import config as _config
-from .admin import cluster_metadata, offset_for_time
+from .admin import cluster_metadata, log_start, offset_for_time
 from .message import (OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORED, Message, TopicPartition,
                       eof_event)
 from .namespace import Namespace
 
 _FETCH = 256
+_mk = tuple.__new__  # Message(...) without running Python code
 _MAX_WAIT = 128  # futex_waitv's limit; larger assignments wait on a rotating subset
 
 
 class _Part:
-    __slots__ = ("tp", "log", "pos", "paused", "eof_sent", "stopped", "buf")
+    __slots__ = ("tp", "log", "pos", "paused", "eof_sent", "stopped", "buf", "retention_ms")
 
-    def __init__(self, tp, log, pos):
+    def __init__(self, tp, log, pos, retention_ms=-1):
         self.tp, self.log, self.pos = tp, log, pos
+        self.retention_ms = retention_ms
         self.paused = self.eof_sent = self.stopped = False
         self.buf = collections.deque()
 
@@ -53,21 +55,21 @@ class Consumer:
         if self._closed:
             raise ClosedError("this Consumer is closed: create a new one")
 
-    def _start_offset(self, log, offset, tp):
-        lo, hi = log.watermarks()
+    def _start_offset(self, log, offset, tp, retention_ms=-1):
+        lo, hi = log_start(log, retention_ms), log.watermarks()[1]
         if offset == OFFSET_BEGINNING:
             return lo
         if offset == OFFSET_END:
             return hi
         if offset in (OFFSET_STORED, OFFSET_INVALID):  # no committed offsets without a group
-            return self._reset_to(log, tp, None)
+            return self._reset_to(log, tp, None, retention_ms)
         if offset < 0:
             raise KafkaException(KafkaError(KafkaError._INVALID_ARG, "invalid offset %d for %s" % (offset, tp)))
         return offset  # out of range is handled on read, by auto.offset.reset
 
-    def _reset_to(self, log, tp, at):
+    def _reset_to(self, log, tp, at, retention_ms=-1):
         """auto.offset.reset: where to go when *at* is not available."""
-        lo, hi = log.watermarks()
+        lo, hi = log_start(log, retention_ms), log.watermarks()[1]
         if self._reset == "earliest":
             return max(lo, at + 1) if at is not None and at >= lo else lo
         if self._reset == "latest":
@@ -92,8 +94,8 @@ class Consumer:
                 % (tp.topic, info.partitions, tp.partition))))
             return
         log = self._ns.open_partition(info, tp.partition)
-        part = _Part(TopicPartition(tp.topic, tp.partition), log, 0)
-        pos = self._start_offset(log, tp.offset, part.tp)
+        part = _Part(TopicPartition(tp.topic, tp.partition), log, 0, info.retention_ms)
+        pos = self._start_offset(log, tp.offset, part.tp, info.retention_ms)
         part.pos = pos if pos is not None else 0
         part.stopped = pos is None
         self._parts[key] = part
@@ -145,6 +147,20 @@ class Consumer:
         except UnknownTopicError as exc:
             self._remove((part.tp.topic, part.tp.partition))
             return Message(part.tp.topic, part.tp.partition, part.pos, error=exc.args[0])
+        if recs and part.retention_ms >= 0 and recs[0][4] < time.time_ns() - part.retention_ms * 1_000_000:
+            # the head of the batch is past retention.ms: deleted, as Kafka would have
+            cutoff = time.time_ns() - part.retention_ms * 1_000_000
+            live = [r for r in recs if r[4] >= cutoff]
+            first = recs[0][0]
+            if self._reset != "earliest":
+                pos = self._reset_to(part.log, part.tp, first, part.retention_ms)
+                part.stopped = pos is None
+                part.pos = part.pos if pos is None else pos
+                return None
+            recs = live
+            if not recs:
+                part.pos = nxt
+                return None
         if recs:
             part.buf.extend(recs)
             part.eof_sent = False
@@ -152,7 +168,7 @@ class Consumer:
             return None
         part.pos = nxt  # skipped tombstones
         if stop is not None and stop.status == "lapped":
-            pos = self._reset_to(part.log, part.tp, stop.offset)
+            pos = self._reset_to(part.log, part.tp, stop.offset, part.retention_ms)
             if pos is None:
                 part.stopped = True
             else:
@@ -168,7 +184,7 @@ class Consumer:
         cur = self._cur
         if cur is not None and cur.buf and not self._events:  # the common case: a fetched batch
             r = cur.buf.popleft()
-            return Message(cur.tp.topic, cur.tp.partition, r[0], r[2], r[1], r[3], None, r[4])
+            return _mk(Message, (cur.tp.topic, cur.tp.partition, r[0], r[2], r[1], r[3], None, r[4], None))
         self._cur = None
         if self._events:
             return self._events.popleft()
@@ -192,7 +208,7 @@ class Consumer:
             self._turn = (self._turn + i + 1) % n  # after this batch, the next partition's turn
             if part.buf and not part.paused:
                 self._cur = part
-            return Message(key[0], key[1], r[0], r[2], r[1], r[3], None, r[4])
+            return _mk(Message, (key[0], key[1], r[0], r[2], r[1], r[3], None, r[4], None))
         return None
 
     def _wait(self, timeout):
@@ -218,7 +234,7 @@ class Consumer:
         if r.status == "ok":
             part.pos = r[0] + 1
             part.eof_sent = False
-            return Message(part.tp.topic, part.tp.partition, r[0], r[2], r[1], r[3], None, r[4])
+            return _mk(Message, (part.tp.topic, part.tp.partition, r[0], r[2], r[1], r[3], None, r[4], None))
         return self._next()  # a status: the general path handles it
 
     def poll(self, timeout=None):
@@ -230,7 +246,7 @@ class Consumer:
             return msg
         if len(self._order) == 1 and not self._events:
             part = self._parts[self._order[0]]
-            if not part.paused and not part.stopped and not part.buf:
+            if not part.paused and not part.stopped and not part.buf and part.retention_ms < 0:
                 try:
                     return self._poll_one(part, None if timeout is None or timeout < 0 else timeout)
                 except UnknownTopicError:
@@ -285,7 +301,7 @@ class Consumer:
         part.buf.clear()
         part.stopped = False
         part.eof_sent = False
-        pos = self._start_offset(part.log, partition.offset, part.tp)
+        pos = self._start_offset(part.log, partition.offset, part.tp, part.retention_ms)
         part.pos = pos if pos is not None else part.pos
         part.stopped = pos is None
 
@@ -310,20 +326,21 @@ class Consumer:
             self._part(tp).paused = False
 
     def _log_for(self, tp):
+        """(log, retention_ms, owned): the assigned partition's, or opened for the call."""
         part = self._parts.get((tp.topic, tp.partition))
         if part is not None:
-            return part.log, False
+            return part.log, part.retention_ms, False
         info = self._ns.topic(tp.topic)
         if not 0 <= tp.partition < info.partitions:
             raise KafkaException(KafkaError(KafkaError._UNKNOWN_PARTITION, "topic %r has %d partitions, not %d"
                                             % (tp.topic, info.partitions, tp.partition)))
-        return self._ns.open_partition(info, tp.partition), True
+        return self._ns.open_partition(info, tp.partition), info.retention_ms, True
 
     def get_watermark_offsets(self, partition, timeout=None, cached=False):
         self._check()
-        log, owned = self._log_for(partition)
+        log, rms, owned = self._log_for(partition)
         try:
-            return log.watermarks()
+            return log_start(log, rms), log.watermarks()[1]
         finally:
             if owned:
                 log.close()
@@ -334,7 +351,7 @@ class Consumer:
         self._check()
         out = []
         for tp in partitions:
-            log, owned = self._log_for(tp)
+            log, _, owned = self._log_for(tp)
             try:
                 out.append(TopicPartition(tp.topic, tp.partition, offset_for_time(log, tp.offset)))
             finally:

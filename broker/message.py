@@ -54,78 +54,87 @@ class TopicPartition:
     __str__ = __repr__
 
 
-class Message:
-    """A consumed record, a delivery report, or an event (error() set)."""
+class Message(tuple):
+    """A consumed record, a delivery report, or an event (error() set).
 
-    __slots__ = ("_topic", "_partition", "_offset", "_key", "_value", "_headers", "_error", "_ts_ns", "_latency")
+    A tuple (topic, partition, offset, key, value, headers, error,
+    timestamp_ns, latency) so the consumer builds one without running
+    Python code; set_key/set_value/set_headers keep an override."""
 
-    def __init__(self, topic=None, partition=None, offset=None, key=None, value=None, headers=None, error=None,
-                 timestamp_ns=0, latency=None):
-        self._topic = topic
-        self._partition = partition
-        self._offset = offset
-        self._key = key
-        self._value = value
-        self._headers = headers
-        self._error = error
-        self._ts_ns = timestamp_ns
-        self._latency = latency
+    _ov = None  # {field index: value} once a set_* method was called
+
+    def __new__(cls, topic=None, partition=None, offset=None, key=None, value=None, headers=None, error=None,
+                timestamp_ns=0, latency=None):
+        return tuple.__new__(cls, (topic, partition, offset, key, value, headers, error, timestamp_ns, latency))
+
+    def _get(self, i):
+        ov = self._ov
+        return self[i] if ov is None or i not in ov else ov[i]
+
+    def _set(self, i, v):
+        if self._ov is None:
+            self._ov = {}
+        self._ov[i] = v
 
     def topic(self):
-        return self._topic
+        return self[0]
 
     def partition(self):
-        return self._partition
+        return self[1]
 
     def offset(self):
-        return self._offset
+        return self[2]
 
     def key(self):
-        return self._key
+        return self[3] if self._ov is None else self._get(3)
 
     def value(self):
-        return self._value
+        return self[4] if self._ov is None else self._get(4)
 
     def headers(self):
-        return self._headers
+        return self[5] if self._ov is None else self._get(5)
 
     def error(self):
-        return self._error
+        return self[6]
 
     def timestamp(self):
         """(TIMESTAMP_CREATE_TIME, epoch ms), or (TIMESTAMP_NOT_AVAILABLE, -1)."""
-        if not self._ts_ns:
+        ts = self[7]
+        if not ts:
             return (TIMESTAMP_NOT_AVAILABLE, -1)
-        return (TIMESTAMP_CREATE_TIME, self._ts_ns // 1_000_000)
+        return (TIMESTAMP_CREATE_TIME, ts // 1_000_000)
 
     def timestamp_ns(self):
-        return self._ts_ns
+        return self[7]
 
     def latency(self):
         """Seconds from produce() to the delivery report (producer side)."""
-        return self._latency
+        return self[8]
 
     def leader_epoch(self):
         return None
 
     def set_headers(self, headers):
-        self._headers = headers
+        self._set(5, headers)
 
     def set_key(self, key):
-        self._key = key
+        self._set(3, key)
 
     def set_value(self, value):
-        self._value = value
+        self._set(4, value)
 
     def __len__(self):
-        return len(self._value) if self._value is not None else 0
+        v = self.value()
+        return len(v) if v is not None else 0
+
+    def __bool__(self):
+        return True  # a message is an event even with an empty value
 
     def __repr__(self):
-        if self._error is not None:
-            return "Message(topic=%r, partition=%r, offset=%r, error=%r)" % (
-                self._topic, self._partition, self._offset, self._error)
+        if self[6] is not None:
+            return "Message(topic=%r, partition=%r, offset=%r, error=%r)" % (self[0], self[1], self[2], self[6])
         return "Message(topic=%r, partition=%r, offset=%r, key=%r, len=%d)" % (
-            self._topic, self._partition, self._offset, self._key, len(self))
+            self[0], self[1], self[2], self.key(), len(self))
 
 
 class RecordMetadata:

@@ -49,6 +49,7 @@ class Producer:
         self._max_pending = int(conf.get("queue.buffering.max.messages", 100000))
         self._pending = collections.deque()
         self._topics = {}  # name -> (TopicInfo, [PartitionLog])
+        self._lean = {}  # name -> (partitions, [PartitionLog]) when no default callback is set
         self._gen = _fork_gen
         self._closed = False
         self._no_key = conf.get("partitioner", self.DEFAULT_PARTITIONER) in (
@@ -65,9 +66,12 @@ class Producer:
             for log in logs:
                 log.block_timeout = self._block_timeout
             h = self._topics[topic] = (info, logs)
+            if self._default_cb is None:
+                self._lean[topic] = (info.partitions, logs)
         return h
 
     def _forget(self, topic):
+        self._lean.pop(topic, None)
         info, logs = self._topics.pop(topic, (None, ()))
         for log in logs:
             log.close()
@@ -108,18 +112,17 @@ class Producer:
     def produce(self, topic, value=None, key=None, partition=-1, on_delivery=None, callback=None, timestamp=0,
                 headers=None):
         # the lean path: bytes value, no key/headers/timestamp/callback, topic already open
-        h = self._topics.get(topic)
-        if (h is not None and type(value) is bytes and key is None and headers is None and not timestamp
-                and on_delivery is None and callback is None and self._default_cb is None
-                and self._gen == _fork_gen):
-            n = h[0].partitions
+        h = self._lean.get(topic)
+        if (h is not None and key is None and type(value) is bytes and headers is None and not timestamp
+                and on_delivery is None and callback is None and self._gen == _fork_gen):
+            n, logs = h
             if partition is None or partition < 0:
                 p = 0 if n == 1 else (int(random.random() * n) if self._no_key else self._partition_for(None, n))
             else:
                 p = partition
             if p < n:
                 try:
-                    h[1][p].append(value)
+                    logs[p].append(value)
                     return
                 except UnknownTopicError:
                     pass  # deleted: the full path below looks it up again

@@ -284,3 +284,27 @@ def test_wait_on_many_partitions_wakes_on_any(ns):
         got = while_blocked(lambda: c.poll(10), lambda: all(l.stats()["waiters"] == 1 for l in logs),
                             "the consumer to sleep on all 8", lambda: p.produce("t", b"z", partition=6))
         assert (got.partition(), got.value()) == (6, b"z")
+
+
+def test_retention_ms_expires_old_records(ns):
+    import time
+    make_topic(ns, "t", 1, **{"retention.ms": 60_000})
+    now_ms = time.time_ns() // 1_000_000
+    with Producer(conf(ns)) as p:
+        for i in range(5):
+            p.produce("t", b"old%d" % i, timestamp=now_ms - 3_600_000)  # an hour old: past retention
+        for i in range(3):
+            p.produce("t", b"new%d" % i)
+    with AdminClient(conf(ns)) as a:
+        assert a.list_offsets({TopicPartition("t", 0): OffsetSpec.earliest()})[
+            TopicPartition("t", 0)].result().offset == 5
+    with Consumer(conf(ns, **{"auto.offset.reset": "earliest"})) as c:
+        assert c.get_watermark_offsets(TopicPartition("t", 0)) == (5, 8)
+        c.assign([TopicPartition("t", 0, 0)])  # positioned on expired records
+        assert [m.value() for m in drain(c, 3)] == [b"new0", b"new1", b"new2"]
+    with Consumer(conf(ns, **{"auto.offset.reset": "error"})) as c:
+        c.assign([TopicPartition("t", 0, 1)])
+        m = c.poll(1)
+        assert m.error().code() == KafkaError.OFFSET_OUT_OF_RANGE
+        c.seek(TopicPartition("t", 0, OFFSET_BEGINNING))  # the beginning is the first live record
+        assert drain(c, 1)[0].value() == b"new0"

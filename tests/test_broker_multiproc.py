@@ -71,3 +71,67 @@ def test_four_producers_three_consumers(ns, children):
         ends = ends or last
         assert last == ends  # every consumer read every partition to the same end
     assert sum(o + 1 for _, o in ends) == PRODUCERS * PER
+
+
+def test_clients_created_before_fork_work_in_the_child(ns, children):
+    import os
+    with AdminClient({"bootstrap.servers": "shm://" + ns}) as a:
+        a.create_topics([NewTopic("f", 1)])["f"].result()
+    conf = {"bootstrap.servers": "shm://" + ns}
+    reports = []
+    p = Producer(conf, on_delivery=lambda err, m: reports.append(m.value()))
+    c = Consumer(conf)
+    c.assign([TopicPartition("f", 0, OFFSET_BEGINNING)])
+    p.produce("f", b"before fork")  # its report is the parent's
+
+    def child():
+        served = p.flush()  # the parent's pending report is not run here
+        p.produce("f", b"from child")
+        got = [m.value() for m in (c.poll(10), c.poll(10))]
+        return (served, len(p), reports[:], got, os.getpid())
+
+    children.start(child)
+    (served, pending, child_reports, got, cpid), = children.results(timeout=60)
+    assert served == 0 and pending == 1 and child_reports == []
+    assert got == [b"before fork", b"from child"]
+    # the parent's state is untouched: its report is served once, here
+    assert p.flush() == 0 and reports == [b"before fork"]
+    assert [m.value() for m in (c.poll(10), c.poll(10))] == [b"before fork", b"from child"]
+    p.close()
+    c.close()
+
+
+def test_ctrl_c_interrupts_consumer_poll(ns, children):
+    import os
+    import signal
+    import time
+    from conftest import deadline_wait
+    with AdminClient({"bootstrap.servers": "shm://" + ns}) as a:
+        a.create_topics([NewTopic("i", 3)])["i"].result()
+
+    def blocked(nparts):
+        c = Consumer({"bootstrap.servers": "shm://" + ns, "shm.wait": "sleep"})
+        c.assign([TopicPartition("i", p, OFFSET_BEGINNING) for p in range(nparts)])
+        t0 = time.monotonic()
+        try:
+            c.poll()  # forever
+        except KeyboardInterrupt:
+            return ("interrupted", time.monotonic() - t0)
+        return ("returned", 0)
+
+    from shm.log import PartitionLog
+    from broker.namespace import Namespace
+    with Namespace(ns) as nsobj:
+        info = nsobj.topic("i")
+        logs = [nsobj.open_partition(info, p) for p in range(3)]
+    try:
+        for nparts in (1, 3):  # the one-partition C poll and the futex_waitv wait
+            proc = children.start(blocked, nparts)
+            deadline_wait(lambda: all(l.stats()["waiters"] == 1 for l in logs[:nparts]), 10, "the consumer to sleep")
+            os.kill(proc.pid, signal.SIGINT)
+            what, took = children.results(timeout=10, count=1)[0]
+            assert what == "interrupted"
+            children.procs.clear()
+    finally:
+        for l in logs:
+            l.close()
