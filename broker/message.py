@@ -3,6 +3,7 @@ confluent-kafka's so code moves between the two with an import change."""
 import functools
 import time
 
+from shm._native import _fastlog
 from shm.errors import KafkaError
 
 OFFSET_BEGINNING = -2
@@ -135,6 +136,9 @@ class Message(tuple):
             return "Message(topic=%r, partition=%r, offset=%r, error=%r)" % (self[0], self[1], self[2], self[6])
         return "Message(topic=%r, partition=%r, offset=%r, key=%r, len=%d)" % (
             self[0], self[1], self[2], self.key(), len(self))
+
+
+_fastlog.set_message_type(Message)  # the C poll builds these directly
 
 
 class RecordMetadata:

@@ -5,6 +5,9 @@ import collections
 import os
 import random
 import time
+import types
+
+from shm._native import _fastlog
 
 from shm.errors import ClosedError, KafkaError, KafkaException, QueueFullError, UnknownTopicError
 
@@ -54,6 +57,9 @@ class Producer:
         self._closed = False
         self._no_key = conf.get("partitioner", self.DEFAULT_PARTITIONER) in (
             "random", "murmur2_random", "consistent_random", "fnv1a_random")  # a NULL key goes anywhere
+        # produce()'s lean path in C (ext/fastlog.c): (topic, value[, partition=]) of an open
+        # topic with no callbacks; everything else comes back to the method below
+        self.produce = _fastlog.Produce(self._lean, types.MethodType(type(self).produce, self), self._no_key)
 
     # -- topics
     def _handle(self, topic):
@@ -67,7 +73,7 @@ class Producer:
                 log.block_timeout = self._block_timeout
             h = self._topics[topic] = (info, logs)
             if self._default_cb is None:
-                self._lean[topic] = (info.partitions, logs)
+                self._lean[topic] = (info.partitions, tuple(log._fast for log in logs))
         return h
 
     def _forget(self, topic):
@@ -111,21 +117,6 @@ class Producer:
     # -- confluent-kafka API
     def produce(self, topic, value=None, key=None, partition=-1, on_delivery=None, callback=None, timestamp=0,
                 headers=None):
-        # the lean path: bytes value, no key/headers/timestamp/callback, topic already open
-        h = self._lean.get(topic)
-        if (h is not None and key is None and type(value) is bytes and headers is None and not timestamp
-                and on_delivery is None and callback is None and self._gen == _fork_gen):
-            n, logs = h
-            if partition is None or partition < 0:
-                p = 0 if n == 1 else (int(random.random() * n) if self._no_key else self._partition_for(None, n))
-            else:
-                p = partition
-            if p < n:
-                try:
-                    logs[p].append(value)
-                    return
-                except UnknownTopicError:
-                    pass  # deleted: the full path below looks it up again
         self._check()
         value = _as_bytes(value, "value")
         key = _as_bytes(key, "key")
@@ -194,6 +185,7 @@ class Producer:
                 self._forget(t)
             self._ns.close()
             self._closed = True
+            self.__dict__.pop("produce", None)
 
     def __enter__(self):
         return self

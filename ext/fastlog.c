@@ -174,6 +174,47 @@ static PyObject *FastLog_poll(FastLog *self, PyObject *const *args, Py_ssize_t n
     return PyObject_Vectorcall(self->read_slow, args, 1, NULL);
 }
 
+/* The broker's Message type (a tuple subclass: topic, partition, offset, key,
+ * value, headers, error, timestamp_ns, latency), registered by broker.message. */
+static PyObject *message_type;
+
+static PyObject *set_message_type(PyObject *m, PyObject *tp)
+{
+    if (!PyType_Check(tp) || !PyType_IsSubtype((PyTypeObject *)tp, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "the message type must be a tuple subclass");
+        return NULL;
+    }
+    Py_INCREF(tp);
+    Py_XSETREF(message_type, tp);
+    Py_RETURN_NONE;
+}
+
+/* poll_message(offset, spin_ns, topic, partition) -> Message, a status
+ * (slow path), or None: poll() that builds the broker's Message directly. */
+static PyObject *FastLog_poll_message(FastLog *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyLong_CheckExact(args[0]) || !message_type) {
+        PyErr_SetString(PyExc_TypeError, "poll_message(offset: int, spin_ns: int, topic, partition) "
+                                         "after set_message_type()");
+        return NULL;
+    }
+    PyObject *r = FastLog_poll(self, args, 2);
+    if (!r || r == Py_None || Py_TYPE(r) != (PyTypeObject *)self->record_type) return r;
+    /* Record (offset, value, key, headers, ts) -> Message (topic, partition,
+     * offset, key, value, headers, error, ts, latency); items are moved */
+    PyTypeObject *tp = (PyTypeObject *)message_type;
+    PyObject *m = tp->tp_alloc(tp, 9);
+    if (!m) { Py_DECREF(r); return NULL; }
+    PyObject *items[9] = {args[2], args[3], PyTuple_GET_ITEM(r, 0), PyTuple_GET_ITEM(r, 2), PyTuple_GET_ITEM(r, 1),
+                          PyTuple_GET_ITEM(r, 3), Py_None, PyTuple_GET_ITEM(r, 4), Py_None};
+    for (int i = 0; i < 9; i++) {
+        Py_INCREF(items[i]);
+        PyTuple_SET_ITEM(m, i, items[i]);
+    }
+    Py_DECREF(r);
+    return m;
+}
+
 /* read_batch(offset, max_records) -> (records, next_offset, stop status code) */
 static PyObject *FastLog_read_batch(FastLog *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -217,6 +258,8 @@ static PyMethodDef FastLog_methods[] = {
     {"read", (PyCFunction)(void (*)(void))FastLog_read, METH_FASTCALL | METH_KEYWORDS, "read(offset) -> Record or status"},
     {"poll", (PyCFunction)(void (*)(void))FastLog_poll, METH_FASTCALL,
      "poll(offset, spin_ns) -> Record, status, or None"},
+    {"poll_message", (PyCFunction)(void (*)(void))FastLog_poll_message, METH_FASTCALL,
+     "poll_message(offset, spin_ns, topic, partition) -> broker Message, status, or None"},
     {"read_batch", (PyCFunction)(void (*)(void))FastLog_read_batch, METH_FASTCALL,
      "read_batch(offset, max_records) -> (records or None, next_offset, stop status)"},
     {"invalidate", (PyCFunction)FastLog_invalidate, METH_NOARGS, "stop using the view (the log was closed)"},
@@ -235,10 +278,100 @@ static PyTypeObject FastLogType = {
     .tp_methods = FastLog_methods,
 };
 
+/* ---- Produce: Producer.produce's lean path --------------------------------
+ * Produce(lean, fallback, null_key_random): calling it with (topic, value)
+ * or (topic, value, partition=N), value bytes and topic in the dict lean
+ * (topic -> (partitions, (FastLog, ...))), appends without waiting and
+ * returns None.  Every other call - and any non-OK status - goes to
+ * fallback, the Python method, which owns validation and errors. */
+static PyObject *str_partition;
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *lean;
+    PyObject *fallback;
+    int null_key_random;
+    uint64_t rng;
+} Produce;
+
+static PyObject *Produce_call(Produce *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    long part = -1;
+    if (nargs != 2 || !PyBytes_CheckExact(args[1])) goto slow;
+    if (kwnames) {
+        PyObject *kw = PyTuple_GET_SIZE(kwnames) == 1 ? PyTuple_GET_ITEM(kwnames, 0) : NULL;
+        if (!kw || kw != str_partition || !PyLong_CheckExact(args[2])) goto slow;
+        part = PyLong_AsLong(args[2]);
+        if (part == -1 && PyErr_Occurred()) { PyErr_Clear(); goto slow; }
+    }
+    PyObject *h = PyDict_GetItemWithError(self->lean, args[0]); /* borrowed */
+    if (!h) { if (PyErr_Occurred()) PyErr_Clear(); goto slow; }
+    if (!PyTuple_CheckExact(h) || PyTuple_GET_SIZE(h) != 2) goto slow;
+    PyObject *fls = PyTuple_GET_ITEM(h, 1);
+    if (!PyTuple_CheckExact(fls)) goto slow;
+    Py_ssize_t n = PyTuple_GET_SIZE(fls);
+    if (n < 1) goto slow;
+    Py_ssize_t p;
+    if (part >= 0) {
+        if (part >= n) goto slow;
+        p = part;
+    } else if (n == 1) {
+        p = 0;
+    } else if (self->null_key_random) {
+        uint64_t x = self->rng; /* xorshift64: a NULL key goes to a random partition */
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        self->rng = x;
+        p = (Py_ssize_t)((x >> 33) % (uint64_t)n);
+    } else goto slow;
+    PyObject *fl = PyTuple_GET_ITEM(fls, p);
+    if (Py_TYPE(fl) != &FastLogType || !((FastLog *)fl)->v) goto slow;
+    int64_t r = log_try_append_value(((FastLog *)fl)->v, PyBytes_AS_STRING(args[1]),
+                                     (uint64_t)PyBytes_GET_SIZE(args[1]), 0);
+    if (r >= 0) Py_RETURN_NONE;
+slow:
+    return PyObject_Vectorcall(self->fallback, args, nargs, kwnames);
+}
+
+static int Produce_init(Produce *self, PyObject *args, PyObject *kw)
+{
+    PyObject *lean, *fb;
+    int nkr;
+    if (!PyArg_ParseTuple(args, "O!Op", &PyDict_Type, &lean, &fb, &nkr)) return -1;
+    Py_INCREF(lean); Py_XSETREF(self->lean, lean);
+    Py_INCREF(fb); Py_XSETREF(self->fallback, fb);
+    self->null_key_random = nkr;
+    self->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)now_ns() ^ ((uint64_t)getpid() << 32);
+    self->vectorcall = (vectorcallfunc)Produce_call;
+    return 0;
+}
+
+static void Produce_dealloc(Produce *self)
+{
+    Py_XDECREF(self->lean);
+    Py_XDECREF(self->fallback);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject ProduceType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shm._fastlog.Produce",
+    .tp_basicsize = sizeof(Produce),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "Producer.produce's lean path",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Produce_init,
+    .tp_dealloc = (destructor)Produce_dealloc,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(Produce, vectorcall),
+};
+
 static PyObject *build_id(PyObject *m, PyObject *unused) { return PyUnicode_FromString(log_build_id()); }
 
 static PyMethodDef module_methods[] = {
     {"build_id", build_id, METH_NOARGS, "the build id compiled in"},
+    {"set_message_type", set_message_type, METH_O, "register the broker's Message type (a tuple subclass)"},
     {NULL},
 };
 
@@ -249,13 +382,20 @@ static struct PyModuleDef fastlog_module = {
 
 PyMODINIT_FUNC PyInit__fastlog(void)
 {
-    if (PyType_Ready(&FastLogType) < 0) return NULL;
+    if (PyType_Ready(&FastLogType) < 0 || PyType_Ready(&ProduceType) < 0) return NULL;
+    if (!str_partition && !(str_partition = PyUnicode_InternFromString("partition"))) return NULL;
     if (!str_timestamp_ns && !(str_timestamp_ns = PyUnicode_InternFromString("timestamp_ns"))) return NULL;
     PyObject *m = PyModule_Create(&fastlog_module);
     if (!m) return NULL;
     Py_INCREF(&FastLogType);
     if (PyModule_AddObject(m, "FastLog", (PyObject *)&FastLogType) < 0) {
         Py_DECREF(&FastLogType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&ProduceType);
+    if (PyModule_AddObject(m, "Produce", (PyObject *)&ProduceType) < 0) {
+        Py_DECREF(&ProduceType);
         Py_DECREF(m);
         return NULL;
     }

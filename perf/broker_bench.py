@@ -25,8 +25,10 @@ STAMP = struct.Struct("<q")
 def _setup(ns, records):
     from broker.admin import AdminClient, NewTopic
     with AdminClient({"shm.namespace": ns}) as a:
-        # big enough to hold a whole throughput run, so nothing is lapped
-        a.create_topics([NewTopic("bench", 1, config={"retention.bytes": max(1 << 24, records * 96)})])["bench"].result()
+        # big enough to hold a whole throughput run (bytes and index slots), so nothing is lapped
+        slots = 1 << max(6, (records + 1).bit_length())
+        a.create_topics([NewTopic("bench", 1, config={"retention.bytes": max(1 << 24, records * 96),
+                                                      "shm.slots": slots})])["bench"].result()
 
 
 def _consumer(ns, total, mode, conn, latency):
@@ -61,6 +63,8 @@ def broker_run(total, latency, pace_us, mode="adaptive"):
         a, b = CTX.Pipe()
         proc = CTX.Process(target=_consumer, args=(ns, total, mode, b, latency), daemon=True)
         proc.start()
+        if not a.poll(60):
+            raise RuntimeError("consumer did not start")
         a.recv()
         p = Producer({"shm.namespace": ns})
         p.produce("bench", b"\0" * 64)  # open the topic before timing
@@ -76,6 +80,8 @@ def broker_run(total, latency, pace_us, mode="adaptive"):
             for _ in range(total - 1):
                 produce("bench", v)
         t_prod = pc() - t0
+        if not a.poll(120):
+            raise RuntimeError("consumer did not finish (exit code %s)" % proc.exitcode)
         lat, t_first, t_last = a.recv()
         proc.join(10)
         p.close()
@@ -99,6 +105,8 @@ def queue_run(total, latency, pace_us):
     a, b = CTX.Pipe()
     proc = CTX.Process(target=_queue_consumer, args=(q, total, b, latency), daemon=True)
     proc.start()
+    if not a.poll(60):
+        raise RuntimeError("queue consumer did not start")
     a.recv()
     pc, put, pad = time.perf_counter_ns, q.put, b"\0" * 56
     _tight_sleep_slack()
@@ -107,6 +115,8 @@ def queue_run(total, latency, pace_us):
         if latency:
             time.sleep(pace_us / 1e6)
         put(STAMP.pack(pc()) + pad)
+    if not a.poll(300):
+        raise RuntimeError("queue consumer did not finish")
     lat, t_last = a.recv()
     proc.join(10)
     return np.frombuffer(lat, dtype=np.int64), t_last - t0
