@@ -308,3 +308,28 @@ def test_retention_ms_expires_old_records(ns):
         assert m.error().code() == KafkaError.OFFSET_OUT_OF_RANGE
         c.seek(TopicPartition("t", 0, OFFSET_BEGINNING))  # the beginning is the first live record
         assert drain(c, 1)[0].value() == b"new0"
+
+
+def test_null_key_placement_per_partitioner(ns):
+    make_topic(ns, "t", 4)
+    counts = {}
+    for name in ("murmur2_random", "murmur2", "consistent", "fnv1a", "random"):
+        with Producer(conf(ns, partitioner=name)) as p:
+            before = [Consumer(conf(ns)).get_watermark_offsets(TopicPartition("t", i))[1] for i in range(4)]
+            for _ in range(400):
+                p.produce("t", b"x")  # NULL key: the C lean path or the Python partitioner
+            after = [Consumer(conf(ns)).get_watermark_offsets(TopicPartition("t", i))[1] for i in range(4)]
+            counts[name] = [a - b for a, b in zip(after, before)]
+    for name in ("murmur2_random", "random"):
+        assert sum(counts[name]) == 400 and min(counts[name]) > 40, (name, counts[name])  # spread out
+    # librdkafka: NULL keys hash as empty to one partition
+    assert counts["murmur2"][murmur2(b"", 4)] == 400
+    assert counts["consistent"][consistent(b"", 4)] == 400
+    assert counts["fnv1a"][fnv1a(b"", 4)] == 400
+    with Producer(conf(ns)) as p:
+        p.produce("t", b"y", partition=3)  # the lean path with partition=
+        with pytest.raises(KafkaException, match="partition 9"):
+            p.produce("t", b"y", partition=9)
+        produce = p.produce
+    with pytest.raises(ClosedError):
+        produce("t", b"z")  # a cached bound method after close
