@@ -839,11 +839,12 @@ int log_read_batch_rows(log_view *v, uint64_t offset, uint64_t max_records, char
 /* ---- wait ---------------------------------------------------------------- */
 static inline int readable(log_view *v, uint64_t o)
 {
-    if (o < v->start || is_deleted(v)) return 1;
+    if (o < v->start) return 1;
     /* acquire: pairs with write_record's release-store / repair CAS */
     uint64_t t = atom_load_acquire64(&v->slots[o & v->mask].tag);
     int64_t dl = lap_diff(tag_lap(t), lap_of(v, o));
-    return dl > 0 || (dl == 0 && tag_state(t) != ST_CLAIMED);
+    if (dl > 0 || (dl == 0 && tag_state(t) != ST_CLAIMED)) return 1;
+    return is_deleted(v); /* only while waiting: the tag comes first on the hot path */
 }
 
 int log_wait(log_view *v, uint64_t offset, int64_t timeout_ns, int mode, int64_t spin_ns)

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from shm.bench import CTX, _tight_sleep_slack, percentiles
+from shm.bench import CTX, _tight_sleep_slack, percentiles, recv, start_child
 
 STAMP = struct.Struct("<q")
 
@@ -31,7 +31,7 @@ def _setup(ns, records):
                                                       "shm.slots": slots})])["bench"].result()
 
 
-def _consumer(ns, total, mode, conn, latency):
+def _consumer(ns, total, mode, latency, conn):
     from broker import OFFSET_BEGINNING, Consumer, TopicPartition
     c = Consumer({"shm.namespace": ns, "shm.wait": mode})
     c.assign([TopicPartition("bench", 0, OFFSET_BEGINNING)])
@@ -60,12 +60,7 @@ def broker_run(total, latency, pace_us, mode="adaptive"):
     ns = "bench%d" % os.getpid()
     try:
         _setup(ns, total)
-        a, b = CTX.Pipe()
-        proc = CTX.Process(target=_consumer, args=(ns, total, mode, b, latency), daemon=True)
-        proc.start()
-        if not a.poll(60):
-            raise RuntimeError("consumer did not start")
-        a.recv()
+        proc, a = start_child(_consumer, ns, total, mode, latency)
         p = Producer({"shm.namespace": ns})
         p.produce("bench", b"\0" * 64)  # open the topic before timing
         pc, produce, pad = time.perf_counter_ns, p.produce, b"\0" * 56
@@ -80,9 +75,7 @@ def broker_run(total, latency, pace_us, mode="adaptive"):
             for _ in range(total - 1):
                 produce("bench", v)
         t_prod = pc() - t0
-        if not a.poll(120):
-            raise RuntimeError("consumer did not finish (exit code %s)" % proc.exitcode)
-        lat, t_first, t_last = a.recv()
+        lat, t_first, t_last = recv(a, 120, "the consumer to finish")
         proc.join(10)
         p.close()
         return np.frombuffer(lat, dtype=np.int64), t_prod, t_last - t0
@@ -90,7 +83,7 @@ def broker_run(total, latency, pace_us, mode="adaptive"):
         destroy(ns)
 
 
-def _queue_consumer(q, total, conn, latency):
+def _queue_consumer(q, total, conn):
     pc = time.perf_counter_ns
     lat = np.empty(total, dtype=np.int64)
     conn.send("ready")
@@ -102,12 +95,7 @@ def _queue_consumer(q, total, conn, latency):
 
 def queue_run(total, latency, pace_us):
     q = CTX.Queue()
-    a, b = CTX.Pipe()
-    proc = CTX.Process(target=_queue_consumer, args=(q, total, b, latency), daemon=True)
-    proc.start()
-    if not a.poll(60):
-        raise RuntimeError("queue consumer did not start")
-    a.recv()
+    proc, a = start_child(_queue_consumer, q, total)
     pc, put, pad = time.perf_counter_ns, q.put, b"\0" * 56
     _tight_sleep_slack()
     t0 = pc()
@@ -115,9 +103,7 @@ def queue_run(total, latency, pace_us):
         if latency:
             time.sleep(pace_us / 1e6)
         put(STAMP.pack(pc()) + pad)
-    if not a.poll(300):
-        raise RuntimeError("queue consumer did not finish")
-    lat, t_last = a.recv()
+    lat, t_last = recv(a, 300, "the queue consumer to finish")
     proc.join(10)
     return np.frombuffer(lat, dtype=np.int64), t_last - t0
 

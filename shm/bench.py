@@ -41,6 +41,23 @@ def percentiles(ns):
             "max": float(a.max()), "n": int(a.size)}
 
 
+def start_child(target, *args, timeout=60):
+    """Start target(*args, conn) in a forked process and wait (with a
+    deadline) for it to send its first message, "ready".  Returns (proc, conn)."""
+    a, b = CTX.Pipe()
+    proc = CTX.Process(target=target, args=args + (b,), daemon=True)
+    proc.start()
+    recv(a, timeout, "%s to start" % target.__name__)
+    return proc, a
+
+
+def recv(conn, timeout, what):
+    """conn.recv() with a deadline: a dead child raises, never hangs."""
+    if not conn.poll(timeout):
+        raise RuntimeError("timed out after %ss waiting for %s" % (timeout, what))
+    return conn.recv()
+
+
 def _pace(pace_ns):
     if pace_ns > 0:
         time.sleep(pace_ns / 1e9)
@@ -71,21 +88,14 @@ def log_latency(mode="spin", samples=20000, warmup=2000, pace_us=20.0, size=64):
     total = samples + warmup
     log = PartitionLog.create(name, slot_count=1 << 16, data_capacity=1 << 24, max_record=max(size, 64))
     try:
-        a, b = CTX.Pipe()
-        p = CTX.Process(target=_log_consumer, args=(name, mode, total, b), daemon=True)
-        p.start()
-        if not a.poll(30):
-            raise RuntimeError("latency consumer did not start")
-        a.recv()
+        p, a = start_child(_log_consumer, name, mode, total)
         _tight_sleep_slack()
         payload = b"\0" * size
         pc, append, pace_ns = time.perf_counter_ns, log.append, int(pace_us * 1000)
         for _ in range(total):
             _pace(pace_ns)
             append(payload, timestamp_ns=pc())
-        if not a.poll(60):
-            raise RuntimeError("latency consumer did not finish")
-        lat = np.frombuffer(a.recv(), dtype=np.int64)[warmup:]
+        lat = np.frombuffer(recv(a, 60, "the latency consumer"), dtype=np.int64)[warmup:]
         p.join(10)
         return percentiles(lat)
     finally:
@@ -93,7 +103,7 @@ def log_latency(mode="spin", samples=20000, warmup=2000, pace_us=20.0, size=64):
         unlink(name)
 
 
-def _pipe_receiver(conn, total, out):
+def _pipe_receiver(conn, total, out):  # out: the control pipe
     lat = np.empty(total, dtype=np.int64)
     pc = time.perf_counter_ns
     out.send("ready")
@@ -108,17 +118,14 @@ def pipe_latency(samples=20000, warmup=2000, pace_us=20.0, size=64):
     """The same measurement through a blocking multiprocessing.Pipe."""
     total = samples + warmup
     r, w = CTX.Pipe(duplex=False)
-    a, b = CTX.Pipe()
-    p = CTX.Process(target=_pipe_receiver, args=(r, total, b), daemon=True)
-    p.start()
-    a.recv()
+    p, a = start_child(_pipe_receiver, r, total)
     _tight_sleep_slack()
     pad = b"\0" * (size - STAMP.size)
     pc, send, pace_ns = time.perf_counter_ns, w.send_bytes, int(pace_us * 1000)
     for _ in range(total):
         _pace(pace_ns)
         send(STAMP.pack(pc()) + pad)
-    lat = np.frombuffer(a.recv(), dtype=np.int64)[warmup:]
+    lat = np.frombuffer(recv(a, 60, "the Pipe receiver"), dtype=np.int64)[warmup:]
     p.join(10)
     return percentiles(lat)
 
