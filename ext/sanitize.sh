@@ -20,4 +20,4 @@ export LD_PRELOAD="$asan" PYTHONMALLOC=malloc
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 "$py" -c "import shm._native as n, shm._shmlog as a, shm._fastlog as b; assert a.__file__.startswith(\"$work\") and b.__file__.startswith(\"$work\"), (a.__file__, b.__file__); print(\"sanitized build\", n.BUILD_ID, a.__file__)"
 nm -D shm/_fastlog*.so | grep -q __asan_report && nm -D shm/_shmlog*.so | grep -q __asan_report || { echo "modules are not instrumented"; exit 1; }
-"$py" -m pytest -q -p no:cacheprovider tests/test_log_edges.py tests/test_model.py tests/test_fuzz.py tests/test_faults.py tests/test_stress.py
+"$py" -m pytest -q -p no:cacheprovider tests
