@@ -847,42 +847,6 @@ static inline int readable(log_view *v, uint64_t o)
     return is_deleted(v); /* only while waiting: the tag comes first on the hot path */
 }
 
-int log_wait(log_view *v, uint64_t offset, int64_t timeout_ns, int mode, int64_t spin_ns)
-{
-    if (!v || !v->h) return LOG_E_BAD_ARG;
-    if (readable(v, offset)) return LOG_OK;
-    int64_t start = now_ns(), deadline = timeout_ns < 0 ? -1 : start + timeout_ns;
-    if (mode == LOG_WAIT_SPIN) spin_ns = timeout_ns < 0 ? INT64_MAX : timeout_ns;
-    else if (mode == LOG_WAIT_SLEEP) spin_ns = 0;
-    else if (spin_ns < 0) spin_ns = 50000;
-    for (uint32_t i = 1;; i++) {
-        if (readable(v, offset)) return LOG_OK;
-        cpu_relax();
-        if ((i & 63) == 0) {
-            int64_t t = now_ns();
-            if (deadline >= 0 && t >= deadline) return LOG_NOT_YET;
-            if (t - start >= spin_ns) break;
-        }
-    }
-    struct log_header *h = v->h;
-    for (;;) {
-        int64_t left = deadline < 0 ? -1 : deadline - now_ns();
-        if (deadline >= 0 && left <= 0) return readable(v, offset) ? LOG_OK : LOG_NOT_YET;
-        atom_fetch_add32(&h->waiters, 1); /* seq_cst: pairs with wake_readers' fence */
-        uint32_t seq = atom_load_seqcst32(&h->futex_seq);
-        int ready = readable(v, offset);
-        if (!ready) {
-            /* bounded chunks: a wake lost to a producer killed between commit
-             * and wake costs at most one chunk, and callers stay interruptible */
-            int64_t chunk = 100000000;
-            futex_wait(&h->futex_seq, seq, left >= 0 && left < chunk ? left : chunk);
-        }
-        atom_fetch_sub32(&h->waiters, 1); /* seq_cst: pairs with wake_readers' waiters load */
-        if (ready || readable(v, offset)) return LOG_OK;
-        if (timeout_ns < 0) continue;
-    }
-}
-
 #ifndef SYS_futex_waitv
 #define SYS_futex_waitv 449
 #endif
@@ -944,6 +908,13 @@ int log_wait_many(log_view **views, const uint64_t *offsets, int n, int64_t time
             atom_fetch_sub32(&views[i]->h->waiters, 1); /* seq_cst: pairs with wake_readers' waiters load */
         if (r >= 0 || (r = any_readable(views, offsets, n)) >= 0) return r;
     }
+}
+
+int log_wait(log_view *v, uint64_t offset, int64_t timeout_ns, int mode, int64_t spin_ns)
+{
+    /* one partition is the one-element case of waiting on many */
+    int r = log_wait_many(&v, &offset, 1, timeout_ns, mode, spin_ns);
+    return r == 0 ? LOG_OK : r == -1 ? LOG_NOT_YET : r;
 }
 
 /* ---- watermarks and stats ------------------------------------------------ */

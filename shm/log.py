@@ -490,24 +490,7 @@ class PartitionLog:
         """Block until *offset* is readable (committed, tombstoned or
         lapped).  Returns True, or False on timeout.  Sleeps on the
         partition's futex in chunks, so Ctrl-C interrupts it."""
-        self._check_open()
-        m = WAIT_MODES.get(mode)
-        if m is None:
-            raise ValueError("wait mode must be one of %s, got %r" % (", ".join(WAIT_MODES), mode))
-        deadline = None if timeout is None or timeout < 0 else time.monotonic_ns() + int(timeout * 1e9)
-        spin = int(spin_us * 1000)
-        while True:
-            left = _WAIT_CHUNK_NS if deadline is None else min(_WAIT_CHUNK_NS, deadline - time.monotonic_ns())
-            if left < 0:
-                left = 0
-            rc = lib.log_wait(self._v, offset, left, m, spin)
-            if rc == lib.LOG_OK:
-                return True
-            if rc != lib.LOG_NOT_YET:
-                self._raise(rc)
-            if deadline is not None and time.monotonic_ns() >= deadline:
-                return False
-            spin = 0  # spin only at the start of a wait
+        return wait_many([self], [offset], timeout, mode, spin_us) == 0
 
     def poll(self, offset, timeout=None, mode="adaptive", spin_us=50):
         """Wait for *offset* and read it: a Record, a status (Lapped,
