@@ -333,3 +333,39 @@ def test_null_key_placement_per_partitioner(ns):
         produce = p.produce
     with pytest.raises(ClosedError):
         produce("t", b"z")  # a cached bound method after close
+
+
+def test_kafka_dropin_defaults_and_more_api(ns):
+    import zlib
+    from broker import kafka
+    from broker.kafka.admin import AdminClient as KAdmin, NewTopic as KNewTopic
+    with KAdmin(conf(ns)) as a:
+        a.create_topics([KNewTopic("k", 5)])["k"].result()
+    reports = []
+    with kafka.Producer(conf(ns)) as p:  # librdkafka's default: consistent_random (crc32 of the key)
+        for i in range(30):
+            p.produce("k", b"v%d" % i, key=b"key%d" % i, timestamp=1000 + 10 * i,
+                      callback=lambda err, m: reports.append(m))
+        assert p.poll(0) == 30 and p.poll(0) == 0
+        assert all(m.partition() == zlib.crc32(m.key()) % 5 for m in reports)
+        assert all(m.timestamp() == (1, 1000 + 10 * i) for i, m in enumerate(reports))
+        assert all(m.latency() is not None and m.latency() >= 0 for m in reports)
+        assert sorted(p.list_topics().topics) == ["k"]
+    with kafka.Consumer(conf(ns, **{"auto.offset.reset": "smallest"})) as c:
+        c.assign([TopicPartition("k", 0)])
+        c.incremental_assign([TopicPartition("k", q) for q in range(1, 5)])
+        assert sorted(c.assignment()) == [TopicPartition("k", q) for q in range(5)]
+        got = []
+        while len(got) < 30:
+            batch = c.consume(7, 1)
+            assert 0 < len(batch) <= 7
+            got += batch
+        assert sorted(m.value() for m in got) == sorted(b"v%d" % i for i in range(30))
+        assert c.consume(5, 0.01) == []
+        # offsets_for_times: the first offset at or after each timestamp, per partition
+        for m in reports:
+            tp = TopicPartition("k", m.partition(), m.timestamp()[1])
+            assert c.offsets_for_times([tp])[0].offset == m.offset()
+        last = max(reports, key=lambda m: m.timestamp()[1])
+        beyond = c.offsets_for_times([TopicPartition("k", last.partition(), 10 ** 12)])[0]
+        assert beyond.offset == c.get_watermark_offsets(TopicPartition("k", last.partition()))[1]
