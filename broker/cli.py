@@ -141,6 +141,20 @@ def cmd_console_consumer(args):
     return 0
 
 
+def cmd_serve(args):
+    from broker.config import resolve_namespace
+    from broker.supervisor import Supervisor
+    from shm.errors import KafkaException
+    ns = resolve_namespace(_conf(args))
+    try:
+        sup = Supervisor(ns, to_stderr=True)
+    except KafkaException as exc:
+        print("Error: %s" % exc, file=sys.stderr)
+        return 1
+    sup.run()
+    return 0
+
+
 def cmd_destroy(args):
     from broker.namespace import destroy
     ns = args.namespace or __import__("broker.config", fromlist=["x"]).resolve_namespace(_conf(args))
@@ -186,6 +200,9 @@ def main(argv=None):
     t.add_argument("--property", action="append", metavar="K=V", help="print.key=true, key.separator=SEP")
 
     tool("destroy", cmd_destroy, "remove every segment of a namespace, a corrupted one too")
+    tool("serve", cmd_serve, "run the namespace's supervisor in the foreground (one per namespace)",
+         "Run the supervisor: it watches every registered client process and repairs a dead producer's "
+         "half-written records at once. Stops on SIGTERM or Ctrl-C.")
     d = tool("demo", cmd_demo, "the main job: a short end-to-end run with its measurements",
              "Run the main job: partition-log latency percentiles and throughput, each beside its baseline "
              "(Python floor, Pipe, memcpy).")

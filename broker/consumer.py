@@ -17,7 +17,7 @@ from . import config as _config
 from .admin import cluster_metadata, log_start, offset_for_time
 from .message import (OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORED, Message, TopicPartition,
                       eof_event)
-from .namespace import Namespace
+from .namespace import MEMBER_CONSUMER, Namespace, register_client, unregister_client
 
 _FETCH = 256
 _mk = tuple.__new__  # Message(...) without running Python code
@@ -51,6 +51,7 @@ class Consumer:
         self._topics = {}  # name -> TopicInfo seen at assign
         self._cur = None  # the partition whose fetched batch is being handed out
         self._closed = False
+        register_client(self, MEMBER_CONSUMER)
 
     # -- assignment
     def _check(self):
@@ -393,6 +394,7 @@ class Consumer:
         if not self._closed:
             for key in list(self._parts):
                 self._remove(key)
+            unregister_client(self)
             self._ns.close()
             self._closed = True
 

@@ -17,6 +17,7 @@ import os
 import re
 import struct
 import time
+import weakref
 
 from shm._native import ffi, lib
 from shm.errors import (ConfigError, CorruptSegmentError, InvalidNameError, KafkaError, KafkaException,
@@ -36,6 +37,11 @@ GROUPS_OFF = TOPICS_OFF + MAX_TOPICS * ENTRY  # reserved for groups and members 
 GROUPS_SIZE = 1 << 20
 META_SIZE = GROUPS_OFF + GROUPS_SIZE
 NEXT_ID_OFF = 64
+SUP_OFF = GROUPS_OFF  # the running supervisor's pid (0: none)
+MEMBERS_OFF = GROUPS_OFF + 64
+MAX_MEMBERS = 1024
+MEMBER = 32  # pid (claimed by CAS), role, start ticks (written last), spare
+MEMBER_PRODUCER, MEMBER_CONSUMER = 1, 2
 
 _HDR = struct.Struct("<8sIIIII")  # magic, version, layout, max_topics, entry size, creator pid
 # seq, state, partitions, topic_id, slots, data capacity, max message bytes, retention ms, overflow, name len, name
@@ -236,6 +242,48 @@ class Namespace:
         self.seg.mm[off + 8:off + _ENT.size] = body[8:]
         lib.shm_store64(self._cbuf, META_SIZE, off, seq + 2)  # even: stable
 
+    # -- members (client processes) and the supervisor
+    def register(self, role):
+        """Claim a member entry for this process; returns its index."""
+        pid, start = os.getpid(), proc_start_ticks(os.getpid())
+        for i in range(MAX_MEMBERS):
+            off = MEMBERS_OFF + i * MEMBER
+            if lib.shm_load64(self._cbuf, META_SIZE, off) == 0 and lib.shm_cas64(self._cbuf, META_SIZE, off, 0, pid):
+                lib.shm_store64(self._cbuf, META_SIZE, off + 8, role)
+                lib.shm_store64(self._cbuf, META_SIZE, off + 16, start)  # last: the entry is complete
+                return i
+        raise NamespaceError("namespace %r has %d registered client processes, its maximum: close some clients"
+                             % (self.name, MAX_MEMBERS))
+
+    def unregister(self, idx, pid):
+        off = MEMBERS_OFF + idx * MEMBER
+        if lib.shm_load64(self._cbuf, META_SIZE, off) == pid:
+            lib.shm_store64(self._cbuf, META_SIZE, off + 16, 0)
+            lib.shm_cas64(self._cbuf, META_SIZE, off, pid, 0)
+
+    def members(self):
+        """[(index, pid, start ticks, role)] of complete registrations; an
+        entry half-written by a process that died registering is freed."""
+        out = []
+        for i in range(MAX_MEMBERS):
+            off = MEMBERS_OFF + i * MEMBER
+            pid = lib.shm_load64(self._cbuf, META_SIZE, off)
+            if not pid:
+                continue
+            start = lib.shm_load64(self._cbuf, META_SIZE, off + 16)
+            role = lib.shm_load64(self._cbuf, META_SIZE, off + 8)
+            if start:
+                out.append((i, pid, start, role))
+            elif not proc_start_ticks(pid) or pid > 1 << 22:
+                lib.shm_cas64(self._cbuf, META_SIZE, off, pid, 0)
+        return out
+
+    def set_supervisor(self, pid):
+        lib.shm_store64(self._cbuf, META_SIZE, SUP_OFF, pid)
+
+    def supervisor_pid(self):
+        return lib.shm_load64(self._cbuf, META_SIZE, SUP_OFF)
+
     def partition_segment(self, topic_id, p):
         return "/shmb.%s.%d.%d" % (self.name, topic_id, p)
 
@@ -303,10 +351,80 @@ class Namespace:
         return PartitionLog.attach(self.partition_segment(info.topic_id, p))
 
 
+_clients = weakref.WeakSet()
+
+
+def register_client(client, role):
+    """Register *client* (a Producer or Consumer with ._ns) as a member of
+    its namespace, so the supervisor watches this process; again after fork."""
+    client._member = client._ns.register(role)
+    client._member_role = role
+    _clients.add(client)
+
+
+def unregister_client(client):
+    _clients.discard(client)
+    if getattr(client, "_member", None) is not None:
+        client._ns.unregister(client._member, os.getpid())
+        client._member = None
+
+
+def _reregister_after_fork():
+    for c in list(_clients):
+        if getattr(c, "_member", None) is not None and not c._closed:
+            try:
+                c._member = c._ns.register(c._member_role)  # the parent keeps its own entry
+            except NamespaceError:
+                c._member = None
+
+
+os.register_at_fork(after_in_child=_reregister_after_fork)
+
+
+def proc_start_ticks(pid):
+    """A process's start time in clock ticks since boot (/proc/<pid>/stat
+    field 22): with the pid, it names one process (pid reuse changes it).
+    0 if there is no such process."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read()
+    except OSError:
+        return 0
+    return int(data[data.rindex(b")") + 2:].split()[19])
+
+
+def stop_supervisor(name, timeout=5.0):
+    """SIGTERM the namespace's supervisor (the pid its segment records, if
+    that process is a supervisor of this namespace) and wait for it to go."""
+    try:
+        ns = Namespace(name, create=False)
+    except KafkaException:
+        return None
+    try:
+        pid = ns.supervisor_pid()
+    finally:
+        ns.close()
+    if not pid or pid > 1 << 22:
+        return None
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return None
+    if b"serve" not in argv or name.encode() not in argv:
+        return None  # not ours: the pid was reused
+    os.kill(pid, 15)
+    end = time.monotonic() + timeout
+    while proc_start_ticks(pid) and time.monotonic() < end:
+        time.sleep(0.005)
+    return pid
+
+
 def destroy(name):
     """Remove every segment of namespace *name* (a corrupted one too);
     returns the names removed."""
     check_namespace(name)
+    stop_supervisor(name)
     stem = "shmb.%s" % name
     removed = []
     for f in sorted(os.listdir("/dev/shm")):

@@ -15,7 +15,7 @@ from . import config as _config
 from . import partitioner as _partitioner
 from .admin import cluster_metadata
 from .message import Message, RecordMetadata
-from .namespace import Namespace
+from .namespace import MEMBER_PRODUCER, Namespace, register_client, unregister_client
 
 
 _fork_gen = 0  # bumped in a forked child: cheaper than os.getpid() per call
@@ -55,6 +55,7 @@ class Producer:
         self._lean = {}  # name -> (partitions, [PartitionLog]) when no default callback is set
         self._gen = _fork_gen
         self._closed = False
+        register_client(self, MEMBER_PRODUCER)  # the supervisor repairs our claims if we die
         self._no_key = conf.get("partitioner", self.DEFAULT_PARTITIONER) in (
             "random", "murmur2_random", "consistent_random", "fnv1a_random")  # a NULL key goes anywhere
         # produce()'s lean path in C (ext/fastlog.c): (topic, value[, partition=]) of an open
@@ -183,6 +184,7 @@ class Producer:
             self.flush()
             for t in list(self._topics):
                 self._forget(t)
+            unregister_client(self)
             self._ns.close()
             self._closed = True
             self.__dict__.pop("produce", None)

@@ -1024,11 +1024,14 @@ int64_t log_repair_dead(log_view *v, uint32_t pid)
         uint64_t t = atom_load_acquire64(&s->tag); /* pairs with take_slot's CAS */
         while (tag_state(t) == ST_CLAIMED && tag_owner(t) == (pid & OWNER_MASK)) {
             /* CAS, same lap: pairs with readers' acquire of the tag */
-            if (atom_cas64(&s->tag, &t, mk_tag(tag_lap(t), tag_owner(t), ST_TOMBSTONE))) { n++; break; }
+            if (atom_cas64(&s->tag, &t, mk_tag(tag_lap(t), tag_owner(t), ST_TOMBSTONE))) {
+                stat_add(&v->h->tombstones, 1); /* counted as it becomes visible */
+                n++;
+                break;
+            }
         }
     }
     if (n) {
-        stat_add(&v->h->tombstones, (uint64_t)n);
         stat_add(&v->h->repairs, 1);
         wake_readers(v, 1);
     }

@@ -158,3 +158,6 @@ def ns():
         yield name
     finally:
         destroy(name)
+        log = os.path.join(os.environ.get("SHMBROKER_LOG_DIR", "/tmp/shmbroker"), name + ".log")
+        if os.path.exists(log):
+            os.unlink(log)
