@@ -3,7 +3,6 @@ visible to readers, when produce() returns; delivery reports (callbacks)
 are queued and served by poll()/flush(), as librdkafka does."""
 import collections
 import os
-import random
 import time
 import types
 

@@ -67,6 +67,20 @@ def deadline_wait(pred, timeout, what):
         time.sleep(0.001)
 
 
+def wait_child(pid, stopped=False, timeout=30):
+    """waitpid for a forked child to exit (or, with stopped=True, to stop),
+    with a deadline; on timeout the child is killed and the test fails."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        p, status = os.waitpid(pid, os.WUNTRACED if stopped else os.WNOHANG)
+        if p == pid:
+            return status
+        time.sleep(0.001)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError("child %d did not %s in %ss" % (pid, "stop" if stopped else "exit", timeout))
+
+
 def while_blocked(call, blocked, what, action, timeout=10):
     """Run *call* in a thread; once *blocked()* says it is waiting, run
     *action*; return what *call* returned (it must finish within *timeout*)."""

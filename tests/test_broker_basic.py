@@ -1,6 +1,5 @@
 """Topics, Producer and Consumer (without groups) through the Kafka API."""
 import random
-import threading
 
 import pytest
 
@@ -10,7 +9,7 @@ from broker.admin import AdminClient, NewTopic, OffsetSpec
 from broker.errors import (ClosedError, ConfigError, InvalidNameError, MessageTooLargeError, QueueFullError,
                            TopicExistsError, UnknownTopicError)
 
-from conftest import deadline_wait, while_blocked
+from conftest import while_blocked
 
 
 def conf(ns, **kw):

@@ -119,7 +119,6 @@ def test_ctrl_c_interrupts_consumer_poll(ns, children):
             return ("interrupted", time.monotonic() - t0)
         return ("returned", 0)
 
-    from shm.log import PartitionLog
     from broker.namespace import Namespace
     with Namespace(ns) as nsobj:
         info = nsobj.topic("i")

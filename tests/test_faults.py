@@ -3,14 +3,13 @@ a producer SIGSTOPped mid-append (slow, not dead: it loses nothing)."""
 import os
 import signal
 import threading
-import time
 
 import pytest
 
 from shm import CRASH_POINTS, Lapped, NotYet, PartitionLog, Record, Skipped
 from shm.log import CRASH_ENV
 
-from conftest import deadline_wait
+from conftest import deadline_wait, wait_child
 
 CLAIMED_POINTS = ["after_slot_cas", "after_reserve", "mid_copy", "before_commit"]
 
@@ -34,25 +33,13 @@ def fork_producer(name, crash, values, report_fd=None):
     return pid
 
 
-def wait_status(pid, timeout=30, stopped=False):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        p, status = os.waitpid(pid, os.WUNTRACED if stopped else os.WNOHANG)
-        if p == pid:
-            return status
-        time.sleep(0.001)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    raise AssertionError("child %d did not %s in %ss" % (pid, "stop" if stopped else "exit", timeout))
-
-
 @pytest.mark.parametrize("point", list(CRASH_POINTS))
 def test_killed_producer_repaired(logs, point):
     log = logs.create(slot_count=16, data_capacity=4096, max_record=64)
     for i in range(3):
         log.append(b"pre%d" % i)
     pid = fork_producer(log.name, point + ":3", [b"child%d" % i for i in range(10)])
-    status = wait_status(pid)
+    status = wait_child(pid)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     # the child appended offsets 3 and 4 and died inside its append of 5
     assert [log.read(o).value for o in (3, 4)] == [b"child0", b"child1"]
@@ -93,7 +80,7 @@ def test_producer_self_repairs_dead_previous_lap(logs, point):
     producer's claim tombstones it itself (the owner is provably dead)."""
     log = logs.create(slot_count=16, data_capacity=4096, max_record=64)
     pid = fork_producer(log.name, point + ":1", [b"dies"])
-    status = wait_status(pid)
+    status = wait_child(pid)
     assert os.WIFSIGNALED(status)
     assert isinstance(log.read(0), NotYet)
     for i in range(1, 20):  # offset 16 reuses slot 0
@@ -109,7 +96,7 @@ def test_stopped_producer_loses_nothing(logs, point):
     r, w = os.pipe()
     try:
         pid = fork_producer(log.name, point + ":1:STOP", [b"slow"], report_fd=w)
-        status = wait_status(pid, stopped=True)
+        status = wait_child(pid, stopped=True)
         assert os.WIFSTOPPED(status)
         # the supervisor's grace repair may take an offset that was never
         # claimed in its slot, never a CLAIMED slot of a live process
@@ -122,7 +109,7 @@ def test_stopped_producer_loses_nothing(logs, point):
         t = threading.Thread(target=lambda: got.append(log.wait(0, timeout=30, mode="sleep")))
         t.start()
         os.kill(pid, signal.SIGCONT)
-        status = wait_status(pid)
+        status = wait_child(pid)
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
         off = int(os.read(r, 64).split()[0])
         t.join(10)
@@ -141,7 +128,7 @@ def test_stopped_claim_is_waited_for_not_stolen(logs):
     log = logs.create(slot_count=16, data_capacity=4096, max_record=64)
     pid = fork_producer(log.name, "mid_copy:1:STOP", [b"slow"])
     try:
-        assert os.WIFSTOPPED(wait_status(pid, stopped=True))
+        assert os.WIFSTOPPED(wait_child(pid, stopped=True))
         done = []
         t = threading.Thread(target=lambda: done.extend(log.append(b"p%d" % i) for i in range(1, 17)))
         t.start()
@@ -150,7 +137,7 @@ def test_stopped_claim_is_waited_for_not_stolen(logs):
         assert t.is_alive() and log.stats()["tombstones"] == 0
     finally:
         os.kill(pid, signal.SIGCONT)
-    assert os.WIFEXITED(wait_status(pid))
+    assert os.WIFEXITED(wait_child(pid))
     t.join(10)
     assert done == list(range(1, 17))
     assert log.stats()["tombstones"] == 0
@@ -171,7 +158,7 @@ def test_log_inherited_across_fork_claims_as_child(logs):
             log.append(b"child dies")
         finally:
             os._exit(code)
-    status = wait_status(pid)
+    status = wait_child(pid)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     assert log.read(1).value == b"child ok"
     assert log.repair_dead(os.getpid()) == 0  # nothing was claimed as the parent

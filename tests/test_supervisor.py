@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -17,7 +16,7 @@ from broker.namespace import Namespace
 from broker.supervisor import Supervisor
 from shm.log import CRASH_ENV
 
-from conftest import deadline_wait
+from conftest import deadline_wait, wait_child
 
 
 def start_supervisor(ns):
@@ -56,18 +55,6 @@ def producer_child(ns, crash, values):
     return pid
 
 
-def wait_exit(pid, stopped=False, timeout=30):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        p, st = os.waitpid(pid, os.WUNTRACED if stopped else os.WNOHANG)
-        if p == pid:
-            return st
-        time.sleep(0.001)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    raise AssertionError("child %d did not %s" % (pid, "stop" if stopped else "exit"))
-
-
 @pytest.fixture
 def topic(ns):
     with AdminClient({"shm.namespace": ns}) as a:
@@ -94,7 +81,7 @@ def test_dead_producer_repaired_by_supervisor(topic, point, supervisor_first):
     sup = start_supervisor(ns) if supervisor_first else None
     try:
         pid = producer_child(ns, point + ":3", [b"c0", b"c1", b"c2", b"c3"])
-        st = wait_exit(pid)
+        st = wait_child(pid)
         assert os.WIFSIGNALED(st) and os.WTERMSIG(st) == signal.SIGKILL
         if sup is None:  # the death happened while no supervisor ran: the next one repairs it
             sup = start_supervisor(ns)
@@ -116,14 +103,14 @@ def test_stopped_producer_left_alone(topic):
     sup = start_supervisor(ns)
     try:
         pid = producer_child(ns, "mid_copy:1:STOP", [b"slow"])
-        assert os.WIFSTOPPED(wait_exit(pid, stopped=True))
+        assert os.WIFSTOPPED(wait_child(pid, stopped=True))
         with Consumer({"shm.namespace": ns}) as c:
             c.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
             deadline_wait(lambda: "watching producer pid %d" % pid in open(
                 __import__("broker.supervisor", fromlist=["x"]).log_path(ns)).read(), 10, "the supervisor to watch it")
             assert c.poll(0.3) is None  # alive but stopped: waited for, not tombstoned
             os.kill(pid, signal.SIGCONT)
-            assert os.WIFEXITED(wait_exit(pid))
+            assert os.WIFEXITED(wait_child(pid))
             m = c.poll(10)
             assert m.value() == b"slow" and c._parts[("t", 0)].log.stats()["tombstones"] == 0
     finally:
