@@ -148,14 +148,23 @@ def test_torn_read_stress(logs, children):
 
 
 def block_producer(name, pid_id, n, start_evt):
+    """Returns how far it got: on a block timeout it reports the log's state
+    instead of raising, so a failure shows the reader's side too."""
+    from shm.errors import QueueFullError
     log = PartitionLog.attach(name)
     log.block_timeout = 60
     start_evt.wait(30)
     for seq in range(n):
         body = b"%d:%d:" % (pid_id, seq) + bytes([seq & 0xFF]) * (seq % 100)
-        log.append(body + struct.pack("<I", zlib.crc32(body)))
+        try:
+            log.append(body + struct.pack("<I", zlib.crc32(body)))
+        except QueueFullError:
+            st = log.stats()
+            log.close()
+            return ("blocked", pid_id, seq, {k: st[k] for k in ("floor", "floor_bytes", "high", "bytes_claimed",
+                                                             "laps_seen", "corrupt_skips")})
     log.close()
-    return pid_id
+    return ("done", pid_id, n, None)
 
 
 def floor_reader(name, total, start_evt):
@@ -174,7 +183,7 @@ def floor_reader(name, total, start_evt):
             last_seq[p] = seq
             o += 1
         if stop is not None and stop.status == "lapped":
-            bad.append(("lapped", stop.offset))
+            bad.append(("lapped", stop.offset, log.watermarks(), log.stats()["floor"]))
             break
         log.set_floor(o)  # as a group commit would
         if not recs:
@@ -193,9 +202,11 @@ def test_block_mode_never_overwrites_unread(logs, children):
     for i in range(2):
         children.start(block_producer, log.name, i, per, start)
     start.set()
-    results = children.results(timeout=120)
+    results = children.results(timeout=150)
     rd = next(r for r in results if isinstance(r, dict))
-    assert rd == {"bad": [], "read": 2 * per}
+    prods = sorted(r for r in results if isinstance(r, tuple))
+    assert rd == {"bad": [], "read": 2 * per} and prods == [("done", 0, per, None), ("done", 1, per, None)], \
+        (rd, prods)
     st = log.stats()
     assert st["high"] == 2 * per and st["laps_seen"] == 0 and st["corrupt_skips"] == 0
     assert st["block_waits"] > 0  # the producers really were held back
