@@ -159,7 +159,6 @@ struct log_view {
     uint64_t size, n, mask, shift, d, dmask, start, max_record, max_rec_len, granule;
     uint32_t overflow, pid;
     int crash_point, crash_signal;
-    int64_t block_timeout_ns;
     uint64_t crash_countdown;
 };
 
@@ -410,7 +409,6 @@ int log_attach(log_view *v, void *base, uint64_t size, uint32_t pid)
     v->max_rec_len = align8(LOG_RECORD_OVERHEAD + h->max_record);
     v->overflow = h->overflow;
     v->pid = pid;
-    v->block_timeout_ns = -1;
     return LOG_OK;
 }
 
@@ -625,19 +623,11 @@ int64_t log_append(log_view *v, const char *val, int64_t val_len, const char *ke
     return append_one(v, val, val_len, key, key_len, hdrs, hdr_len, timestamp_ns, timeout_ns, 0);
 }
 
-int64_t log_append_value(log_view *v, const char *val, uint64_t val_len)
-{
-    if (val_len > INT64_MAX) return LOG_E_TOO_LARGE;
-    return append_one(v, val, (int64_t)val_len, NULL, -1, NULL, 0, 0, v ? v->block_timeout_ns : -1, 0);
-}
-
 int64_t log_try_append_value(log_view *v, const char *val, uint64_t val_len, int64_t timestamp_ns)
 {
     if (val_len > INT64_MAX) return LOG_E_TOO_LARGE;
     return append_one(v, val, (int64_t)val_len, NULL, -1, NULL, 0, timestamp_ns, 0, 1);
 }
-
-void log_view_set_block_timeout(log_view *v, int64_t timeout_ns) { v->block_timeout_ns = timeout_ns; }
 
 int64_t log_append_batch(log_view *v, const char *data, const uint32_t *lens, uint64_t fixed_len,
                          uint64_t n, int64_t timestamp_ns, int64_t timeout_ns)

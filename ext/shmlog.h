@@ -93,12 +93,10 @@ uint64_t log_max_record(log_view *v);
 /* key_len / val_len of -1 mean null (Kafka's null key / null value). */
 int64_t log_append(log_view *v, const char *val, int64_t val_len, const char *key, int64_t key_len,
                    const char *hdrs, uint64_t hdr_len, int64_t timestamp_ns, int64_t timeout_ns);
-/* the lean path: a value only, no key or headers, the view's block timeout */
-int64_t log_append_value(log_view *v, const char *val, uint64_t val_len);
-/* the same, but never waits (safe to call holding a lock such as the GIL):
- * LOG_E_WOULD_BLOCK, with nothing claimed, where it would have to */
+/* the lean path: a value only, no key or headers; never waits (safe to
+ * call holding a lock such as the GIL): LOG_E_WOULD_BLOCK, with nothing
+ * claimed, where it would have to */
 int64_t log_try_append_value(log_view *v, const char *val, uint64_t val_len, int64_t timestamp_ns);
-void log_view_set_block_timeout(log_view *v, int64_t timeout_ns);
 /* lens == NULL: n records of fixed_len bytes each, back to back in data. */
 int64_t log_append_batch(log_view *v, const char *data, const uint32_t *lens, uint64_t fixed_len,
                          uint64_t n, int64_t timestamp_ns, int64_t timeout_ns);

@@ -315,8 +315,7 @@ class PartitionLog:
     @block_timeout.setter
     def block_timeout(self, seconds):
         self._check_open()
-        self._block_timeout = seconds
-        lib.log_view_set_block_timeout(self._v, _timeout_ns(seconds))
+        self._block_timeout = seconds  # passed to each blocking append
 
     def set_crash_point(self, point, countdown=1, signal="KILL"):
         """Test only: send SIGKILL (or SIGSTOP) to this process at *point* of
