@@ -155,6 +155,68 @@ def cmd_serve(args):
     return 0
 
 
+def stat_snapshot(ns):
+    """Rows for `stat`: every partition's counters and every member."""
+    from broker.namespace import ROLE_NAMES, proc_start_ticks
+    parts = []
+    for name, info in sorted(ns.topics().items()):
+        for p in range(info.partitions):
+            log = ns.open_partition(info, p)
+            try:
+                st = log.stats()
+            finally:
+                log.close()
+            parts.append((name, p, st))
+    members = [(pid, ROLE_NAMES.get(role, str(role)), proc_start_ticks(pid) == start)
+               for _, pid, start, role in ns.members()]
+    return parts, members, ns.supervisor_pid()
+
+
+def cmd_stat(args):
+    import time
+    from broker.config import resolve_namespace
+    from broker.namespace import Namespace
+    from shm.errors import KafkaException
+    try:
+        ns = Namespace(resolve_namespace(_conf(args)), create=False)
+    except KafkaException as exc:
+        print("Error: %s" % exc, file=sys.stderr)
+        return 1
+    tty = sys.stdout.isatty()
+    prev, prev_t = {}, None
+    n = 0
+    try:
+        while args.count is None or n < args.count:
+            parts, members, sup = stat_snapshot(ns)
+            now = time.monotonic()
+            out = []
+            if tty:
+                out.append("\x1b[H\x1b[2J")  # refresh in place
+            out.append("namespace %s  supervisor %s" % (ns.name, sup or "none"))
+            out.append("%-24s %9s %12s %12s %11s %7s %10s %7s %6s" % (
+                "TOPIC", "PARTITION", "LOW", "HIGH", "RATE/S", "WAITERS", "TOMBSTONES", "REPAIRS", "LAPS"))
+            for name, p, st in parts:
+                key = (name, p)
+                rate = ((st["high"] - prev[key]) / (now - prev_t)) if key in prev and now > prev_t else 0.0
+                prev[key] = st["high"]
+                out.append("%-24s %9d %12d %12d %11.0f %7d %10d %7d %6d" % (
+                    name, p, st["low"], st["high"], rate, st["waiters"], st["tombstones"], st["repairs"],
+                    st["laps_seen"]))
+            out.append("%-8s %-9s %s" % ("PID", "ROLE", "ALIVE"))
+            for pid, role, alive in members:
+                out.append("%-8d %-9s %s" % (pid, role, "yes" if alive else "no"))
+            print("\n".join(out), flush=True)
+            prev_t = now
+            n += 1
+            if args.count is None or n < args.count:
+                time.sleep(args.interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ns.close()
+    return 0
+
+
 def cmd_destroy(args):
     from broker.namespace import destroy
     ns = args.namespace or __import__("broker.config", fromlist=["x"]).resolve_namespace(_conf(args))
@@ -200,6 +262,9 @@ def main(argv=None):
     t.add_argument("--property", action="append", metavar="K=V", help="print.key=true, key.separator=SEP")
 
     tool("destroy", cmd_destroy, "remove every segment of a namespace, a corrupted one too")
+    t = tool("stat", cmd_stat, "live counters of every partition and member (like AeronStat)")
+    t.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    t.add_argument("--count", type=int, help="print this many snapshots, then exit")
     tool("serve", cmd_serve, "run the namespace's supervisor in the foreground (one per namespace)",
          "Run the supervisor: it watches every registered client process and repairs a dead producer's "
          "half-written records at once. Stops on SIGTERM or Ctrl-C.")

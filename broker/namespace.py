@@ -42,6 +42,7 @@ MEMBERS_OFF = GROUPS_OFF + 64
 MAX_MEMBERS = 1024
 MEMBER = 32  # pid (claimed by CAS), role, start ticks (written last), spare
 MEMBER_PRODUCER, MEMBER_CONSUMER = 1, 2
+ROLE_NAMES = {MEMBER_PRODUCER: "producer", MEMBER_CONSUMER: "consumer"}
 
 _HDR = struct.Struct("<8sIIIII")  # magic, version, layout, max_topics, entry size, creator pid
 # seq, state, partitions, topic_id, slots, data capacity, max message bytes, retention ms, overflow, name len, name

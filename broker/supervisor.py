@@ -25,10 +25,10 @@ import time
 
 from shm.errors import KafkaException, NamespaceError
 
-from .namespace import MEMBER_CONSUMER, MEMBER_PRODUCER, Namespace, proc_start_ticks
+from .namespace import MEMBER_PRODUCER, Namespace, proc_start_ticks
+from .namespace import ROLE_NAMES as ROLES
 
 GRACE = 0.05  # seconds a claimed-but-unwritten offset gets before it is tombstoned
-ROLES = {MEMBER_PRODUCER: "producer", MEMBER_CONSUMER: "consumer"}
 
 
 def log_path(ns):

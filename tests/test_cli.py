@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-TOOLS = ["topics", "console-producer", "console-consumer", "destroy", "demo"]
+TOOLS = ["topics", "console-producer", "console-consumer", "destroy", "demo", "stat", "serve"]
 
 
 def run(ns, *args, stdin=None):
@@ -55,3 +55,19 @@ def test_topics_and_console_pipe(ns):
 def test_help(tool):
     r = subprocess.run([sys.executable, "-m", "broker", tool, "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "--namespace" in r.stdout
+
+
+def test_stat_shows_partitions_and_members(ns):
+    from broker import Producer
+    assert run(ns, "topics", "--create", "--topic", "s", "--partitions", "2").returncode == 0
+    with Producer({"shm.namespace": ns}) as p:
+        for i in range(7):
+            p.produce("s", b"x", partition=1)
+        r = run(ns, "stat", "--count", "2", "--interval", "0.05")
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert lines[0] == "namespace %s  supervisor none" % ns
+        rows = [l.split() for l in lines if l.startswith("s ")]
+        assert [(x[1], x[2], x[3]) for x in rows[:2]] == [("0", "0", "0"), ("1", "0", "7")]
+        assert ["%d" % os.getpid(), "producer", "yes"] in [l.split() for l in lines]
+    assert "does not exist" in run("sbtnosuchns", "stat", "--count", "1").stderr
