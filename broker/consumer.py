@@ -98,9 +98,7 @@ class Consumer:
             return
         log = self._ns.open_partition(info, tp.partition)
         part = _Part(TopicPartition(tp.topic, tp.partition), log, 0, info.retention_ms)
-        pos = self._start_offset(log, tp.offset, part.tp, info.retention_ms)
-        part.pos = pos if pos is not None else 0
-        part.stopped = pos is None
+        self._jump(part, self._start_offset(log, tp.offset, part.tp, info.retention_ms))
         self._parts[key] = part
         self._order.append(key)
 
@@ -143,6 +141,14 @@ class Consumer:
         self.subscribe([])
 
     # -- reading
+    @staticmethod
+    def _jump(part, pos):
+        """Move to *pos*, or stop reading the partition (None: reset=error)
+        until seek()."""
+        part.stopped = pos is None
+        if pos is not None:
+            part.pos = pos
+
     def _fill(self, part):
         """Fetch a batch into part.buf; returns an event Message or None."""
         try:
@@ -150,32 +156,25 @@ class Consumer:
         except UnknownTopicError as exc:
             self._remove((part.tp.topic, part.tp.partition))
             return Message(part.tp.topic, part.tp.partition, part.pos, error=exc.args[0])
-        if recs and part.retention_ms >= 0 and recs[0][4] < time.time_ns() - part.retention_ms * 1_000_000:
-            # the head of the batch is past retention.ms: deleted, as Kafka would have
+        if recs and part.retention_ms >= 0:
             cutoff = time.time_ns() - part.retention_ms * 1_000_000
-            live = [r for r in recs if r[4] >= cutoff]
-            first = recs[0][0]
-            if self._reset != "earliest":
-                pos = self._reset_to(part.log, part.tp, first, part.retention_ms)
-                part.stopped = pos is None
-                part.pos = part.pos if pos is None else pos
-                return None
-            recs = live
-            if not recs:
-                part.pos = nxt
-                return None
+            if recs[0][4] < cutoff:
+                # the head of the batch is past retention.ms: deleted, as Kafka would have
+                if self._reset != "earliest":
+                    self._jump(part, self._reset_to(part.log, part.tp, recs[0][0], part.retention_ms))
+                    return None
+                recs = [r for r in recs if r[4] >= cutoff]
+                if not recs:
+                    part.pos = nxt
+                    return None
         if recs:
             part.buf.extend(recs)
             part.eof_sent = False
             part.pos = nxt
             return None
-        part.pos = nxt  # skipped tombstones
+        part.pos = nxt  # skipped tombstones (or expired records)
         if stop is not None and stop.status == "lapped":
-            pos = self._reset_to(part.log, part.tp, stop.offset, part.retention_ms)
-            if pos is None:
-                part.stopped = True
-            else:
-                part.pos = pos
+            self._jump(part, self._reset_to(part.log, part.tp, stop.offset, part.retention_ms))
             return None
         if self._eof and not part.eof_sent:
             part.eof_sent = True
@@ -243,7 +242,8 @@ class Consumer:
                 return self._next()  # a status: the general path handles it
             if timeout is not None:
                 timeout = max(0.0, timeout - self._spin_ns / 1e9)
-        r = part.log.poll(part.pos, timeout, self._wait_mode)
+        # adaptive has spun its share above: now sleep (spin mode keeps spinning)
+        r = part.log.poll(part.pos, timeout, "sleep" if self._wait_mode == "adaptive" else self._wait_mode)
         if r is None:
             return None
         if r.status == "ok":
@@ -314,11 +314,8 @@ class Consumer:
         part = self._part(partition)
         self._cur = None
         part.buf.clear()
-        part.stopped = False
         part.eof_sent = False
-        pos = self._start_offset(part.log, partition.offset, part.tp, part.retention_ms)
-        part.pos = pos if pos is not None else part.pos
-        part.stopped = pos is None
+        self._jump(part, self._start_offset(part.log, partition.offset, part.tp, part.retention_ms))
 
     def position(self, partitions):
         self._check()

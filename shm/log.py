@@ -502,7 +502,8 @@ class PartitionLog:
         start = time.monotonic_ns()
         total = None if timeout is None or timeout < 0 else int(timeout * 1e9)
         fast = self._fast
-        spin = total if mode == "spin" else (0 if mode == "sleep" else min(int(spin_us * 1000), total or 1 << 62))
+        spin = total if mode == "spin" else (0 if mode == "sleep" else min(int(spin_us * 1000),
+                                                                  1 << 62 if total is None else total))
         while True:
             # spin in <= 1 ms chunks: the GIL is held while spinning
             left = spin if spin is not None else _SPIN_CHUNK_NS
