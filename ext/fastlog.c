@@ -161,14 +161,8 @@ static PyObject *FastLog_poll(FastLog *self, PyObject *const *args, Py_ssize_t n
     if (PyErr_Occurred()) return NULL;
     long long spin = PyLong_AsLongLong(args[1]);
     if (spin == -1 && PyErr_Occurred()) return NULL;
-    if (!readable(self->v, o)) {
-        int64_t deadline = now_ns() + spin;
-        for (uint32_t i = 1;; i++) {
-            if (i > 256) cpu_relax(); /* a tight first phase: no pause latency on a quick hand-off */
-            if (readable(self->v, o)) break;
-            if ((i & 63) == 0 && now_ns() >= deadline) Py_RETURN_NONE;
-        }
-    }
+    /* the core's wait, spinning only: it never sleeps while we hold the GIL */
+    if (log_wait(self->v, o, spin, LOG_WAIT_SPIN, 0) != LOG_OK) Py_RETURN_NONE;
     log_rec rec;
     if (log_read(self->v, o, &rec, self->buf, self->cap) == LOG_OK) return make_record(self, &rec, self->buf, args[0]);
     return PyObject_Vectorcall(self->read_slow, args, 1, NULL);
