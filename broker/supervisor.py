@@ -24,6 +24,7 @@ import signal
 import time
 
 from shm.errors import KafkaException, NamespaceError
+from shm.log import repair_unclaimed
 
 from .namespace import MEMBER_PRODUCER, Namespace, proc_start_ticks
 from .namespace import ROLE_NAMES as ROLES
@@ -108,12 +109,7 @@ class Supervisor:
                     pass  # deleted meanwhile
         try:
             n = sum(log.repair_dead(pid) for log in logs)
-            first = {id(log): set(log.scan_unclaimed()) for log in logs}
-            if any(first.values()):
-                time.sleep(GRACE)  # a live producer between claim and slot CAS needs microseconds
-                for log in logs:
-                    n += sum(log.tombstone_unclaimed(o) for o in log.scan_unclaimed() if o in first[id(log)])
-            return n
+            return n + repair_unclaimed(logs, GRACE)
         finally:
             for log in logs:
                 log.close()

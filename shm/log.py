@@ -582,11 +582,18 @@ class PartitionLog:
     def repair_unclaimed(self, grace=0.05):
         """Tombstone offsets taken but never claimed that stay so for
         *grace* seconds (call after a producer died); returns how many."""
-        first = set(self.scan_unclaimed())
-        if not first:
-            return 0
-        time.sleep(grace)  # a live producer between claim and slot CAS needs microseconds
-        return sum(self.tombstone_unclaimed(o) for o in self.scan_unclaimed() if o in first)
+        return repair_unclaimed([self], grace)
+
+
+def repair_unclaimed(logs, grace=0.05):
+    """For every log: tombstone offsets taken but never claimed that are
+    still so after one shared *grace* (seconds); returns how many."""
+    first = [set(log.scan_unclaimed()) for log in logs]
+    if not any(first):
+        return 0
+    time.sleep(grace)  # a live producer between claim and slot CAS needs microseconds
+    return sum(log.tombstone_unclaimed(o) for log, seen in zip(logs, first)
+               for o in log.scan_unclaimed() if o in seen)
 
 
 def wait_many(logs, offsets, timeout=None, mode="adaptive", spin_us=50):
