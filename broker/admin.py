@@ -4,11 +4,11 @@ work is local and synchronous)."""
 import concurrent.futures
 import time
 
-from shm.errors import KafkaError, KafkaException
+from shm.errors import KafkaException
 
 from . import config as _config
 from .message import OFFSET_BEGINNING, OFFSET_END, TopicPartition
-from .namespace import Namespace
+from .namespace import Namespace, unknown_partition
 
 
 class NewTopic:
@@ -174,8 +174,7 @@ class AdminClient:
     def _list_offset(self, tp, spec):
         info = self._ns.topic(tp.topic)
         if not 0 <= tp.partition < info.partitions:
-            raise KafkaException(KafkaError(KafkaError._UNKNOWN_PARTITION, "topic %s has no partition %d"
-                                            % (tp.topic, tp.partition)))
+            raise KafkaException(unknown_partition(tp.topic, info.partitions, tp.partition))
         log = self._ns.open_partition(info, tp.partition)
         try:
             lo, hi = log_start(log, info.retention_ms), log.watermarks()[1]

@@ -17,7 +17,7 @@ from . import config as _config
 from .admin import cluster_metadata, log_start, offset_for_time
 from .message import (OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORED, Message, TopicPartition,
                       eof_event)
-from .namespace import MEMBER_CONSUMER, Namespace, register_client, unregister_client
+from .namespace import MEMBER_CONSUMER, Namespace, register_client, unregister_client, unknown_partition
 
 _FETCH = 256
 _mk = tuple.__new__  # Message(...) without running Python code
@@ -92,9 +92,8 @@ class Consumer:
             self._events.append(Message(tp.topic, tp.partition, error=exc.args[0]))
             return
         if not 0 <= tp.partition < info.partitions:
-            self._events.append(Message(tp.topic, tp.partition, error=KafkaError(
-                KafkaError._UNKNOWN_PARTITION, "topic %r has %d partitions, not %d"
-                % (tp.topic, info.partitions, tp.partition))))
+            self._events.append(Message(tp.topic, tp.partition,
+                                        error=unknown_partition(tp.topic, info.partitions, tp.partition)))
             return
         log = self._ns.open_partition(info, tp.partition)
         part = _Part(TopicPartition(tp.topic, tp.partition), log, 0, info.retention_ms)
@@ -344,8 +343,7 @@ class Consumer:
             return part.log, part.retention_ms, False
         info = self._ns.topic(tp.topic)
         if not 0 <= tp.partition < info.partitions:
-            raise KafkaException(KafkaError(KafkaError._UNKNOWN_PARTITION, "topic %r has %d partitions, not %d"
-                                            % (tp.topic, info.partitions, tp.partition)))
+            raise KafkaException(unknown_partition(tp.topic, info.partitions, tp.partition))
         return self._ns.open_partition(info, tp.partition), info.retention_ms, True
 
     def get_watermark_offsets(self, partition, timeout=None, cached=False):

@@ -63,6 +63,12 @@ TopicInfo = collections.namedtuple(
     "TopicInfo", "name topic_id partitions slot_count data_capacity max_message_bytes retention_ms overflow")
 
 
+def unknown_partition(topic, partitions, partition):
+    """The KafkaError for a partition a topic does not have."""
+    return KafkaError(KafkaError._UNKNOWN_PARTITION, "topic %r has %d partitions: partition %r does not exist "
+                      "(they are numbered from 0)" % (topic, partitions, partition))
+
+
 def check_topic_name(name):
     if not isinstance(name, str) or not _TOPIC_RE.match(name) or name in (".", ".."):
         raise InvalidNameError(

@@ -8,13 +8,13 @@ import types
 
 from shm._native import _fastlog
 
-from shm.errors import ClosedError, KafkaError, KafkaException, QueueFullError, UnknownTopicError
+from shm.errors import ClosedError, KafkaException, QueueFullError, UnknownTopicError
 
 from . import config as _config
 from . import partitioner as _partitioner
 from .admin import cluster_metadata
 from .message import Message, RecordMetadata
-from .namespace import MEMBER_PRODUCER, Namespace, register_client, unregister_client
+from .namespace import MEMBER_PRODUCER, Namespace, register_client, unregister_client, unknown_partition
 
 
 _fork_gen = 0  # bumped in a forked child: cheaper than os.getpid() per call
@@ -98,9 +98,7 @@ class Producer:
             if partition is None or partition < 0:
                 p = self._partition_for(key, n)
             elif partition >= n:
-                raise KafkaException(KafkaError(KafkaError._UNKNOWN_PARTITION,
-                                                "topic %r has %d partitions: partition %d does not exist"
-                                                % (topic, n, partition)))
+                raise KafkaException(unknown_partition(topic, n, partition))
             else:
                 p = partition
             log = logs[p]
@@ -174,8 +172,7 @@ class Producer:
         self._check()
         info, logs = self._handle(topic)
         if not isinstance(partition, int) or not 0 <= partition < info.partitions:
-            raise KafkaException(KafkaError(KafkaError._UNKNOWN_PARTITION, "topic %r has %d partitions, not %r"
-                                            % (topic, info.partitions, partition)))
+            raise KafkaException(unknown_partition(topic, info.partitions, partition))
         return logs[partition].append_batch(values)
 
     def close(self, timeout=-1):
