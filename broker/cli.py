@@ -147,7 +147,7 @@ def cmd_serve(args):
     from shm.errors import KafkaException
     ns = resolve_namespace(_conf(args))
     try:
-        sup = Supervisor(ns, to_stderr=True)
+        sup = Supervisor(ns, to_stderr=not args.quiet, create=not args.attach)
     except KafkaException as exc:
         print("Error: %s" % exc, file=sys.stderr)
         return 1
@@ -265,9 +265,12 @@ def main(argv=None):
     t = tool("stat", cmd_stat, "live counters of every partition and member (like AeronStat)")
     t.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
     t.add_argument("--count", type=int, help="print this many snapshots, then exit")
-    tool("serve", cmd_serve, "run the namespace's supervisor in the foreground (one per namespace)",
-         "Run the supervisor: it watches every registered client process and repairs a dead producer's "
-         "half-written records at once. Stops on SIGTERM or Ctrl-C.")
+    sv = tool("serve", cmd_serve, "run the namespace's supervisor in the foreground (one per namespace)",
+              "Run the supervisor: it watches every registered client process, repairs a dead producer's "
+              "half-written records at once and assigns consumer groups' partitions (rebalancing the moment "
+              "a member dies). Clients start one by themselves when none runs. Stops on SIGTERM or Ctrl-C.")
+    sv.add_argument("--quiet", action="store_true", help="log only to the namespace's log file, not stderr")
+    sv.add_argument("--attach", action="store_true", help="only for an existing namespace (how clients start it)")
     d = tool("demo", cmd_demo, "the main job: a short end-to-end run with its measurements",
              "Run the main job: partition-log latency percentiles and throughput, each beside its baseline "
              "(Python floor, Pipe, memcpy).")

@@ -7,7 +7,7 @@ import re
 from shm.errors import ConfigError, InvalidNameError
 
 COMMON = {"bootstrap.servers", "client.id", "shm.namespace", "shm.wait", "shm.block.timeout.ms", "error_cb",
-          "logger", "stats_cb", "statistics.interval.ms", "debug", "log_level", "throttle_cb", "oauth_cb"}
+          "logger", "shm.supervisor", "stats_cb", "statistics.interval.ms", "debug", "log_level", "throttle_cb", "oauth_cb"}
 PRODUCER = {"partitioner", "on_delivery", "acks", "request.required.acks", "linger.ms", "queue.buffering.max.ms",
             "batch.size", "batch.num.messages", "compression.type", "compression.codec", "enable.idempotence",
             "message.max.bytes", "queue.buffering.max.messages", "queue.buffering.max.kbytes", "retries",
@@ -71,6 +71,9 @@ def parse(config, kwargs, kind):
                           "shmbroker takes" % (k, hint, kind))
     if conf.get("shm.wait", "adaptive") not in WAIT_MODES:
         raise ConfigError("shm.wait must be one of %s, got %r" % (", ".join(WAIT_MODES), conf["shm.wait"]))
+    if conf.get("shm.supervisor", "auto") not in ("auto", "off"):
+        raise ConfigError("shm.supervisor must be 'auto' (start one when none runs) or 'off', got %r"
+                          % (conf["shm.supervisor"],))
     if "auto.offset.reset" in conf and conf["auto.offset.reset"] not in AUTO_OFFSET_RESET:
         raise ConfigError("auto.offset.reset must be one of %s, got %r"
                           % (", ".join(sorted(AUTO_OFFSET_RESET)), conf["auto.offset.reset"]))

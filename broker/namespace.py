@@ -1,7 +1,7 @@
 """A namespace: one independent broker on the host.  Its metadata segment
-``/shmb.<ns>`` holds the topic registry (and, from issue 4, the group and
-member tables, whose space is reserved here); each partition is its own
-segment ``/shmb.<ns>.<topic_id>.<partition>``.
+``/shmb.<ns>`` holds the topic registry, the member registry (client
+processes the supervisor watches) and the group tables (groups.py); each
+partition is its own segment ``/shmb.<ns>.<topic_id>.<partition>``.
 
 Concurrency: mutations (create/delete topic) hold an ``flock`` on the
 metadata segment, which the kernel releases when the holder dies.  Readers
@@ -28,26 +28,42 @@ from shm.segment import Segment, unlink
 from .config import check_namespace
 
 MAGIC = b"SHMBMETA"
-VERSION = 1
+VERSION = 2
 HEADER = 4096
 MAX_TOPICS = 256
 ENTRY = 512
 TOPICS_OFF = HEADER
-GROUPS_OFF = TOPICS_OFF + MAX_TOPICS * ENTRY  # reserved for groups and members (issue 4)
-GROUPS_SIZE = 1 << 20
+GROUPS_OFF = TOPICS_OFF + MAX_TOPICS * ENTRY  # the supervisor, members, groups, commits (groups.py)
+GROUPS_SIZE = 2 << 20
 META_SIZE = GROUPS_OFF + GROUPS_SIZE
 NEXT_ID_OFF = 64
 SUP_OFF = GROUPS_OFF  # the running supervisor's pid (0: none)
+SUP_FUTEX_OFF = GROUPS_OFF + 8  # u32: clients bump it and wake the supervisor (group changes)
 MEMBERS_OFF = GROUPS_OFF + 64
 MAX_MEMBERS = 1024
 MEMBER = 32  # pid (claimed by CAS), role, start ticks (written last), spare
 MEMBER_PRODUCER, MEMBER_CONSUMER = 1, 2
 ROLE_NAMES = {MEMBER_PRODUCER: "producer", MEMBER_CONSUMER: "consumer"}
 
+# Groups (groups.py): a group table, one slot per group member (a Consumer
+# that subscribed), and committed offsets; layout in groups.py's docstring.
+GTABLE_OFF = GROUPS_OFF + 36864
+MAX_GROUPS = 64
+GENTRY = 512
+GMEMBER_OFF = GTABLE_OFF + MAX_GROUPS * GENTRY
+MAX_GMEMBERS = 128
+GMEMBER = 8192
+COMMITS_OFF = GMEMBER_OFF + MAX_GMEMBERS * GMEMBER
+MAX_COMMITS = 16384
+CENTRY = 32
+assert MEMBERS_OFF + MAX_MEMBERS * MEMBER <= GTABLE_OFF
+assert COMMITS_OFF + MAX_COMMITS * CENTRY <= GROUPS_OFF + GROUPS_SIZE and COMMITS_OFF % 4096 == 0
+
 _HDR = struct.Struct("<8sIIIII")  # magic, version, layout, max_topics, entry size, creator pid
 # seq, state, partitions, topic_id, slots, data capacity, max message bytes, retention ms, overflow, name len, name
 _ENT = struct.Struct("<QIIQQQQqII256s")
-LAYOUT = (_HDR.size << 16) ^ (_ENT.size << 4) ^ MAX_TOPICS ^ (ENTRY << 20) ^ GROUPS_SIZE
+LAYOUT = ((_HDR.size << 16) ^ (_ENT.size << 4) ^ MAX_TOPICS ^ (ENTRY << 20) ^ GROUPS_SIZE
+          ^ (MAX_GROUPS << 8) ^ (GMEMBER << 2) ^ (MAX_GMEMBERS << 24) ^ (MAX_COMMITS << 9)) & 0xFFFFFFFF
 FREE, ACTIVE = 0, 1
 OVERFLOWS = ("overwrite", "block")
 
@@ -291,6 +307,10 @@ class Namespace:
     def supervisor_pid(self):
         return lib.shm_load64(self._cbuf, META_SIZE, SUP_OFF)
 
+    def wake_supervisor(self):
+        """Tell the supervisor a group changed (join, leave, ack)."""
+        lib.shm_futex_wake32(self._cbuf, META_SIZE, SUP_FUTEX_OFF)
+
     def partition_segment(self, topic_id, p):
         return "/shmb.%s.%d.%d" % (self.name, topic_id, p)
 
@@ -383,6 +403,8 @@ def _reregister_after_fork():
                 c._member = c._ns.register(c._member_role)  # the parent keeps its own entry
             except NamespaceError:
                 c._member = None
+            if hasattr(c, "_after_fork"):
+                c._after_fork()
 
 
 os.register_at_fork(after_in_child=_reregister_after_fork)
@@ -397,7 +419,10 @@ def proc_start_ticks(pid):
             data = f.read()
     except OSError:
         return 0
-    return int(data[data.rindex(b")") + 2:].split()[19])
+    fields = data[data.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return 0  # a zombie has exited: only its parent's wait is missing
+    return int(fields[19])
 
 
 def stop_supervisor(name, timeout=5.0):

@@ -14,6 +14,7 @@ from . import config as _config
 from . import partitioner as _partitioner
 from .admin import cluster_metadata
 from .message import Message, RecordMetadata
+from .supervisor import ensure_supervisor
 from .namespace import MEMBER_PRODUCER, Namespace, register_client, unregister_client, unknown_partition
 
 
@@ -55,6 +56,8 @@ class Producer:
         self._gen = _fork_gen
         self._closed = False
         register_client(self, MEMBER_PRODUCER)  # the supervisor repairs our claims if we die
+        if conf.get("shm.supervisor", "auto") != "off":
+            ensure_supervisor(self._ns.name)
         self._no_key = conf.get("partitioner", self.DEFAULT_PARTITIONER) in (
             "random", "murmur2_random", "consistent_random", "fnv1a_random")  # a NULL key goes anywhere
         # produce()'s lean path in C (ext/fastlog.c): (topic, value[, partition=]) of an open

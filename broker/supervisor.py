@@ -13,21 +13,35 @@ and repairs what a dead producer left half done.
   (``PartitionLog.repair_dead``), then offsets taken but never claimed are
   tombstoned after a short grace; sleeping readers are woken.  Idempotent.
 
-Not yet (issue 4): auto-start by the first client, consumer groups,
-rebalancing, max.poll.interval.ms.
+- Consumer groups (groups.py says who writes what): the supervisor is the
+  only writer of assignments.  It reconciles every group when a client wakes
+  it (join, leave, ack, subscription change; a futex in the namespace
+  segment, watched by a thread that writes to a self-pipe), when a member
+  dies, and every 50 ms (heartbeats, max.poll.interval.ms, static members'
+  session.timeout.ms, new topics for regex subscriptions).
+- Started by the first client of a namespace when none is alive
+  (``ensure_supervisor``: detached, its own session, its command line naming
+  the namespace), or in the foreground by ``shmbroker serve``.
 """
 import fcntl
 import logging
 import os
 import select
 import signal
+import subprocess
+import sys
+import threading
 import time
 
+from shm._native import lib
 from shm.errors import KafkaException, NamespaceError
 from shm.log import repair_unclaimed
 
-from .namespace import MEMBER_PRODUCER, Namespace, proc_start_ticks
+from . import groups as G
+from .namespace import META_SIZE, MEMBER_PRODUCER, SUP_FUTEX_OFF, Namespace, proc_start_ticks
 from .namespace import ROLE_NAMES as ROLES
+
+TICK = 0.05  # seconds between periodic group checks
 
 GRACE = 0.05  # seconds a claimed-but-unwritten offset gets before it is tombstoned
 
@@ -39,11 +53,11 @@ def log_path(ns):
 
 
 class Supervisor:
-    def __init__(self, namespace, to_stderr=False):
-        self.ns = Namespace(namespace)
+    def __init__(self, namespace, to_stderr=False, create=True):
+        self.ns = Namespace(namespace, create=create)  # first: a destroyed namespace is not brought back
         self.name = namespace
-        self._lock_path = "/dev/shm/shmb.%s.sup" % namespace
-        self._lockfd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._ns_ino = os.fstat(self.ns._lockfd).st_ino
+        self._lockfd = os.open(_lock_path(namespace), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -66,7 +80,13 @@ class Supervisor:
         self.watched = {}  # pidfd -> (entry index, pid, start ticks, role)
         self.poller = select.poll()
         self.repairs = 0
+        self.rebalances = 0
         self._stop = False
+        self.groups = G.Groups(self.ns)
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.poller.register(self._wake_r, select.POLLIN)
+        self._waker = None
+        self._next_tick = 0
 
     # -- members
     def _watch_new(self):
@@ -94,8 +114,9 @@ class Supervisor:
             tomb = self.repair_producer(pid)
         self.ns.unregister(idx, pid)
         self.repairs += 1
-        self.log.info("%s pid %d died: %d claims tombstoned, repaired in %.1f ms",
-                      ROLES.get(role, role), pid, tomb, (time.monotonic_ns() - t0) / 1e6)
+        gone = self.member_died(pid)
+        self.log.info("%s pid %d died: %d claims tombstoned, %d group slots released, repaired in %.1f ms",
+                      ROLES.get(role, role), pid, tomb, gone, (time.monotonic_ns() - t0) / 1e6)
 
     def repair_producer(self, pid):
         """Tombstone the dead pid's claims in every partition, then offsets
@@ -114,19 +135,191 @@ class Supervisor:
             for log in logs:
                 log.close()
 
+    # -- groups
+    def member_died(self, pid):
+        """Release the group slots of a dead process: a static member's slot
+        goes DOWN (its partitions wait session.timeout.ms for it), others
+        are freed at once.  Returns how many."""
+        gs = self.groups
+        n = 0
+        for slot, spid, state in gs.slots():
+            if spid == pid and state != G.DOWN:
+                self._release(slot, pid)
+                n += 1
+        return n
+
+    def _release(self, slot, pid):
+        gs = self.groups
+        o = gs.slot_off(slot)
+        if gs.load(o + G.INSTANCE_LEN) and gs.load(o + G.STATE) == G.ACTIVE:
+            gs.store(o + G.DOWN_DEADLINE, G.now_ns() + gs.load(o + G.SESSION_MS) * 1_000_000)
+            gs.store(o + G.N_OWNED, 0)
+            gs.store(o + G.STATE, G.DOWN)
+            self.log.info("static member %s (pid %d) is down: its partitions wait %d ms for it",
+                          gs.text(slot, G.INSTANCE, G.INSTANCE_LEN), pid, gs.load(o + G.SESSION_MS))
+        else:
+            gs.free_slot(slot, pid)
+
+    def _check_members(self, now):
+        """Expire what no pidfd reports: slots of processes that died while
+        no supervisor ran (or before registering), static members past their
+        session, members that stopped polling."""
+        gs = self.groups
+        for slot, pid, state in gs.slots():
+            o = gs.slot_off(slot)
+            if state == G.DOWN:
+                if now > gs.load(o + G.DOWN_DEADLINE) and gs.cas(o + G.PID, pid, 0):
+                    gs.store(o + G.STATE, G.FREE)
+                    gs.store(o + G.N_ASSIGNED, 0)
+                    gs.store(o + G.GROUP, 0)
+                    self.log.info("static member %s did not return within session.timeout.ms: released",
+                                  gs.text(slot, G.INSTANCE, G.INSTANCE_LEN))
+                continue
+            start = gs.load(o + G.START)
+            if state == G.FREE:  # a join in progress, or a joiner that died half way
+                if start and not G.alive(pid, start):
+                    gs.free_slot(slot, pid)
+                continue
+            if not G.alive(pid, start):
+                self._release(slot, pid)
+                continue
+            if state != G.ACTIVE:
+                continue
+            if gs.load(o + G.IN_POLL):
+                late, limit, what = now - gs.load(o + G.HEARTBEAT), gs.load(o + G.SESSION_MS), "session.timeout.ms"
+            else:
+                late, limit, what = now - gs.load(o + G.LAST_POLL), gs.load(o + G.MAXPOLL_MS), "max.poll.interval.ms"
+            if late > limit * 1_000_000:
+                gs.store(o + G.STATE, G.FENCED)
+                gs.notify(slot)
+                self.log.info("member pid %d slot %d exceeded %s (%d ms): removed from its group, its "
+                              "partitions reassigned", pid, slot, what, limit)
+
+    def reconcile(self):
+        """Compute and hand out every group's assignment."""
+        gs = self.groups
+        topics = None
+        by_group = {}
+        for slot, pid, state in gs.slots():
+            if state in (G.ACTIVE, G.DOWN):
+                by_group.setdefault(gs.load(gs.slot_off(slot) + G.GROUP) - 1, []).append((slot, state))
+        for gidx, slots in by_group.items():
+            if gidx < 0:
+                continue
+            if topics is None:
+                topics = self.ns.topics()
+            self._reconcile_group(gidx, slots, topics)
+
+    def _reconcile_group(self, gidx, slots, topics):
+        gs = self.groups
+        by_id = {info.topic_id: info for info in topics.values()}
+        members, strats, info = [], [], {}
+        for slot, state in slots:
+            o = gs.slot_off(slot)
+            inst = gs.text(slot, G.INSTANCE, G.INSTANCE_LEN)
+            # static members first (by instance id, so a restart finds the same place), then by join time
+            key = "%s\0%03d" % (inst, slot) if inst else "~shm-%020d-%03d" % (gs.load(o + G.JOIN_NS), slot)
+            match = G.subscription_matcher(gs.text(slot, G.SUB, G.SUB_LEN))
+            subs = {t for t in topics if match(t)}
+            members.append((key, subs))
+            if state == G.ACTIVE:
+                strats.append(G.unpack_strategies(gs.load(o + G.STRATS)))
+            assigned = gs.read_list(slot, "assigned") or []
+            info[key] = (slot, state, assigned)
+        if not strats:
+            return  # only static members that are down: nothing to hand out
+        members.sort()
+        strategy = G.choose_strategy(strats)
+        parts = {t: range(topics[t].partitions) for _, s in members for t in s}
+        previous = {k: {(by_id[tp >> 16].name, tp & 0xFFFF) for tp in v[2] if tp >> 16 in by_id}
+                    for k, v in info.items()}
+        target = G.run_assignor(strategy, members, parts, previous)
+        # who may still be reading what: acked owned lists, plus the newest
+        # assignment of a member that has not acked it yet
+        holder = {}
+        for key, (slot, state, assigned) in info.items():
+            if state != G.ACTIVE:
+                continue
+            o = gs.slot_off(slot)
+            owned = gs.read_list(slot, "owned")
+            held = set(assigned) | set(owned or ()) if owned is None or gs.load(o + G.ACK) != gs.load(o + G.EPOCH) \
+                else set(owned)
+            for tp in held:
+                holder.setdefault(tp, slot)
+        changed = False
+        for key, (slot, state, assigned) in info.items():
+            if state != G.ACTIVE:
+                continue
+            o = gs.slot_off(slot)
+            want = [G.tp_id(topics[t].topic_id, p) for t, p in target.get(key, ())]
+            give = sorted(tp for tp in want if holder.get(tp, slot) == slot)
+            if give == sorted(assigned) and gs.load(o + G.EPOCH):
+                continue
+            token = gs.token(slot)
+            for tp in give:
+                if tp not in assigned or gs.owner(gidx, tp >> 16, tp & 0xFFFF) != token:
+                    gs.set_owner(gidx, tp >> 16, tp & 0xFFFF, token)  # before it is told: its commits count
+            gs.write_list(slot, "assigned", give)
+            lib.shm_fetch_add64(gs.buf, META_SIZE, o + G.EPOCH, 1)  # after the list (seq_cst)
+            gs.notify(slot)
+            changed = True
+        if changed:
+            gs.bump_generation(gidx, strategy)
+            self.rebalances += 1
+
     # -- loop
-    def run_once(self, timeout=0.05):
+    def _start_waker(self):
+        """A thread asleep on the namespace's supervisor futex; each wake
+        becomes a byte on the self-pipe that the main poll() watches."""
+        def run():
+            seen = self._futex_word()
+            while not self._stop:
+                word = self._futex_word()
+                if word == seen:
+                    lib.shm_futex_wait32(self.ns._cbuf, META_SIZE, SUP_FUTEX_OFF, word, 200_000_000)
+                    continue
+                seen = word
+                try:
+                    os.write(self._wake_w, b"w")
+                except BlockingIOError:
+                    pass  # a wake is pending already
+        self._waker = threading.Thread(target=run, name="shmbroker-sup-waker", daemon=True)
+        self._waker.start()
+
+    def _futex_word(self):
+        return lib.shm_load64(self.ns._cbuf, META_SIZE, SUP_FUTEX_OFF) & 0xFFFFFFFF
+
+    def run_once(self, timeout=TICK):
         self._watch_new()
-        for fd, _ in self.poller.poll(int(timeout * 1000)):
+        events = self.poller.poll(int(timeout * 1000))
+        woke = False
+        for fd, _ in events:
+            if fd == self._wake_r:
+                try:
+                    os.read(self._wake_r, 4096)
+                except BlockingIOError:
+                    pass
+                woke = True
+                continue
             idx, pid, start, role = self.watched.pop(fd)
             self.poller.unregister(fd)
             os.close(fd)
             self._dead(idx, pid, role)
+            woke = True
+        now = G.now_ns()
+        if woke or now >= self._next_tick:
+            if now >= self._next_tick:
+                if self._destroyed():
+                    return
+                self._check_members(now)
+                self._next_tick = now + int(TICK * 1e9)
+            self.reconcile()
 
     def run(self):
         self.log.info("supervisor of namespace %s started", self.name)
         prev = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         self.ns.set_supervisor(os.getpid())  # published once SIGTERM stops us cleanly
+        self._start_waker()
         try:
             while not self._stop:
                 self.run_once()
@@ -135,13 +328,43 @@ class Supervisor:
                 signal.signal(s, h)
             self.close()
 
+    def _destroyed(self):
+        """Was our namespace destroyed (or replaced) under us?  Then stop, and
+        remove the lock file if it is ours."""
+        try:
+            gone = os.stat("/dev/shm" + self.ns.meta_name).st_ino != self._ns_ino
+        except FileNotFoundError:
+            gone = True
+        if gone:
+            self.log.info("namespace %s was destroyed: stopping", self.name)
+            self._stop = True
+            try:
+                if os.stat(_lock_path(self.name)).st_ino == os.fstat(self._lockfd).st_ino:
+                    os.unlink(_lock_path(self.name))
+            except FileNotFoundError:
+                pass
+        return gone
+
     def _on_signal(self, signum, frame):
         self._stop = True
+        try:
+            os.write(self._wake_w, b"s")
+        except OSError:
+            pass
 
     def close(self):
+        self._stop = True
         for fd in list(self.watched):
             os.close(fd)
         self.watched.clear()
+        if self._waker is not None:
+            self.ns.wake_supervisor()
+            self._waker.join(2)
+            self._waker = None
+        for fd in (self._wake_r, self._wake_w):
+            if fd is not None:
+                os.close(fd)
+        self._wake_r = self._wake_w = None
         if self._lockfd is not None:
             self.log.info("supervisor of namespace %s stopped", self.name)
             for h in list(self.log.handlers):
@@ -151,4 +374,39 @@ class Supervisor:
                 self.ns.set_supervisor(0)
             os.close(self._lockfd)  # releases the singleton lock
             self._lockfd = None
+            self.groups.close()
             self.ns.close()
+
+
+def _lock_path(namespace):
+    return "/dev/shm/shmb.%s.sup" % namespace
+
+
+def supervisor_alive(namespace):
+    """Does a supervisor hold the namespace's singleton lock?"""
+    try:
+        fd = os.open(_lock_path(namespace), os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def ensure_supervisor(namespace):
+    """Start the namespace's supervisor if none is alive: detached (its own
+    session, reparented away from us, so it outlives this client), its
+    command line naming the namespace.  Racing starters are harmless: the
+    singleton lock keeps one.  Returns True if one was started."""
+    if os.environ.get("SHMBROKER_SUPERVISOR", "auto") == "off" or supervisor_alive(namespace):
+        return False
+    subprocess.run(["/bin/sh", "-c", 'exec "$0" -m broker serve --namespace "$1" --quiet --attach '
+                    '</dev/null >/dev/null 2>&1 &', sys.executable, namespace],
+                   start_new_session=True, check=False, timeout=30)
+    return True

@@ -843,8 +843,19 @@ static inline int readable(log_view *v, uint64_t o)
 struct futex_waitv_arg { uint64_t val; uint64_t uaddr; uint32_t flags; uint32_t reserved; };
 #define FUTEX2_SIZE_U32_FLAG 0x02
 
-static int any_readable(log_view **views, const uint64_t *offsets, int n)
+/* The optional extra word of log_wait_many_ex: a u32 futex in another
+ * segment (a group member's notify word), bounds-checked like word_at. */
+static inline uint32_t *word32_at(void *base, uint64_t size, uint64_t off)
 {
+    if (!base || (off & 3) || off > size || size - off < 4) return NULL;
+    return (uint32_t *)((uint8_t *)base + off);
+}
+
+/* index of a readable view, -2 if the extra word moved off xval, else -1 */
+static int any_readable(log_view **views, const uint64_t *offsets, int n, uint32_t *extra, uint32_t xval)
+{
+    /* acquire: pairs with shm_futex_wake32's seq_cst increment */
+    if (extra && __atomic_load_n(extra, __ATOMIC_ACQUIRE) != xval) return -2;
     for (int i = 0; i < n; i++)
         if (readable(views[i], offsets[i])) return i;
     return -1;
@@ -852,17 +863,25 @@ static int any_readable(log_view **views, const uint64_t *offsets, int n)
 
 int log_wait_many(log_view **views, const uint64_t *offsets, int n, int64_t timeout_ns, int mode, int64_t spin_ns)
 {
-    if (!views || !offsets || n <= 0 || n > 128) return LOG_E_BAD_ARG;
+    return log_wait_many_ex(views, offsets, n, timeout_ns, mode, spin_ns, NULL, 0, 0, 0);
+}
+
+int log_wait_many_ex(log_view **views, const uint64_t *offsets, int n, int64_t timeout_ns, int mode, int64_t spin_ns,
+                     void *xbase, uint64_t xsize, uint64_t xoff, uint32_t xval)
+{
+    uint32_t *extra = NULL;
+    if (xbase && !(extra = word32_at(xbase, xsize, xoff))) return LOG_E_BAD_ARG;
+    if (!views || !offsets || n < 0 || n > 128 || (n == 0 && !extra)) return LOG_E_BAD_ARG;
     for (int i = 0; i < n; i++)
         if (!views[i] || !views[i]->h) return LOG_E_BAD_ARG;
-    int r = any_readable(views, offsets, n);
-    if (r >= 0) return r;
+    int r = any_readable(views, offsets, n, extra, xval);
+    if (r != -1) return r;
     int64_t start = now_ns(), deadline = timeout_ns < 0 ? -1 : start + timeout_ns;
     if (mode == LOG_WAIT_SPIN) spin_ns = timeout_ns < 0 ? INT64_MAX : timeout_ns;
     else if (mode == LOG_WAIT_SLEEP) spin_ns = 0;
     else if (spin_ns < 0) spin_ns = 50000;
     for (uint32_t i = 1;; i++) {
-        if ((r = any_readable(views, offsets, n)) >= 0) return r;
+        if ((r = any_readable(views, offsets, n, extra, xval)) != -1) return r;
         cpu_relax();
         if ((i & 15) == 0) {
             int64_t t = now_ns();
@@ -870,10 +889,10 @@ int log_wait_many(log_view **views, const uint64_t *offsets, int n, int64_t time
             if (t - start >= spin_ns) break;
         }
     }
-    struct futex_waitv_arg w[128];
+    struct futex_waitv_arg w[129];
     for (;;) {
         int64_t left = deadline < 0 ? -1 : deadline - now_ns();
-        if (deadline >= 0 && left <= 0) return any_readable(views, offsets, n);
+        if (deadline >= 0 && left <= 0) return any_readable(views, offsets, n, extra, xval);
         for (int i = 0; i < n; i++) {
             atom_fetch_add32(&views[i]->h->waiters, 1); /* seq_cst: pairs with wake_readers' fence */
             w[i].val = atom_load_seqcst32(&views[i]->h->futex_seq); /* pairs with wake_readers' increment */
@@ -881,8 +900,16 @@ int log_wait_many(log_view **views, const uint64_t *offsets, int n, int64_t time
             w[i].flags = FUTEX2_SIZE_U32_FLAG; /* shared: no FUTEX2_PRIVATE */
             w[i].reserved = 0;
         }
-        r = any_readable(views, offsets, n);
-        if (r < 0) {
+        int nw = n;
+        if (extra) { /* the kernel compares it to xval: a wake between our check and the sleep is not lost */
+            w[nw].val = xval;
+            w[nw].uaddr = (uint64_t)(uintptr_t)extra;
+            w[nw].flags = FUTEX2_SIZE_U32_FLAG;
+            w[nw].reserved = 0;
+            nw++;
+        }
+        r = any_readable(views, offsets, n, extra, xval);
+        if (r == -1) {
             int64_t chunk = 100000000; /* bounded, as in log_wait */
             if (left >= 0 && left < chunk) chunk = left;
             struct timespec abs;
@@ -890,13 +917,13 @@ int log_wait_many(log_view **views, const uint64_t *offsets, int n, int64_t time
             abs.tv_sec += chunk / 1000000000LL;
             abs.tv_nsec += chunk % 1000000000LL;
             if (abs.tv_nsec >= 1000000000L) { abs.tv_sec++; abs.tv_nsec -= 1000000000L; }
-            long rc = syscall(SYS_futex_waitv, w, (unsigned)n, 0, &abs, CLOCK_MONOTONIC);
+            long rc = syscall(SYS_futex_waitv, w, (unsigned)nw, 0, &abs, CLOCK_MONOTONIC);
             if (rc < 0 && errno == ENOSYS) /* old kernel: sleep on the first, briefly */
-                futex_wait(&views[0]->h->futex_seq, (uint32_t)w[0].val, chunk < 1000000 ? chunk : 1000000);
+                futex_wait((uint32_t *)(uintptr_t)w[0].uaddr, (uint32_t)w[0].val, chunk < 1000000 ? chunk : 1000000);
         }
         for (int i = 0; i < n; i++)
             atom_fetch_sub32(&views[i]->h->waiters, 1); /* seq_cst: pairs with wake_readers' waiters load */
-        if (r >= 0 || (r = any_readable(views, offsets, n)) >= 0) return r;
+        if (r != -1 || (r = any_readable(views, offsets, n, extra, xval)) != -1) return r;
     }
 }
 
@@ -1097,6 +1124,63 @@ int shm_cas64(void *base, uint64_t size, uint64_t off, uint64_t expected, uint64
 /* seq_cst RMW: pairs with the loads and stores above */
 int64_t shm_fetch_add64(void *base, uint64_t size, uint64_t off, uint64_t delta)
 { uint64_t *p = word_at(base, size, off); return p ? (int64_t)atom_fetch_add64(p, delta) : LOG_E_BAD_ARG; }
+
+/* A u32 futex word in another segment: sleep while it equals val (at most
+ * timeout_ns; < 0 forever); 0 when it moved or we were woken, -1 on timeout. */
+int shm_futex_wait32(void *base, uint64_t size, uint64_t off, uint32_t val, int64_t timeout_ns)
+{
+    uint32_t *p = word32_at(base, size, off);
+    if (!p) return LOG_E_BAD_ARG;
+    /* acquire: pairs with shm_futex_wake32's increment */
+    if (__atomic_load_n(p, __ATOMIC_ACQUIRE) != val) return 0;
+    long rc = futex_wait(p, val, timeout_ns);
+    return rc < 0 && errno == ETIMEDOUT ? -1 : 0;
+}
+/* Move the word on and wake every sleeper (always a syscall: for rare
+ * events - group changes - never the data path). */
+int shm_futex_wake32(void *base, uint64_t size, uint64_t off)
+{
+    uint32_t *p = word32_at(base, size, off);
+    if (!p) return LOG_E_BAD_ARG;
+    atom_fetch_add32(p, 1); /* seq_cst: pairs with the sleepers' acquire load and the kernel's compare */
+    futex_wake_all(p);
+    return LOG_OK;
+}
+
+/* A 16-byte {owner, value} pair (a committed offset and the token of the
+ * member allowed to move it).  off must be 16-aligned. */
+static inline atom_pair *pair_at(void *base, uint64_t size, uint64_t off)
+{
+    if (!base || (off & 15) || off > size || size - off < 16) return NULL;
+    return (atom_pair *)((uint8_t *)base + off);
+}
+/* Set the value if the owner is still `owner`: 1 done, 0 fenced (another
+ * owner holds it), LOG_E_BAD_ARG for a bad offset. */
+int shm_pair_commit(void *base, uint64_t size, uint64_t off, uint64_t owner, uint64_t value)
+{
+    atom_pair *p = pair_at(base, size, off);
+    if (!p) return LOG_E_BAD_ARG;
+    /* relaxed guesses: the CAS returns the real pair */
+    atom_pair cur = { atom_load_relaxed64(&p->lo), atom_load_relaxed64(&p->hi) };
+    for (;;) {
+        if (cur.lo != owner) return 0;
+        atom_pair next = { owner, value };
+        /* full barrier: pairs with shm_pair_own's CAS (a hand-over fences us) */
+        if (atom_cas128(p, &cur, next)) return 1;
+    }
+}
+/* Hand the pair to a new owner, keeping its value; returns the value. */
+uint64_t shm_pair_own(void *base, uint64_t size, uint64_t off, uint64_t owner)
+{
+    atom_pair *p = pair_at(base, size, off);
+    if (!p) return 0;
+    atom_pair cur = { atom_load_relaxed64(&p->lo), atom_load_relaxed64(&p->hi) };
+    for (;;) {
+        atom_pair next = { owner, cur.hi };
+        /* full barrier: pairs with shm_pair_commit's CAS */
+        if (atom_cas128(p, &cur, next)) return next.hi;
+    }
+}
 
 /* ---- partitioner hashes -------------------------------------------------- */
 int32_t part_murmur2(const char *key, uint64_t len)

@@ -113,6 +113,11 @@ int log_wait(log_view *v, uint64_t offset, int64_t timeout_ns, int mode, int64_t
  * futexes at once (futex_waitv, Linux >= 5.16; else short sleeps on the
  * first).  n <= 128. */
 int log_wait_many(log_view **views, const uint64_t *offsets, int n, int64_t timeout_ns, int mode, int64_t spin_ns);
+/* The same, also woken when the u32 at xbase + xoff (a group member's notify
+ * word, bounds-checked against xsize) moves off xval: then returns -2.
+ * xbase NULL: no extra word.  n may be 0 with an extra word. */
+int log_wait_many_ex(log_view **views, const uint64_t *offsets, int n, int64_t timeout_ns, int mode, int64_t spin_ns,
+                     void *xbase, uint64_t xsize, uint64_t xoff, uint32_t xval);
 int log_watermarks(log_view *v, uint64_t *low, uint64_t *high);
 int log_get_stats(log_view *v, log_stats *out);
 
@@ -134,6 +139,15 @@ uint64_t shm_load64(void *base, uint64_t size, uint64_t off);
 int shm_store64(void *base, uint64_t size, uint64_t off, uint64_t val);
 int shm_cas64(void *base, uint64_t size, uint64_t off, uint64_t expected, uint64_t desired);
 int64_t shm_fetch_add64(void *base, uint64_t size, uint64_t off, uint64_t delta);
+/* u32 futex words (4-aligned): wait while *word == val (0 moved/woken, -1
+ * timeout); wake = increment and wake every sleeper. */
+int shm_futex_wait32(void *base, uint64_t size, uint64_t off, uint32_t val, int64_t timeout_ns);
+int shm_futex_wake32(void *base, uint64_t size, uint64_t off);
+/* 16-byte {owner, value} pairs (16-aligned): commit sets value only while
+ * owner matches (1 done, 0 fenced); own hands the pair to a new owner and
+ * returns its value. */
+int shm_pair_commit(void *base, uint64_t size, uint64_t off, uint64_t owner, uint64_t value);
+uint64_t shm_pair_own(void *base, uint64_t size, uint64_t off, uint64_t owner);
 
 /* Partitioner hashes: Java Kafka's murmur2 (seed 0x9747b28c, signed result
  * as the Java client returns it) and librdkafka's FNV-1a. */

@@ -596,29 +596,38 @@ def repair_unclaimed(logs, grace=0.05):
                for o in log.scan_unclaimed() if o in seen)
 
 
-def wait_many(logs, offsets, timeout=None, mode="adaptive", spin_us=50):
+NOTIFIED = -2  # wait_many: the extra (notify) word moved
+
+
+def wait_many(logs, offsets, timeout=None, mode="adaptive", spin_us=50, notify=None):
     """Block until one of *logs* has its offset in *offsets* readable;
     returns its index, or None on timeout.  One sleep on all their futexes
-    (futex_waitv), in chunks so Ctrl-C interrupts it."""
+    (futex_waitv), in chunks so Ctrl-C interrupts it.  *notify*: an extra
+    u32 futex word ``(cdata buffer, size, offset, value)`` in another
+    segment; when it moves off value, returns NOTIFIED (logs may then be
+    empty)."""
     n = len(logs)
-    if n == 0 or n > 128 or len(offsets) != n:
-        raise ValueError("wait_many takes 1 to 128 logs and as many offsets")
+    if n > 128 or len(offsets) != n or (n == 0 and notify is None):
+        raise ValueError("wait_many takes 1 to 128 logs (0 with notify) and as many offsets")
     m = WAIT_MODES.get(mode)
     if m is None:
         raise ValueError("wait mode must be one of %s, got %r" % (", ".join(WAIT_MODES), mode))
     for log in logs:
         log._check_open()
-    views = ffi.new("log_view *[]", [log._v for log in logs])
-    offs = ffi.new("uint64_t[]", offsets)
+    views = ffi.new("log_view *[]", [log._v for log in logs] or 1)
+    offs = ffi.new("uint64_t[]", offsets or 1)
+    xbase, xsize, xoff, xval = notify if notify is not None else (ffi.NULL, 0, 0, 0)
     deadline = None if timeout is None or timeout < 0 else time.monotonic_ns() + int(timeout * 1e9)
     spin = int(spin_us * 1000)
     while True:
         left = _WAIT_CHUNK_NS if deadline is None else max(0, min(_WAIT_CHUNK_NS, deadline - time.monotonic_ns()))
-        r = lib.log_wait_many(views, offs, n, left, m, spin)
-        if r >= 0:
+        r = lib.log_wait_many_ex(views, offs, n, left, m, spin, xbase, xsize, xoff, xval)
+        if r >= 0 or r == NOTIFIED:
             return r
         if r != -1:
-            logs[0]._raise(r)
+            if logs:
+                logs[0]._raise(r)
+            raise ValueError("bad notify word %r" % (notify[1:],))
         if deadline is not None and time.monotonic_ns() >= deadline:
             return None
         spin = 0

@@ -59,14 +59,18 @@ def test_help(tool):
 
 def test_stat_shows_partitions_and_members(ns):
     from broker import Producer
+    from broker.namespace import Namespace
+    from conftest import deadline_wait
     assert run(ns, "topics", "--create", "--topic", "s", "--partitions", "2").returncode == 0
-    with Producer({"shm.namespace": ns}) as p:
+    with Producer({"shm.namespace": ns}) as p, Namespace(ns) as n:  # the producer started the supervisor
+        deadline_wait(n.supervisor_pid, 30, "the supervisor the producer started")
+        sup = n.supervisor_pid()
         for i in range(7):
             p.produce("s", b"x", partition=1)
         r = run(ns, "stat", "--count", "2", "--interval", "0.05")
         assert r.returncode == 0, r.stderr
         lines = r.stdout.splitlines()
-        assert lines[0] == "namespace %s  supervisor none" % ns
+        assert lines[0] == "namespace %s  supervisor %d" % (ns, sup)
         rows = [l.split() for l in lines if l.startswith("s ")]
         assert [(x[1], x[2], x[3]) for x in rows[:2]] == [("0", "0", "0"), ("1", "0", "7")]
         assert ["%d" % os.getpid(), "producer", "yes"] in [l.split() for l in lines]

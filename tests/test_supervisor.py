@@ -19,6 +19,13 @@ from shm.log import CRASH_ENV
 from conftest import deadline_wait, wait_child
 
 
+@pytest.fixture(autouse=True)
+def no_auto_supervisor(monkeypatch):
+    """These tests start (or hold back) the supervisor themselves: clients
+    (here and in forked children) must not start one."""
+    monkeypatch.setenv("SHMBROKER_SUPERVISOR", "off")
+
+
 def start_supervisor(ns):
     proc = subprocess.Popen([sys.executable, "-m", "broker", "serve", "--namespace", ns],
                             stderr=subprocess.PIPE, text=True)
