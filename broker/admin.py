@@ -2,13 +2,76 @@
 returns ``concurrent.futures.Future`` objects (here already completed: the
 work is local and synchronous)."""
 import concurrent.futures
+import enum
 import time
 
-from shm.errors import KafkaException
+from shm.errors import KafkaError, KafkaException
 
 from . import config as _config
-from .message import OFFSET_BEGINNING, OFFSET_END, TopicPartition
+from . import groups as G
+from .message import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, TopicPartition
 from .namespace import Namespace, unknown_partition
+
+
+class ConsumerGroupState(enum.Enum):
+    UNKNOWN = 0
+    PREPARING_REBALANCING = 1
+    COMPLETING_REBALANCING = 2
+    STABLE = 3
+    DEAD = 4
+    EMPTY = 5
+
+
+_STATES = {"Stable": ConsumerGroupState.STABLE, "Empty": ConsumerGroupState.EMPTY,
+           "PreparingRebalance": ConsumerGroupState.PREPARING_REBALANCING}
+
+
+class ConsumerGroupListing:
+    def __init__(self, group_id, is_simple_consumer_group, state=None, type=None):
+        self.group_id, self.is_simple_consumer_group, self.state, self.type = \
+            group_id, is_simple_consumer_group, state, type
+
+    def __repr__(self):
+        return "ConsumerGroupListing(%s, %s)" % (self.group_id, self.state)
+
+
+class ListConsumerGroupsResult:
+    def __init__(self, valid=None, errors=None):
+        self.valid, self.errors = valid or [], errors or []
+
+
+class MemberAssignment:
+    def __init__(self, topic_partitions=None):
+        self.topic_partitions = topic_partitions or []
+
+
+class MemberDescription:
+    def __init__(self, member_id, client_id, host, assignment, group_instance_id=None, pid=None, alive=None):
+        self.member_id, self.client_id, self.host, self.assignment = member_id, client_id, host, assignment
+        self.group_instance_id = group_instance_id
+        self.pid, self.alive = pid, alive  # native extras: the member's process and whether it lives
+
+    def __repr__(self):
+        return "MemberDescription(%s, pid %s)" % (self.member_id, self.pid)
+
+
+class ConsumerGroupDescription:
+    def __init__(self, group_id, is_simple_consumer_group, members, partition_assignor, state, coordinator=None,
+                 authorized_operations=None):
+        self.group_id, self.is_simple_consumer_group, self.members = group_id, is_simple_consumer_group, members
+        self.partition_assignor, self.state, self.coordinator = partition_assignor, state, coordinator
+        self.authorized_operations = authorized_operations
+
+    def __repr__(self):
+        return "ConsumerGroupDescription(%s, %s, %d members)" % (self.group_id, self.state, len(self.members))
+
+
+class ConsumerGroupTopicPartitions:
+    def __init__(self, group_id, topic_partitions=None):
+        self.group_id, self.topic_partitions = group_id, topic_partitions
+
+    def __repr__(self):
+        return "ConsumerGroupTopicPartitions(%s, %r)" % (self.group_id, self.topic_partitions)
 
 
 class NewTopic:
@@ -193,7 +256,96 @@ class AdminClient:
         finally:
             log.close()
 
+    # -- consumer groups
+    def _groups(self):
+        if getattr(self, "_gs", None) is None:
+            self._gs = G.Groups(self._ns)
+        return self._gs
+
+    def _gidx(self, group_id):
+        i = self._groups().group_index(group_id, create=False)
+        if i is None:
+            raise KafkaException(KafkaError(KafkaError.GROUP_ID_NOT_FOUND, "consumer group %r does not exist in "
+                                            "namespace %r" % (group_id, self._ns.name)))
+        return i
+
+    def list_consumer_groups(self, request_timeout=-1, states=None, types=None):
+        def run():
+            gs = self._groups()
+            out = []
+            for name, i in sorted(gs.groups().items()):
+                _, state, _ = G.describe_group(gs, i)
+                st = _STATES.get(state, ConsumerGroupState.UNKNOWN)
+                if states and st not in states:
+                    continue
+                out.append(ConsumerGroupListing(name, False, st))
+            return ListConsumerGroupsResult(out)
+        return _done(run)
+
+    def describe_consumer_groups(self, group_ids, request_timeout=-1, include_authorized_operations=False):
+        def one(g):
+            gs = self._groups()
+            members, state, strat = G.describe_group(gs, self._gidx(g))
+            md = [MemberDescription(m["member_id"], m["client_id"], "localhost/%d" % m["pid"],
+                                    MemberAssignment([TopicPartition(t, p) for t, p in m["assigned"]]),
+                                    m["instance"], m["pid"], m["alive"]) for m in members]
+            return ConsumerGroupDescription(g, False, md, strat, _STATES.get(state, ConsumerGroupState.UNKNOWN))
+        return {g: _done(one, g) for g in group_ids}
+
+    def _group_offsets(self, group_id, partitions=None):
+        gs = self._groups()
+        gidx = self._gidx(group_id)
+        topics = self._ns.topics()
+        by_id = {i.topic_id: i.name for i in topics.values()}
+        if partitions is None:
+            return sorted(TopicPartition(by_id[t], p, o) for (t, p), o in gs.group_offsets(gidx).items() if t in by_id)
+        out = []
+        for tp in partitions:
+            info = topics.get(tp.topic)
+            c = gs.committed(gidx, info.topic_id, tp.partition) if info is not None else None
+            out.append(TopicPartition(tp.topic, tp.partition, OFFSET_INVALID if c is None else c))
+        return out
+
+    def list_consumer_group_offsets(self, list_consumer_group_offsets_request, require_stable=False,
+                                    request_timeout=-1):
+        return {r.group_id: _done(lambda r=r: ConsumerGroupTopicPartitions(
+            r.group_id, self._group_offsets(r.group_id, r.topic_partitions))) for r in list_consumer_group_offsets_request}
+
+    def alter_consumer_group_offsets(self, alter_consumer_group_offsets_request, request_timeout=-1):
+        """Set committed offsets of a group that has no active member (as
+        Kafka requires: stop the consumers first)."""
+        def run(r):
+            gs = self._groups()
+            gidx = gs.group_index(r.group_id)
+            members, state, _ = G.describe_group(gs, gidx)
+            if state != "Empty":
+                raise KafkaException(KafkaError(KafkaError.REBALANCE_IN_PROGRESS, "group %r has active members "
+                                                "(%s): stop them before altering its offsets"
+                                                % (r.group_id, ", ".join(str(m["pid"]) for m in members))))
+            done = []
+            for tp in r.topic_partitions or ():
+                info = self._ns.topic(tp.topic)
+                if not 0 <= tp.partition < info.partitions:
+                    raise KafkaException(unknown_partition(tp.topic, info.partitions, tp.partition))
+                if tp.offset < 0:
+                    raise KafkaException(KafkaError(KafkaError._INVALID_ARG, "offset for %s[%d] must be >= 0, got %d"
+                                                    % (tp.topic, tp.partition, tp.offset)))
+                if not gs.commit(gidx, info.topic_id, tp.partition, tp.offset, 0):
+                    raise KafkaException(KafkaError(KafkaError.REBALANCE_IN_PROGRESS, "a member of %r owns %s[%d]: "
+                                                    "stop it first" % (r.group_id, tp.topic, tp.partition)))
+                done.append(TopicPartition(tp.topic, tp.partition, tp.offset))
+            return ConsumerGroupTopicPartitions(r.group_id, done)
+        return {r.group_id: _done(run, r) for r in alter_consumer_group_offsets_request}
+
+    def delete_consumer_groups(self, group_ids, request_timeout=-1):
+        def run(g):
+            self._groups().delete_group(self._gidx(g))
+        return {g: _done(run, g) for g in group_ids}
+
     def close(self):
+        if getattr(self, "_gs", None) is not None:
+            self._gs.close()
+            self._gs = None
         self._ns.close()
 
     def __enter__(self):
@@ -203,5 +355,6 @@ class AdminClient:
         self.close()
 
 
-__all__ = ["AdminClient", "NewTopic", "OffsetSpec", "ListOffsetsResultInfo", "ClusterMetadata", "TopicMetadata",
+__all__ = ["AdminClient", "NewTopic", "ConsumerGroupState", "ConsumerGroupListing", "ListConsumerGroupsResult",
+           "ConsumerGroupDescription", "MemberDescription", "MemberAssignment", "ConsumerGroupTopicPartitions", "OffsetSpec", "ListOffsetsResultInfo", "ClusterMetadata", "TopicMetadata",
            "PartitionMetadata", "BrokerMetadata", "TopicPartition"]

@@ -274,12 +274,26 @@ class Groups:
 
     def commit(self, gidx, topic_id, partition, offset, token):
         """Commit *offset* if *token* still owns the partition: True, or
-        False when fenced."""
+        False when fenced.  Token 0 (a consumer outside the group's
+        membership, or an admin) commits what no live member owns."""
         off = self.commit_entry(gidx, topic_id, partition)
-        ok = lib.shm_pair_commit(self.buf, META_SIZE, off + 16, token, offset + 1)
-        if ok == 1:
-            self.store(off + 8, now_ns())
-        return ok == 1
+        for _ in range(3):
+            if lib.shm_pair_commit(self.buf, META_SIZE, off + 16, token, offset + 1) == 1:
+                self.store(off + 8, now_ns())
+                return True
+            owner = self.load(off + 16)
+            if token or self.token_live(owner):
+                return False
+            lib.shm_pair_release(self.buf, META_SIZE, off + 16, owner)  # its member is gone: free it
+        return False
+
+    def token_live(self, token):
+        """Is *token* the current token of an active member slot?"""
+        slot = (token >> 32) - 1
+        if not 0 <= slot < MAX_GMEMBERS:
+            return False
+        o = self.slot_off(slot)
+        return self.load(o + PID) != 0 and self.load(o + STATE) == ACTIVE and self.token(slot) == token
 
     def set_owner(self, gidx, topic_id, partition, token):
         off = self.commit_entry(gidx, topic_id, partition)
@@ -408,6 +422,31 @@ class Groups:
 
     def notify_word(self, slot):
         return self.slot_off(slot) + NOTIFY
+
+
+def describe_group(gs, gidx, topics=None):
+    """(members, state, strategy) of a group: members as dicts with slot,
+    pid, state, member_id, client_id, instance, assigned [(topic, p)]."""
+    by_id = {i.topic_id: i.name for i in (topics or gs.ns.topics()).values()}
+    members = []
+    settling = False
+    for slot, pid, state in gs.slots(gidx):
+        if state == FREE:
+            continue
+        o = gs.slot_off(slot)
+        ids = gs.read_list(slot, "assigned") or []
+        epoch, ack = gs.load(o + EPOCH), gs.load(o + ACK)
+        settling |= state == ACTIVE and (epoch == 0 or epoch != ack)
+        members.append({"slot": slot, "pid": pid, "state": STATE_NAMES.get(state, "?"),
+                        "member_id": "shm-%d-%d-%d" % (pid, slot, gs.load(o + INCARN) & 0xFFFFFFFF),
+                        "client_id": gs.text(slot, CLIENT, CLIENT_LEN),
+                        "instance": gs.text(slot, INSTANCE, INSTANCE_LEN) or None,
+                        "assigned": sorted((by_id[t >> 16], t & 0xFFFF) for t in ids if t >> 16 in by_id),
+                        "alive": state == ACTIVE and alive(pid, gs.load(o + START))})
+    gen, strat = gs.generation(gidx)
+    active = [m for m in members if m["state"] == "Stable"]
+    state = "Empty" if not active else "PreparingRebalance" if settling else "Stable"
+    return members, state, STRATEGIES[strat] if 0 <= strat < len(STRATEGIES) else ""
 
 
 def check_group_name(name):

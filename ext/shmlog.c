@@ -1169,6 +1169,20 @@ int shm_pair_commit(void *base, uint64_t size, uint64_t off, uint64_t owner, uin
         if (atom_cas128(p, &cur, next)) return 1;
     }
 }
+/* Clear the owner if it is still `owner` (a member that is gone): 1 done,
+ * 0 someone else owns it now. */
+int shm_pair_release(void *base, uint64_t size, uint64_t off, uint64_t owner)
+{
+    atom_pair *p = pair_at(base, size, off);
+    if (!p) return LOG_E_BAD_ARG;
+    atom_pair cur = { atom_load_relaxed64(&p->lo), atom_load_relaxed64(&p->hi) };
+    for (;;) {
+        if (cur.lo != owner) return 0;
+        atom_pair next = { 0, cur.hi };
+        /* full barrier: pairs with shm_pair_own's and shm_pair_commit's CAS */
+        if (atom_cas128(p, &cur, next)) return 1;
+    }
+}
 /* Hand the pair to a new owner, keeping its value; returns the value. */
 uint64_t shm_pair_own(void *base, uint64_t size, uint64_t off, uint64_t owner)
 {

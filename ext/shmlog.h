@@ -148,6 +148,8 @@ int shm_futex_wake32(void *base, uint64_t size, uint64_t off);
  * returns its value. */
 int shm_pair_commit(void *base, uint64_t size, uint64_t off, uint64_t owner, uint64_t value);
 uint64_t shm_pair_own(void *base, uint64_t size, uint64_t off, uint64_t owner);
+/* clear the owner if it is still `owner`: 1 done, 0 another owner has it */
+int shm_pair_release(void *base, uint64_t size, uint64_t off, uint64_t owner);
 
 /* Partitioner hashes: Java Kafka's murmur2 (seed 0x9747b28c, signed result
  * as the Java client returns it) and librdkafka's FNV-1a. */
