@@ -32,7 +32,7 @@ from . import groups as G
 from .admin import cluster_metadata, log_start, offset_for_time
 from .message import (OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORED, Message, TopicPartition,
                       eof_event)
-from .namespace import (META_SIZE, MEMBER_CONSUMER, Namespace, proc_start_ticks, register_client, unregister_client,
+from .namespace import (META_SIZE, MEMBER_CONSUMER, Namespace, register_client, unregister_client,
                         unknown_partition)
 from .supervisor import ensure_supervisor, supervisor_alive
 
@@ -245,7 +245,6 @@ class Consumer:
         if not static:
             gs.store(o + G.N_ASSIGNED, 0)
         lib.shm_fetch_add64(gs.buf, META_SIZE, o + G.INCARN, 1)
-        gs.store(o + G.START, proc_start_ticks(os.getpid()))
         gs.store(o + G.STATE, G.ACTIVE)  # last: the supervisor now counts us
         self._slot = slot
         self._token = gs.token(slot)

@@ -35,6 +35,7 @@ Group entry (GENTRY bytes): 0 seq  8 state  16 generation  24 strategy
 Commit entry (CENTRY bytes): 0 key  8 commit time ns  16 owner  24 offset + 1.
 Times are CLOCK_MONOTONIC nanoseconds (shared by every process on the host).
 """
+import os
 import re
 import struct
 import time
@@ -134,10 +135,12 @@ class Groups:
         self.mm = ns.seg.mm
         self._words = np.frombuffer(self.mm, dtype=np.uint64, count=MAX_COMMITS * CENTRY // 8,
                                     offset=COMMITS_OFF).reshape(MAX_COMMITS, CENTRY // 8)
+        self._slot_words = np.frombuffer(self.mm, dtype=np.uint64, count=MAX_GMEMBERS * GMEMBER // 8,
+                                         offset=GMEMBER_OFF)
 
     def close(self):
         """Drop our views of the segment (before the Namespace closes it)."""
-        self._words = None
+        self._words = self._slot_words = None
 
     # -- words
     def load(self, off):
@@ -375,7 +378,8 @@ class Groups:
     def slots(self, gidx=None):
         """[(slot, pid, state)] of claimed member slots (of one group)."""
         out = []
-        for i in range(MAX_GMEMBERS):
+        used = np.nonzero(self._slot_words[::GMEMBER // 8])[0].tolist()  # a plain scan; hits are re-read
+        for i in used:
             o = self.slot_off(i)
             pid = self.load(o + PID)
             if not pid:
@@ -388,17 +392,20 @@ class Groups:
     def claim_slot(self, gidx, instance_id):
         """Claim a member slot for this process: a DOWN slot of the same
         static member (it keeps its partitions), else a free one."""
-        pid = __import__("os").getpid()
+        pid = os.getpid()
+        start = proc_start_ticks(pid)
         if instance_id:
             for i in range(MAX_GMEMBERS):
                 o = self.slot_off(i)
                 old = self.load(o + PID)
                 if old and self.load(o + STATE) == DOWN and self.load(o + GROUP) == gidx + 1 and \
                         self.text(i, INSTANCE, INSTANCE_LEN) == instance_id and self.cas(o + PID, old, pid):
+                    self.store(o + START, start)  # at once: the supervisor checks pid and start together
                     return i, True
         for i in range(MAX_GMEMBERS):
             o = self.slot_off(i)
             if self.load(o + PID) == 0 and self.cas(o + PID, 0, pid):
+                self.store(o + START, start)
                 return i, False
         raise NamespaceError("namespace %r has %d consumer-group members, its maximum: close some consumers"
                              % (self.ns.name, MAX_GMEMBERS))
@@ -412,6 +419,7 @@ class Groups:
         self.store(o + N_ASSIGNED, 0)
         self.store(o + N_OWNED, 0)
         self.store(o + GROUP, 0)
+        self.store(o + START, 0)  # the next claimer's start ticks are not confused with ours
         return self.cas(o + PID, pid, 0)
 
     def token(self, slot):

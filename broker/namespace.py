@@ -19,6 +19,8 @@ import struct
 import time
 import weakref
 
+import numpy as np
+
 from shm._native import ffi, lib
 from shm.errors import (ConfigError, CorruptSegmentError, InvalidNameError, KafkaError, KafkaException,
                         NamespaceError, TopicExistsError, UnknownTopicError)
@@ -37,6 +39,7 @@ GROUPS_OFF = TOPICS_OFF + MAX_TOPICS * ENTRY  # the supervisor, members, groups,
 GROUPS_SIZE = 2 << 20
 META_SIZE = GROUPS_OFF + GROUPS_SIZE
 NEXT_ID_OFF = 64
+TOPICS_GEN_OFF = 72  # bumped after every topic create/delete: readers cache the registry until it moves
 SUP_OFF = GROUPS_OFF  # the running supervisor's pid (0: none)
 SUP_FUTEX_OFF = GROUPS_OFF + 8  # u32: clients bump it and wake the supervisor (group changes)
 MEMBERS_OFF = GROUPS_OFF + 64
@@ -235,23 +238,29 @@ class Namespace:
         return TopicInfo(name[:nlen].decode("ascii", "replace"), tid, parts, slots, data, maxmsg, rms, OVERFLOWS[ovf])
 
     def topics(self):
-        """{name: TopicInfo} of every topic."""
+        """{name: TopicInfo} of every topic (cached until a topic is created
+        or deleted: one word load when nothing changed)."""
+        gen = lib.shm_load64(self._cbuf, META_SIZE, TOPICS_GEN_OFF)  # before the entries: a change after it refreshes
+        cache = getattr(self, "_tcache", None)
+        if cache is not None and cache[0] == gen:
+            return dict(cache[1])
         out = {}
+        torn = False
         for i in range(MAX_TOPICS):
             e = self._read_entry(i)
+            torn |= e is None
             t = self._decode(e) if e else None
             if t:
                 out[t.name] = t
-        return out
+        if not torn:
+            self._tcache = (gen, out)
+        return dict(out)
 
     def topic(self, name):
         """TopicInfo of *name*, or raise UnknownTopicError."""
-        for i in range(MAX_TOPICS):
-            e = self._read_entry(i)
-            if e and e[1] == ACTIVE and e[10][:e[9]] == name.encode():
-                t = self._decode(e)
-                if t:
-                    return t
+        t = self.topics().get(name)
+        if t is not None:
+            return t
         raise UnknownTopicError("unknown topic %r in namespace %r: create it first (AdminClient.create_topics or "
                                 "`shmbroker topics --create --topic %s`)" % (name, self.name, name))
 
@@ -288,7 +297,10 @@ class Namespace:
         """[(index, pid, start ticks, role)] of complete registrations; an
         entry half-written by a process that died registering is freed."""
         out = []
-        for i in range(MAX_MEMBERS):
+        words = np.frombuffer(self.seg.mm, dtype=np.uint64, count=MAX_MEMBERS * MEMBER // 8, offset=MEMBERS_OFF)
+        used = np.nonzero(words[::MEMBER // 8])[0].tolist()  # a plain scan; each hit is re-read below
+        del words
+        for i in used:
             off = MEMBERS_OFF + i * MEMBER
             pid = lib.shm_load64(self._cbuf, META_SIZE, off)
             if not pid:
@@ -346,6 +358,7 @@ class Namespace:
                     made.append(seg)
                 self._write_entry(free, (ACTIVE, partitions, tid, slots, data, maxmsg, rms, OVERFLOWS.index(ovf),
                                          len(name), name.encode()))
+                lib.shm_fetch_add64(self._cbuf, META_SIZE, TOPICS_GEN_OFF, 1)  # after the entry: readers refresh
             except BaseException:
                 for seg in made:
                     unlink(seg)
@@ -371,6 +384,7 @@ class Namespace:
                         log.close()
                     unlink(seg)
                 self._write_entry(i, (FREE, 0, 0, 0, 0, 0, 0, 0, 0, b""))
+                lib.shm_fetch_add64(self._cbuf, META_SIZE, TOPICS_GEN_OFF, 1)  # after the entry: readers refresh
                 return t
         raise UnknownTopicError("cannot delete topic %r: it does not exist in namespace %r" % (name, self.name))
 

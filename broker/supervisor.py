@@ -87,6 +87,7 @@ class Supervisor:
         self.poller.register(self._wake_r, select.POLLIN)
         self._waker = None
         self._next_tick = 0
+        self._rstats = [0, 0, 0]  # reconcile passes, total ns, max ns
 
     # -- members
     def _watch_new(self):
@@ -313,7 +314,12 @@ class Supervisor:
                     return
                 self._check_members(now)
                 self._next_tick = now + int(TICK * 1e9)
+            t0 = time.monotonic_ns()
             self.reconcile()
+            dt = time.monotonic_ns() - t0
+            self._rstats[0] += 1
+            self._rstats[1] += dt
+            self._rstats[2] = max(self._rstats[2], dt)
 
     def run(self):
         self.log.info("supervisor of namespace %s started", self.name)
@@ -366,7 +372,9 @@ class Supervisor:
                 os.close(fd)
         self._wake_r = self._wake_w = None
         if self._lockfd is not None:
-            self.log.info("supervisor of namespace %s stopped", self.name)
+            n, total, mx = self._rstats
+            self.log.info("supervisor of namespace %s stopped: %d rebalances, %d reconcile passes (mean %.2f ms, "
+                          "max %.2f ms)", self.name, self.rebalances, n, total / max(n, 1) / 1e6, mx / 1e6)
             for h in list(self.log.handlers):
                 h.close()
                 self.log.removeHandler(h)
