@@ -170,17 +170,25 @@ class Groups:
                 return name.decode("utf-8", "replace") if state == 1 and 0 < n <= 255 else None
         return None
 
+    def _used_groups(self):
+        """Indexes of group entries whose state word is set (a plain scan;
+        each is then read under its seqlock)."""
+        states = np.frombuffer(self.mm, dtype=np.uint64, count=MAX_GROUPS * GENTRY // 8, offset=GTABLE_OFF)
+        used = np.nonzero(states[1::GENTRY // 8])[0].tolist()
+        del states
+        return used
+
     def groups(self):
         """{name: index} of every group."""
         out = {}
-        for i in range(MAX_GROUPS):
+        for i in self._used_groups():
             n = self._gname(i)
             if n is not None:
                 out[n] = i
         return out
 
     def find_group(self, name):
-        for i in range(MAX_GROUPS):
+        for i in self._used_groups():
             if self._gname(i) == name:
                 return i
         return None
@@ -232,10 +240,13 @@ class Groups:
             self.store(off + 32, 0)
             self.store(off, seq + 2)
 
-    def bump_generation(self, gidx, strategy):
+    def set_strategy(self, gidx, strategy):
         off = GTABLE_OFF + gidx * GENTRY
-        lib.shm_fetch_add64(self.buf, META_SIZE, off + 16, 1)
-        self.store(off + 24, strategy + 1)
+        if self.load(off + 24) != strategy + 1:
+            self.store(off + 24, strategy + 1)
+
+    def bump_generation(self, gidx):
+        lib.shm_fetch_add64(self.buf, META_SIZE, GTABLE_OFF + gidx * GENTRY + 16, 1)
 
     def generation(self, gidx):
         off = GTABLE_OFF + gidx * GENTRY

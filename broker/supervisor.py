@@ -248,6 +248,7 @@ class Supervisor:
             for tp in held:
                 holder.setdefault(tp, slot)
         changed = False
+        gs.set_strategy(gidx, strategy)  # before any member hears of it
         for key, (slot, state, assigned) in info.items():
             if state != G.ACTIVE:
                 continue
@@ -265,7 +266,7 @@ class Supervisor:
             gs.notify(slot)
             changed = True
         if changed:
-            gs.bump_generation(gidx, strategy)
+            gs.bump_generation(gidx)
             self.rebalances += 1
 
     # -- loop

@@ -38,6 +38,8 @@ JOIN = 4096  # + 2 * member: subscribe() stamp, first record stamp
 def parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kills", type=int, default=60)
+    p.add_argument("--warmup", type=int, default=5, help="kills first, reported apart (fresh processes' first "
+                   "rebalances: page faults after fork, first attaches)")
     p.add_argument("--members", type=int, default=3)
     p.add_argument("--partitions", type=int, default=6)
     p.add_argument("--strategy", default="range", help="partition.assignment.strategy")
@@ -139,7 +141,10 @@ def run(args):
                 sorted(p for ps in view.values() for p in ps) == list(range(args.partitions))
         wait_for(stable, 30, "the group to form")
         first, last, joins = [], [], []
-        for k in range(args.kills):
+        for k in range(args.warmup + args.kills):
+            if k == args.warmup:
+                warm = (first, last, joins)
+                first, last, joins = [], [], []
             view, _ = group_view(gs, gidx)
             victim = sorted(view)[k % len(view)]
             its = view[victim]
@@ -169,8 +174,11 @@ def run(args):
                 print("  %d kills" % (k + 1), flush=True)
         gs.close()
         n.close()
-        print("rebalance (%d members, %d partitions, %s), %d kills:" % (args.members, args.partitions,
-                                                                       args.strategy, args.kills))
+        if args.warmup:
+            print("warm-up (%d kills, not in the figures below): kill -> first record max %.2f ms, subscribe -> "
+                  "first record max %.2f ms" % (args.warmup, max(warm[0]) / 1e6, max(warm[2]) / 1e6))
+        print("rebalance (%d members, %d partitions, %s, %g records/s per partition), %d kills:" % (
+            args.members, args.partitions, args.strategy, args.rate, args.kills))
         print("  kill -> first record on a dead member's partition: %s" % pct(first))
         print("  kill -> all its partitions resumed:               %s" % pct(last))
         print("  subscribe -> first record (new member):            %s" % pct(joins))
