@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-TOOLS = ["topics", "console-producer", "console-consumer", "destroy", "demo", "stat", "serve"]
+TOOLS = ["topics", "console-producer", "console-consumer", "consumer-groups", "destroy", "demo", "stat", "serve"]
 
 
 def run(ns, *args, stdin=None):
@@ -75,3 +75,42 @@ def test_stat_shows_partitions_and_members(ns):
         assert [(x[1], x[2], x[3]) for x in rows[:2]] == [("0", "0", "0"), ("1", "0", "7")]
         assert ["%d" % os.getpid(), "producer", "yes"] in [l.split() for l in lines]
     assert "does not exist" in run("sbtnosuchns", "stat", "--count", "1").stderr
+
+
+def test_consumer_groups_tool(ns):
+    from broker import Consumer
+    from conftest import deadline_wait
+    assert run(ns, "topics", "--create", "--topic", "t", "--partitions", "2").returncode == 0
+    assert run(ns, "console-producer", "--topic", "t", "--partition", "0", stdin="a\nb\nc\n").returncode == 0
+    r = run(ns, "console-consumer", "--topic", "t", "--group", "cg", "--from-beginning", "--max-messages", "3")
+    assert r.returncode == 0 and r.stdout.splitlines() == ["a", "b", "c"], r.stderr
+    assert run(ns, "consumer-groups", "--list").stdout == "cg\n"
+    out = run(ns, "consumer-groups", "--describe", "--group", "cg").stdout.splitlines()
+    assert "Consumer group 'cg' has no active members." in out
+    head = out.index(next(l for l in out if l.startswith("GROUP")))
+    assert out[head].split() == ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG",
+                                 "CONSUMER-ID", "HOST", "CLIENT-ID", "PID", "ALIVE"]
+    assert out[head + 1].split()[:6] == ["cg", "t", "0", "3", "3", "0"]  # console-consumer committed on exit
+    # with a live member: its id, pid and liveness
+    c = Consumer({"shm.namespace": ns, "group.id": "cg", "client.id": "mine"})
+    c.subscribe(["t"])
+    deadline_wait(lambda: c.poll(0.01) is None and len(c.assignment()) == 2, 20, "the assignment")
+    rows = [l.split() for l in run(ns, "consumer-groups", "--describe", "--group", "cg").stdout.splitlines()
+            if l.startswith("cg ")]
+    assert [(r[2], r[6], r[8], r[9], r[10]) for r in rows] == [(str(p), c.memberid(), "mine", str(os.getpid()), "yes")
+                                                               for p in range(2)]
+    r = run(ns, "consumer-groups", "--reset-offsets", "--group", "cg", "--topic", "t", "--to-earliest", "--execute")
+    assert r.returncode == 1 and "active members" in r.stderr
+    c.close()
+    r = run(ns, "consumer-groups", "--reset-offsets", "--group", "cg", "--topic", "t", "--to-offset", "1")
+    assert "dry run" in r.stdout and run(ns, "consumer-groups", "--describe", "--group", "cg").stdout.count(" 3 ") >= 1
+    r = run(ns, "consumer-groups", "--reset-offsets", "--group", "cg", "--topic", "t", "--to-offset", "1", "--execute")
+    assert r.returncode == 0 and [l.split() for l in r.stdout.splitlines() if l.startswith("cg ")] == [
+        ["cg", "t", "0", "1"], ["cg", "t", "1", "0"]]  # clamped to the partition's range
+    stat = run(ns, "stat", "--count", "1").stdout.splitlines()
+    assert ["cg", "t", "0", "1", "3", "2", "-", "Empty"] in [l.split() for l in stat]
+    r = run(ns, "console-consumer", "--topic", "t", "--group", "cg", "--max-messages", "2")
+    assert r.stdout.splitlines() == ["b", "c"]  # from the reset offset
+    r = run(ns, "consumer-groups", "--delete", "--group", "cg")
+    assert r.returncode == 0 and "was successful" in r.stdout
+    assert run(ns, "consumer-groups", "--list").stdout == ""
