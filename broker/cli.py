@@ -4,23 +4,12 @@ import sys
 
 
 def cmd_demo(args):
-    # Until the broker layer (topics, groups, supervisor) lands, the main job
-    # is the partition-log benchmark in a short run.
-    import importlib.util
-    import os
-    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "perf", "ring_bench.py")
-    spec = importlib.util.spec_from_file_location("ring_bench", here)
-    if spec is None or not os.path.exists(here):
-        print("perf/ring_bench.py not found beside the package: run from a source checkout", file=sys.stderr)
-        return 2
-    rb = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rb)
-    argv = ["--samples", str(args.samples), "--records", str(args.records), "--big-records", "5000",
-            "--repeats", "2", "--syscall-appends", "50000"]
+    from broker import demo
     from shm import __version__
-    print("shmbroker %s demo: partition-log latency and throughput, each beside its baseline" % __version__)
-    rb.run(rb.parser().parse_args(argv))
-    return 0
+    print("shmbroker %s" % __version__)
+    r = demo.run(producers=args.producers, members=args.members, partitions=args.partitions, records=args.records,
+                 rate=args.rate, strategy=args.strategy, namespace=args.namespace)
+    return 0 if r["missing"] == 0 else 1
 
 
 def _conf(args):
@@ -418,11 +407,17 @@ def main(argv=None):
               "a member dies). Clients start one by themselves when none runs. Stops on SIGTERM or Ctrl-C.")
     sv.add_argument("--quiet", action="store_true", help="log only to the namespace's log file, not stderr")
     sv.add_argument("--attach", action="store_true", help="only for an existing namespace (how clients start it)")
-    d = tool("demo", cmd_demo, "the main job: a short end-to-end run with its measurements",
-             "Run the main job: partition-log latency percentiles and throughput, each beside its baseline "
-             "(Python floor, Pipe, memcpy).")
-    d.add_argument("--samples", type=int, default=10000, help="latency samples per wait mode")
-    d.add_argument("--records", type=int, default=500000, help="records per throughput repeat")
+    d = tool("demo", cmd_demo, "the main job: producers and a consumer group, one member killed midway",
+             "Run the main job: producer processes and a consumer group of processes on one namespace; "
+             "midway one member is SIGKILLed and its partitions resume on the survivors. Prints live progress, "
+             "then the kill -> resume time, end-to-end latency percentiles, throughput and a count proving "
+             "nothing was lost. Removes its namespace at the end.")
+    d.add_argument("--records", type=int, default=400000, help="records in all")
+    d.add_argument("--producers", type=int, default=2)
+    d.add_argument("--members", type=int, default=3, help="consumer processes in the group")
+    d.add_argument("--partitions", type=int, default=4)
+    d.add_argument("--rate", type=int, default=50000, help="records/s per producer (0: as fast as possible)")
+    d.add_argument("--strategy", default="cooperative-sticky", help="partition.assignment.strategy")
     args = p.parse_args(argv)
     if not getattr(args, "fn", None):
         p.print_help()

@@ -174,7 +174,7 @@ class Groups:
         """Indexes of group entries whose state word is set (a plain scan;
         each is then read under its seqlock)."""
         states = np.frombuffer(self.mm, dtype=np.uint64, count=MAX_GROUPS * GENTRY // 8, offset=GTABLE_OFF)
-        used = np.nonzero(states[1::GENTRY // 8])[0].tolist()
+        used = np.flatnonzero(states[1::GENTRY // 8].copy()).tolist()  # a snapshot: nonzero() on live words can fail
         del states
         return used
 
@@ -389,7 +389,7 @@ class Groups:
     def slots(self, gidx=None):
         """[(slot, pid, state)] of claimed member slots (of one group)."""
         out = []
-        used = np.nonzero(self._slot_words[::GMEMBER // 8])[0].tolist()  # a plain scan; hits are re-read
+        used = np.flatnonzero(self._slot_words[::GMEMBER // 8].copy()).tolist()  # a snapshot; hits are re-read
         for i in used:
             o = self.slot_off(i)
             pid = self.load(o + PID)

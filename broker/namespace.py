@@ -287,6 +287,10 @@ class Namespace:
         raise NamespaceError("namespace %r has %d registered client processes, its maximum: close some clients"
                              % (self.name, MAX_MEMBERS))
 
+    def registered(self, idx, pid):
+        """Does member entry *idx* still name *pid*?"""
+        return lib.shm_load64(self._cbuf, META_SIZE, MEMBERS_OFF + idx * MEMBER) == pid
+
     def unregister(self, idx, pid):
         off = MEMBERS_OFF + idx * MEMBER
         if lib.shm_load64(self._cbuf, META_SIZE, off) == pid:
@@ -298,7 +302,7 @@ class Namespace:
         entry half-written by a process that died registering is freed."""
         out = []
         words = np.frombuffer(self.seg.mm, dtype=np.uint64, count=MAX_MEMBERS * MEMBER // 8, offset=MEMBERS_OFF)
-        used = np.nonzero(words[::MEMBER // 8])[0].tolist()  # a plain scan; each hit is re-read below
+        used = np.flatnonzero(words[::MEMBER // 8].copy()).tolist()  # a snapshot; each hit is re-read below
         del words
         for i in used:
             off = MEMBERS_OFF + i * MEMBER

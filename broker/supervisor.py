@@ -111,6 +111,11 @@ class Supervisor:
     def _dead(self, idx, pid, role):
         t0 = time.monotonic_ns()
         tomb = 0
+        if not self.ns.registered(idx, pid):  # closed before it exited: nothing half done
+            gone = self.member_died(pid)
+            self.log.info("%s pid %d exited (closed cleanly)%s", ROLES.get(role, role), pid,
+                          ", %d group slots released" % gone if gone else "")
+            return
         if role == MEMBER_PRODUCER:
             tomb = self.repair_producer(pid)
         self.ns.unregister(idx, pid)
