@@ -144,7 +144,7 @@ def cmd_serve(args):
     from shm.errors import KafkaException
     ns = resolve_namespace(_conf(args))
     try:
-        sup = Supervisor(ns, to_stderr=not args.quiet, create=not args.attach)
+        sup = Supervisor(ns, to_stderr=not args.quiet, create=not args.attach, lock_fd=args.lock_fd)
     except KafkaException as exc:
         print("Error: %s" % exc, file=sys.stderr)
         return 1
@@ -407,6 +407,7 @@ def main(argv=None):
               "a member dies). Clients start one by themselves when none runs. Stops on SIGTERM or Ctrl-C.")
     sv.add_argument("--quiet", action="store_true", help="log only to the namespace's log file, not stderr")
     sv.add_argument("--attach", action="store_true", help="only for an existing namespace (how clients start it)")
+    sv.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)  # the singleton lock, taken by the starter
     d = tool("demo", cmd_demo, "the main job: producers and a consumer group, one member killed midway",
              "Run the main job: producer processes and a consumer group of processes on one namespace; "
              "midway one member is SIGKILLed and its partitions resume on the survivors. Prints live progress, "

@@ -34,7 +34,7 @@ from .message import (OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORE
                       eof_event)
 from .namespace import (META_SIZE, MEMBER_CONSUMER, Namespace, register_client, unregister_client,
                         unknown_partition)
-from .supervisor import ensure_supervisor, supervisor_alive
+from .supervisor import ensure_supervisor
 
 _FETCH = 256
 _mk = tuple.__new__  # Message(...) without running Python code
@@ -575,7 +575,7 @@ class Consumer:
         self._gw[self._w_hb] = now
         if now >= self._next_sup_check:  # a client restarts a dead supervisor
             self._next_sup_check = now + 500_000_000
-            if self._conf.get("shm.supervisor", "auto") != "off" and not supervisor_alive(self._ns.name):
+            if self._conf.get("shm.supervisor", "auto") != "off":
                 ensure_supervisor(self._ns.name)
         off = gs.notify_word(self._slot)
         nval = self._gw[off // 8] & 0xFFFFFFFF  # little-endian: the u32 is the low half

@@ -53,10 +53,21 @@ def log_path(ns):
 
 
 class Supervisor:
-    def __init__(self, namespace, to_stderr=False, create=True):
-        self.ns = Namespace(namespace, create=create)  # first: a destroyed namespace is not brought back
+    def __init__(self, namespace, to_stderr=False, create=True, lock_fd=None):
+        """*lock_fd*: the singleton lock, already taken by the client that
+        started us (ensure_supervisor), inherited."""
+        try:
+            self.ns = Namespace(namespace, create=create)  # first: a destroyed namespace is not brought back
+        except BaseException:
+            if lock_fd is not None:  # started for a namespace destroyed meanwhile: leave nothing behind
+                _unlink_if(_lock_path(namespace), lock_fd)
+                os.close(lock_fd)
+            raise
         self.name = namespace
         self._ns_ino = os.fstat(self.ns._lockfd).st_ino
+        if lock_fd is not None:
+            self._lockfd = lock_fd
+            return self._setup(to_stderr)
         self._lockfd = os.open(_lock_path(namespace), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -66,6 +77,10 @@ class Supervisor:
             self.ns.close()
             raise NamespaceError("a supervisor already runs for namespace %r (pid %s): one per namespace"
                                  % (namespace, other)) from None
+        self._setup(to_stderr)
+
+    def _setup(self, to_stderr):
+        namespace = self.name
         self.log = logging.getLogger("shmbroker.supervisor.%s" % namespace)
         self.log.setLevel(logging.INFO)
         self.log.propagate = False
@@ -350,11 +365,7 @@ class Supervisor:
         if gone:
             self.log.info("namespace %s was destroyed: stopping", self.name)
             self._stop = True
-            try:
-                if os.stat(_lock_path(self.name)).st_ino == os.fstat(self._lockfd).st_ino:
-                    os.unlink(_lock_path(self.name))
-            except FileNotFoundError:
-                pass
+            _unlink_if(_lock_path(self.name), self._lockfd)
         return gone
 
     def _on_signal(self, signum, frame):
@@ -396,6 +407,15 @@ def _lock_path(namespace):
     return "/dev/shm/shmb.%s.sup" % namespace
 
 
+def _unlink_if(path, fd):
+    """Remove *path* if it is the file open as *fd*."""
+    try:
+        if os.stat(path).st_ino == os.fstat(fd).st_ino:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def supervisor_alive(namespace):
     """Does a supervisor hold the namespace's singleton lock?"""
     try:
@@ -416,11 +436,24 @@ def supervisor_alive(namespace):
 def ensure_supervisor(namespace):
     """Start the namespace's supervisor if none is alive: detached (its own
     session, reparented away from us, so it outlives this client), its
-    command line naming the namespace.  Racing starters are harmless: the
-    singleton lock keeps one.  Returns True if one was started."""
-    if os.environ.get("SHMBROKER_SUPERVISOR", "auto") == "off" or supervisor_alive(namespace):
+    command line naming the namespace.  We take the singleton lock first and
+    hand it to the new process (an inherited open file description shares a
+    flock), so racing clients start one supervisor, not one each.  Returns
+    True if one was started."""
+    if os.environ.get("SHMBROKER_SUPERVISOR", "auto") == "off":
         return False
-    subprocess.run(["/bin/sh", "-c", 'exec "$0" -m broker serve --namespace "$1" --quiet --attach '
-                    '</dev/null >/dev/null 2>&1 &', sys.executable, namespace],
-                   start_new_session=True, check=False, timeout=30)
-    return True
+    try:
+        fd = os.open(_lock_path(namespace), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # alive, or being started by another client
+        subprocess.run(["/bin/sh", "-c", 'exec "$0" -m broker serve --namespace "$1" --quiet --attach '
+                        '--lock-fd "$2" </dev/null >/dev/null 2>&1 &', sys.executable, namespace, str(fd)],
+                       start_new_session=True, check=False, timeout=30, pass_fds=(fd,))
+        return True
+    finally:
+        os.close(fd)  # the lock stays with the supervisor's copy
