@@ -25,7 +25,7 @@ import time
 
 from shm._native import lib
 from shm.errors import ClosedError, KafkaError, KafkaException, UnknownTopicError
-from shm.log import NOTIFIED, wait_many
+from shm.log import Waiter
 
 from . import config as _config
 from . import groups as G
@@ -90,6 +90,7 @@ class Consumer:
         self._commit_events = collections.deque()
         self._next_sup_check = 0
         self._rejoin = False
+        self._waiter = None  # (partition set, Waiter) of the last wait
         register_client(self, MEMBER_CONSUMER)
         if conf.get("shm.supervisor", "auto") != "off":
             ensure_supervisor(self._ns.name)
@@ -150,6 +151,7 @@ class Consumer:
     def _remove(self, key):
         part = self._parts.pop(key, None)
         self._cur = None
+        self._waiter = None
         if part is not None:
             self._order.remove(key)
             part.log.close()
@@ -247,6 +249,7 @@ class Consumer:
         lib.shm_fetch_add64(gs.buf, META_SIZE, o + G.INCARN, 1)
         gs.store(o + G.STATE, G.ACTIVE)  # last: the supervisor now counts us
         self._slot = slot
+        self._waiter = None  # a new notify word
         self._token = gs.token(slot)
         self._seen_epoch = 0
         self._synced = False
@@ -269,6 +272,7 @@ class Consumer:
         gs.write_list(self._slot, "owned", [])
         gs.free_slot(self._slot, os.getpid())
         self._slot = None
+        self._waiter = None
         self._ns.wake_supervisor()
 
     def unsubscribe(self):
@@ -563,9 +567,16 @@ class Consumer:
             self._turn = (self._turn + 1) % len(self._order)
             parts = parts[:_MAX_WAIT]
         try:
-            wait_many([p.log for p in parts], [p.pos for p in parts], timeout, self._wait_mode)
+            self._waiter_for(parts).wait([p.pos for p in parts], timeout, self._wait_mode)
         except UnknownTopicError:
             pass  # the next _fill reports which
+
+    def _waiter_for(self, parts, notify=None):
+        """The Waiter of this set of partitions, built again only when it changes."""
+        key = tuple(id(p) for p in parts)
+        if self._waiter is None or self._waiter[0] != key:
+            self._waiter = (key, Waiter([p.log for p in parts], notify))
+        return self._waiter[1]
 
     def _wait_member(self, parts, timeout):
         """Wait for data or for the supervisor (a new assignment), in
@@ -585,8 +596,8 @@ class Consumer:
         timeout = chunk if timeout is None else min(timeout, chunk)
         parts = parts[:_MAX_WAIT]
         try:
-            wait_many([p.log for p in parts], [p.pos for p in parts], timeout,
-                      self._wait_mode, notify=(gs.buf, META_SIZE, off, nval))
+            self._waiter_for(parts, (gs.buf, META_SIZE, off)).wait([p.pos for p in parts], timeout, self._wait_mode,
+                                                                   notify_val=nval)
         except UnknownTopicError:
             pass
 

@@ -599,6 +599,47 @@ def repair_unclaimed(logs, grace=0.05):
 NOTIFIED = -2  # wait_many: the extra (notify) word moved
 
 
+class Waiter:
+    """The arguments of one log_wait_many_ex call, built once for a fixed
+    set of logs (a consumer's assignment) and reused for every wait."""
+
+    def __init__(self, logs, notify=None):
+        n = len(logs)
+        if n > 128 or (n == 0 and notify is None):
+            raise ValueError("wait_many takes 1 to 128 logs (0 with notify) and as many offsets")
+        self.logs = list(logs)
+        self._views = ffi.new("log_view *[]", [log._v for log in logs] or 1)
+        self._offs = ffi.new("uint64_t[]", n or 1)
+        self._notify = notify[:3] if notify is not None else (ffi.NULL, 0, 0)
+
+    def wait(self, offsets, timeout=None, mode="adaptive", spin_us=50, notify_val=0):
+        """See wait_many."""
+        logs, n = self.logs, len(self.logs)
+        if len(offsets) != n:
+            raise ValueError("wait takes one offset per log")
+        m = WAIT_MODES.get(mode)
+        if m is None:
+            raise ValueError("wait mode must be one of %s, got %r" % (", ".join(WAIT_MODES), mode))
+        for i, log in enumerate(logs):
+            log._check_open()
+            self._offs[i] = offsets[i]
+        xbase, xsize, xoff = self._notify
+        deadline = None if timeout is None or timeout < 0 else time.monotonic_ns() + int(timeout * 1e9)
+        spin = int(spin_us * 1000)
+        while True:
+            left = _WAIT_CHUNK_NS if deadline is None else max(0, min(_WAIT_CHUNK_NS, deadline - time.monotonic_ns()))
+            r = lib.log_wait_many_ex(self._views, self._offs, n, left, m, spin, xbase, xsize, xoff, notify_val)
+            if r >= 0 or r == NOTIFIED:
+                return r
+            if r != -1:
+                if logs:
+                    logs[0]._raise(r)
+                raise ValueError("bad notify word %r" % (self._notify[1:],))
+            if deadline is not None and time.monotonic_ns() >= deadline:
+                return None
+            spin = 0
+
+
 def wait_many(logs, offsets, timeout=None, mode="adaptive", spin_us=50, notify=None):
     """Block until one of *logs* has its offset in *offsets* readable;
     returns its index, or None on timeout.  One sleep on all their futexes
@@ -606,28 +647,4 @@ def wait_many(logs, offsets, timeout=None, mode="adaptive", spin_us=50, notify=N
     u32 futex word ``(cdata buffer, size, offset, value)`` in another
     segment; when it moves off value, returns NOTIFIED (logs may then be
     empty)."""
-    n = len(logs)
-    if n > 128 or len(offsets) != n or (n == 0 and notify is None):
-        raise ValueError("wait_many takes 1 to 128 logs (0 with notify) and as many offsets")
-    m = WAIT_MODES.get(mode)
-    if m is None:
-        raise ValueError("wait mode must be one of %s, got %r" % (", ".join(WAIT_MODES), mode))
-    for log in logs:
-        log._check_open()
-    views = ffi.new("log_view *[]", [log._v for log in logs] or 1)
-    offs = ffi.new("uint64_t[]", offsets or 1)
-    xbase, xsize, xoff, xval = notify if notify is not None else (ffi.NULL, 0, 0, 0)
-    deadline = None if timeout is None or timeout < 0 else time.monotonic_ns() + int(timeout * 1e9)
-    spin = int(spin_us * 1000)
-    while True:
-        left = _WAIT_CHUNK_NS if deadline is None else max(0, min(_WAIT_CHUNK_NS, deadline - time.monotonic_ns()))
-        r = lib.log_wait_many_ex(views, offs, n, left, m, spin, xbase, xsize, xoff, xval)
-        if r >= 0 or r == NOTIFIED:
-            return r
-        if r != -1:
-            if logs:
-                logs[0]._raise(r)
-            raise ValueError("bad notify word %r" % (notify[1:],))
-        if deadline is not None and time.monotonic_ns() >= deadline:
-            return None
-        spin = 0
+    return Waiter(logs, notify).wait(offsets, timeout, mode, spin_us, notify[3] if notify is not None else 0)
