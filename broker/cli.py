@@ -183,7 +183,6 @@ def _group_rows(ns, gs, gidx, group):
 
 def cmd_consumer_groups(args):
     from broker import TopicPartition
-    from broker import groups as G
     from broker.admin import AdminClient, ConsumerGroupTopicPartitions
     from shm.errors import KafkaException
     try:

@@ -22,6 +22,7 @@ import numpy as np
 from .admin import AdminClient, NewTopic
 from .consumer import Consumer
 from .namespace import destroy
+from .procs import fork, reap
 from .producer import Producer
 from . import groups as G
 
@@ -95,21 +96,6 @@ def _member(ns, sh, idx, strategy):
     c.close()
 
 
-def _fork(fn, *args):
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            fn(*args)
-            code = 0
-        except BaseException:
-            import traceback
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    return pid
-
-
 def _assignment(gs, gidx):
     members, _, _ = G.describe_group(gs, gidx)
     return {m["pid"]: [p for _, p in m["assigned"]] for m in members if m["state"] == "Stable"}
@@ -131,7 +117,7 @@ def run(producers=2, members=3, partitions=4, records=400_000, rate=50_000, stra
             "processes (%s)" % (producers, partitions, members, strategy))
         say("  %d records of 64 B, each producer paced at %s records/s; one member is SIGKILLed midway"
             % (records, "{:,}".format(rate) if rate else "full speed"))
-        mpids = [_fork(_member, ns, sh, i, strategy) for i in range(members)]
+        mpids = [fork(_member, ns, sh, i, strategy) for i in range(members)]
         pids += mpids
         from .namespace import Namespace
         nsx = Namespace(ns)
@@ -149,7 +135,7 @@ def run(producers=2, members=3, partitions=4, records=400_000, rate=50_000, stra
             ", ".join("pid %d <- %s" % (pid, v) for pid, v in sorted(view.items())), settle))
         time.sleep(settle)  # fresh processes' first moments after fork are slow (page faults): not the broker's
         t0 = time.monotonic()
-        ppids = [_fork(_producer, ns, sh, i, rate, partitions) for i in range(producers)]
+        ppids = [fork(_producer, ns, sh, i, rate, partitions) for i in range(producers)]
         pids += ppids
         killed = None
         victim_parts = []
@@ -179,7 +165,7 @@ def run(producers=2, members=3, partitions=4, records=400_000, rate=50_000, stra
                 say("  t=%5.2fs  consumed %9s of %s distinct  members %s" % (
                     now - t0, "{:,}".format(done), "{:,}".format(sh.n),
                     " ".join("{:,}".format(int(sh.ctl[CONSUMED + i])) for i in range(members))))
-            if done == sh.n and all(_reaped(p) for p in ppids):
+            if done == sh.n and all(reap(p) for p in ppids):
                 break
             if now > deadline:
                 raise SystemExit("not everything was consumed within 120 s: %d of %d" % (done, sh.n))
@@ -219,24 +205,5 @@ def run(producers=2, members=3, partitions=4, records=400_000, rate=50_000, stra
     finally:
         sh.ctl[STOP] = 1
         for p in pids:
-            try:
-                os.kill(p, signal.SIGKILL) if not _reaped(p, 5.0) else None
-                os.waitpid(p, 0)
-            except ChildProcessError:
-                pass
+            reap(p, 5.0, kill=True)
         destroy(ns)
-
-
-def _reaped(pid, timeout=0.0):
-    """Has child *pid* exited (reaping it)?  Waits up to *timeout* seconds."""
-    end = time.monotonic() + timeout
-    while True:
-        try:
-            p, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return True
-        if p == pid:
-            return True
-        if time.monotonic() >= end:
-            return False
-        time.sleep(0.005)

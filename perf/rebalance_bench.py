@@ -19,7 +19,6 @@ import os
 import signal
 import sys
 import time
-import traceback
 
 import numpy as np
 
@@ -29,6 +28,7 @@ from broker import Consumer, Producer  # noqa: E402
 from broker import groups as G  # noqa: E402
 from broker.admin import AdminClient, NewTopic  # noqa: E402
 from broker.namespace import Namespace, destroy  # noqa: E402
+from broker.procs import fork, reap  # noqa: E402
 
 STOP, KILL_T = 0, 1
 FIRST = 8  # + partition: first record consumed on it since the reset
@@ -80,20 +80,6 @@ def member_main(ns, idx, arr, strategy):
         if arr[JOIN + 2 * idx + 1] == 0:
             arr[JOIN + 2 * idx + 1] = t
     c.close()
-
-
-def fork(fn, *args):
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            fn(*args)
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    return pid
 
 
 def wait_for(pred, timeout, what, step=0.0005, dump=None):
@@ -186,26 +172,8 @@ def run(args):
     finally:
         arr[STOP] = 1
         for pid in pids:
-            try:
-                os.waitpid(pid, 0) if _wait_briefly(pid) else None
-            except ChildProcessError:
-                pass
-        del arr
+            reap(pid, 5.0, kill=True)
         destroy(ns)
-
-
-def _wait_briefly(pid, timeout=5.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            p, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return False
-        if p == pid:
-            return False
-        time.sleep(0.005)
-    os.kill(pid, signal.SIGKILL)
-    return True
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from broker import Consumer, KafkaException, Producer
 from broker import groups as G
 from broker.admin import AdminClient, NewTopic
 from broker.namespace import Namespace
+from broker.procs import fork
 from shm.log import CRASH_ENV
 
 from conftest import deadline_wait, wait_child
@@ -63,18 +64,6 @@ def consumer_main(ns, out, stop, extra, commit_every=5):
     except BaseException as exc:
         os.write(f, ("E %r\n" % (exc,)).encode())
         raise
-
-
-def fork(fn, *args):
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            fn(*args)
-            code = 0
-        finally:
-            os._exit(code)
-    return pid
 
 
 def read_log(path):

@@ -6,11 +6,10 @@ import time
 
 import pytest
 
-from broker import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from broker import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from broker import groups as G
 from broker.admin import AdminClient, ConsumerGroupState, ConsumerGroupTopicPartitions, NewTopic
 
-from conftest import deadline_wait
 
 
 def conf(ns, **kw):
@@ -343,4 +342,38 @@ def test_bad_group_input(ns, topic):
         Consumer(conf(ns, **{"group.id": ""}))
     with pytest.raises(KafkaException, match="assignor"):
         Consumer(conf(ns, **{"group.id": "g", "partition.assignment.strategy": "nope"}))
+    c.close()
+
+
+def test_a_forked_child_rejoins_as_its_own_member(ns, topic):
+    import os
+    import select
+    c = member(ns)
+    c.subscribe(["t"])
+    settle([c], lambda: len(parts(c)) == 6, "assignment")
+    parent_id = c.memberid()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            end = time.monotonic() + 20
+            while not c.assignment() and time.monotonic() < end:
+                c.poll(0.01)  # rejoins: the slot it inherited is the parent's
+            os.write(w, ("%s %d" % (c.memberid(), len(c.assignment()))).encode())
+            c.close()
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    end = time.monotonic() + 30
+    while not select.select([r], [], [], 0)[0]:  # keep polling: the parent must hand partitions over
+        assert time.monotonic() < end, "the child did not report"
+        c.poll(0.01)
+    child_id, n = os.read(r, 200).decode().split()
+    os.close(r)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert child_id != parent_id and child_id.startswith("shm-%d-" % pid) and int(n) == 3
+    assert c.memberid() == parent_id  # the parent is still the member it was
+    settle([c], lambda: len(parts(c)) == 6, "the child's partitions back after it left")
     c.close()
