@@ -259,6 +259,24 @@ def cmd_consumer_groups(args):
         a.close()
 
 
+_procs = {}  # pid -> psutil.Process, kept between refreshes so cpu_percent() measures the interval
+
+
+def _proc_view(pid):
+    """(status, cpu %, rss MiB, command) of a client process, through psutil
+    ('stopped' shows a SIGSTOPped member)."""
+    import psutil
+    try:
+        p = _procs.get(pid)
+        if p is None:
+            p = _procs[pid] = psutil.Process(pid)
+        with p.oneshot():
+            return (p.status(), p.cpu_percent(), p.memory_info().rss / 2**20, p.name())
+    except (psutil.Error, OSError):
+        _procs.pop(pid, None)
+        return ("gone", 0.0, 0.0, "-")
+
+
 def stat_snapshot(ns):
     """Rows for `stat`: every partition's counters and every member."""
     from broker.namespace import ROLE_NAMES, proc_start_ticks
@@ -271,7 +289,7 @@ def stat_snapshot(ns):
             finally:
                 log.close()
             parts.append((name, p, st))
-    members = [(pid, ROLE_NAMES.get(role, str(role)), proc_start_ticks(pid) == start)
+    members = [(pid, ROLE_NAMES.get(role, str(role)), proc_start_ticks(pid) == start) + _proc_view(pid)
                for _, pid, start, role in ns.members()]
     from broker import groups as G
     gs = G.Groups(ns)
@@ -312,9 +330,11 @@ def cmd_stat(args):
                 out.append("%-24s %9d %12d %12d %11.0f %7d %10d %7d %6d" % (
                     name, p, st["low"], st["high"], rate, st["waiters"], st["tombstones"], st["repairs"],
                     st["laps_seen"]))
-            out.append("%-8s %-9s %s" % ("PID", "ROLE", "ALIVE"))
-            for pid, role, alive in members:
-                out.append("%-8d %-9s %s" % (pid, role, "yes" if alive else "no"))
+            out.append("%-8s %-9s %-6s %-9s %6s %8s %s" % ("PID", "ROLE", "ALIVE", "STATUS", "CPU%", "RSS-MiB",
+                                                             "COMMAND"))
+            for pid, role, alive, status, cpu, rss, cmd in members:
+                out.append("%-8d %-9s %-6s %-9s %6.1f %8.1f %s" % (pid, role, "yes" if alive else "no", status, cpu,
+                                                                   rss, cmd))
             if groups:
                 out.append("%-16s %-16s %9s %12s %12s %8s %-8s %s" % ("GROUP", "TOPIC", "PARTITION", "COMMITTED",
                                                                      "END", "LAG", "PID", "STATE"))
