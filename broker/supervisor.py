@@ -433,6 +433,22 @@ def supervisor_alive(namespace):
         os.close(fd)
 
 
+def wait_supervisor(namespace, timeout=30.0):
+    """Start the namespace's supervisor if none runs and wait until it is up
+    (benchmarks: its start-up must not overlap what they time).  Returns its pid."""
+    ensure_supervisor(namespace)
+    end = time.monotonic() + timeout
+    with Namespace(namespace, create=False) as ns:
+        while True:
+            pid = ns.supervisor_pid()
+            if pid and proc_start_ticks(pid) and supervisor_alive(namespace):
+                return pid
+            if time.monotonic() > end:
+                raise NamespaceError("the supervisor of namespace %r did not start within %.0f s: see %s"
+                                     % (namespace, timeout, log_path(namespace)))
+            time.sleep(0.005)
+
+
 def ensure_supervisor(namespace):
     """Start the namespace's supervisor if none is alive: detached (its own
     session, reparented away from us, so it outlives this client), its

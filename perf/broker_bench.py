@@ -57,9 +57,11 @@ def _consumer(ns, total, mode, latency, conn):
 def broker_run(total, latency, pace_us, mode="adaptive"):
     from broker import Producer
     from broker.namespace import destroy
+    from broker.supervisor import wait_supervisor
     ns = "bench%d" % os.getpid()
     try:
         _setup(ns, total)
+        wait_supervisor(ns)  # its start-up (a Python process importing us) must not overlap the timing
         proc, a = start_child(_consumer, ns, total, mode, latency)
         p = Producer({"shm.namespace": ns})
         p.produce("bench", b"\0" * 64)  # open the topic before timing

@@ -377,3 +377,25 @@ def test_a_forked_child_rejoins_as_its_own_member(ns, topic):
     assert c.memberid() == parent_id  # the parent is still the member it was
     settle([c], lambda: len(parts(c)) == 6, "the child's partitions back after it left")
     c.close()
+
+
+def test_store_offsets_and_unsubscribe(ns, topic):
+    with Producer(conf(ns)) as p:
+        for i in range(10):
+            p.produce("t", b"%d" % i, partition=0)
+    c1 = member(ns, **{"enable.auto.offset.store": False, "enable.auto.commit": False})
+    c1.subscribe(["t"])
+    got = settle([c1], lambda: len(parts(c1)) == 6, "assignment")
+    got += settle([c1], lambda: c1.lag()[TopicPartition("t", 0)] == 0, "drain")
+    assert len(got) == 10
+    c1.store_offsets(got[3])  # processed up to offset 3: the next commit says 4, not the position 10
+    assert [(x.partition, x.offset) for x in c1.commit(asynchronous=False)] == [(0, 4)]
+    c2 = member(ns)
+    c2.subscribe(["t"])
+    settle([c1, c2], lambda: len(parts(c2)) == 3, "a 3/3 split")
+    c1.unsubscribe()  # leaves the group at once: c2 takes everything
+    assert c1.assignment() == [] and c1.memberid() is None
+    rest = settle([c2], lambda: len(parts(c2)) == 6 and c2.lag()[TopicPartition("t", 0)] == 0, "c2 owns all")
+    assert [m.offset() for m in rest if m.partition() == 0] == list(range(4, 10))  # from the stored commit
+    c1.close()
+    c2.close()
