@@ -317,9 +317,10 @@ class Consumer:
     def _sync(self, epoch):
         """Apply assignment *epoch*: callbacks, positions, then ack."""
         gs = self._gs
-        ids = gs.read_list(self._slot, "assigned")
-        if ids is None or gs.load(gs.slot_off(self._slot) + G.EPOCH) != epoch:
+        got = gs.read_list(self._slot, "assigned", with_seq=True)
+        if got is None or got[0] != epoch:
             return  # being rewritten: the next poll sees the newer epoch
+        ids = got[1]
         by_id = {info.topic_id: info for info in self._ns.topics().values()}
         new = []
         for tp in ids:

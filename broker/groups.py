@@ -7,7 +7,9 @@ Who writes what (so nothing needs a lock on the data path):
   it writes its progress words (heartbeat, last poll) and, after it applied
   an assignment, the list of partitions it *owns* and the epoch it acked;
 - the supervisor alone writes assignments (KIP-848 style, coordinator-side):
-  the member's *assigned* list under a seqlock, then a new assignment epoch,
+  the member's *assigned* list under a seqlock, then the assignment epoch
+  (= that list's even sequence number, so a supervisor that died between the
+  two leaves epoch != sequence and its successor tells the member again),
   then a wake on the member's notify futex;
 - committed offsets are 16-byte ``{owner token, offset + 1}`` pairs.  The
   supervisor hands a partition's pair to its new owner (``shm_pair_own``)
@@ -344,9 +346,9 @@ class Groups:
         return int(vals.min()) - 1 if vals.min() > 0 else 0
 
     # -- member slots
-    def read_list(self, slot, which):
+    def read_list(self, slot, which, with_seq=False):
         """A consistent snapshot of a slot's assigned or owned list (seqlock),
-        or None if it keeps changing."""
+        or None if it keeps changing; with_seq: (seq, list)."""
         o = self.slot_off(slot)
         seq_off, n_off, list_off = (ASSIGN_SEQ, N_ASSIGNED, ASSIGNED) if which == "assigned" else \
             (OWNED_SEQ, N_OWNED, OWNED)
@@ -357,7 +359,7 @@ class Groups:
             n = min(self.load(o + n_off), MAX_ASSIGN)
             items = struct.unpack_from("<%dQ" % n, self.mm, o + list_off)
             if self.load(o + seq_off) == s1:
-                return list(items)
+                return (s1, list(items)) if with_seq else list(items)
         return None
 
     def write_list(self, slot, which, items):
@@ -455,7 +457,7 @@ def describe_group(gs, gidx, topics=None):
         o = gs.slot_off(slot)
         ids = gs.read_list(slot, "assigned") or []
         epoch, ack = gs.load(o + EPOCH), gs.load(o + ACK)
-        settling |= state == ACTIVE and (epoch == 0 or epoch != ack)
+        settling |= state == ACTIVE and (epoch == 0 or epoch != ack or epoch != gs.load(o + ASSIGN_SEQ))
         members.append({"slot": slot, "pid": pid, "state": STATE_NAMES.get(state, "?"),
                         "member_id": "shm-%d-%d-%d" % (pid, slot, gs.load(o + INCARN) & 0xFFFFFFFF),
                         "client_id": gs.text(slot, CLIENT, CLIENT_LEN),

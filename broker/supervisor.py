@@ -234,7 +234,7 @@ class Supervisor:
     def _reconcile_group(self, gidx, slots, topics):
         gs = self.groups
         by_id = {info.topic_id: info for info in topics.values()}
-        members, strats, info = [], [], {}
+        members, strats, info, torn = [], [], {}, set()
         for slot, state in slots:
             o = gs.slot_off(slot)
             inst = gs.text(slot, G.INSTANCE, G.INSTANCE_LEN)
@@ -245,7 +245,10 @@ class Supervisor:
             members.append((key, subs))
             if state == G.ACTIVE:
                 strats.append(G.unpack_strategies(gs.load(o + G.STRATS)))
-            assigned = gs.read_list(slot, "assigned") or []
+            assigned = gs.read_list(slot, "assigned")
+            if assigned is None:  # left mid-write by a supervisor that died: rewrite it below
+                torn.add(slot)
+                assigned = []
             info[key] = (slot, state, assigned)
         if not strats:
             return  # only static members that are down: nothing to hand out
@@ -275,14 +278,15 @@ class Supervisor:
             o = gs.slot_off(slot)
             want = [G.tp_id(topics[t].topic_id, p) for t, p in target.get(key, ())]
             give = sorted(tp for tp in want if holder.get(tp, slot) == slot)
-            if give == sorted(assigned) and gs.load(o + G.EPOCH):
-                continue
+            epoch = gs.load(o + G.EPOCH)
+            if give == sorted(assigned) and epoch and epoch == gs.load(o + G.ASSIGN_SEQ) and slot not in torn:
+                continue  # told already
             token = gs.token(slot)
             for tp in give:
                 if tp not in assigned or gs.owner(gidx, tp >> 16, tp & 0xFFFF) != token:
                     gs.set_owner(gidx, tp >> 16, tp & 0xFFFF, token)  # before it is told: its commits count
             gs.write_list(slot, "assigned", give)
-            lib.shm_fetch_add64(gs.buf, META_SIZE, o + G.EPOCH, 1)  # after the list (seq_cst)
+            gs.store(o + G.EPOCH, gs.load(o + G.ASSIGN_SEQ))  # the epoch is the list's sequence, after the list
             gs.notify(slot)
             changed = True
         if changed:
