@@ -42,6 +42,19 @@ from .namespace import META_SIZE, MEMBER_PRODUCER, SUP_FUTEX_OFF, Namespace, pro
 from .namespace import ROLE_NAMES as ROLES
 
 TICK = 0.05  # seconds between periodic group checks
+# Test-only crash point: SHMBROKER_SUP_CRASH=after_list:FLAGFILE SIGKILLs the
+# supervisor after it rewrote a member's assignment list and before it told
+# the member (the new epoch), once: only while FLAGFILE exists (it is removed).
+_CRASH = os.environ.get("SHMBROKER_SUP_CRASH", "").partition(":")
+
+
+def _crash_point(name):
+    if _CRASH[0] == name and _CRASH[2]:
+        try:
+            os.unlink(_CRASH[2])
+        except FileNotFoundError:
+            return
+        os.kill(os.getpid(), signal.SIGKILL)
 
 GRACE = 0.05  # seconds a claimed-but-unwritten offset gets before it is tombstoned
 
@@ -286,6 +299,8 @@ class Supervisor:
                 if tp not in assigned or gs.owner(gidx, tp >> 16, tp & 0xFFFF) != token:
                     gs.set_owner(gidx, tp >> 16, tp & 0xFFFF, token)  # before it is told: its commits count
             gs.write_list(slot, "assigned", give)
+            if epoch:
+                _crash_point("after_list")  # a re-tell: the member works on an older list
             gs.store(o + G.EPOCH, gs.load(o + G.ASSIGN_SEQ))  # the epoch is the list's sequence, after the list
             gs.notify(slot)
             changed = True

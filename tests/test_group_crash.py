@@ -292,6 +292,26 @@ def test_supervisor_killed_during_traffic(ns, topic, tmp_path, kids):
     check_no_recommitted_reads(paths, paths[0])
 
 
+def test_supervisor_killed_between_a_new_list_and_its_epoch(ns, topic, tmp_path, kids, monkeypatch):
+    """The supervisor dies after rewriting a member's assignment and before
+    telling it: its successor must tell it, or the hand-over never ends."""
+    flag = tmp_path / "crash"
+    flag.touch()
+    monkeypatch.setenv("SHMBROKER_SUP_CRASH", "after_list:%s" % flag)  # inherited by the supervisor
+    paths, stop = start_members(ns, tmp_path, kids, 1, {})
+    deadline_wait(lambda: assignment(ns).get(kids[0]) == set(range(PARTS)), 30, "the first member to own all")
+    old = live_supervisor(ns)
+    (tmp_path / "b").mkdir()
+    paths += start_members(ns, tmp_path / "b", kids, 1, {})[0]  # the first member's list is rewritten
+    deadline_wait(lambda: not flag.exists(), 30, "the supervisor to die at its re-tell")
+    deadline_wait(lambda: live_supervisor(ns) not in (None, old), 30, "a new supervisor")
+    deadline_wait(lambda: sorted(len(v) for v in assignment(ns).values()) == [3, 3], 30, "a 3/3 split")
+    produce(ns, 0, 120)
+    deadline_wait(lambda: all_consumed(paths, 120), 30, "every record consumed")
+    open(str(tmp_path / "b" / "stop"), "w").close()
+    finish(kids, stop, kids)
+
+
 def test_static_member_killed_and_restarted_keeps_its_partitions(ns, topic, tmp_path, kids):
     stop = str(tmp_path / "stop")
     static = {"group.instance.id": "w1", "session.timeout.ms": 30000}
