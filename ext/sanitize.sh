@@ -20,9 +20,8 @@ export LD_PRELOAD="$asan" PYTHONMALLOC=malloc
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 "$py" -c "import shm._native as n, shm._shmlog as a, shm._fastlog as b; assert a.__file__.startswith(\"$work\") and b.__file__.startswith(\"$work\"), (a.__file__, b.__file__); print(\"sanitized build\", n.BUILD_ID, a.__file__)"
 nm -D shm/_fastlog*.so | grep -q __asan_report && nm -D shm/_shmlog*.so | grep -q __asan_report || { echo "modules are not instrumented"; exit 1; }
-# The block-mode end-to-end stress test runs in the main pass only: once in
-# about 9 sanitized runs it stalled 60 s (cause not found yet; the test now
-# reports both sides' state when it fails).  This pass is for memory errors.
 # The chaos test runs 15 s here (50 s in the main pass): this pass is for memory errors.
+# (The block-mode stress test, once seen stalling here in session 1, passed 104 sanitized runs in
+# session 2: alone, beside a CPU hog, three at a time and in three full suites.  It is back in.)
 SHMBROKER_CHAOS_SECONDS=${SHMBROKER_CHAOS_SECONDS:-15} \
-  "$py" -m pytest -q -p no:cacheprovider tests -k "not block_mode_never_overwrites_unread"
+  "$py" -m pytest -q -p no:cacheprovider tests
