@@ -382,7 +382,7 @@ class Consumer:
             if only is not None and (t, p) not in only:
                 continue
             if self._auto_store:
-                out.append(TopicPartition(t, p, part.buf[0][0] if part.buf else part.pos))
+                out.append(TopicPartition(t, p, part.buf[0][2] if part.buf else part.pos))
             elif (t, p) in self._stored:
                 out.append(TopicPartition(t, p, self._stored[(t, p)]))
         return out
@@ -492,13 +492,40 @@ class Consumer:
             part.pos = pos
 
     def _fill(self, part):
-        """Fetch a batch into part.buf; returns an event Message or None."""
+        """Fetch a batch of Messages into part.buf; returns an event Message or None."""
+        tp = part.tp
         try:
-            recs, nxt, stop = part.log.read_batch(part.pos, _FETCH)
+            if part.retention_ms < 0:  # the common case: Messages built in C, one call a batch
+                msgs, nxt, rc = part.log._fast.read_messages(part.pos, _FETCH, tp.topic, tp.partition)
+                if msgs is None:
+                    part.log._raise(rc)
+                stop = None if rc == lib.LOG_OK else part.log._status(rc, nxt)
+            else:
+                recs, nxt, stop = part.log.read_batch(part.pos, _FETCH)
+                msgs = self._unexpired(part, recs, nxt)
+                if msgs is None:
+                    return None
         except UnknownTopicError as exc:
-            self._remove((part.tp.topic, part.tp.partition))
-            return Message(part.tp.topic, part.tp.partition, part.pos, error=exc.args[0])
-        if recs and part.retention_ms >= 0:
+            self._remove((tp.topic, tp.partition))
+            return Message(tp.topic, tp.partition, part.pos, error=exc.args[0])
+        if msgs:
+            part.buf.extend(msgs)
+            part.eof_sent = False
+            part.pos = nxt
+            return None
+        part.pos = nxt  # skipped tombstones (or expired records)
+        if stop is not None and stop.status == "lapped":
+            self._jump(part, self._reset_to(part.log, tp, stop.offset, part.retention_ms))
+            return None
+        if self._eof and not part.eof_sent:
+            part.eof_sent = True
+            return eof_event(tp.topic, tp.partition, part.pos)
+        return None
+
+    def _unexpired(self, part, recs, nxt):
+        """retention.ms: the batch's records still retained, as Messages (None:
+        handled here - a jump by auto.offset.reset, or all expired)."""
+        if recs:
             cutoff = time.time_ns() - part.retention_ms * 1_000_000
             if recs[0][4] < cutoff:
                 # the head of the batch is past retention.ms: deleted, as Kafka would have
@@ -509,26 +536,14 @@ class Consumer:
                 if not recs:
                     part.pos = nxt
                     return None
-        if recs:
-            part.buf.extend(recs)
-            part.eof_sent = False
-            part.pos = nxt
-            return None
-        part.pos = nxt  # skipped tombstones (or expired records)
-        if stop is not None and stop.status == "lapped":
-            self._jump(part, self._reset_to(part.log, part.tp, stop.offset, part.retention_ms))
-            return None
-        if self._eof and not part.eof_sent:
-            part.eof_sent = True
-            return eof_event(part.tp.topic, part.tp.partition, part.pos)
-        return None
+        t, p = part.tp.topic, part.tp.partition
+        return [_mk(Message, (t, p, r[0], r[2], r[1], r[3], None, r[4], None)) for r in recs]
 
     def _next(self):
         """One message (or event) if any partition has one ready."""
         cur = self._cur
         if cur is not None and cur.buf and not self._events:  # the common case: a fetched batch
-            r = cur.buf.popleft()
-            return _mk(Message, (cur.tp.topic, cur.tp.partition, r[0], r[2], r[1], r[3], None, r[4], None))
+            return cur.buf.popleft()
         self._cur = None
         if self._events:
             return self._events.popleft()
@@ -548,11 +563,11 @@ class Consumer:
                     if self._events:
                         return self._events.popleft()
                     continue
-            r = part.buf.popleft()
+            m = part.buf.popleft()
             self._turn = (self._turn + i + 1) % n  # after this batch, the next partition's turn
             if part.buf and not part.paused:
                 self._cur = part
-            return _mk(Message, (key[0], key[1], r[0], r[2], r[1], r[3], None, r[4], None))
+            return m
         return None
 
     def _wait(self, timeout):
@@ -629,6 +644,9 @@ class Consumer:
     def poll(self, timeout=None):
         """The next message, an event (error() set), or None after *timeout*
         seconds (None or -1: wait forever)."""
+        cur = self._cur  # a fetched batch being handed out: nothing else to do (a closed consumer has none)
+        if cur is not None and cur.buf and not self._events and self._slot is None:
+            return cur.buf.popleft()
         self._check()
         if self._slot is not None or self._commit_events or self._rejoin:
             return self._poll_member(timeout)
@@ -736,7 +754,7 @@ class Consumer:
         out = []
         for tp in partitions:
             part = self._parts.get((tp.topic, tp.partition))
-            off = OFFSET_INVALID if part is None else (part.buf[0][0] if part.buf else part.pos)
+            off = OFFSET_INVALID if part is None else (part.buf[0][2] if part.buf else part.pos)
             out.append(TopicPartition(tp.topic, tp.partition, off))
         return out
 
@@ -789,7 +807,7 @@ class Consumer:
         self._check()
         out = {}
         for (t, p), part in self._parts.items():
-            pos = part.buf[0][0] if part.buf else part.pos
+            pos = part.buf[0][2] if part.buf else part.pos
             out[TopicPartition(t, p)] = max(0, part.log.watermarks()[1] - pos)
         return out
 

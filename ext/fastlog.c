@@ -183,6 +183,25 @@ static PyObject *set_message_type(PyObject *m, PyObject *tp)
     Py_RETURN_NONE;
 }
 
+/* Record (offset, value, key, headers, ts) -> Message (topic, partition,
+ * offset, key, value, headers, error, ts, latency); steals r, items are moved */
+static PyObject *record_to_message(PyObject *r, PyObject *topic, PyObject *partition)
+{
+    PyTypeObject *tp = (PyTypeObject *)message_type;
+    PyObject *m = tp->tp_alloc(tp, 9);
+    if (!m) { Py_DECREF(r); return NULL; }
+    PyObject *items[9] = {topic, partition, PyTuple_GET_ITEM(r, 0), PyTuple_GET_ITEM(r, 2), PyTuple_GET_ITEM(r, 1),
+                          PyTuple_GET_ITEM(r, 3), Py_None, PyTuple_GET_ITEM(r, 4), Py_None};
+    for (int i = 0; i < 9; i++) {
+        Py_INCREF(items[i]);
+        PyTuple_SET_ITEM(m, i, items[i]);
+    }
+    Py_DECREF(r);
+    return m;
+}
+
+static PyObject *FastLog_read_batch(FastLog *self, PyObject *const *args, Py_ssize_t nargs);
+
 /* poll_message(offset, spin_ns, topic, partition) -> Message, a status
  * (slow path), or None: poll() that builds the broker's Message directly. */
 static PyObject *FastLog_poll_message(FastLog *self, PyObject *const *args, Py_ssize_t nargs)
@@ -194,19 +213,30 @@ static PyObject *FastLog_poll_message(FastLog *self, PyObject *const *args, Py_s
     }
     PyObject *r = FastLog_poll(self, args, 2);
     if (!r || r == Py_None || Py_TYPE(r) != (PyTypeObject *)self->record_type) return r;
-    /* Record (offset, value, key, headers, ts) -> Message (topic, partition,
-     * offset, key, value, headers, error, ts, latency); items are moved */
-    PyTypeObject *tp = (PyTypeObject *)message_type;
-    PyObject *m = tp->tp_alloc(tp, 9);
-    if (!m) { Py_DECREF(r); return NULL; }
-    PyObject *items[9] = {args[2], args[3], PyTuple_GET_ITEM(r, 0), PyTuple_GET_ITEM(r, 2), PyTuple_GET_ITEM(r, 1),
-                          PyTuple_GET_ITEM(r, 3), Py_None, PyTuple_GET_ITEM(r, 4), Py_None};
-    for (int i = 0; i < 9; i++) {
-        Py_INCREF(items[i]);
-        PyTuple_SET_ITEM(m, i, items[i]);
+    return record_to_message(r, args[2], args[3]);
+}
+
+/* read_messages(offset, max_records, topic, partition) -> (messages or None,
+ * next_offset, stop status code): read_batch whose records come out as the
+ * broker's Messages, so handing one out costs Python nothing but a pop. */
+static PyObject *FastLog_read_messages(FastLog *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !message_type) {
+        PyErr_SetString(PyExc_TypeError, "read_messages(offset, max_records, topic, partition) after "
+                                         "set_message_type()");
+        return NULL;
     }
-    Py_DECREF(r);
-    return m;
+    PyObject *res = FastLog_read_batch(self, args, 2);
+    if (!res || PyTuple_GET_ITEM(res, 0) == Py_None) return res;
+    PyObject *list = PyTuple_GET_ITEM(res, 0);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+        PyObject *r = PyList_GET_ITEM(list, i);
+        Py_INCREF(r);
+        PyObject *m = record_to_message(r, args[2], args[3]);
+        if (!m) { Py_DECREF(res); return NULL; }
+        PyList_SetItem(list, i, m); /* drops the list's reference to r */
+    }
+    return res;
 }
 
 /* read_batch(offset, max_records) -> (records, next_offset, stop status code) */
@@ -256,6 +286,8 @@ static PyMethodDef FastLog_methods[] = {
      "poll_message(offset, spin_ns, topic, partition) -> broker Message, status, or None"},
     {"read_batch", (PyCFunction)(void (*)(void))FastLog_read_batch, METH_FASTCALL,
      "read_batch(offset, max_records) -> (records or None, next_offset, stop status)"},
+    {"read_messages", (PyCFunction)(void (*)(void))FastLog_read_messages, METH_FASTCALL,
+     "read_messages(offset, max_records, topic, partition) -> (Messages or None, next_offset, stop status)"},
     {"invalidate", (PyCFunction)FastLog_invalidate, METH_NOARGS, "stop using the view (the log was closed)"},
     {NULL},
 };
