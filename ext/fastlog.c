@@ -97,25 +97,23 @@ slow:
     return PyObject_Vectorcall(self->append_slow, args, nargs, kwnames);
 }
 
-/* Build a Record tuple for rec, whose parts sit at base (key, headers, value).
- * offset_obj: the caller's int for rec->offset, reused if given. */
-static PyObject *make_record(FastLog *self, const log_rec *rec, const char *base, PyObject *offset_obj)
+/* The Python objects of rec, whose parts sit at base (key, headers,
+ * value): out = {offset, value, key, headers, ts}, new references; offset_obj
+ * is the caller's int for rec->offset, reused if given.  0, or -1 with an
+ * exception set and nothing left allocated. */
+static int record_items(FastLog *self, const log_rec *rec, const char *base, PyObject *offset_obj, PyObject **out)
 {
-    /* allocate the tuple-subclass instance directly (what tuple.__new__ does
-     * for a subclass), so no temporary tuples and no Python code */
-    PyTypeObject *tp = (PyTypeObject *)self->record_type;
-    PyObject *t = tp->tp_alloc(tp, 5);
-    if (!t) return NULL;
     PyObject *x;
+    memset(out, 0, 5 * sizeof *out);
     if (offset_obj) { x = offset_obj; Py_INCREF(x); }
     else if (!(x = PyLong_FromUnsignedLongLong(rec->offset))) goto fail;
-    PyTuple_SET_ITEM(t, 0, x);
+    out[0] = x;
     if (rec->flags & LOG_FLAG_VALUE_NULL) { x = Py_None; Py_INCREF(x); }
     else if (!(x = PyBytes_FromStringAndSize(base + rec->key_len + rec->hdr_len, rec->val_len))) goto fail;
-    PyTuple_SET_ITEM(t, 1, x);
+    out[1] = x;
     if (rec->flags & LOG_FLAG_KEY_NULL) { x = Py_None; Py_INCREF(x); }
     else if (!(x = PyBytes_FromStringAndSize(base, rec->key_len))) goto fail;
-    PyTuple_SET_ITEM(t, 2, x);
+    out[2] = x;
     if (rec->hdr_len) {
         PyObject *blob = PyBytes_FromStringAndSize(base + rec->key_len, rec->hdr_len);
         if (!blob) goto fail;
@@ -123,13 +121,27 @@ static PyObject *make_record(FastLog *self, const log_rec *rec, const char *base
         Py_DECREF(blob);
         if (!x) goto fail;
     } else { x = Py_None; Py_INCREF(x); }
-    PyTuple_SET_ITEM(t, 3, x);
+    out[3] = x;
     if (!(x = PyLong_FromLongLong(rec->timestamp_ns))) goto fail;
-    PyTuple_SET_ITEM(t, 4, x);
-    return t;
+    out[4] = x;
+    return 0;
 fail:
-    Py_DECREF(t); /* unset items are NULL: tuple dealloc skips them */
-    return NULL;
+    for (int i = 0; i < 5; i++) Py_XDECREF(out[i]);
+    return -1;
+}
+
+/* Build a Record tuple (offset, value, key, headers, ts) for rec. */
+static PyObject *make_record(FastLog *self, const log_rec *rec, const char *base, PyObject *offset_obj)
+{
+    /* allocate the tuple-subclass instance directly (what tuple.__new__ does
+     * for a subclass), so no temporary tuples and no Python code */
+    PyTypeObject *tp = (PyTypeObject *)self->record_type;
+    PyObject *items[5];
+    if (record_items(self, rec, base, offset_obj, items) < 0) return NULL;
+    PyObject *t = tp->tp_alloc(tp, 5);
+    if (!t) { for (int i = 0; i < 5; i++) Py_DECREF(items[i]); return NULL; }
+    for (int i = 0; i < 5; i++) PyTuple_SET_ITEM(t, i, items[i]); /* references move */
+    return t;
 }
 
 /* read(offset) -> Record, or whatever the slow path returns for a status */
@@ -200,8 +212,6 @@ static PyObject *record_to_message(PyObject *r, PyObject *topic, PyObject *parti
     return m;
 }
 
-static PyObject *FastLog_read_batch(FastLog *self, PyObject *const *args, Py_ssize_t nargs);
-
 /* poll_message(offset, spin_ns, topic, partition) -> Message, a status
  * (slow path), or None: poll() that builds the broker's Message directly. */
 static PyObject *FastLog_poll_message(FastLog *self, PyObject *const *args, Py_ssize_t nargs)
@@ -226,17 +236,42 @@ static PyObject *FastLog_read_messages(FastLog *self, PyObject *const *args, Py_
                                          "set_message_type()");
         return NULL;
     }
-    PyObject *res = FastLog_read_batch(self, args, 2);
-    if (!res || PyTuple_GET_ITEM(res, 0) == Py_None) return res;
-    PyObject *list = PyTuple_GET_ITEM(res, 0);
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
-        PyObject *r = PyList_GET_ITEM(list, i);
-        Py_INCREF(r);
-        PyObject *m = record_to_message(r, args[2], args[3]);
-        if (!m) { Py_DECREF(res); return NULL; }
-        PyList_SetItem(list, i, m); /* drops the list's reference to r */
+    if (!self->v) { PyErr_SetString(PyExc_ValueError, "log closed"); return NULL; }
+    unsigned long long o = PyLong_AsUnsignedLongLong(args[0]);
+    if (PyErr_Occurred()) return NULL;
+    unsigned long long n = PyLong_AsUnsignedLongLong(args[1]);
+    if (PyErr_Occurred()) return NULL;
+    if (n == 0 || n > (1u << 24)) { PyErr_SetString(PyExc_ValueError, "max_records must be in [1, 2**24]"); return NULL; }
+    if (n > self->nrecs) {
+        log_rec *r = realloc(self->recs, n * sizeof *r);
+        if (!r) return PyErr_NoMemory();
+        self->recs = r;
+        self->nrecs = n;
     }
-    return res;
+    log_batch b;
+    int rc = log_read_batch(self->v, o, n, self->recs, self->bbuf, self->bcap, &b);
+    if (rc != LOG_OK) return Py_BuildValue("(OKi)", Py_None, o, rc);
+    PyObject *list = PyList_New((Py_ssize_t)b.count);
+    if (!list) return NULL;
+    PyTypeObject *tp = (PyTypeObject *)message_type;
+    for (uint64_t i = 0; i < b.count; i++) {
+        /* the Message directly: (topic, partition, offset, key, value, headers, None, ts, None) */
+        PyObject *it[5];
+        if (record_items(self, &self->recs[i], self->bbuf + self->recs[i].buf_pos, NULL, it) < 0) goto fail;
+        PyObject *m = tp->tp_alloc(tp, 9);
+        if (!m) { for (int k = 0; k < 5; k++) Py_DECREF(it[k]); goto fail; }
+        PyObject *items[9] = {args[2], args[3], it[0], it[2], it[1], it[3], Py_None, it[4], Py_None};
+        Py_INCREF(args[2]);
+        Py_INCREF(args[3]);
+        Py_INCREF(Py_None);
+        Py_INCREF(Py_None);
+        for (int k = 0; k < 9; k++) PyTuple_SET_ITEM(m, k, items[k]); /* references move */
+        PyList_SET_ITEM(list, (Py_ssize_t)i, m);
+    }
+    return Py_BuildValue("(NKi)", list, (unsigned long long)b.next_offset, b.stop);
+fail:
+    Py_DECREF(list); /* unset items are NULL: list dealloc skips them */
+    return NULL;
 }
 
 /* read_batch(offset, max_records) -> (records, next_offset, stop status code) */
