@@ -17,6 +17,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 
 #include "shmlog.c"
 
@@ -226,6 +227,29 @@ static PyObject *FastLog_poll_message(FastLog *self, PyObject *const *args, Py_s
     return record_to_message(r, args[2], args[3]);
 }
 
+/* Parse (offset, max_records) from args and read that batch into
+ * self->recs / self->bbuf.  Returns the core's status, or INT_MIN with a
+ * Python exception set. */
+static int batch_read(FastLog *self, PyObject *const *args, unsigned long long *o, log_batch *b)
+{
+    if (!self->v) { PyErr_SetString(PyExc_ValueError, "log closed"); return INT_MIN; }
+    *o = PyLong_AsUnsignedLongLong(args[0]);
+    if (PyErr_Occurred()) return INT_MIN;
+    unsigned long long n = PyLong_AsUnsignedLongLong(args[1]);
+    if (PyErr_Occurred()) return INT_MIN;
+    if (n == 0 || n > (1u << 24)) {
+        PyErr_SetString(PyExc_ValueError, "max_records must be in [1, 2**24]");
+        return INT_MIN;
+    }
+    if (n > self->nrecs) {
+        log_rec *r = realloc(self->recs, n * sizeof *r);
+        if (!r) { PyErr_NoMemory(); return INT_MIN; }
+        self->recs = r;
+        self->nrecs = n;
+    }
+    return log_read_batch(self->v, *o, n, self->recs, self->bbuf, self->bcap, b);
+}
+
 /* read_messages(offset, max_records, topic, partition) -> (messages or None,
  * next_offset, stop status code): read_batch whose records come out as the
  * broker's Messages, so handing one out costs Python nothing but a pop. */
@@ -236,20 +260,10 @@ static PyObject *FastLog_read_messages(FastLog *self, PyObject *const *args, Py_
                                          "set_message_type()");
         return NULL;
     }
-    if (!self->v) { PyErr_SetString(PyExc_ValueError, "log closed"); return NULL; }
-    unsigned long long o = PyLong_AsUnsignedLongLong(args[0]);
-    if (PyErr_Occurred()) return NULL;
-    unsigned long long n = PyLong_AsUnsignedLongLong(args[1]);
-    if (PyErr_Occurred()) return NULL;
-    if (n == 0 || n > (1u << 24)) { PyErr_SetString(PyExc_ValueError, "max_records must be in [1, 2**24]"); return NULL; }
-    if (n > self->nrecs) {
-        log_rec *r = realloc(self->recs, n * sizeof *r);
-        if (!r) return PyErr_NoMemory();
-        self->recs = r;
-        self->nrecs = n;
-    }
+    unsigned long long o;
     log_batch b;
-    int rc = log_read_batch(self->v, o, n, self->recs, self->bbuf, self->bcap, &b);
+    int rc = batch_read(self, args, &o, &b);
+    if (rc == INT_MIN) return NULL;
     if (rc != LOG_OK) return Py_BuildValue("(OKi)", Py_None, o, rc);
     PyObject *list = PyList_New((Py_ssize_t)b.count);
     if (!list) return NULL;
@@ -277,22 +291,11 @@ fail:
 /* read_batch(offset, max_records) -> (records, next_offset, stop status code) */
 static PyObject *FastLog_read_batch(FastLog *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    unsigned long long o, n;
-    if (!self->v) { PyErr_SetString(PyExc_ValueError, "log closed"); return NULL; }
     if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "read_batch(offset, max_records)"); return NULL; }
-    o = PyLong_AsUnsignedLongLong(args[0]);
-    if (PyErr_Occurred()) return NULL;
-    n = PyLong_AsUnsignedLongLong(args[1]);
-    if (PyErr_Occurred()) return NULL;
-    if (n == 0 || n > (1u << 24)) { PyErr_SetString(PyExc_ValueError, "max_records must be in [1, 2**24]"); return NULL; }
-    if (n > self->nrecs) {
-        log_rec *r = realloc(self->recs, n * sizeof *r);
-        if (!r) return PyErr_NoMemory();
-        self->recs = r;
-        self->nrecs = n;
-    }
+    unsigned long long o;
     log_batch b;
-    int rc = log_read_batch(self->v, o, n, self->recs, self->bbuf, self->bcap, &b);
+    int rc = batch_read(self, args, &o, &b);
+    if (rc == INT_MIN) return NULL;
     if (rc != LOG_OK) return Py_BuildValue("(OKi)", Py_None, o, rc);
     PyObject *list = PyList_New((Py_ssize_t)b.count);
     if (!list) return NULL;
