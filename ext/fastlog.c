@@ -250,6 +250,46 @@ static int batch_read(FastLog *self, PyObject *const *args, unsigned long long *
     return log_read_batch(self->v, *o, n, self->recs, self->bbuf, self->bcap, b);
 }
 
+/* The Message (topic, partition, offset, key, value, headers, None, ts,
+ * None) of rec, built straight from it. */
+static PyObject *make_message(FastLog *self, const log_rec *rec, const char *base, PyObject *topic,
+                              PyObject *partition)
+{
+    PyObject *it[5];
+    if (record_items(self, rec, base, NULL, it) < 0) return NULL;
+    PyTypeObject *tp = (PyTypeObject *)message_type;
+    PyObject *m = tp->tp_alloc(tp, 9);
+    if (!m) { for (int k = 0; k < 5; k++) Py_DECREF(it[k]); return NULL; }
+    PyObject *items[9] = {topic, partition, it[0], it[2], it[1], it[3], Py_None, it[4], Py_None};
+    Py_INCREF(topic);
+    Py_INCREF(partition);
+    Py_INCREF(Py_None);
+    Py_INCREF(Py_None);
+    for (int k = 0; k < 9; k++) PyTuple_SET_ITEM(m, k, items[k]); /* references move */
+    return m;
+}
+
+/* A batch from args (offset, max_records) as (objects or None, next_offset,
+ * stop status code): Records, or with a topic the broker's Messages. */
+static PyObject *batch_objects(FastLog *self, PyObject *const *args, PyObject *topic, PyObject *partition)
+{
+    unsigned long long o;
+    log_batch b;
+    int rc = batch_read(self, args, &o, &b);
+    if (rc == INT_MIN) return NULL;
+    if (rc != LOG_OK) return Py_BuildValue("(OKi)", Py_None, o, rc);
+    PyObject *list = PyList_New((Py_ssize_t)b.count);
+    if (!list) return NULL;
+    for (uint64_t i = 0; i < b.count; i++) {
+        const log_rec *rec = &self->recs[i];
+        const char *base = self->bbuf + rec->buf_pos;
+        PyObject *x = topic ? make_message(self, rec, base, topic, partition) : make_record(self, rec, base, NULL);
+        if (!x) { Py_DECREF(list); return NULL; } /* unset items are NULL: list dealloc skips them */
+        PyList_SET_ITEM(list, (Py_ssize_t)i, x);
+    }
+    return Py_BuildValue("(NKi)", list, (unsigned long long)b.next_offset, b.stop);
+}
+
 /* read_messages(offset, max_records, topic, partition) -> (messages or None,
  * next_offset, stop status code): read_batch whose records come out as the
  * broker's Messages, so handing one out costs Python nothing but a pop. */
@@ -260,52 +300,14 @@ static PyObject *FastLog_read_messages(FastLog *self, PyObject *const *args, Py_
                                          "set_message_type()");
         return NULL;
     }
-    unsigned long long o;
-    log_batch b;
-    int rc = batch_read(self, args, &o, &b);
-    if (rc == INT_MIN) return NULL;
-    if (rc != LOG_OK) return Py_BuildValue("(OKi)", Py_None, o, rc);
-    PyObject *list = PyList_New((Py_ssize_t)b.count);
-    if (!list) return NULL;
-    PyTypeObject *tp = (PyTypeObject *)message_type;
-    for (uint64_t i = 0; i < b.count; i++) {
-        /* the Message directly: (topic, partition, offset, key, value, headers, None, ts, None) */
-        PyObject *it[5];
-        if (record_items(self, &self->recs[i], self->bbuf + self->recs[i].buf_pos, NULL, it) < 0) goto fail;
-        PyObject *m = tp->tp_alloc(tp, 9);
-        if (!m) { for (int k = 0; k < 5; k++) Py_DECREF(it[k]); goto fail; }
-        PyObject *items[9] = {args[2], args[3], it[0], it[2], it[1], it[3], Py_None, it[4], Py_None};
-        Py_INCREF(args[2]);
-        Py_INCREF(args[3]);
-        Py_INCREF(Py_None);
-        Py_INCREF(Py_None);
-        for (int k = 0; k < 9; k++) PyTuple_SET_ITEM(m, k, items[k]); /* references move */
-        PyList_SET_ITEM(list, (Py_ssize_t)i, m);
-    }
-    return Py_BuildValue("(NKi)", list, (unsigned long long)b.next_offset, b.stop);
-fail:
-    Py_DECREF(list); /* unset items are NULL: list dealloc skips them */
-    return NULL;
+    return batch_objects(self, args, args[2], args[3]);
 }
 
 /* read_batch(offset, max_records) -> (records, next_offset, stop status code) */
 static PyObject *FastLog_read_batch(FastLog *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "read_batch(offset, max_records)"); return NULL; }
-    unsigned long long o;
-    log_batch b;
-    int rc = batch_read(self, args, &o, &b);
-    if (rc == INT_MIN) return NULL;
-    if (rc != LOG_OK) return Py_BuildValue("(OKi)", Py_None, o, rc);
-    PyObject *list = PyList_New((Py_ssize_t)b.count);
-    if (!list) return NULL;
-    for (uint64_t i = 0; i < b.count; i++) {
-        PyObject *r = make_record(self, &self->recs[i], self->bbuf + self->recs[i].buf_pos, NULL);
-        if (!r) { Py_DECREF(list); return NULL; }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, r);
-    }
-    PyObject *res = Py_BuildValue("(NKi)", list, (unsigned long long)b.next_offset, b.stop);
-    return res;
+    return batch_objects(self, args, NULL, NULL);
 }
 
 static PyObject *FastLog_invalidate(FastLog *self, PyObject *unused)
