@@ -220,11 +220,8 @@ class Consumer:
                 self.unassign()  # subscribe replaces a manual assignment
             self._join()
         else:  # a new subscription: the supervisor recomputes
-            o = gs.slot_off(self._slot)
-            seq = gs.load(o + G.SUB_SEQ)
-            gs.store(o + G.SUB_SEQ, seq + 1)
-            gs.set_text(self._slot, G.SUB, G.SUB_LEN, "\n".join(topics), G.MAX_SUB)
-            gs.store(o + G.SUB_SEQ, seq + 2)
+            with self._ns.seq_write(gs.slot_off(self._slot) + G.SUB_SEQ):
+                gs.set_text(self._slot, G.SUB, G.SUB_LEN, "\n".join(topics), G.MAX_SUB)
             self._ns.wake_supervisor()
 
     def _join(self):
@@ -232,7 +229,8 @@ class Consumer:
         slot, static = gs.claim_slot(self._gidx, self._instance)
         o = gs.slot_off(slot)
         try:
-            gs.store(o + G.STATE, G.FREE) if not static else None
+            if not static:
+                gs.store(o + G.STATE, G.FREE)
             gs.set_text(slot, G.INSTANCE, G.INSTANCE_LEN, self._instance, 128)
             gs.set_text(slot, G.CLIENT, G.CLIENT_LEN, str(self._conf.get("client.id", "rdkafka"))[:64], 64)
             gs.set_text(slot, G.SUB, G.SUB_LEN, "\n".join(self._sub[0]), G.MAX_SUB)

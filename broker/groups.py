@@ -161,16 +161,15 @@ class Groups:
     # -- group table
     def _gname(self, i):
         off = GTABLE_OFF + i * GENTRY
-        for _ in range(1000):
-            s1 = self.load(off)
-            if s1 & 1:
-                continue
-            state = self.load(off + 8)
+
+        def read():
             n = self.load(off + 32)
-            name = bytes(self.mm[off + 40:off + 40 + min(n, 255)])
-            if self.load(off) == s1:
-                return name.decode("utf-8", "replace") if state == 1 and 0 < n <= 255 else None
-        return None
+            return self.load(off + 8), n, bytes(self.mm[off + 40:off + 40 + min(n, 255)])
+        got = self.ns.seq_read(off, read)
+        if got is None:
+            return None
+        state, n, name = got[1]
+        return name.decode("utf-8", "replace") if state == 1 and 0 < n <= 255 else None
 
     def _used_groups(self):
         """Indexes of group entries whose state word is set (a plain scan;
@@ -210,14 +209,11 @@ class Groups:
                 if self.load(off + 8) == 1 and self._gname(i) is not None:
                     continue
                 raw = name.encode()
-                seq = self.load(off)
-                seq += seq & 1  # a writer that died mid-update: we hold the lock
-                self.store(off, seq + 1)
-                self.store(off + 32, len(raw))
-                self.mm[off + 40:off + 40 + len(raw)] = raw
-                self.store(off + 16, 0)
-                self.store(off + 8, 1)
-                self.store(off, seq + 2)
+                with self.ns.seq_write(off):
+                    self.store(off + 32, len(raw))
+                    self.mm[off + 40:off + 40 + len(raw)] = raw
+                    self.store(off + 16, 0)
+                    self.store(off + 8, 1)
                 return i
         raise NamespaceError("namespace %r has %d consumer groups, its maximum: delete one (`shmbroker "
                              "consumer-groups --delete --group G`)" % (self.ns.name, MAX_GROUPS))
@@ -235,12 +231,9 @@ class Groups:
             for e in np.nonzero(mine)[0]:
                 self.store(COMMITS_OFF + int(e) * CENTRY, DELETED_KEY)
             off = GTABLE_OFF + gidx * GENTRY
-            seq = self.load(off)
-            seq += seq & 1
-            self.store(off, seq + 1)
-            self.store(off + 8, 0)
-            self.store(off + 32, 0)
-            self.store(off, seq + 2)
+            with self.ns.seq_write(off):
+                self.store(off + 8, 0)
+                self.store(off + 32, 0)
 
     def set_strategy(self, gidx, strategy):
         off = GTABLE_OFF + gidx * GENTRY
@@ -352,27 +345,20 @@ class Groups:
         o = self.slot_off(slot)
         seq_off, n_off, list_off = (ASSIGN_SEQ, N_ASSIGNED, ASSIGNED) if which == "assigned" else \
             (OWNED_SEQ, N_OWNED, OWNED)
-        for _ in range(1000):
-            s1 = self.load(o + seq_off)
-            if s1 & 1:
-                continue
-            n = min(self.load(o + n_off), MAX_ASSIGN)
-            items = struct.unpack_from("<%dQ" % n, self.mm, o + list_off)
-            if self.load(o + seq_off) == s1:
-                return (s1, list(items)) if with_seq else list(items)
-        return None
+        got = self.ns.seq_read(o + seq_off, lambda: list(struct.unpack_from(
+            "<%dQ" % min(self.load(o + n_off), MAX_ASSIGN), self.mm, o + list_off)))
+        if got is None or with_seq:
+            return got
+        return got[1]
 
     def write_list(self, slot, which, items):
         o = self.slot_off(slot)
         seq_off, n_off, list_off = (ASSIGN_SEQ, N_ASSIGNED, ASSIGNED) if which == "assigned" else \
             (OWNED_SEQ, N_OWNED, OWNED)
         items = list(items)[:MAX_ASSIGN]
-        seq = self.load(o + seq_off)
-        seq += seq & 1
-        self.store(o + seq_off, seq + 1)  # odd: writing
-        struct.pack_into("<%dQ" % len(items), self.mm, o + list_off, *items)
-        self.store(o + n_off, len(items))
-        self.store(o + seq_off, seq + 2)  # even: stable (release: after the list)
+        with self.ns.seq_write(o + seq_off):
+            struct.pack_into("<%dQ" % len(items), self.mm, o + list_off, *items)
+            self.store(o + n_off, len(items))
 
     def text(self, slot, field, len_field):
         o = self.slot_off(slot)

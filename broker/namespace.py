@@ -219,17 +219,24 @@ class Namespace:
     def _entry_off(self, i):
         return TOPICS_OFF + i * ENTRY
 
-    def _read_entry(self, i):
-        """A stable snapshot of entry i, or None while it is being written."""
-        off = self._entry_off(i)
+    def seq_read(self, off, read):
+        """The reader's side of the seqlock word at *off*: (seq, read()) from
+        a moment no writer was inside, or None if it keeps changing (a writer
+        died mid-update: the next writer repairs it)."""
         for _ in range(1000):
             s1 = lib.shm_load64(self._cbuf, META_SIZE, off)
             if s1 & 1:
                 continue
-            e = _ENT.unpack_from(self.seg.mm, off)
+            v = read()
             if lib.shm_load64(self._cbuf, META_SIZE, off) == s1:
-                return e
+                return s1, v
         return None
+
+    def _read_entry(self, i):
+        """A stable snapshot of entry i, or None while it is being written."""
+        off = self._entry_off(i)
+        got = self.seq_read(off, lambda: _ENT.unpack_from(self.seg.mm, off))
+        return None if got is None else got[1]
 
     def _decode(self, e):
         _, state, parts, tid, slots, data, maxmsg, rms, ovf, nlen, name = e
@@ -264,15 +271,21 @@ class Namespace:
         raise UnknownTopicError("unknown topic %r in namespace %r: create it first (AdminClient.create_topics or "
                                 "`shmbroker topics --create --topic %s`)" % (name, self.name, name))
 
+    @contextlib.contextmanager
+    def seq_write(self, off):
+        """The writer's side of the seqlock word at *off*: odd while the
+        block is written, even again after.  A word left odd by a writer that
+        died mid-update is repaired (the caller is the only writer now)."""
+        seq = lib.shm_load64(self._cbuf, META_SIZE, off)
+        seq += seq & 1
+        lib.shm_store64(self._cbuf, META_SIZE, off, seq + 1)  # odd: writing
+        yield
+        lib.shm_store64(self._cbuf, META_SIZE, off, seq + 2)  # even: stable (release: after the block)
+
     def _write_entry(self, i, fields):
         off = self._entry_off(i)
-        seq = lib.shm_load64(self._cbuf, META_SIZE, off)
-        if seq & 1:
-            seq += 1  # a writer died mid-update: we hold the lock now, so repair
-        lib.shm_store64(self._cbuf, META_SIZE, off, seq + 1)  # odd: writing
-        body = _ENT.pack(0, *fields)
-        self.seg.mm[off + 8:off + _ENT.size] = body[8:]
-        lib.shm_store64(self._cbuf, META_SIZE, off, seq + 2)  # even: stable
+        with self.seq_write(off):
+            self.seg.mm[off + 8:off + _ENT.size] = _ENT.pack(0, *fields)[8:]
 
     # -- members (client processes) and the supervisor
     def register(self, role):
