@@ -1,32 +1,59 @@
 /* shmlog.c - one Kafka partition as a crash-repairable multi-producer ring in
  * POSIX shared memory.
  *
- * Design (DESIGN.md's recommended two-ring layout, with one change):
+ * Design (DESIGN.md's recommended two-ring layout, with two changes):
  *  - an index ring of N 64-byte slots; slot (o mod N) describes offset o and
- *    carries a tag  lap:40 | owner pid:22 | state:2  (EMPTY, CLAIMED,
- *    COMMITTED, TOMBSTONE), where lap = o / N + 1 modulo 2^40;
+ *    carries a tag  lap:36 | owner:26 | state:2  (EMPTY, CLAIMED, COMMITTED,
+ *    TOMBSTONE), where lap = o / N + 1 modulo 2^36, and owner is the
+ *    claimer's token: a raw pid (< 2^22, standalone logs) or a registration
+ *    token handed out by the namespace (>= 2^22), so a reused pid never
+ *    matches a dead registration's claims (invariant 11);
  *  - a data ring of D bytes holding {offset, length, checksum} + key +
  *    headers + value, 8-byte aligned, split in two at the physical end.
- *  The change: the offset and the byte reservation are claimed together by
+ *  Change 1: the offset and the byte reservation are claimed together by
  *  one 16-byte CAS on {next offset, next byte}.  So byte positions grow with
  *  offsets, the log start after overwrite is found by binary search, and a
- *  block-mode producer checks the retention floor *before* it claims: a
- *  producer that times out has claimed nothing and leaves nothing to repair.
+ *  producer waits *before* it claims: one that times out or is interrupted
+ *  has claimed nothing and leaves nothing to repair.
+ *  Change 2, the overrun rule (invariant 10): a writer never reuses a slot or
+ *  a data byte whose previous writer is unfinished.  The header keeps a
+ *  finished watermark {offset, byte} (`done`): every offset below done.lo is
+ *  COMMITTED or TOMBSTONE, and no unfinished writer holds a byte below
+ *  done.hi.  A claim of {o, pos} for cnt offsets and len bytes is taken only
+ *  when o + cnt <= done.lo + N and pos + len <= done.hi + D, i.e. the slots
+ *  and bytes it reuses belong to finished records.  The check is two loads
+ *  of a line that changes rarely; a producer that fails it raises the
+ *  watermark itself (a scan of tags from done.lo; the byte mark is the end
+ *  of the newest finished record, which its slot vouches for by storing its
+ *  offset after pos and length) and, if the oldest unfinished writer is
+ *  still at work, waits for it - exactly as a stopped producer holds back
+ *  the index ring.  A dead one is repaired (tombstoned) by the supervisor;
+ *  a dead raw-pid owner also by the waiting producer itself.  Waits on the
+ *  oldest unfinished offset only ever point to lower offsets, so they
+ *  cannot form a cycle.  So overwrite mode overwrites only finished records,
+ *  and corrupt_skips stays 0 without hostile input.
  *
- * Append: CAS the claim; wait until the slot's previous lap is finished; CAS
- * the tag to CLAIMED by us (if someone moved the slot to our lap or past it -
- * a repair or a lap - we lost the offset and simply claim again, so a slow
- * producer loses nothing); record the reservation; copy; fill the slot;
- * release-store COMMITTED; wake sleepers only if the waiters count is set.
+ * Append: wait for room (above; and in block mode for the retention floor);
+ * CAS the claim; CAS the slot from its finished previous lap to CLAIMED by us
+ * (if a repair moved the slot to our lap meanwhile we lost the offset and
+ * simply claim again, so a slow producer loses nothing); record the
+ * reservation; copy; fill the slot; CAS CLAIMED -> COMMITTED with release
+ * ordering (it fails only if a repair tombstoned our claim: then we append
+ * again); wake sleepers only if the waiters flag is set.
  * Read: acquire the tag, copy, acquire fence, re-check the tag, that no
  * writer went more than D bytes past the record (the data limit, which
  * producers raise in D/8 granules before writing, else the claim word), the
- * record's own header, and its checksum; only then deliver.
+ * record's own header, its checksum and its header block; only then deliver.
+ *
+ * Memory order: every publication is a release store or a release CAS and
+ * every observation an acquire load, each commented with its pair, so the
+ * code is correct on weakly ordered CPUs (ARM), not only on x86's TSO; the
+ * only seq_cst parts are the store-buffering pairs (waiters flag vs record,
+ * floor waiters vs floor).
  *
  * Nothing read from the segment is trusted: the geometry is validated once
  * at attach and cached in the process-private view; every position, length
- * and count read from a slot or record is bounds-checked against it.
- */
+ * and count read from a slot or record is bounds-checked against it. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -50,12 +77,13 @@
 #endif
 
 #define LOG_MAGIC 0x31474f4c4d485321ULL /* "!SHMLOG1" little-endian */
-#define LOG_VERSION 2u /* 2: record checksum seeds every length, skips empty parts */
+#define LOG_VERSION 3u /* 3: the finished watermark, 26-bit owners (registration tokens), waiters flag */
 
-#define LAP_BITS 40
+#define LAP_BITS 36
 #define LAP_MASK ((1ULL << LAP_BITS) - 1)
-#define OWNER_BITS 22
+#define OWNER_BITS 26
 #define OWNER_MASK ((1ULL << OWNER_BITS) - 1)
+#define PID_OWNER_LIMIT (1ULL << 22) /* owners below are raw pids (standalone logs), above registration tokens */
 #define ST_EMPTY 0ULL
 #define ST_CLAIMED 1ULL
 #define ST_COMMITTED 2ULL
@@ -89,7 +117,7 @@ struct log_header {
     uint8_t pad1[256 - 144];
     /* 256: reader wake-up */
     uint32_t futex_seq;
-    uint32_t waiters;
+    uint32_t waiters;  /* a flag: 1 = someone may sleep on futex_seq; the next waker clears it */
     uint8_t pad2[384 - 264];
     /* 384: retention floor (block mode) and producer wake-up */
     uint64_t floor;
@@ -98,8 +126,8 @@ struct log_header {
     uint32_t floor_waiters;
     uint8_t pad3[512 - 408];
     /* 512: producer-side counters (slow paths only) */
-    uint64_t wakeups, retries, block_waits;
-    uint8_t pad4[640 - 536];
+    uint64_t wakeups, retries, block_waits, room_waits;
+    uint8_t pad4[640 - 544];
     /* 640: reader-side counters (slow paths only) */
     uint64_t laps_seen, corrupt_skips;
     uint8_t pad5[768 - 656];
@@ -112,7 +140,12 @@ struct log_header {
     uint64_t data_limit;
     uint32_t deleted;  /* set once by log_mark_deleted; on the data-limit line, which appends read anyway */
     uint32_t pad7a;
-    uint8_t pad7[LOG_HEADER_SIZE - 912];
+    uint8_t pad7[1024 - 912];
+    /* 1024: the finished watermark {offset, byte}: every offset below .lo is
+     * COMMITTED or TOMBSTONE, and no unfinished writer holds a data byte
+     * below .hi.  Raised by producers (CAS, never down) when they need room. */
+    atom_pair done;
+    uint8_t pad8[LOG_HEADER_SIZE - 1040];
 };
 
 struct log_slot {
@@ -126,7 +159,7 @@ struct log_slot {
     uint32_t val_len;
     uint32_t flags;
     uint32_t checksum;
-    uint32_t owner_pid;
+    uint32_t owner;     /* the owner token (see the tag), for stat and debugging */
     uint32_t pad;
 };
 
@@ -146,9 +179,11 @@ _Static_assert(offsetof(struct log_header, laps_seen) == 640, "reader counters")
 _Static_assert(offsetof(struct log_header, tombstones) == 768, "repair counters");
 _Static_assert(offsetof(struct log_header, data_limit) == 896, "data limit line");
 _Static_assert(offsetof(struct log_header, deleted) == 904, "deleted flag");
+_Static_assert(offsetof(struct log_header, room_waits) == 536, "room waits");
+_Static_assert(offsetof(struct log_header, done) == 1024, "finished watermark line");
 _Static_assert(sizeof(struct log_slot) == LOG_SLOT_SIZE, "slot size");
 _Static_assert(offsetof(struct log_slot, rec_len) == 32, "slot rec_len");
-_Static_assert(offsetof(struct log_slot, owner_pid) == 56, "slot owner");
+_Static_assert(offsetof(struct log_slot, owner) == 56, "slot owner");
 _Static_assert(sizeof(struct log_rec_header) == LOG_RECORD_OVERHEAD, "record header");
 
 /* ---- process-private view (validated geometry) ------------------------ */
@@ -157,7 +192,7 @@ struct log_view {
     struct log_slot *slots;
     uint8_t *data;
     uint64_t size, n, mask, shift, d, dmask, start, max_record, max_rec_len, granule;
-    uint32_t overflow, pid;
+    uint32_t overflow, owner;
     int crash_point, crash_signal;
     uint64_t crash_countdown;
 };
@@ -266,6 +301,7 @@ static uint32_t layout_hash(void)
         offsetof(struct log_header, floor), offsetof(struct log_header, tombstones),
         offsetof(struct log_slot, pos), offsetof(struct log_slot, checksum), LAP_BITS, OWNER_BITS,
         offsetof(struct log_header, data_limit), offsetof(struct log_header, deleted),
+        offsetof(struct log_header, done), offsetof(struct log_header, room_waits),
     };
     uint64_t h = hash_bytes((const uint8_t *)parts, sizeof parts, 0x5348424b);
     return (uint32_t)(h ^ (h >> 32));
@@ -353,6 +389,8 @@ int log_format(void *base, uint64_t size, uint64_t slot_count, uint64_t data_cap
     h->claim.hi = 0;
     h->floor = start_offset;
     h->floor_bytes = 0;
+    h->done.lo = start_offset; /* nothing below the start is unfinished */
+    h->done.hi = 0;
     struct log_slot *slots = (struct log_slot *)((uint8_t *)base + LOG_HEADER_SIZE);
     uint64_t shift = __builtin_ctzll(slot_count), mask = slot_count - 1;
     for (uint64_t i = 0; i < slot_count; i++) {
@@ -368,7 +406,13 @@ int log_format(void *base, uint64_t size, uint64_t slot_count, uint64_t data_cap
 
 log_view *log_view_new(void) { return calloc(1, sizeof(log_view)); }
 void log_view_free(log_view *v) { free(v); }
-void log_view_set_pid(log_view *v, uint32_t pid) { v->pid = pid; }
+void log_view_set_pid(log_view *v, uint32_t pid) { v->owner = pid; }
+int log_view_set_owner(log_view *v, uint32_t owner)
+{
+    if (!v || !owner || owner > OWNER_MASK) return LOG_E_BAD_ARG;
+    v->owner = owner;
+    return LOG_OK;
+}
 void log_set_crash_point(log_view *v, int point, uint64_t countdown, int sig)
 {
     v->crash_point = point;
@@ -411,18 +455,25 @@ int log_attach(log_view *v, void *base, uint64_t size, uint32_t pid)
     v->max_record = h->max_record;
     v->max_rec_len = align8(LOG_RECORD_OVERHEAD + h->max_record);
     v->overflow = h->overflow;
-    v->pid = pid;
+    v->owner = pid;
     return LOG_OK;
 }
 
 /* ---- waking ------------------------------------------------------------ */
+/* The waiters word is a flag, not a count: a sleeper sets it before it
+ * sleeps; a waker that finds it set clears it, then moves futex_seq and wakes
+ * everyone asleep on it.  A sleeper that is killed in its sleep so costs one
+ * wake-up, not a syscall on every later append (a count would stay up). */
 static void wake_readers(log_view *v, int force)
 {
-    /* seq_cst fence: pairs with the reader's seq_cst waiters increment in
-     * log_wait - either it sees our COMMITTED or we see its count */
+    /* seq_cst fence: pairs with the sleeper's seq_cst fence after it sets the
+     * flag (log_wait_many_ex) - either it sees our COMMITTED or we its flag */
     atom_fence_seqcst();
-    if (force || atom_load_seqcst32(&v->h->waiters)) { /* pairs with log_wait's waiters increment */
-        atom_fetch_add32(&v->h->futex_seq, 1); /* pairs with log_wait's futex value check */
+    if (force || atom_load_seqcst32(&v->h->waiters)) { /* pairs with the sleeper's flag store */
+        /* clear before the move: a sleeper that sets the flag after this
+         * either reads the moved word (and sees our record) or is woken */
+        atom_store_seqcst32(&v->h->waiters, 0);
+        atom_fetch_add32(&v->h->futex_seq, 1); /* pairs with the sleeper's futex value check */
         stat_add(&v->h->wakeups, 1);
         futex_wake_all(&v->h->futex_seq);
     }
@@ -463,33 +514,158 @@ static int wait_floor(log_view *v, atom_pair cur, uint64_t cnt, uint64_t len, in
     }
 }
 
-/* Is slot(o)'s previous lap finished, so take_slot(o) will not wait? */
-static inline int slot_ready(log_view *v, uint64_t o)
+/* Is offset o finished: COMMITTED or TOMBSTONE in its lap, or its slot
+ * already reused by a later lap?  *t gets the tag. */
+static inline int finished(const log_view *v, uint64_t o, uint64_t *t)
 {
-    /* acquire: pairs with the previous owner's release-store of COMMITTED */
-    uint64_t t = atom_load_acquire64(&v->slots[o & v->mask].tag);
-    return lap_diff(tag_lap(t), lap_of(v, o)) == -1 && tag_state(t) != ST_CLAIMED;
+    /* acquire: pairs with write_record's commit CAS and the repair CASes */
+    *t = atom_load_acquire64(&v->slots[o & v->mask].tag);
+    int64_t dl = lap_diff(tag_lap(*t), lap_of(v, o));
+    return dl > 0 || (dl == 0 && tag_state(*t) >= ST_COMMITTED);
 }
 
-/* Claim cnt offsets and len bytes.  Returns LOG_OK with *o, *pos set.
- * nowait: return LOG_E_WOULD_BLOCK, claiming nothing, rather than wait for
- * the floor or for the claimed slot's previous lap. */
-static int claim(log_view *v, uint64_t cnt, uint64_t len, int64_t timeout_ns, int nowait, uint64_t *o, uint64_t *pos)
+/* The end of finished offset o's bytes (its slot said *t), or 0 where the
+ * slot does not vouch for them: reused by a later lap, or a tombstone whose
+ * owner never recorded its reservation.  Nothing read is trusted: the end
+ * must lie within the bytes claimed so far (limit). */
+static uint64_t finished_end(const log_view *v, uint64_t o, uint64_t t, uint64_t limit)
+{
+    struct log_slot *s = &v->slots[o & v->mask];
+    if (lap_diff(tag_lap(t), lap_of(v, o)) != 0) return 0;
+    /* acquire: pairs with write_record's release store of the offset, which
+     * vouches for pos and rec_len stored before it */
+    uint64_t so = atom_load_acquire64(&s->offset);
+    uint64_t pos = s->pos, rl = s->rec_len;
+    atom_fence_acquire(); /* orders the field loads before the re-check; pairs with the next lap's take_slot CAS */
+    if (atom_load_relaxed64(&s->tag) != t) return 0;
+    if (so != o || rl < LOG_RECORD_OVERHEAD || rl > v->max_rec_len || pos > limit || limit - pos < rl) return 0;
+    return pos + rl;
+}
+
+/* Raise the finished watermark over every finished offset from it on (tags
+ * only; the byte mark is the end of the last finished record that vouches
+ * for its bytes).  Returns the pair it leaves. */
+static atom_pair raise_done(log_view *v)
+{
+    struct log_header *h = v->h;
+    /* relaxed, maybe torn: a guess for the CAS below, which returns the real pair */
+    atom_pair w = { atom_load_relaxed64(&h->done.lo), atom_load_relaxed64(&h->done.hi) };
+    for (;;) {
+        uint64_t top = claim_offset(v), bytes = claim_bytes(v), t = 0;
+        if (w.lo > top) return w; /* a corrupted word: never trusted to move anything */
+        uint64_t fo = w.lo, fb = w.hi, stop = top - fo > v->n ? fo + v->n : top;
+        while (fo < stop && finished(v, fo, &t))
+            fo++;
+        if (fo == w.lo) return w;
+        /* the byte mark: the newest finished record that vouches for its end
+         * (a few steps back at most: only repaired claims do not) */
+        for (uint64_t b = fo; b > w.lo && fo - b < 64; b--) {
+            uint64_t e;
+            if (finished(v, b - 1, &t) && (e = finished_end(v, b - 1, t, bytes)) != 0) {
+                if (e > fb) fb = e;
+                break;
+            }
+        }
+        atom_pair next = { fo, fb };
+        /* full barrier CAS, never down: pairs with other raisers' CAS and
+         * with has_room's acquire loads in claimers */
+        if (atom_cas128(&h->done, &w, next)) return next;
+        if (w.lo >= fo && w.hi >= fb) return w; /* someone raised it as far */
+    }
+}
+
+/* May a claim of cnt offsets and len bytes be taken at cur?  Only if every
+ * offset whose slot it reuses (below cur.lo + cnt - N) and every writer of
+ * the bytes it reuses (below cur.hi + len - D) is finished. */
+static inline int has_room(const log_view *v, atom_pair w, atom_pair cur, uint64_t cnt, uint64_t len)
+{
+    return cur.lo + cnt <= w.lo + v->n && cur.hi + len <= w.hi + v->d;
+}
+static inline int room(log_view *v, atom_pair cur, uint64_t cnt, uint64_t len)
+{
+    /* acquire: pairs with raise_done's CAS, which followed its acquire loads
+     * of the finished tags - their writers' bytes happen before ours */
+    atom_pair w = { atom_load_acquire64(&v->h->done.lo), atom_load_acquire64(&v->h->done.hi) };
+    return has_room(v, w, cur, cnt, len);
+}
+
+static int pid_dead(uint32_t pid)
+{
+    return pid && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+/* A standalone log's producers are owned by raw pids (below PID_OWNER_LIMIT):
+ * a claim at offset o whose pid is provably gone is repaired here, so the log
+ * goes on without a supervisor.  Registration tokens (broker clients) are
+ * repaired only by the supervisor, which knows their incarnation. */
+static void repair_if_owner_gone(log_view *v, uint64_t o)
+{
+    struct log_slot *s = &v->slots[o & v->mask];
+    uint64_t t = atom_load_acquire64(&s->tag); /* pairs with take_slot's CAS */
+    if (lap_diff(tag_lap(t), lap_of(v, o)) != 0 || tag_state(t) != ST_CLAIMED) return;
+    uint64_t owner = tag_owner(t);
+    if (owner >= PID_OWNER_LIMIT || !pid_dead((uint32_t)owner)) return;
+    /* CAS, same lap: pairs with the owner's commit CAS (which then fails) and readers' acquire */
+    if (atom_cas64(&s->tag, &t, mk_tag(tag_lap(t), owner, ST_TOMBSTONE))) {
+        stat_add(&v->h->tombstones, 1);
+        stat_add(&v->h->repairs, 1);
+        wake_readers(v, 1);
+    }
+}
+
+/* Wait, until the deadline, for room for a claim at *cur (re-read as the
+ * claim moves).  LOG_OK: a claim at exactly *cur is safe - the caller's CAS
+ * takes it only if the claim word still holds that pair. */
+static int make_room(log_view *v, atom_pair *cur, uint64_t cnt, uint64_t len, int64_t timeout_ns,
+                     int64_t *deadline, int nowait)
+{
+    for (uint64_t spins = 0;; spins++) {
+        atom_pair w = raise_done(v);
+        /* every offset below cur.lo finished: so is every byte below cur.hi */
+        if (has_room(v, w, *cur, cnt, len) || w.lo >= cur->lo) return LOG_OK;
+        if (nowait) return LOG_E_WOULD_BLOCK;
+        if (is_deleted(v)) return LOG_E_DELETED;
+        if (spins == 0) {
+            stat_add(&v->h->room_waits, 1);
+            if (*deadline == -1 && timeout_ns >= 0) *deadline = now_ns() + timeout_ns;
+        }
+        if (*deadline >= 0 && (spins & 63) == 0 && now_ns() >= *deadline) return LOG_E_TIMEOUT;
+        if ((spins & 1023) == 1023) repair_if_owner_gone(v, w.lo);
+        if (spins < 2000) cpu_relax();
+        else {
+            struct timespec ts = { 0, 50000 };
+            nanosleep(&ts, NULL);
+        }
+        /* relaxed guesses, as in claim: the CAS there checks them */
+        cur->lo = atom_load_relaxed64(&v->h->claim.lo);
+        cur->hi = atom_load_relaxed64(&v->h->claim.hi);
+    }
+}
+
+/* Claim cnt offsets and len bytes.  Every wait happens before the claim CAS
+ * (the block-mode floor, room in both rings), so a caller that times out or
+ * is interrupted has claimed nothing.  Returns LOG_OK with *o, *pos set.
+ * nowait: LOG_E_WOULD_BLOCK, claiming nothing, rather than wait. */
+static int claim(log_view *v, uint64_t cnt, uint64_t len, int64_t timeout_ns, int64_t *deadline, int nowait,
+                 uint64_t *o, uint64_t *pos)
 {
     struct log_header *h = v->h;
     /* relaxed, maybe torn: only a guess for the CAS below, which returns the real pair */
     atom_pair cur = { atom_load_relaxed64(&h->claim.lo), atom_load_relaxed64(&h->claim.hi) };
-    int64_t deadline = -1;
     for (;;) {
-        if (nowait && ((v->overflow == LOG_BLOCK && blocked(v, cur, cnt, len)) || !slot_ready(v, cur.lo)))
-            return LOG_E_WOULD_BLOCK;
         if (v->overflow == LOG_BLOCK && blocked(v, cur, cnt, len)) {
-            if (deadline == -1 && timeout_ns >= 0) deadline = now_ns() + timeout_ns;
-            int rc = wait_floor(v, cur, cnt, len, timeout_ns < 0 ? -1 : deadline);
+            if (nowait) return LOG_E_WOULD_BLOCK;
+            if (*deadline == -1 && timeout_ns >= 0) *deadline = now_ns() + timeout_ns;
+            int rc = wait_floor(v, cur, cnt, len, timeout_ns < 0 ? -1 : *deadline);
             if (rc != LOG_OK) return rc;
             cur.lo = atom_load_relaxed64(&h->claim.lo); /* a guess for the CAS, as above */
             cur.hi = atom_load_relaxed64(&h->claim.hi);
             continue;
+        }
+        if (!room(v, cur, cnt, len)) {
+            int rc = make_room(v, &cur, cnt, len, timeout_ns, deadline, nowait);
+            if (rc != LOG_OK) return rc;
+            if (v->overflow == LOG_BLOCK && blocked(v, cur, cnt, len)) continue;
         }
         atom_pair next = { cur.lo + cnt, cur.hi + len };
         /* full barrier CAS: pairs with other producers' claim CAS and with
@@ -501,42 +677,31 @@ static int claim(log_view *v, uint64_t cnt, uint64_t len, int64_t timeout_ns, in
     return LOG_OK;
 }
 
-static int pid_dead(uint32_t pid)
-{
-    return pid && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
-}
-
-/* Wait until slot(o)'s previous lap is finished and CAS it to CLAIMED by us.
- * Returns 1 on success, 0 if the offset was taken from us (repaired as an
- * unclaimed offset, or lapped): the caller claims again. */
+/* CAS slot(o) from its finished previous lap to CLAIMED by us.  claim() saw
+ * that lap finished, so this never waits.  0 if the offset was taken from us
+ * meanwhile (a grace repair of a stalled claim, or a hostile segment): the
+ * caller claims again. */
 static inline __attribute__((always_inline)) int take_slot(log_view *v, uint64_t o)
 {
     struct log_slot *s = &v->slots[o & v->mask];
     uint64_t want = lap_of(v, o);
-    for (uint64_t spins = 0;; spins++) {
-        /* acquire: pairs with the previous owner's release-store of COMMITTED */
-        uint64_t t = atom_load_acquire64(&s->tag);
-        int64_t dl = lap_diff(tag_lap(t), want);
-        if (dl >= 0) return 0; /* our lap already tombstoned, or lapped */
-        if (dl == -1 && tag_state(t) != ST_CLAIMED) {
-            if (atom_cas64(&s->tag, &t, mk_tag(want, v->pid, ST_CLAIMED))) /* pairs with readers' tag re-check */
-                return 1;
-            continue;
-        }
-        if (dl == -1 && (spins & 1023) == 1023 && pid_dead((uint32_t)tag_owner(t))) {
-            /* the previous lap's owner died mid-append: repair it here */
-            uint64_t exp = t;
-            if (atom_cas64(&s->tag, &exp, mk_tag(tag_lap(t), tag_owner(t), ST_TOMBSTONE))) { /* pairs with readers' acquire */
-                stat_add(&v->h->tombstones, 1);
-                stat_add(&v->h->repairs, 1);
-            }
-            continue;
-        }
-        if (spins < 2000) cpu_relax();
-        else {
-            struct timespec ts = { 0, 50000 };
-            nanosleep(&ts, NULL);
-        }
+    /* acquire: pairs with the previous owner's commit CAS and the repair CASes */
+    uint64_t t = atom_load_acquire64(&s->tag);
+    while (lap_diff(tag_lap(t), want) == -1 && tag_state(t) != ST_CLAIMED) {
+        /* acq_rel CAS: pairs with readers' tag re-check and the repairers' CAS */
+        if (atom_cas64(&s->tag, &t, mk_tag(want, v->owner, ST_CLAIMED))) return 1;
+    }
+    return 0;
+}
+
+/* Give back offset o, CLAIMED by us, as a tombstone (nothing written). */
+static void tombstone_own(log_view *v, uint64_t o)
+{
+    uint64_t lap = lap_of(v, o), t = mk_tag(lap, v->owner, ST_CLAIMED);
+    /* CAS from our own claim (fails if a repair did it first): pairs with readers' acquire of the tag */
+    if (atom_cas64(&v->slots[o & v->mask].tag, &t, mk_tag(lap, v->owner, ST_TOMBSTONE))) {
+        stat_add(&v->h->tombstones, 1);
+        stat_add(&v->h->repairs, 1);
     }
 }
 
@@ -555,15 +720,42 @@ static inline void publish_limit(log_view *v, uint64_t end)
     atom_fence_seqcst();
 }
 
-/* fill the slot and the data ring for offset o, already CLAIMED by us */
-static inline __attribute__((always_inline)) void write_record(log_view *v, uint64_t o, uint64_t pos, uint64_t rl, const char *val, int64_t vl,
+/* A header block is {u32 key length, i32 value length (-1: null), key,
+ * value} repeated; 1 if blk holds whole entries only. */
+static int headers_wellformed(const uint8_t *blk, uint64_t n)
+{
+    uint64_t i = 0;
+    while (i < n) {
+        uint32_t kl;
+        int32_t vl;
+        if (n - i < 8) return 0;
+        memcpy(&kl, blk + i, 4);
+        memcpy(&vl, blk + i + 4, 4);
+        i += 8;
+        if (vl < -1) return 0;
+        uint64_t need = (uint64_t)kl + (vl > 0 ? (uint64_t)vl : 0);
+        if (need > n - i) return 0;
+        i += need;
+    }
+    return 1;
+}
+
+/* Fill the slot and the data ring for offset o, CLAIMED by us, and commit.
+ * Returns 0 if our claim was repaired meanwhile (the supervisor declared our
+ * registration dead): the record is not in the log and the caller appends
+ * it again; the tombstone stays. */
+static inline __attribute__((always_inline)) int write_record(log_view *v, uint64_t o, uint64_t pos, uint64_t rl, const char *val, int64_t vl,
                          const char *key, int64_t kl, const char *hd, uint64_t hl, int64_t ts)
 {
     struct log_slot *s = &v->slots[o & v->mask];
     uint32_t flags = (kl < 0 ? LOG_FLAG_KEY_NULL : 0) | (vl < 0 ? LOG_FLAG_VALUE_NULL : 0);
     uint64_t k = kl < 0 ? 0 : (uint64_t)kl, vv = vl < 0 ? 0 : (uint64_t)vl;
     s->pos = pos;
-    s->owner_pid = v->pid;
+    s->rec_len = (uint32_t)rl;
+    s->owner = v->owner;
+    /* release: pos and rec_len before the offset that vouches for them;
+     * pairs with finished_end's acquire load (a repaired claim's bytes) */
+    atom_store_release64(&s->offset, o);
     crash_at(v, LOG_CP_AFTER_RESERVE);
     publish_limit(v, pos + rl);
     uint32_t sum = record_checksum(o, ts, flags, (const uint8_t *)key, k, (const uint8_t *)hd, hl,
@@ -580,19 +772,21 @@ static inline __attribute__((always_inline)) void write_record(log_view *v, uint
         crash_at(v, LOG_CP_MID_COPY);
     }
     if (vv) ring_put(v, at, val, vv);
-    s->offset = o;
     s->timestamp_ns = ts;
-    s->rec_len = (uint32_t)rl;
     s->key_len = (uint32_t)k;
     s->hdr_len = (uint32_t)hl;
     s->val_len = (uint32_t)vv;
     s->flags = flags;
     s->checksum = sum;
     crash_at(v, LOG_CP_BEFORE_COMMIT);
-    /* release: record bytes and slot fields before COMMITTED; pairs with
-     * log_read's acquire load of the tag */
-    atom_store_release64(&s->tag, mk_tag(lap_of(v, o), v->pid, ST_COMMITTED));
+    uint64_t lap = lap_of(v, o), t = mk_tag(lap, v->owner, ST_CLAIMED);
+    /* acq_rel CAS, release on success: record bytes and slot fields before
+     * COMMITTED; pairs with log_read's acquire load of the tag.  It fails
+     * only if a repair tombstoned our claim: a tag never moves back. */
+    return atom_cas64(&s->tag, &t, mk_tag(lap, v->owner, ST_COMMITTED));
 }
+
+#define MAX_CLAIM_TRIES 1000 /* claims lost in a row before the segment counts as corrupt */
 
 static int64_t append_one(log_view *v, const char *val, int64_t val_len, const char *key, int64_t key_len,
                           const char *hdrs, uint64_t hdr_len, int64_t timestamp_ns, int64_t timeout_ns, int nowait)
@@ -602,19 +796,22 @@ static int64_t append_one(log_view *v, const char *val, int64_t val_len, const c
     if ((k && !key) || (vv && !val) || (hdr_len && !hdrs)) return LOG_E_BAD_ARG;
     if (k > v->max_record || vv > v->max_record || hdr_len > v->max_record || k + vv + hdr_len > v->max_record)
         return LOG_E_TOO_LARGE;
+    if (hdr_len && !headers_wellformed((const uint8_t *)hdrs, hdr_len)) return LOG_E_BAD_ARG;
     uint64_t rl = align8(LOG_RECORD_OVERHEAD + k + vv + hdr_len);
     if (is_deleted(v)) return LOG_E_DELETED;
-    int64_t ts = timestamp_ns ? timestamp_ns : wall_ns();
+    int64_t ts = timestamp_ns ? timestamp_ns : wall_ns(), deadline = -1;
     uint64_t o, pos;
-    for (;;) {
-        int rc = claim(v, 1, rl, timeout_ns, nowait, &o, &pos);
+    for (int tries = 0;; tries++) {
+        if (tries == MAX_CLAIM_TRIES) return LOG_E_BAD_LAYOUT;
+        int rc = claim(v, 1, rl, timeout_ns, &deadline, nowait, &o, &pos);
         if (rc != LOG_OK) return rc;
         crash_at(v, LOG_CP_AFTER_CLAIM);
-        if (take_slot(v, o)) break; /* with nowait, slot_ready said it will not wait */
-        stat_add(&v->h->retries, 1);
+        if (take_slot(v, o)) {
+            crash_at(v, LOG_CP_AFTER_SLOT_CAS);
+            if (write_record(v, o, pos, rl, val, val_len, key, key_len, hdrs, hdr_len, ts)) break;
+        }
+        stat_add(&v->h->retries, 1); /* the offset was taken from us: nothing lost, claim again */
     }
-    crash_at(v, LOG_CP_AFTER_SLOT_CAS);
-    write_record(v, o, pos, rl, val, val_len, key, key_len, hdrs, hdr_len, ts);
     crash_at(v, LOG_CP_BEFORE_WAKE);
     wake_readers(v, 0);
     return (int64_t)o;
@@ -646,44 +843,54 @@ int64_t log_append_batch(log_view *v, const char *data, const uint32_t *lens, ui
     }
     if (total > v->d) return LOG_E_TOO_LARGE;
     if (is_deleted(v)) return LOG_E_DELETED;
-    int64_t ts = timestamp_ns ? timestamp_ns : wall_ns();
+    int64_t ts = timestamp_ns ? timestamp_ns : wall_ns(), deadline = -1;
     uint64_t o, pos;
-    int rc = claim(v, n, total, timeout_ns, 0, &o, &pos);
-    if (rc != LOG_OK) return rc;
-    crash_at(v, LOG_CP_AFTER_CLAIM);
-    uint64_t first = o;
+    for (int tries = 0;; tries++) {
+        if (tries == MAX_CLAIM_TRIES) return LOG_E_BAD_LAYOUT;
+        int rc = claim(v, n, total, timeout_ns, &deadline, 0, &o, &pos);
+        if (rc != LOG_OK) return rc;
+        crash_at(v, LOG_CP_AFTER_CLAIM);
+        /* take every slot first: once all are CLAIMED by us no grace repair
+         * takes one, so the batch keeps consecutive offsets */
+        uint64_t i = 0;
+        while (i < n && take_slot(v, o + i))
+            i++;
+        if (i == n) break;
+        /* a grace repair took offset o + i (we stalled past it after the
+         * claim): give the whole claim back as tombstones, claim again */
+        stat_add(&v->h->retries, 1);
+        for (uint64_t j = 0; j < n; j++)
+            if (j < i || (j > i && take_slot(v, o + j))) tombstone_own(v, o + j);
+        wake_readers(v, 1);
+    }
+    crash_at(v, LOG_CP_AFTER_SLOT_CAS);
+    int64_t first = (int64_t)o;
     const char *p = data;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t l = lens ? lens[i] : fixed_len;
         uint64_t rl = align8(LOG_RECORD_OVERHEAD + l);
-        if (!take_slot(v, o + i)) {
-            /* a repair took this offset (we were stalled past its grace):
-             * give back the rest of our claim as tombstones, then append the
-             * remaining records one by one; nothing is lost */
+        if (!write_record(v, o + i, pos, rl, p, (int64_t)l, NULL, -1, NULL, 0, ts)) {
+            /* our claim was repaired under us (our registration was declared
+             * dead): give back the rest and append them one by one; nothing
+             * is lost, but from here the offsets are not consecutive */
             stat_add(&v->h->retries, 1);
-            for (uint64_t j = i + 1; j < n; j++) {
-                if (!take_slot(v, o + j)) continue;
-                uint64_t t = mk_tag(lap_of(v, o + j), v->pid, ST_CLAIMED);
-                /* CAS from our own claim: pairs with readers' acquire of the tag */
-                if (atom_cas64(&v->slots[(o + j) & v->mask].tag, &t, mk_tag(lap_of(v, o + j), v->pid, ST_TOMBSTONE)))
-                    stat_add(&v->h->tombstones, 1);
-            }
+            for (uint64_t j = i + 1; j < n; j++)
+                tombstone_own(v, o + j);
             for (uint64_t j = i; j < n; j++) {
                 uint64_t lj = lens ? lens[j] : fixed_len;
                 int64_t r = log_append(v, p, (int64_t)lj, NULL, -1, NULL, 0, ts, timeout_ns);
                 if (r < 0) return r;
+                if (j == 0) first = r;
                 p += lj;
             }
             break;
         }
-        crash_at(v, LOG_CP_AFTER_SLOT_CAS);
-        write_record(v, o + i, pos, rl, p, (int64_t)l, NULL, -1, NULL, 0, ts);
         pos += rl;
         p += l;
     }
     crash_at(v, LOG_CP_BEFORE_WAKE);
     wake_readers(v, 0);
-    return (int64_t)first;
+    return first;
 }
 
 /* ---- read ---------------------------------------------------------------- */
@@ -733,6 +940,7 @@ static int read_one(log_view *v, uint64_t o, log_rec *rec, uint8_t *buf, uint64_
     if (rh.offset != o || rh.rec_len != rl || rh.checksum != sum ||
         record_checksum(o, ts, flags, buf, kl, buf + kl, hl, buf + kl + hl, vl) != sum)
         return LOG_CORRUPT_RECORD;
+    if (hl && !headers_wellformed(buf + kl, hl)) return LOG_CORRUPT_RECORD; /* a hostile writer's block */
     rec->offset = o;
     rec->timestamp_ns = ts;
     rec->key_len = (uint32_t)kl;
@@ -897,7 +1105,8 @@ int log_wait_many_ex(log_view **views, const uint64_t *offsets, int n, int64_t t
         int64_t left = deadline < 0 ? -1 : deadline - now_ns();
         if (deadline >= 0 && left <= 0) return any_readable(views, offsets, n, extra, xval);
         for (int i = 0; i < n; i++) {
-            atom_fetch_add32(&views[i]->h->waiters, 1); /* seq_cst: pairs with wake_readers' fence */
+            atom_store_seqcst32(&views[i]->h->waiters, 1); /* the flag: pairs with wake_readers' load and clear */
+            atom_fence_seqcst(); /* pairs with wake_readers' fence: it sees the flag or we its record */
             w[i].val = atom_load_seqcst32(&views[i]->h->futex_seq); /* pairs with wake_readers' increment */
             w[i].uaddr = (uint64_t)(uintptr_t)&views[i]->h->futex_seq;
             w[i].flags = FUTEX2_SIZE_U32_FLAG; /* shared: no FUTEX2_PRIVATE */
@@ -924,8 +1133,6 @@ int log_wait_many_ex(log_view **views, const uint64_t *offsets, int n, int64_t t
             if (rc < 0 && errno == ENOSYS) /* old kernel: sleep on the first, briefly */
                 futex_wait((uint32_t *)(uintptr_t)w[0].uaddr, (uint32_t)w[0].val, chunk < 1000000 ? chunk : 1000000);
         }
-        for (int i = 0; i < n; i++)
-            atom_fetch_sub32(&views[i]->h->waiters, 1); /* seq_cst: pairs with wake_readers' waiters load */
         if (r != -1 || (r = any_readable(views, offsets, n, extra, xval)) != -1) return r;
     }
 }
@@ -993,6 +1200,8 @@ int log_get_stats(log_view *v, log_stats *out)
     out->wakeups = stat_get(&h->wakeups);
     out->retries = stat_get(&h->retries);
     out->block_waits = stat_get(&h->block_waits);
+    out->room_waits = stat_get(&h->room_waits);
+    out->done = atom_load_acquire64(&h->done.lo); /* a snapshot; pairs with raise_done's CAS */
     out->waiters = atom_load_acquire32(&h->waiters); /* a snapshot; pairs with log_wait's increments */
     return LOG_OK;
 }
@@ -1035,14 +1244,14 @@ int log_set_floor(log_view *v, uint64_t floor)
 uint64_t log_get_floor(log_view *v) { return atom_load_acquire64(&v->h->floor); }
 
 /* ---- repair ------------------------------------------------------------- */
-int64_t log_repair_dead(log_view *v, uint32_t pid)
+int64_t log_repair_dead(log_view *v, uint32_t owner)
 {
-    if (!v || !v->h || !pid) return LOG_E_BAD_ARG;
+    if (!v || !v->h || !owner || owner > OWNER_MASK) return LOG_E_BAD_ARG;
     int64_t n = 0;
     for (uint64_t i = 0; i < v->n; i++) {
         struct log_slot *s = &v->slots[i];
         uint64_t t = atom_load_acquire64(&s->tag); /* pairs with take_slot's CAS */
-        while (tag_state(t) == ST_CLAIMED && tag_owner(t) == (pid & OWNER_MASK)) {
+        while (tag_state(t) == ST_CLAIMED && tag_owner(t) == (owner & OWNER_MASK)) {
             /* CAS, same lap: pairs with readers' acquire of the tag */
             if (atom_cas64(&s->tag, &t, mk_tag(tag_lap(t), tag_owner(t), ST_TOMBSTONE))) {
                 stat_add(&v->h->tombstones, 1); /* counted as it becomes visible */

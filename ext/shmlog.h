@@ -17,9 +17,9 @@ typedef enum {
     LOG_E_BAD_VERSION = -3,
     LOG_E_BAD_LAYOUT = -4,   /* layout hash or geometry check mismatch */
     LOG_E_BAD_SIZE = -5,     /* mapping smaller than the header says, or bad capacities */
-    LOG_E_BAD_ARG = -6,
+    LOG_E_BAD_ARG = -6,      /* also: a malformed header block */
     LOG_E_BUFFER = -7,       /* caller's buffer too small for the record */
-    LOG_E_TIMEOUT = -8,      /* block mode: the floor did not move in time; nothing claimed */
+    LOG_E_TIMEOUT = -8,      /* no room in time (block-mode floor, or a slower writer's slot or bytes); nothing claimed */
     LOG_E_OFFSET = -9,       /* offset out of the range the call accepts */
     LOG_E_WOULD_BLOCK = -10, /* log_try_append_value: the append would have to wait; nothing claimed */
     LOG_E_DELETED = -11      /* the partition's topic was deleted */
@@ -64,8 +64,9 @@ typedef struct {
     uint64_t start_offset, low, high, floor, floor_bytes, bytes_claimed;
     uint64_t slot_count, data_capacity, max_record, overflow;
     uint64_t laps_seen, tombstones, corrupt_skips, repairs;
-    uint64_t wakeups, retries, block_waits;
-    uint64_t waiters;
+    uint64_t wakeups, retries, block_waits, room_waits;
+    uint64_t waiters;        /* 1 while a reader may sleep on the partition (a flag the next waker clears) */
+    uint64_t done;           /* the finished watermark: every offset below is committed or a tombstone */
 } log_stats;
 
 /* layout constants, shared with Python (cffi reads them from here) */
@@ -86,6 +87,11 @@ log_view *log_view_new(void);
 void log_view_free(log_view *v);
 int log_attach(log_view *v, void *base, uint64_t size, uint32_t pid);
 void log_view_set_pid(log_view *v, uint32_t pid);
+/* The owner token this view's claims carry (tag owner field, 26 bits, not 0):
+ * a raw pid (< 2^22: standalone logs; a claim of a provably dead pid is
+ * repaired by the next producer that needs its room) or a registration token
+ * (>= 2^22: broker clients; repaired only by the supervisor, by token). */
+int log_view_set_owner(log_view *v, uint32_t owner);
 /* test only: send sig (SIGKILL, or SIGSTOP for a stalled producer) to ourselves at point of the countdown-th append */
 void log_set_crash_point(log_view *v, int point, uint64_t countdown, int sig);
 uint64_t log_max_record(log_view *v);
@@ -128,7 +134,8 @@ uint64_t log_get_floor(log_view *v);
  * end of the log get it instead of LOG_NOT_YET; every sleeper is woken. */
 int log_mark_deleted(log_view *v);
 
-int64_t log_repair_dead(log_view *v, uint32_t pid);
+/* Tombstone every CLAIMED slot of owner (a pid or a registration token). */
+int64_t log_repair_dead(log_view *v, uint32_t owner);
 int64_t log_scan_unclaimed(log_view *v, uint64_t *out, uint64_t max);
 int log_tombstone_unclaimed(log_view *v, uint64_t offset);
 

@@ -46,7 +46,7 @@ def _after_fork_in_child():
     pid = os.getpid()
     for log in list(_live_logs):
         if log._v is not None:
-            lib.log_view_set_pid(log._v, pid)
+            lib.log_view_set_pid(log._v, pid)  # the parent's owner token is not ours (a broker client sets a new one)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -210,6 +210,9 @@ class PartitionLog:
         self.slot_count, self.data_capacity = st["slot_count"], st["data_capacity"]
         self.overflow = BLOCK if st["overflow"] == lib.LOG_BLOCK else OVERWRITE
         self._block_timeout = None
+        self._chunk_ns = _WAIT_CHUNK_NS  # an append's first call waits at most this long
+        #: called between the chunks of a long wait inside append (e.g. to restart a dead supervisor)
+        self.on_wait = None
         self._rbuf = ffi.new("char[]", max(self.max_record, 1))
         self._rec = ffi.new("log_rec *")
         self._batch = ffi.new("log_batch *")
@@ -315,7 +318,27 @@ class PartitionLog:
     @block_timeout.setter
     def block_timeout(self, seconds):
         self._check_open()
-        self._block_timeout = seconds  # passed to each blocking append
+        self._block_timeout = seconds
+        t = _timeout_ns(seconds)
+        self._chunk_ns = _WAIT_CHUNK_NS if t < 0 else min(t, _WAIT_CHUNK_NS)
+
+    def _wait_more(self, call):
+        """An append's first call (of at most ``_chunk_ns``) timed out: call
+        *call(timeout_ns)* again in chunks until it is done or the rest of
+        ``block_timeout`` has passed.  A call that times out has claimed
+        nothing, so Python runs between chunks: Ctrl-C, signal handlers and
+        ``on_wait`` (every wait in append so has the caller's deadline)."""
+        t = _timeout_ns(self._block_timeout)
+        end = None if t < 0 else time.monotonic_ns() + t - self._chunk_ns
+        while True:
+            if self.on_wait is not None:
+                self.on_wait()
+            left = _WAIT_CHUNK_NS if end is None else min(_WAIT_CHUNK_NS, end - time.monotonic_ns())
+            if left <= 0:
+                return lib.LOG_E_TIMEOUT
+            r = call(left)
+            if r != lib.LOG_E_TIMEOUT:
+                return r
 
     def set_crash_point(self, point, countdown=1, signal="KILL"):
         """Test only: send SIGKILL (or SIGSTOP) to this process at *point* of
@@ -336,8 +359,10 @@ class PartitionLog:
                 "(max_record) when creating the topic, or split the record" % (what or "record", name))
         if rc == lib.LOG_E_TIMEOUT:
             raise QueueFullError(
-                "partition %s is full (overflow=block) and no consumer group committed past its oldest "
-                "record in time: consume and commit, or raise shm.block.timeout.ms" % name)
+                "partition %s had no room in time: it is full (shm.overflow=block) and no consumer group "
+                "committed past its oldest record, or a slower producer (stopped or preempted) still writes "
+                "where this record would go. Consume and commit, resume that producer, or raise "
+                "shm.block.timeout.ms" % name)
         if rc in (lib.LOG_E_BAD_MAGIC, lib.LOG_E_BAD_VERSION, lib.LOG_E_BAD_LAYOUT, lib.LOG_E_BAD_SIZE):
             why = {lib.LOG_E_BAD_MAGIC: "bad magic (not a shmbroker partition, or creation unfinished)",
                    lib.LOG_E_BAD_VERSION: "layout version from another shmbroker release",
@@ -384,7 +409,10 @@ class PartitionLog:
         else:
             k, kl = _as_buffer(key, "key")
         h = encode_headers(headers) if headers else b""
-        r = self._append(v, val, vl, k, kl, h or _NULL, len(h), timestamp_ns or 0, _timeout_ns(self.block_timeout))
+        ts = timestamp_ns or 0
+        r = self._append(v, val, vl, k, kl, h or _NULL, len(h), ts, self._chunk_ns)
+        if r == lib.LOG_E_TIMEOUT:
+            r = self._wait_more(lambda ns: self._append(v, val, vl, k, kl, h or _NULL, len(h), ts, ns))
         if r < 0:
             self._raise(r, "record of %d bytes (key %d, headers %d)" % (max(vl, 0), max(kl, 0), len(h)))
         return r
@@ -403,8 +431,8 @@ class PartitionLog:
             n, row = arr.shape
             if n == 0:
                 raise ValueError("append_batch needs at least one record")
-            r = lib.log_append_batch(self._v, ffi.from_buffer(arr), _NULL, row, n, timestamp_ns or 0,
-                                     _timeout_ns(self.block_timeout))
+            buf = ffi.from_buffer(arr)
+            call = lambda ns: lib.log_append_batch(self._v, buf, _NULL, row, n, timestamp_ns or 0, ns)  # noqa: E731
         else:
             if isinstance(values, (bytes, bytearray, str)):
                 raise TypeError("append_batch takes a sequence of records, not one %s" % type(values).__name__)
@@ -417,7 +445,10 @@ class PartitionLog:
             lens = ffi.new("uint32_t[]", [len(x) if type(x) is bytes else memoryview(x).nbytes for x in vals])
             n = len(vals)
             data = b"".join(vals)
-            r = lib.log_append_batch(self._v, data, lens, 0, n, timestamp_ns or 0, _timeout_ns(self.block_timeout))
+            call = lambda ns: lib.log_append_batch(self._v, data, lens, 0, n, timestamp_ns or 0, ns)  # noqa: E731
+        r = call(self._chunk_ns)
+        if r == lib.LOG_E_TIMEOUT:
+            r = self._wait_more(call)
         if r < 0:
             self._raise(r, "batch of %d records" % n)
         return r
@@ -558,10 +589,18 @@ class PartitionLog:
         lib.log_mark_deleted(self._v)
 
     # -- repair (the supervisor's entry points)
-    def repair_dead(self, pid):
-        """Tombstone every slot CLAIMED by dead process *pid*; returns how many."""
+    def set_owner(self, token):
+        """Claims of this view carry *token* (a registration token >= 2**22
+        from the namespace, or a pid) instead of this process's pid."""
         self._check_open()
-        r = lib.log_repair_dead(self._v, pid)
+        if lib.log_view_set_owner(self._v, token) != lib.LOG_OK:
+            raise ValueError("owner token must be in [1, 2**26), got %r" % (token,))
+
+    def repair_dead(self, owner):
+        """Tombstone every slot CLAIMED by *owner* (a dead process's pid or
+        registration token); returns how many."""
+        self._check_open()
+        r = lib.log_repair_dead(self._v, owner)
         if r < 0:
             self._raise(r)
         return r

@@ -132,9 +132,10 @@ def test_stopped_claim_is_waited_for_not_stolen(logs):
         done = []
         t = threading.Thread(target=lambda: done.extend(log.append(b"p%d" % i) for i in range(1, 17)))
         t.start()
-        deadline_wait(lambda: log.watermarks()[1] == 17, 10, "the producer to claim offset 16")
-        t.join(0.3)  # offset 16 needs slot 0, held by the stopped producer
-        assert t.is_alive() and log.stats()["tombstones"] == 0
+        # offset 16 needs slot 0, held by the stopped producer: the appender
+        # waits for room before it claims (so a timeout would leave nothing)
+        deadline_wait(lambda: log.stats()["room_waits"] == 1, 10, "the producer to wait for slot 0")
+        assert t.is_alive() and log.watermarks()[1] == 16 and log.stats()["tombstones"] == 0
     finally:
         os.kill(pid, signal.SIGCONT)
     assert os.WIFEXITED(wait_child(pid))
