@@ -40,11 +40,14 @@ GROUPS_SIZE = 2 << 20
 META_SIZE = GROUPS_OFF + GROUPS_SIZE
 NEXT_ID_OFF = 64
 TOPICS_GEN_OFF = 72  # bumped after every topic create/delete: readers cache the registry until it moves
+TOKEN_OFF = 80  # counter of registration tokens handed out (the owners that claims carry)
+TOKEN_BASE = 1 << 22  # pids are below it, so a token never equals a pid
+TOKEN_SPAN = (1 << 26) - TOKEN_BASE  # the C core's tag holds 26 owner bits
 SUP_OFF = GROUPS_OFF  # the running supervisor's pid (0: none)
 SUP_FUTEX_OFF = GROUPS_OFF + 8  # u32: clients bump it and wake the supervisor (group changes)
 MEMBERS_OFF = GROUPS_OFF + 64
 MAX_MEMBERS = 1024
-MEMBER = 32  # pid (claimed by CAS), role, start ticks (written last), spare
+MEMBER = 32  # pid (claimed by CAS), role, start ticks (written last), registration token
 MEMBER_PRODUCER, MEMBER_CONSUMER = 1, 2
 ROLE_NAMES = {MEMBER_PRODUCER: "producer", MEMBER_CONSUMER: "consumer"}
 
@@ -147,6 +150,8 @@ class Namespace:
         self.seg = self._open(create)
         self._cbuf = ffi.from_buffer(self.seg.mm)
         self._lockfd = os.open("/dev/shm" + self.meta_name, os.O_RDWR)
+        self._token = self._token_pid = 0
+        self._logs = weakref.WeakSet()  # partitions opened here: they carry our token
 
     # -- segment
     def _open(self, create):
@@ -288,17 +293,38 @@ class Namespace:
             self.seg.mm[off + 8:off + _ENT.size] = _ENT.pack(0, *fields)[8:]
 
     # -- members (client processes) and the supervisor
+    def owner_token(self):
+        """This process's registration token here: the owner its claims
+        carry, so the supervisor repairs exactly a dead registration's claims
+        and never those of a process that got its pid (invariant 11).  A new
+        one after fork; every partition opened here carries it."""
+        pid = os.getpid()
+        if self._token_pid != pid:
+            n = lib.shm_fetch_add64(self._cbuf, META_SIZE, TOKEN_OFF, 1)
+            self._token, self._token_pid = TOKEN_BASE + n % TOKEN_SPAN, pid
+            for log in list(self._logs):
+                if not log.closed:
+                    log.set_owner(self._token)
+        return self._token
+
     def register(self, role):
         """Claim a member entry for this process; returns its index."""
         pid, start = os.getpid(), proc_start_ticks(os.getpid())
+        token = self.owner_token()
         for i in range(MAX_MEMBERS):
             off = MEMBERS_OFF + i * MEMBER
             if lib.shm_load64(self._cbuf, META_SIZE, off) == 0 and lib.shm_cas64(self._cbuf, META_SIZE, off, 0, pid):
                 lib.shm_store64(self._cbuf, META_SIZE, off + 8, role)
+                lib.shm_store64(self._cbuf, META_SIZE, off + 24, token)
                 lib.shm_store64(self._cbuf, META_SIZE, off + 16, start)  # last: the entry is complete
                 return i
         raise NamespaceError("namespace %r has %d registered client processes, its maximum: close some clients"
                              % (self.name, MAX_MEMBERS))
+
+    def member_token(self, idx):
+        """The registration token of member entry *idx* (0: none recorded)."""
+        tok = lib.shm_load64(self._cbuf, META_SIZE, MEMBERS_OFF + idx * MEMBER + 24)
+        return tok if TOKEN_BASE <= tok < TOKEN_BASE + TOKEN_SPAN else 0  # nothing read is trusted
 
     def registered(self, idx, pid):
         """Does member entry *idx* still name *pid*?"""
@@ -308,6 +334,7 @@ class Namespace:
         off = MEMBERS_OFF + idx * MEMBER
         if lib.shm_load64(self._cbuf, META_SIZE, off) == pid:
             lib.shm_store64(self._cbuf, META_SIZE, off + 16, 0)
+            lib.shm_store64(self._cbuf, META_SIZE, off + 24, 0)
             lib.shm_cas64(self._cbuf, META_SIZE, off, pid, 0)
 
     def members(self):
@@ -406,7 +433,11 @@ class Namespace:
         raise UnknownTopicError("cannot delete topic %r: it does not exist in namespace %r" % (name, self.name))
 
     def open_partition(self, info, p):
-        return PartitionLog.attach(self.partition_segment(info.topic_id, p))
+        log = PartitionLog.attach(self.partition_segment(info.topic_id, p))
+        self._logs.add(log)
+        if self._token_pid == os.getpid():  # a registered client: its claims carry its token
+            log.set_owner(self._token)
+        return log
 
 
 _clients = weakref.WeakSet()

@@ -144,17 +144,18 @@ class Supervisor:
             self.log.info("%s pid %d exited (closed cleanly)%s", ROLES.get(role, role), pid,
                           ", %d group slots released" % gone if gone else "")
             return
-        if role == MEMBER_PRODUCER:
-            tomb = self.repair_producer(pid)
+        if role == MEMBER_PRODUCER:  # by the entry's token: a process that reused the pid is not touched
+            tomb = self.repair_producer(self.ns.member_token(idx) or pid)
         self.ns.unregister(idx, pid)
         self.repairs += 1
         gone = self.member_died(pid)
         self.log.info("%s pid %d died: %d claims tombstoned, %d group slots released, repaired in %.1f ms",
                       ROLES.get(role, role), pid, tomb, gone, (time.monotonic_ns() - t0) / 1e6)
 
-    def repair_producer(self, pid):
-        """Tombstone the dead pid's claims in every partition, then offsets
-        taken but never claimed that stay so past the grace."""
+    def repair_producer(self, owner):
+        """Tombstone a dead registration's claims (by its token) in every
+        partition, then offsets taken but never claimed that stay so past
+        the grace."""
         logs = []
         for info in self.ns.topics().values():
             for p in range(info.partitions):
@@ -163,7 +164,7 @@ class Supervisor:
                 except KafkaException:
                     pass  # deleted meanwhile
         try:
-            n = sum(log.repair_dead(pid) for log in logs)
+            n = sum(log.repair_dead(owner) for log in logs)
             return n + repair_unclaimed(logs, GRACE)
         finally:
             for log in logs:
