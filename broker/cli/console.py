@@ -1,7 +1,20 @@
 """`shmbroker console-producer` and `console-consumer` (the Kafka console tools)."""
 import sys
 
-from . import _conf, _props
+from . import UsageError, _attach, _conf, _props, nonneg_int
+
+
+def _topic_partitions(args):
+    """The topic's partitions to use, checked against the existing namespace and topic (neither is created)."""
+    from broker.namespace import unknown_partition
+    from shm.errors import KafkaException
+    with _attach(args) as ns:
+        n = ns.topic(args.topic).partitions
+    if args.partition is None:
+        return list(range(n))
+    if not 0 <= args.partition < n:
+        raise KafkaException(unknown_partition(args.topic, n, args.partition))
+    return [args.partition]
 
 
 def cmd_console_producer(args):
@@ -9,6 +22,7 @@ def cmd_console_producer(args):
     props = _props(args.property)
     parse_key = props.get("parse.key", "false").lower() == "true"
     sep = props.get("key.separator", "\t")
+    _topic_partitions(args)
     n = 0
     with Producer(_conf(args)) as p:
         for line in sys.stdin:
@@ -30,8 +44,11 @@ def cmd_console_consumer(args):
     props = _props(args.property)
     print_key = props.get("print.key", "false").lower() == "true"
     sep = props.get("key.separator", "\t")
-    if args.offset not in (None, "earliest", "latest") and args.partition is None:
-        raise SystemExit("--offset with a number needs --partition")
+    if args.offset not in (None, "earliest", "latest"):
+        if not args.offset.isdigit():
+            raise UsageError("--offset takes earliest, latest or an offset (a number >= 0), got %r" % args.offset)
+        if args.partition is None:
+            raise UsageError("--offset with a number needs --partition")
     start = OFFSET_BEGINNING if args.from_beginning or args.offset == "earliest" else (
         OFFSET_END if args.offset in (None, "latest") else int(args.offset))
     n = 0
@@ -39,14 +56,10 @@ def cmd_console_consumer(args):
     conf = _conf(args)
     if args.group:
         if args.partition is not None or args.offset not in (None,):
-            raise SystemExit("--group takes the group's committed offsets: drop --partition and --offset")
+            raise UsageError("--group takes the group's committed offsets: drop --partition and --offset")
         conf.update({"group.id": args.group, "auto.offset.reset": "earliest" if args.from_beginning else "latest"})
+    parts = _topic_partitions(args)
     with Consumer(conf) as c:
-        parts = [args.partition] if args.partition is not None else sorted(
-            c.list_topics(args.topic).topics[args.topic].partitions)
-        if not parts:
-            print("Error: unknown topic %s" % args.topic, file=sys.stderr)
-            return 1
         if args.group:
             c.subscribe([args.topic])
         else:
@@ -88,7 +101,7 @@ def add(tool):
     t.add_argument("--partition", type=int)
     t.add_argument("--offset", help="earliest, latest or a number (with --partition)")
     t.add_argument("--from-beginning", action="store_true")
-    t.add_argument("--max-messages", type=int)
+    t.add_argument("--max-messages", type=nonneg_int)
     t.add_argument("--group", help="consume as a member of this consumer group (offsets committed automatically)")
-    t.add_argument("--timeout-ms", type=int, help="exit after this long without a message")
+    t.add_argument("--timeout-ms", type=nonneg_int, help="exit after this long without a message")
     t.add_argument("--property", action="append", metavar="K=V", help="print.key=true, key.separator=SEP")

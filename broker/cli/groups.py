@@ -1,7 +1,5 @@
 """`shmbroker consumer-groups` (kafka-consumer-groups)."""
-import sys
-
-from . import _conf
+from . import UsageError, _conf, _require_namespace
 
 
 def _group_rows(ns, gs, gidx, group):
@@ -33,82 +31,87 @@ def _group_rows(ns, gs, gidx, group):
     return rows, members, state
 
 
-def cmd_consumer_groups(args):
+def _describe(a, gs, group):
+    rows, members, state = _group_rows(a._ns, gs, gs.group_index(group, create=False), group)
+    if state == "Empty":
+        print("\nConsumer group '%s' has no active members.\n" % group)
+    else:
+        print()
+    fmt = "%-16s %-16s %-10s %-15s %-15s %-8s %-24s %-11s %-12s %-8s %s"
+    print(fmt % ("GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID",
+                 "HOST", "CLIENT-ID", "PID", "ALIVE"))
+    for r in rows:
+        print(fmt % r)
+
+
+def _reset(a, args, groups):
     from broker import TopicPartition
-    from broker.admin import AdminClient, ConsumerGroupTopicPartitions
-    from shm.errors import KafkaException
-    try:
-        a = AdminClient(_conf(args))
-    except KafkaException as exc:
-        print("Error: %s" % exc, file=sys.stderr)
-        return 1
-    try:
+    from broker.admin import ConsumerGroupTopicPartitions
+    modes = [m for m in ("to_earliest", "to_latest", "to_offset", "shift_by") if getattr(args, m) not in (None, False)]
+    if len(modes) != 1:
+        raise UsageError("--reset-offsets takes one of --to-earliest, --to-latest, --to-offset N, --shift-by N")
+    if not args.topic and not args.all_topics:
+        raise UsageError("--reset-offsets needs --topic T or --all-topics")
+    topics = a._ns.topics()
+    names = sorted(topics) if args.all_topics else [args.topic]
+    for t in names:
+        a._ns.topic(t)  # an unknown topic raises, before any plan is shown
+    fmt = "%-16s %-16s %-10s %s"
+    print("\n" + fmt % ("GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"))
+    for group in groups:
+        committed = {(tp.topic, tp.partition): tp.offset for tp in a._group_offsets(group)}
+        plan = []
+        for t in names:
+            for p in range(topics[t].partitions):
+                log = a._ns.open_partition(topics[t], p)
+                try:
+                    lo, hi = log.watermarks()
+                finally:
+                    log.close()
+                new = lo if args.to_earliest else hi if args.to_latest else args.to_offset \
+                    if args.to_offset is not None else committed.get((t, p), lo) + args.shift_by
+                plan.append(TopicPartition(t, p, min(max(new, lo), hi)))
+        for tp in plan:
+            print(fmt % (group, tp.topic, tp.partition, tp.offset))
+        if args.execute:
+            a.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, plan)])[group].result()
+    if not args.execute:
+        print("\n(dry run: add --execute to apply)")
+
+
+def cmd_consumer_groups(args):
+    from broker.admin import AdminClient
+    from shm.errors import KafkaError, KafkaException
+    if args.group and args.all_groups:
+        raise UsageError("give --group G or --all-groups, not both")
+    if not (args.list or args.describe or args.reset_offsets or args.delete):
+        raise UsageError("one of --list, --describe, --reset-offsets, --delete")
+    if not (args.list or args.group or args.all_groups):
+        raise UsageError("--describe, --reset-offsets and --delete need --group G or --all-groups")
+    _require_namespace(args)  # then the admin client attaches to it (a typo creates nothing)
+    with AdminClient(_conf(args)) as a:
         gs = a._groups()
         if args.list:
             for name in sorted(gs.groups()):
                 print(name)
             return 0
-        if not args.group:
-            raise SystemExit("--describe, --reset-offsets and --delete need --group G")
-        gidx = gs.group_index(args.group, create=False)
-        if gidx is None:
-            print("Error: Consumer group '%s' does not exist." % args.group, file=sys.stderr)
-            return 1
+        if args.all_groups:
+            groups = sorted(gs.groups())
+        elif args.group:
+            if gs.group_index(args.group, create=False) is None:
+                raise KafkaException(KafkaError(KafkaError.GROUP_ID_NOT_FOUND,
+                                                "Consumer group '%s' does not exist." % args.group))
+            groups = [args.group]
         if args.describe:
-            rows, members, state = _group_rows(a._ns, gs, gidx, args.group)
-            if state == "Empty":
-                print("\nConsumer group '%s' has no active members.\n" % args.group)
-            else:
-                print()
-            fmt = "%-16s %-16s %-10s %-15s %-15s %-8s %-24s %-11s %-12s %-8s %s"
-            print(fmt % ("GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID",
-                         "HOST", "CLIENT-ID", "PID", "ALIVE"))
-            for r in rows:
-                print(fmt % r)
-            return 0
-        if args.delete:
-            a.delete_consumer_groups([args.group])[args.group].result()
-            print("Deletion of requested consumer groups ('%s') was successful." % args.group)
-            return 0
-        if args.reset_offsets:
-            modes = [m for m in ("to_earliest", "to_latest", "to_offset", "shift_by") if getattr(args, m) not in
-                     (None, False)]
-            if len(modes) != 1:
-                raise SystemExit("--reset-offsets takes one of --to-earliest, --to-latest, --to-offset N, --shift-by N")
-            if not args.topic and not args.all_topics:
-                raise SystemExit("--reset-offsets needs --topic T or --all-topics")
-            topics = a._ns.topics()
-            names = sorted(topics) if args.all_topics else [args.topic]
-            committed = {(tp.topic, tp.partition): tp.offset for tp in a._group_offsets(args.group)}
-            plan = []
-            for t in names:
-                if t not in topics:
-                    print("Error: unknown topic %s" % t, file=sys.stderr)
-                    return 1
-                for p in range(topics[t].partitions):
-                    log = a._ns.open_partition(topics[t], p)
-                    try:
-                        lo, hi = log.watermarks()
-                    finally:
-                        log.close()
-                    new = lo if args.to_earliest else hi if args.to_latest else args.to_offset \
-                        if args.to_offset is not None else committed.get((t, p), lo) + args.shift_by
-                    plan.append(TopicPartition(t, p, min(max(new, lo), hi)))
-            fmt = "%-16s %-16s %-10s %s"
-            print("\n" + fmt % ("GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"))
-            for tp in plan:
-                print(fmt % (args.group, tp.topic, tp.partition, tp.offset))
-            if args.execute:
-                a.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(args.group, plan)])[args.group].result()
-            else:
-                print("\n(dry run: add --execute to apply)")
-            return 0
-        raise SystemExit("one of --list, --describe, --reset-offsets, --delete")
-    except KafkaException as exc:
-        print("Error: %s" % exc, file=sys.stderr)
-        return 1
-    finally:
-        a.close()
+            for g in groups:
+                _describe(a, gs, g)
+        elif args.delete:
+            for g, f in a.delete_consumer_groups(groups).items():
+                f.result()
+            print("Deletion of requested consumer groups (%s) was successful." % ", ".join("'%s'" % g for g in groups))
+        else:
+            _reset(a, args, groups)
+    return 0
 
 
 def add(tool):
@@ -121,6 +124,7 @@ def add(tool):
     g.add_argument("--reset-offsets", action="store_true", help="with --to-*/--shift-by; a dry run without --execute")
     g.add_argument("--delete", action="store_true")
     t.add_argument("--group")
+    t.add_argument("--all-groups", action="store_true", help="--describe, --reset-offsets or --delete every group")
     t.add_argument("--topic")
     t.add_argument("--all-topics", action="store_true")
     t.add_argument("--to-earliest", action="store_true")

@@ -1,13 +1,15 @@
 """`shmbroker serve`, `destroy` and `demo`: a namespace's supervisor, its removal, the main job."""
 import argparse
-import sys
 
 from . import _conf
 
 
 def cmd_demo(args):
     from broker import demo
+    from broker.config import check_namespace
     from shm import __version__
+    if args.namespace is not None:
+        check_namespace(args.namespace)  # before any process starts
     print("shmbroker %s" % __version__)
     r = demo.run(producers=args.producers, members=args.members, partitions=args.partitions, records=args.records,
                  rate=args.rate, strategy=args.strategy, namespace=args.namespace)
@@ -17,20 +19,15 @@ def cmd_demo(args):
 def cmd_serve(args):
     from broker.config import resolve_namespace
     from broker.supervisor import Supervisor
-    from shm.errors import KafkaException
     ns = resolve_namespace(_conf(args))
-    try:
-        sup = Supervisor(ns, to_stderr=not args.quiet, create=not args.attach, lock_fd=args.lock_fd)
-    except KafkaException as exc:
-        print("Error: %s" % exc, file=sys.stderr)
-        return 1
-    sup.run()
+    Supervisor(ns, to_stderr=not args.quiet, create=not args.attach, lock_fd=args.lock_fd).run()
     return 0
 
 
 def cmd_destroy(args):
+    from broker.config import resolve_namespace
     from broker.namespace import destroy
-    ns = args.namespace or __import__("broker.config", fromlist=["x"]).resolve_namespace(_conf(args))
+    ns = resolve_namespace(_conf(args))
     removed = destroy(ns)
     print("Removed namespace %s: %d segments" % (ns, len(removed)))
     return 0

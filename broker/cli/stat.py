@@ -1,7 +1,7 @@
 """`shmbroker stat`: live counters of every partition and member (like AeronStat)."""
 import sys
 
-from . import _conf
+from . import _attach, nonneg_int, pos_float
 from .groups import _group_rows
 
 _procs = {}  # pid -> psutil.Process, kept between refreshes so cpu_percent() measures the interval
@@ -47,14 +47,7 @@ def stat_snapshot(ns):
 
 def cmd_stat(args):
     import time
-    from broker.config import resolve_namespace
-    from broker.namespace import Namespace
-    from shm.errors import KafkaException
-    try:
-        ns = Namespace(resolve_namespace(_conf(args)), create=False)
-    except KafkaException as exc:
-        print("Error: %s" % exc, file=sys.stderr)
-        return 1
+    ns = _attach(args)
     tty = sys.stdout.isatty()
     prev, prev_t = {}, None
     n = 0
@@ -102,5 +95,5 @@ def cmd_stat(args):
 def add(tool):
     """Register this module's tools (``tool`` makes a subparser)."""
     t = tool("stat", cmd_stat, "live counters of every partition and member (like AeronStat)")
-    t.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
-    t.add_argument("--count", type=int, help="print this many snapshots, then exit")
+    t.add_argument("--interval", type=pos_float, default=1.0, help="seconds between refreshes")
+    t.add_argument("--count", type=nonneg_int, help="print this many snapshots, then exit")
