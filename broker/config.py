@@ -147,8 +147,13 @@ def _partitioner(key, v):
 
 def _strategies(key, v):
     _str(key, v)
+    from shm.errors import KafkaException
+
     from .groups import parse_strategies
-    parse_strategies(v)
+    try:
+        parse_strategies(v)
+    except KafkaException as exc:
+        raise ConfigError(str(exc)) from None
     return v
 
 

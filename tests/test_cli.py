@@ -209,6 +209,7 @@ def test_version(argv):
     ("topics", "--create"),
     ("console-consumer", "--topic", "t", "--partition", "0", "--offset", "abc"),
     ("stat", "--interval", "-1"),
+    ("demo", "--records", "0"),
     ("consumer-groups", "--describe"),
     ("consumer-groups", "--describe", "--group", "g", "--all-groups")], ids=lambda a: " ".join(a))
 def test_usage_errors_show_usage_and_create_nothing(ns, argv):
@@ -291,3 +292,9 @@ def test_readme_example_runs_twice_and_closes_its_clients(ns, tmp_path):
     assert lag and set(lag) == {"0"}, r.stdout  # every record committed: the consumer was closed
     r = run(ns, "destroy")
     assert r.returncode == 0 and shm_of(ns) == []
+
+
+def test_demo_bad_strategy_fails_before_starting_anything(ns):
+    err = one_line_error(run(ns, "demo", "--namespace", ns, "--strategy", "bogus", "--records", "100"))
+    assert err.startswith("Error: partition.assignment.strategy: unknown assignor 'bogus'"), err
+    assert shm_of(ns) == []

@@ -1,15 +1,16 @@
 """`shmbroker serve`, `destroy` and `demo`: a namespace's supervisor, its removal, the main job."""
 import argparse
 
-from . import _conf
+from . import _conf, nonneg_int, pos_int
 
 
 def cmd_demo(args):
     from broker import demo
-    from broker.config import check_namespace
+    from broker import config
     from shm import __version__
     if args.namespace is not None:
-        check_namespace(args.namespace)  # before any process starts
+        config.check_namespace(args.namespace)  # bad input fails here, before any process starts
+    config.parse({"partition.assignment.strategy": args.strategy}, {}, "consumer")
     print("shmbroker %s" % __version__)
     r = demo.run(producers=args.producers, members=args.members, partitions=args.partitions, records=args.records,
                  rate=args.rate, strategy=args.strategy, namespace=args.namespace)
@@ -48,9 +49,9 @@ def add(tool):
              "midway one member is SIGKILLed and its partitions resume on the survivors. Prints live progress, "
              "then the kill -> resume time, end-to-end latency percentiles, throughput and a count proving "
              "nothing was lost. Removes its namespace at the end.")
-    d.add_argument("--records", type=int, default=400000, help="records in all")
-    d.add_argument("--producers", type=int, default=2)
-    d.add_argument("--members", type=int, default=3, help="consumer processes in the group")
-    d.add_argument("--partitions", type=int, default=4)
-    d.add_argument("--rate", type=int, default=50000, help="records/s per producer (0: as fast as possible)")
+    d.add_argument("--records", type=pos_int, default=400000, help="records in all")
+    d.add_argument("--producers", type=pos_int, default=2)
+    d.add_argument("--members", type=pos_int, default=3, help="consumer processes in the group")
+    d.add_argument("--partitions", type=pos_int, default=4)
+    d.add_argument("--rate", type=nonneg_int, default=50000, help="records/s per producer (0: as fast as possible)")
     d.add_argument("--strategy", default="cooperative-sticky", help="partition.assignment.strategy")
