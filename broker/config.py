@@ -1,13 +1,24 @@
-"""Client configuration: librdkafka's key names, validated.  Unknown keys
-raise ConfigError naming them (as librdkafka does); Kafka keys that mean
-nothing on one host (security, brokers, batching) are accepted and ignored."""
+"""Client and topic configuration: librdkafka's key names, validated.
+
+Every key has a validator (``VALIDATORS``, ``TOPIC_VALIDATORS``) that checks
+the value's type and range, as librdkafka does, and returns it normalised
+(``"5000"`` -> 5000, ``"true"`` -> True).  Unknown keys raise ConfigError
+naming them.  Kafka keys that mean nothing on one host (security, brokers,
+batching) are accepted and ignored once their value is valid; a Kafka
+feature shmbroker does not implement (log compaction, transactions, ...)
+raises ConfigError saying so rather than being silently ignored."""
+import difflib
+import logging
 import os
 import re
 
 from shm.errors import ConfigError, InvalidNameError
 
+_log = logging.getLogger("broker.config")
+
 COMMON = {"bootstrap.servers", "client.id", "shm.namespace", "shm.wait", "shm.block.timeout.ms", "error_cb",
-          "logger", "shm.supervisor", "stats_cb", "statistics.interval.ms", "debug", "log_level", "throttle_cb", "oauth_cb"}
+          "logger", "shm.supervisor", "shm.mode", "stats_cb", "statistics.interval.ms", "debug", "log_level",
+          "throttle_cb", "oauth_cb"}
 PRODUCER = {"partitioner", "on_delivery", "acks", "request.required.acks", "linger.ms", "queue.buffering.max.ms",
             "batch.size", "batch.num.messages", "compression.type", "compression.codec", "enable.idempotence",
             "message.max.bytes", "queue.buffering.max.messages", "queue.buffering.max.kbytes", "retries",
@@ -29,31 +40,244 @@ IGNORED = {"api.version.request", "client.rack", "default.topic.config"}
 AUTO_OFFSET_RESET = {"smallest": "earliest", "earliest": "earliest", "beginning": "earliest",
                      "largest": "latest", "latest": "latest", "end": "latest", "error": "error"}
 WAIT_MODES = ("adaptive", "spin", "sleep")
-_NS_RE = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
+_INT32 = 2 ** 31 - 1
+
+# Names.  A namespace is part of every segment name (``shmb.<ns>.<topic id>.<partition>``), so it has no '.';
+# otherwise namespaces and topics follow one rule: letters, digits, '_', '-' (and '.' in topics), never a
+# leading '-' (it would read as a command-line flag) or '.'.
+NAME_RULE = "start with a letter, digit or '_', then letters, digits, '_' or '-'"
+_NS_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,47}$")
 
 
 def check_namespace(name):
     if not isinstance(name, str) or not _NS_RE.match(name):
-        raise InvalidNameError("bad namespace %r: use 1-48 of [A-Za-z0-9_-]" % (name,))
+        raise InvalidNameError("bad namespace %r: a namespace is 1 to 48 characters: %s (no '.')"
+                               % (name, NAME_RULE))
     return name
+
+
+# -- validators: (key, value) -> normalised value, or ConfigError naming the key
+def _bad(key, value, want):
+    return ConfigError("%s must be %s, got %r" % (key, want, value))
+
+
+def _int(lo, hi):
+    def check(key, v):
+        if isinstance(v, bool):
+            raise _bad(key, v, "an integer in [%d, %d]" % (lo, hi))
+        try:
+            n = int(v.strip()) if isinstance(v, str) else int(v) if isinstance(v, int) else None
+        except ValueError:
+            n = None
+        if n is None or not lo <= n <= hi:
+            raise _bad(key, v, "an integer in [%d, %d]" % (lo, hi))
+        return n
+    return check
+
+
+def _num(lo, hi):
+    def check(key, v):
+        try:
+            x = float(v) if isinstance(v, (int, float, str)) and not isinstance(v, bool) else None
+        except ValueError:
+            x = None
+        if x is None or not lo <= x <= hi:  # NaN fails both comparisons
+            raise _bad(key, v, "a number in [%g, %g]" % (lo, hi))
+        return int(x) if x == int(x) else x
+    return check
+
+
+_TRUE, _FALSE = ("true", "t", "1", "yes", "on"), ("false", "f", "0", "no", "off")
+
+
+def _bool(key, v):
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    if isinstance(v, str) and v.strip().lower() in _TRUE + _FALSE:
+        return v.strip().lower() in _TRUE
+    raise _bad(key, v, "true or false")
+
+
+def _enum(*values, aliases=None):
+    def check(key, v):
+        if isinstance(v, str) and (v in values or (aliases and v in aliases)):
+            return v
+        raise _bad(key, v, "one of %s" % ", ".join(values + tuple(aliases or ())))
+    return check
+
+
+def _str(key, v):
+    if not isinstance(v, str):
+        raise _bad(key, v, "a string")
+    return v
+
+
+def _callable(key, v):
+    if v is not None and not callable(v):
+        raise _bad(key, v, "a function")
+    return v
+
+
+def _any(key, v):
+    return v
+
+
+def _namespace(key, v):
+    return check_namespace(v)  # InvalidNameError, as the name's other paths raise
+
+
+def _mode(key, v):
+    """shm.mode: permission bits of the namespace's segments and lock files,
+    an octal string ("0660") or an int (0o660); the owner keeps read-write."""
+    try:
+        m = int(v, 8) if isinstance(v, str) else v if isinstance(v, int) and not isinstance(v, bool) else None
+    except ValueError:
+        m = None
+    if m is None or not 0 <= m <= 0o777 or m & 0o600 != 0o600:
+        raise _bad(key, v, "octal permission bits with owner read-write, like \"0600\" (the default) or \"0660\"")
+    return v
+
+
+def _partitioner(key, v):
+    from .partitioner import PARTITIONERS
+    return _enum(*sorted(PARTITIONERS))(key, v)
+
+
+def _strategies(key, v):
+    _str(key, v)
+    from shm.errors import KafkaException
+
+    from .groups import parse_strategies
+    try:
+        parse_strategies(v)
+    except KafkaException as exc:
+        raise ConfigError(str(exc)) from None
+    return v
+
+
+def _acks(key, v):
+    return -1 if v == "all" else _int(-1, 1000)(key, v)
+
+
+def _not_implemented(feature, what_to_do, allowed=()):
+    """A key whose every value but *allowed* asks for a Kafka feature that
+    shmbroker does not implement."""
+    def check(key, v):
+        norm = v.strip().lower() if isinstance(v, str) else v
+        for a in allowed:
+            if norm == a or (isinstance(a, bool) and isinstance(norm, str) and norm in (_TRUE if a else _FALSE)):
+                return v
+        raise ConfigError("%s=%r asks for %s, which shmbroker does not implement: %s"
+                          % (key, v, feature, what_to_do))
+    return check
+
+
+_ms = _int(0, _INT32)
+_COMPRESSION = _enum("none", "gzip", "snappy", "lz4", "zstd")
+VALIDATORS = {
+    # every client
+    "bootstrap.servers": _str, "client.id": _str, "shm.namespace": _namespace, "shm.wait": _enum(*WAIT_MODES),
+    "shm.block.timeout.ms": _int(-1, _INT32), "shm.supervisor": _enum("auto", "off"), "shm.mode": _mode,
+    "error_cb": _callable, "stats_cb": _callable, "throttle_cb": _callable, "oauth_cb": _callable, "logger": _any,
+    "statistics.interval.ms": _int(0, 86400000), "debug": _str, "log_level": _int(0, 7),
+    # producers
+    "partitioner": _partitioner, "on_delivery": _callable, "dr_cb": _callable, "dr_msg_cb": _callable,
+    "acks": _acks, "request.required.acks": _acks, "linger.ms": _num(0, 900000),
+    "queue.buffering.max.ms": _num(0, 900000), "batch.size": _int(1, _INT32), "batch.num.messages": _int(1, 1000000),
+    "compression.type": _COMPRESSION, "compression.codec": _COMPRESSION, "enable.idempotence": _bool,
+    "message.max.bytes": _int(1000, 1000000000), "queue.buffering.max.messages": _int(1, _INT32),
+    "queue.buffering.max.kbytes": _int(1, _INT32), "retries": _int(0, _INT32),
+    "message.send.max.retries": _int(0, _INT32), "delivery.timeout.ms": _ms, "message.timeout.ms": _ms,
+    "request.timeout.ms": _int(1, 900000), "max.in.flight.requests.per.connection": _int(1, 1000000),
+    "max.in.flight": _int(1, 1000000), "sticky.partitioning.linger.ms": _int(0, 900000),
+    "retry.backoff.ms": _int(1, 300000),
+    "delivery.report.only.error": _not_implemented(
+        "delivery reports for failed records only", "every produce() succeeds or raises at once here; drop the key",
+        allowed=(False,)),
+    "transactional.id": _not_implemented(
+        "transactions", "a record is visible when produce() returns; drop the key"),
+    # consumers
+    "group.id": _str, "auto.offset.reset": _enum(*AUTO_OFFSET_RESET), "enable.auto.commit": _bool,
+    "auto.commit.interval.ms": _int(0, 86400000), "enable.auto.offset.store": _bool, "enable.partition.eof": _bool,
+    "session.timeout.ms": _int(1, 3600000), "max.poll.interval.ms": _int(1, 86400000),
+    "heartbeat.interval.ms": _int(1, 3600000), "partition.assignment.strategy": _strategies,
+    "group.instance.id": _str, "isolation.level": _enum("read_committed", "read_uncommitted"),
+    "fetch.min.bytes": _int(1, 100000000), "fetch.max.bytes": _int(0, _INT32), "fetch.wait.max.ms": _int(0, 300000),
+    "max.partition.fetch.bytes": _int(1, 1000000000), "fetch.message.max.bytes": _int(1, 1000000000),
+    "queued.min.messages": _int(1, 10000000), "queued.max.messages.kbytes": _int(1, 2097151),
+    "on_commit": _callable, "group.protocol": _enum("classic", "consumer"), "group.remote.assignor": _str,
+    "check.crcs": _bool,
+    "allow.auto.create.topics": _not_implemented(
+        "topics created on first use", "create them first (AdminClient.create_topics or `shmbroker topics "
+        "--create`)", allowed=(False,)),
+}
+
+# Topic configs (NewTopic.config).  The first five shape the partition rings (their ranges are checked with
+# the ring's geometry in broker.namespace.topic_geometry); the others are Kafka's and mean nothing for a ring
+# in shared memory: accepted when valid, except values asking for what shmbroker does not do.
+TOPIC_VALIDATORS = {
+    "retention.bytes": _int(1, 2 ** 62), "max.message.bytes": _int(0, 2 ** 62), "retention.ms": _int(-1, 2 ** 62),
+    "shm.overflow": _enum("overwrite", "block"), "shm.slots": _int(1, 2 ** 62),
+    "cleanup.policy": _not_implemented(
+        "log compaction", "a topic keeps its newest records up to retention.bytes (cleanup.policy=delete)",
+        allowed=("delete",)),
+    "message.timestamp.type": _not_implemented(
+        "broker-side timestamps", "records carry the producer's timestamp (CreateTime)", allowed=("createtime",)),
+    "min.insync.replicas": _int(1, _INT32), "segment.bytes": _int(14, _INT32), "segment.ms": _int(1, 2 ** 62),
+    "compression.type": _enum("producer", "uncompressed", "none", "gzip", "snappy", "lz4", "zstd"),
+    "unclean.leader.election.enable": _bool, "flush.messages": _int(1, 2 ** 62), "flush.ms": _int(0, 2 ** 62),
+    "index.interval.bytes": _int(0, _INT32), "delete.retention.ms": _int(0, 2 ** 62),
+    "file.delete.delay.ms": _int(0, 2 ** 62), "preallocate": _bool,
+}
+TOPIC_RING_KEYS = ("retention.bytes", "max.message.bytes", "retention.ms", "shm.overflow", "shm.slots")
+
+
+def _unknown(key, known, what):
+    near = difflib.get_close_matches(key, sorted(known), n=1)
+    return ConfigError("No such configuration property: %r for %s%s; the keys shmbroker takes are listed in "
+                       "broker.config" % (key, what, " (did you mean %r?)" % near[0] if near else ""))
+
+
+def topic_config(config):
+    """NewTopic.config -> {key: value} of the keys that shape the rings,
+    each checked by type (other valid Kafka keys are dropped)."""
+    out = {}
+    for k, v in (config or {}).items():
+        check = TOPIC_VALIDATORS.get(k)
+        if check is None:
+            raise _unknown(k, TOPIC_VALIDATORS, "a topic")
+        v = check(k, v)
+        if k in TOPIC_RING_KEYS:
+            out[k] = v
+    return out
+
+
+_told_bootstrap = set()
 
 
 def resolve_namespace(conf):
     """shm.namespace, else bootstrap.servers=shm://NAME, else env
     SHMBROKER_NAMESPACE, else 'default'."""
     ns = conf.get("shm.namespace")
-    if ns is None:
-        bs = conf.get("bootstrap.servers")
-        if isinstance(bs, str) and bs.startswith("shm://"):
-            ns = bs[len("shm://"):].strip("/")
+    bs = conf.get("bootstrap.servers")
+    if ns is None and isinstance(bs, str) and bs.startswith("shm://"):
+        ns = bs[len("shm://"):].strip("/")
     if ns is None:
         ns = os.environ.get("SHMBROKER_NAMESPACE", "default")
-    return check_namespace(ns)
+    ns = check_namespace(ns)
+    if isinstance(bs, str) and not bs.startswith("shm://") and bs not in _told_bootstrap:
+        _told_bootstrap.add(bs)  # once per value and process: nobody should think they reached Kafka
+        _log.info("bootstrap.servers=%r is not shm://NAME: ignored; this client uses shmbroker namespace %r on "
+                  "this host", bs, ns)
+    return ns
 
 
 def parse(config, kwargs, kind):
-    """Merge *config* and *kwargs*; validate keys for *kind* ('producer',
-    'consumer' or 'admin'); return a plain dict."""
+    """Merge *config* and *kwargs*; check every key for *kind* ('producer',
+    'consumer' or 'admin') and every value by type and range; return a plain
+    dict of normalised values."""
     conf = {}
     if config is not None:
         if not isinstance(config, dict):
@@ -61,22 +285,18 @@ def parse(config, kwargs, kind):
         conf.update(config)
     conf.update(kwargs)
     allowed = COMMON | {"producer": PRODUCER, "consumer": CONSUMER, "admin": ADMIN}[kind]
-    for k in conf:
+    for k in list(conf):
         if not isinstance(k, str):
             raise ConfigError("config keys must be str, got %r" % (k,))
-        if k in allowed or k in IGNORED or k.startswith(IGNORED_PREFIXES):
+        if k in allowed:
+            conf[k] = VALIDATORS[k](k, conf[k])
+        elif k in IGNORED or k.startswith(IGNORED_PREFIXES):
             continue
-        hint = " (a consumer key)" if k in CONSUMER else " (a producer key)" if k in PRODUCER else ""
-        raise ConfigError("No such configuration property: %r%s for a %s; see ../shared/API.md for the keys "
-                          "shmbroker takes" % (k, hint, kind))
-    if conf.get("shm.wait", "adaptive") not in WAIT_MODES:
-        raise ConfigError("shm.wait must be one of %s, got %r" % (", ".join(WAIT_MODES), conf["shm.wait"]))
-    if conf.get("shm.supervisor", "auto") not in ("auto", "off"):
-        raise ConfigError("shm.supervisor must be 'auto' (start one when none runs) or 'off', got %r"
-                          % (conf["shm.supervisor"],))
-    if "auto.offset.reset" in conf and conf["auto.offset.reset"] not in AUTO_OFFSET_RESET:
-        raise ConfigError("auto.offset.reset must be one of %s, got %r"
-                          % (", ".join(sorted(AUTO_OFFSET_RESET)), conf["auto.offset.reset"]))
+        elif k in CONSUMER or k in PRODUCER:
+            raise ConfigError("%r is a %s key: a %s does not take it"
+                              % (k, "consumer" if k in CONSUMER else "producer", kind))
+        else:
+            raise _unknown(k, allowed, "a %s" % kind)
     return conf
 
 
@@ -89,5 +309,5 @@ def ms_to_s(v, default=None):
 
 def as_bool(v):
     if isinstance(v, str):
-        return v.lower() in ("true", "1", "yes")
+        return v.lower() in _TRUE
     return bool(v)

@@ -12,6 +12,7 @@ unreadable until the next writer repairs it, never a hung reader.
 """
 import collections
 import contextlib
+import difflib
 import fcntl
 import os
 import re
@@ -27,7 +28,7 @@ from shm.errors import (ConfigError, CorruptSegmentError, InvalidNameError, Kafk
 from shm.log import PartitionLog
 from shm.segment import Segment, unlink
 
-from .config import check_namespace
+from .config import NAME_RULE, check_namespace, topic_config
 
 MAGIC = b"SHMBMETA"
 VERSION = 2
@@ -73,13 +74,9 @@ LAYOUT = ((_HDR.size << 16) ^ (_ENT.size << 4) ^ MAX_TOPICS ^ (ENTRY << 20) ^ GR
 FREE, ACTIVE = 0, 1
 OVERFLOWS = ("overwrite", "block")
 
-_TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+_TOPIC_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,248}$")  # config.NAME_RULE, and dots
 TOPIC_DEFAULTS = {"retention.bytes": 64 << 20, "max.message.bytes": None, "retention.ms": -1,
                   "shm.overflow": "overwrite", "shm.slots": None}
-# Kafka topic configs that mean nothing for a ring in shared memory
-TOPIC_IGNORED = {"cleanup.policy", "min.insync.replicas", "segment.bytes", "segment.ms", "compression.type",
-                 "unclean.leader.election.enable", "message.timestamp.type", "flush.messages", "flush.ms",
-                 "index.interval.bytes", "delete.retention.ms", "file.delete.delay.ms", "preallocate"}
 
 TopicInfo = collections.namedtuple(
     "TopicInfo", "name topic_id partitions slot_count data_capacity max_message_bytes retention_ms overflow")
@@ -94,7 +91,7 @@ def unknown_partition(topic, partitions, partition):
 def check_topic_name(name):
     if not isinstance(name, str) or not _TOPIC_RE.match(name) or name in (".", ".."):
         raise InvalidNameError(
-            "invalid topic name %r: use 1 to 249 of [a-zA-Z0-9._-] (and not '.' or '..'), as Kafka does" % (name,))
+            "invalid topic name %r: a topic name is 1 to 249 characters: %s or '.'" % (name, NAME_RULE))
     return name
 
 
@@ -109,12 +106,7 @@ def topic_geometry(config):
     """NewTopic.config -> (slot_count, data_capacity, max_message_bytes,
     retention_ms, overflow), validated."""
     conf = dict(TOPIC_DEFAULTS)
-    for k, v in (config or {}).items():
-        if k in TOPIC_IGNORED:
-            continue
-        if k not in TOPIC_DEFAULTS:
-            raise ConfigError("unknown topic config %r: shmbroker takes %s" % (k, ", ".join(TOPIC_DEFAULTS)))
-        conf[k] = v
+    conf.update(topic_config(config))
     try:
         data = int(conf["retention.bytes"])
         maxmsg = None if conf["max.message.bytes"] is None else int(conf["max.message.bytes"])
@@ -171,8 +163,9 @@ class Namespace:
         try:
             seg = Segment.attach(self.meta_name)
         except NamespaceError:
-            raise NamespaceError("namespace %r does not exist: any client creates it (or `shmbroker topics "
-                                 "--create`)" % self.name) from None
+            raise NamespaceError("no namespace %r (existing: %s): check the name; a producer, consumer or "
+                                 "`shmbroker topics --create` creates one" % (self.name, namespace_list(self.name))
+                                 ) from None
         try:
             self._check(seg)
         except BaseException:
@@ -182,22 +175,22 @@ class Namespace:
 
     def _check(self, seg):
         if seg.size < META_SIZE:
-            raise CorruptSegmentError("namespace segment %s is %d bytes, expected %d: `shmbroker destroy "
-                                      "--namespace %s` and start again" % (self.meta_name, seg.size, META_SIZE, self.name))
+            raise CorruptSegmentError("namespace %r is damaged (%d bytes of metadata, expected %d): `shmbroker "
+                                      "destroy --namespace %s` and start again" % (self.name, seg.size, META_SIZE, self.name))
         buf = ffi.from_buffer(seg.mm)
         try:
             end = time.monotonic() + 2.0
             while lib.shm_load64(buf, seg.size, 0) != struct.unpack("<Q", MAGIC)[0]:
                 if time.monotonic() > end:  # a creator still writing gets 2 s
-                    raise CorruptSegmentError("namespace segment %s has no valid magic: `shmbroker destroy "
-                                              "--namespace %s` and start again" % (self.meta_name, self.name))
+                    raise CorruptSegmentError("namespace %r is damaged or was never finished: `shmbroker destroy "
+                                              "--namespace %s` and start again" % (self.name, self.name))
                 time.sleep(0.001)
         finally:
             ffi.release(buf)
         _, version, layout, maxt, ent, _ = _HDR.unpack_from(seg.mm, 0)
         if version != VERSION or layout != LAYOUT or maxt != MAX_TOPICS or ent != ENTRY:
-            raise CorruptSegmentError("namespace segment %s has another layout (version %d): it belongs to another "
-                                      "shmbroker release; `shmbroker destroy --namespace %s`" % (self.meta_name, version, self.name))
+            raise CorruptSegmentError("namespace %r has another layout (version %d): it belongs to another "
+                                      "shmbroker release; `shmbroker destroy --namespace %s`" % (self.name, version, self.name))
 
     def close(self):
         if self._cbuf is not None:
@@ -512,6 +505,20 @@ def stop_supervisor(name, timeout=5.0):
     while proc_start_ticks(pid) and time.monotonic() < end:
         time.sleep(0.005)
     return pid
+
+
+def namespaces():
+    """Names of the namespaces on this host (their metadata segments)."""
+    return sorted(f[5:] for f in os.listdir("/dev/shm") if f.startswith("shmb.") and "." not in f[5:])
+
+
+def namespace_list(near=None, limit=8):
+    """The existing namespaces for a message, the ones like *near* first."""
+    names = namespaces()
+    first = difflib.get_close_matches(near, names, n=3, cutoff=0.6) if near else []
+    names = first + [n for n in names if n not in first]
+    more = len(names) - limit
+    return "none" if not names else ", ".join(names[:limit]) + (" and %d more" % more if more > 0 else "")
 
 
 def destroy(name):

@@ -5,6 +5,7 @@ call; this module validates arguments, owns the mapping, and turns C status
 codes into records, read statuses or exceptions (one funnel: ``_raise``).
 """
 import os
+import re
 import struct
 import time
 import types
@@ -38,6 +39,14 @@ RECORD_OVERHEAD = lib.LOG_RECORD_OVERHEAD
 _WAIT_CHUNK_NS = 100_000_000  # long waits return to Python this often (Ctrl-C, close)
 _SPIN_CHUNK_NS = 1_000_000  # spins holding the GIL last at most this long
 _NULL = ffi.NULL
+_PARTITION_SEG = re.compile(r"^/shmb\.([A-Za-z0-9_-]+)\.(\d+)\.(\d+)$")  # broker.namespace.partition_segment
+
+
+def _label(name):
+    """A segment as messages name it: a broker partition in its user's
+    words, any other segment by its name."""
+    m = _PARTITION_SEG.match(name)
+    return "partition %s of topic #%s in namespace %r" % (m[3], m[2], m[1]) if m else "partition %s" % name
 
 _live_logs = weakref.WeakSet()
 
@@ -353,34 +362,34 @@ class PartitionLog:
     # -- status funnel
     @staticmethod
     def _raise_status(rc, name, what=""):
+        name = _label(name)
         if rc == lib.LOG_E_TOO_LARGE:
             raise MessageTooLargeError(
-                "%s is over partition %s's maximum record size: raise max.message.bytes "
-                "(max_record) when creating the topic, or split the record" % (what or "record", name))
+                "%s is over the maximum record size of %s: raise the topic's max.message.bytes "
+                "when creating it, or split the record" % (what or "record", name))
         if rc == lib.LOG_E_TIMEOUT:
             raise QueueFullError(
-                "partition %s had no room in time: it is full (shm.overflow=block) and no consumer group "
-                "committed past its oldest record, or a slower producer (stopped or preempted) still writes "
-                "where this record would go. Consume and commit, resume that producer, or raise "
-                "shm.block.timeout.ms" % name)
+                "%s had no room in time: it is full (shm.overflow=block) and no consumer group committed "
+                "past its oldest record, or a slower producer (stopped or preempted) still writes where this "
+                "record would go. Consume and commit, resume that producer, or raise shm.block.timeout.ms" % name)
         if rc in (lib.LOG_E_BAD_MAGIC, lib.LOG_E_BAD_VERSION, lib.LOG_E_BAD_LAYOUT, lib.LOG_E_BAD_SIZE):
             why = {lib.LOG_E_BAD_MAGIC: "bad magic (not a shmbroker partition, or creation unfinished)",
                    lib.LOG_E_BAD_VERSION: "layout version from another shmbroker release",
                    lib.LOG_E_BAD_LAYOUT: "header geometry or layout hash does not check out",
                    lib.LOG_E_BAD_SIZE: "segment smaller than its header says"}[rc]
             raise CorruptSegmentError(
-                "segment %s: %s. Remove it (`shmbroker destroy` for a namespace, or unlink it) "
+                "%s: %s. Remove it (`shmbroker destroy` for a namespace, or unlink it) "
                 "and create it again" % (name, why))
         if rc == lib.LOG_E_DELETED:
             from .errors import UnknownTopicError
             raise UnknownTopicError(
-                "partition %s belongs to a deleted topic: create the topic again and re-open "
+                "%s belongs to a deleted topic: create the topic again and re-open "
                 "the producer or consumer" % name)
         if rc == lib.LOG_E_OFFSET:
-            raise OffsetOutOfRangeError("offset out of range for partition %s" % name)
+            raise OffsetOutOfRangeError("offset out of range for %s" % name)
         if rc == lib.LOG_E_BUFFER:
-            raise CorruptSegmentError("partition %s: a record is larger than its header allows" % name)
-        raise ValueError("partition %s: invalid argument (status %d)" % (name, rc))
+            raise CorruptSegmentError("%s: a record is larger than its header allows" % name)
+        raise ValueError("%s: invalid argument (status %d)" % (name, rc))
 
     def _raise(self, rc, what=""):
         self._raise_status(rc, self._seg.name, what)

@@ -1,0 +1,99 @@
+"""`shmbroker stat`: live counters of every partition and member (like AeronStat)."""
+import sys
+
+from . import _attach, nonneg_int, pos_float
+from .groups import _group_rows
+
+_procs = {}  # pid -> psutil.Process, kept between refreshes so cpu_percent() measures the interval
+
+
+def _proc_view(pid):
+    """(status, cpu %, rss MiB, command) of a client process, through psutil
+    ('stopped' shows a SIGSTOPped member)."""
+    import psutil
+    try:
+        p = _procs.get(pid)
+        if p is None:
+            p = _procs[pid] = psutil.Process(pid)
+        with p.oneshot():
+            return (p.status(), p.cpu_percent(), p.memory_info().rss / 2**20, p.name())
+    except (psutil.Error, OSError):
+        _procs.pop(pid, None)
+        return ("gone", 0.0, 0.0, "-")
+
+
+def stat_snapshot(ns):
+    """Rows for `stat`: every partition's counters and every member."""
+    from broker.namespace import ROLE_NAMES, proc_start_ticks
+    parts = []
+    for name, info in sorted(ns.topics().items()):
+        for p in range(info.partitions):
+            log = ns.open_partition(info, p)
+            try:
+                st = log.stats()
+            finally:
+                log.close()
+            parts.append((name, p, st))
+    members = [(pid, ROLE_NAMES.get(role, str(role)), proc_start_ticks(pid) == start) + _proc_view(pid)
+               for _, pid, start, role in ns.members()]
+    from broker import groups as G
+    gs = G.Groups(ns)
+    try:
+        groups = [(name,) + _group_rows(ns, gs, gidx, name) for name, gidx in sorted(gs.groups().items())]
+    finally:
+        gs.close()
+    return parts, members, ns.supervisor_pid(), groups
+
+
+def cmd_stat(args):
+    import time
+    ns = _attach(args)
+    tty = sys.stdout.isatty()
+    prev, prev_t = {}, None
+    n = 0
+    try:
+        while args.count is None or n < args.count:
+            parts, members, sup, groups = stat_snapshot(ns)
+            now = time.monotonic()
+            out = []
+            if tty:
+                out.append("\x1b[H\x1b[2J")  # refresh in place
+            out.append("namespace %s  supervisor %s" % (ns.name, sup or "none"))
+            out.append("%-24s %9s %12s %12s %11s %7s %10s %7s %6s" % (
+                "TOPIC", "PARTITION", "LOW", "HIGH", "RATE/S", "WAITERS", "TOMBSTONES", "REPAIRS", "LAPS"))
+            for name, p, st in parts:
+                key = (name, p)
+                rate = ((st["high"] - prev[key]) / (now - prev_t)) if key in prev and now > prev_t else 0.0
+                prev[key] = st["high"]
+                out.append("%-24s %9d %12d %12d %11.0f %7d %10d %7d %6d" % (
+                    name, p, st["low"], st["high"], rate, st["waiters"], st["tombstones"], st["repairs"],
+                    st["laps_seen"]))
+            out.append("%-8s %-9s %-6s %-9s %6s %8s %s" % ("PID", "ROLE", "ALIVE", "STATUS", "CPU%", "RSS-MiB",
+                                                             "COMMAND"))
+            for pid, role, alive, status, cpu, rss, cmd in members:
+                out.append("%-8d %-9s %-6s %-9s %6.1f %8.1f %s" % (pid, role, "yes" if alive else "no", status, cpu,
+                                                                   rss, cmd))
+            if groups:
+                out.append("%-16s %-16s %9s %12s %12s %8s %-8s %s" % ("GROUP", "TOPIC", "PARTITION", "COMMITTED",
+                                                                     "END", "LAG", "PID", "STATE"))
+            for name, rows, gmembers, state in groups:
+                for r in rows:
+                    out.append("%-16s %-16s %9d %12s %12d %8s %-8s %s" % (name, r[1], r[2], r[3], r[4], r[5], r[9],
+                                                                         state))
+            print("\n".join(out), flush=True)
+            prev_t = now
+            n += 1
+            if args.count is None or n < args.count:
+                time.sleep(args.interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ns.close()
+    return 0
+
+
+def add(tool):
+    """Register this module's tools (``tool`` makes a subparser)."""
+    t = tool("stat", cmd_stat, "live counters of every partition and member (like AeronStat)")
+    t.add_argument("--interval", type=pos_float, default=1.0, help="seconds between refreshes")
+    t.add_argument("--count", type=nonneg_int, help="print this many snapshots, then exit")
