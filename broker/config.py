@@ -6,7 +6,7 @@ import re
 
 from shm.errors import ConfigError, InvalidNameError
 
-COMMON = {"bootstrap.servers", "client.id", "shm.namespace", "shm.wait", "shm.block.timeout.ms", "error_cb",
+COMMON = {"bootstrap.servers", "client.id", "shm.namespace", "shm.mode", "shm.wait", "shm.block.timeout.ms", "error_cb",
           "logger", "shm.supervisor", "stats_cb", "statistics.interval.ms", "debug", "log_level", "throttle_cb", "oauth_cb"}
 PRODUCER = {"partitioner", "on_delivery", "acks", "request.required.acks", "linger.ms", "queue.buffering.max.ms",
             "batch.size", "batch.num.messages", "compression.type", "compression.codec", "enable.idempotence",
@@ -40,14 +40,14 @@ def check_namespace(name):
 
 def resolve_namespace(conf):
     """shm.namespace, else bootstrap.servers=shm://NAME, else env
-    SHMBROKER_NAMESPACE, else 'default'."""
+    SHMBROKER_NAMESPACE, else 'default-<uid>' (per user: users never collide)."""
     ns = conf.get("shm.namespace")
     if ns is None:
         bs = conf.get("bootstrap.servers")
         if isinstance(bs, str) and bs.startswith("shm://"):
             ns = bs[len("shm://"):].strip("/")
     if ns is None:
-        ns = os.environ.get("SHMBROKER_NAMESPACE", "default")
+        ns = os.environ.get("SHMBROKER_NAMESPACE", "default-%d" % os.geteuid())
     return check_namespace(ns)
 
 
