@@ -29,6 +29,7 @@ from shm.log import PartitionLog
 from shm.segment import MissingSegmentError, Segment, human, shm_free, unlink
 
 from .config import check_namespace
+from .logs import remove_logs
 
 MAGIC = b"SHMBMETA"
 VERSION = 2
@@ -567,6 +568,5 @@ def destroy(name):
                 raise NamespaceError("cannot destroy namespace %r: %s is not yours (%s); only its owner can "
                                      "remove it" % (name, f, exc)) from None
             removed.append("/" + f)
-    from .supervisor import remove_logs
     remove_logs(name)
     return removed

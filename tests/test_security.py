@@ -20,7 +20,8 @@ from broker.admin import AdminClient, NewTopic
 from broker.config import resolve_namespace
 from broker.errors import ConfigError, KafkaError, NamespaceError
 from broker.namespace import META_SIZE, Namespace, destroy, format_meta
-from broker.supervisor import Supervisor, ensure_supervisor, log_path, open_log
+from broker.logs import log_path, open_log
+from broker.supervisor import Supervisor, ensure_supervisor
 from shm.segment import Segment, exists, shm_free
 
 from conftest import deadline_wait, wait_child
