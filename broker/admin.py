@@ -205,7 +205,7 @@ def offset_for_time(log, ts_ms):
 class AdminClient:
     def __init__(self, config=None, **kwargs):
         self._conf = _config.parse(config, kwargs, "admin")
-        self._ns = Namespace(_config.resolve_namespace(self._conf))
+        self._ns = Namespace(_config.resolve_namespace(self._conf), mode=self._conf.get("shm.mode"))
 
     def create_topics(self, new_topics, operation_timeout=0, request_timeout=-1, validate_only=False):
         names = [nt.topic for nt in new_topics]

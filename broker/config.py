@@ -259,13 +259,13 @@ _told_bootstrap = set()
 
 def resolve_namespace(conf):
     """shm.namespace, else bootstrap.servers=shm://NAME, else env
-    SHMBROKER_NAMESPACE, else 'default'."""
+    SHMBROKER_NAMESPACE, else 'default-<uid>' (per user: users never collide)."""
     ns = conf.get("shm.namespace")
     bs = conf.get("bootstrap.servers")
     if ns is None and isinstance(bs, str) and bs.startswith("shm://"):
         ns = bs[len("shm://"):].strip("/")
     if ns is None:
-        ns = os.environ.get("SHMBROKER_NAMESPACE", "default")
+        ns = os.environ.get("SHMBROKER_NAMESPACE", "default-%d" % os.geteuid())
     ns = check_namespace(ns)
     if isinstance(bs, str) and not bs.startswith("shm://") and bs not in _told_bootstrap:
         _told_bootstrap.add(bs)  # once per value and process: nobody should think they reached Kafka

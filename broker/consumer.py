@@ -55,7 +55,7 @@ class Consumer:
     def __init__(self, config=None, **kwargs):
         conf = _config.parse(config, kwargs, "consumer")
         self._conf = conf
-        self._ns = Namespace(_config.resolve_namespace(conf))
+        self._ns = Namespace(_config.resolve_namespace(conf), mode=conf.get("shm.mode"))
         self._reset = _config.AUTO_OFFSET_RESET[conf.get("auto.offset.reset", "latest")]
         self._eof = _config.as_bool(conf.get("enable.partition.eof", False))
         self._wait_mode = conf.get("shm.wait", "adaptive")

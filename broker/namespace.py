@@ -21,14 +21,16 @@ import time
 import weakref
 
 import numpy as np
+import posix_ipc
 
 from shm._native import ffi, lib
 from shm.errors import (ConfigError, CorruptSegmentError, InvalidNameError, KafkaError, KafkaException,
                         NamespaceError, TopicExistsError, UnknownTopicError)
 from shm.log import PartitionLog
-from shm.segment import Segment, unlink
+from shm.segment import MissingSegmentError, Segment, human, shm_free, unlink
 
 from .config import NAME_RULE, check_namespace, topic_config
+from .logs import remove_logs
 
 MAGIC = b"SHMBMETA"
 VERSION = 2
@@ -133,36 +135,87 @@ def topic_geometry(config):
     return slots, data, maxmsg, rms, conf["shm.overflow"]
 
 
-class Namespace:
-    """The metadata segment of one namespace, attached (created if new)."""
+MODES = (0o600, 0o660, 0o606, 0o666)
+ANY_MODE = "any"  # destroy and stop_supervisor only: no owner or mode check
+_modes = {}  # namespace name -> the mode this process accepted it with (ensure_supervisor's lock file)
 
-    def __init__(self, name, create=True):
+
+def check_mode(mode):
+    """shm.mode (an int, or an octal string such as "0660"); None: env
+    SHMBROKER_MODE, else 0600 (private to its creator)."""
+    if mode is None:
+        mode = os.environ.get("SHMBROKER_MODE", 0o600)
+    if mode == ANY_MODE:
+        return mode
+    try:
+        m = int(mode, 8) if isinstance(mode, str) else int(mode) if not isinstance(mode, bool) else -1
+    except (TypeError, ValueError):
+        m = -1
+    if m not in MODES:
+        raise ConfigError("shm.mode must be 0600 (private to its creator, the default), 0660 (shared with the "
+                          "creator's group) or 0606/0666 (shared with every user), got %r" % (mode,))
+    return m
+
+
+def namespace_mode(name):
+    """The mode this process accepted namespace *name* with (default 0600)."""
+    return _modes.get(name, check_mode(None))
+
+
+def format_meta(mm):
+    """Write a new metadata segment's header into *mm*, magic last."""
+    _HDR.pack_into(mm, 0, b"\0" * 8, VERSION, LAYOUT, MAX_TOPICS, ENTRY, os.getpid())
+    buf = ffi.from_buffer(mm)
+    lib.shm_store64(buf, META_SIZE, NEXT_ID_OFF, 1)
+    # magic last (release: pairs with the attacher's acquire load)
+    lib.shm_store64(buf, META_SIZE, 0, struct.unpack("<Q", MAGIC)[0])
+    ffi.release(buf)
+
+
+class Namespace:
+    """The metadata segment of one namespace, attached (created if new).
+    *mode* is shm.mode: the creator's segments get it, and an existing
+    namespace is accepted only with exactly it (owned by this user unless
+    it is a shared mode); see shm.segment.owner_problem."""
+
+    def __init__(self, name, create=True, mode=None):
         self.name = check_namespace(name)
+        self.mode = check_mode(mode)
         self.meta_name = "/shmb.%s" % name
         self.seg = self._open(create)
+        try:
+            # the flock file: the same inode as the segment we mapped, never a symlink planted in its place
+            self._lockfd = os.open("/dev/shm" + self.meta_name, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+            if os.fstat(self._lockfd).st_ino != self.seg.ino:
+                os.close(self._lockfd)
+                raise FileNotFoundError
+        except OSError:
+            self.seg.close()
+            raise NamespaceError("namespace %r was removed or replaced while it was being opened: try again"
+                                 % self.name) from None
         self._cbuf = ffi.from_buffer(self.seg.mm)
-        self._lockfd = os.open("/dev/shm" + self.meta_name, os.O_RDWR)
         self._token = self._token_pid = 0
         self._logs = weakref.WeakSet()  # partitions opened here: they carry our token
+        if self.mode != ANY_MODE:
+            _modes[self.name] = self.mode
 
     # -- segment
     def _open(self, create):
-        if create:
+        what = "namespace %r" % self.name
+        if create and self.mode != ANY_MODE:
             try:
-                seg = Segment.create(self.meta_name, META_SIZE)
+                seg = Segment.create(self.meta_name, META_SIZE, self.mode)
             except NamespaceError:
                 pass
             else:
-                _HDR.pack_into(seg.mm, 0, b"\0" * 8, VERSION, LAYOUT, MAX_TOPICS, ENTRY, os.getpid())
-                buf = ffi.from_buffer(seg.mm)
-                lib.shm_store64(buf, META_SIZE, NEXT_ID_OFF, 1)
-                # magic last (release: pairs with the attacher's acquire load)
-                lib.shm_store64(buf, META_SIZE, 0, struct.unpack("<Q", MAGIC)[0])
-                ffi.release(buf)
+                format_meta(seg.mm)
                 return seg
         try:
-            seg = Segment.attach(self.meta_name)
-        except NamespaceError:
+            seg = Segment.attach(self.meta_name, None if self.mode == ANY_MODE else self.mode, what)
+        except CorruptSegmentError:
+            raise CorruptSegmentError("namespace %r is empty (its creator died creating it): `shmbroker destroy "
+                                      "--namespace %s` and start again" % (self.name, self.name)) from None
+        except MissingSegmentError:
             raise NamespaceError("no namespace %r (existing: %s): check the name; a producer, consumer or "
                                  "`shmbroker topics --create` creates one" % (self.name, namespace_list(self.name))
                                  ) from None
@@ -369,6 +422,9 @@ class Namespace:
             raise KafkaException(KafkaError(KafkaError.INVALID_PARTITIONS,
                                             "num_partitions must be in [1, 4096], got %r" % (partitions,)))
         slots, data, maxmsg, rms, ovf = topic_geometry(config)
+        each = lib.log_segment_size(slots, data)
+        if partitions * each > shm_free():  # allocated below: a topic that does not fit is refused now
+            raise self._no_room(name, partitions, each)
         with self._locked():
             free = None
             for i in range(MAX_TOPICS):
@@ -390,9 +446,13 @@ class Namespace:
                 for p in range(partitions):
                     seg = self.partition_segment(tid, p)
                     unlink(seg)  # a leftover of a creator that died before publishing this id
-                    PartitionLog.create(seg, slot_count=slots, data_capacity=data, max_record=maxmsg,
-                                        overflow=ovf).close()
+                    try:
+                        log = PartitionLog.create(seg, slot_count=slots, data_capacity=data, max_record=maxmsg,
+                                                  overflow=ovf, mode=self.mode)
+                    except ConfigError:  # its memory could not be allocated (it removed itself)
+                        raise self._no_room(name, partitions, each) from None
                     made.append(seg)
+                    log.close()
                 self._write_entry(free, (ACTIVE, partitions, tid, slots, data, maxmsg, rms, OVERFLOWS.index(ovf),
                                          len(name), name.encode()))
                 lib.shm_fetch_add64(self._cbuf, META_SIZE, TOPICS_GEN_OFF, 1)  # after the entry: readers refresh
@@ -401,6 +461,14 @@ class Namespace:
                     unlink(seg)
                 raise
         return TopicInfo(name, tid, partitions, slots, data, maxmsg, rms, ovf)
+
+    @staticmethod
+    def _no_room(name, partitions, each):
+        return ConfigError("topic %r needs %s of shared memory (%d partition%s of %s: retention.bytes plus its "
+                           "index) but /dev/shm has %s free: lower retention.bytes or the partition count, or "
+                           "delete topics or namespaces you no longer need"
+                           % (name, human(partitions * each), partitions, "s" if partitions > 1 else "", human(each),
+                              human(shm_free())))
 
     def delete_topic(self, name):
         check_topic_name(name)
@@ -426,7 +494,9 @@ class Namespace:
         raise UnknownTopicError("cannot delete topic %r: it does not exist in namespace %r" % (name, self.name))
 
     def open_partition(self, info, p):
-        log = PartitionLog.attach(self.partition_segment(info.topic_id, p))
+        log = PartitionLog.attach(self.partition_segment(info.topic_id, p),
+                                  None if self.mode == ANY_MODE else self.mode,
+                                  "partition %d of topic %r in namespace %r" % (p, info.name, self.name))
         self._logs.add(log)
         if self._token_pid == os.getpid():  # a registered client: its claims carry its token
             log.set_owner(self._token)
@@ -484,7 +554,7 @@ def stop_supervisor(name, timeout=5.0):
     """SIGTERM the namespace's supervisor (the pid its segment records, if
     that process is a supervisor of this namespace) and wait for it to go."""
     try:
-        ns = Namespace(name, create=False)
+        ns = Namespace(name, create=False, mode=ANY_MODE)  # only to read the pid, checked below
     except KafkaException:
         return None
     try:
@@ -530,6 +600,11 @@ def destroy(name):
     removed = []
     for f in sorted(os.listdir("/dev/shm")):
         if f == stem or f.startswith(stem + "."):
-            unlink("/" + f)
+            try:
+                unlink("/" + f)
+            except posix_ipc.PermissionsError as exc:  # another user's
+                raise NamespaceError("cannot destroy namespace %r: %s is not yours (%s); only its owner can "
+                                     "remove it" % (name, f, exc)) from None
             removed.append("/" + f)
+    remove_logs(name)
     return removed

@@ -45,7 +45,7 @@ class Producer:
     def __init__(self, config=None, **kwargs):
         conf = _config.parse(config, kwargs, "producer")
         self._conf = conf
-        self._ns = Namespace(_config.resolve_namespace(conf))
+        self._ns = Namespace(_config.resolve_namespace(conf), mode=conf.get("shm.mode"))
         self._partition_for = _partitioner.get(conf.get("partitioner", self.DEFAULT_PARTITIONER))
         self._default_cb = conf.get("on_delivery") or conf.get("dr_msg_cb") or conf.get("dr_cb")
         self._block_timeout = _config.ms_to_s(conf.get("shm.block.timeout.ms", 60000))

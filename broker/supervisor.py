@@ -23,11 +23,13 @@ and repairs what a dead producer left half done.
   (``ensure_supervisor``: detached, its own session, its command line naming
   the namespace), or in the foreground by ``shmbroker serve``.
 """
+import errno
 import fcntl
 import logging
 import os
 import select
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -36,9 +38,11 @@ import time
 from shm._native import lib
 from shm.errors import KafkaException, NamespaceError
 from shm.log import repair_unclaimed
+from shm.segment import owner_problem
 
 from . import groups as G
-from .namespace import META_SIZE, MEMBER_PRODUCER, SUP_FUTEX_OFF, Namespace, proc_start_ticks
+from .logs import log_path, open_log
+from .namespace import META_SIZE, MEMBER_PRODUCER, SUP_FUTEX_OFF, Namespace, namespace_mode, proc_start_ticks
 from .namespace import ROLE_NAMES as ROLES
 
 TICK = 0.05  # seconds between periodic group checks
@@ -59,18 +63,15 @@ def _crash_point(name):
 GRACE = 0.05  # seconds a claimed-but-unwritten offset gets before it is tombstoned
 
 
-def log_path(ns):
-    d = os.environ.get("SHMBROKER_LOG_DIR", "/tmp/shmbroker")
-    os.makedirs(d, exist_ok=True)
-    return os.path.join(d, "%s.log" % ns)
-
-
 class Supervisor:
-    def __init__(self, namespace, to_stderr=False, create=True, lock_fd=None):
+    def __init__(self, namespace, to_stderr=False, create=True, lock_fd=None, mode=None):
         """*lock_fd*: the singleton lock, already taken by the client that
-        started us (ensure_supervisor), inherited."""
+        started us (ensure_supervisor), inherited; its mode (the one that
+        client accepted the namespace with) is the namespace's *mode*."""
         try:
-            self.ns = Namespace(namespace, create=create)  # first: a destroyed namespace is not brought back
+            if lock_fd is not None:
+                mode = os.fstat(lock_fd).st_mode & 0o777
+            self.ns = Namespace(namespace, create=create, mode=mode)  # first: a destroyed namespace is not brought back
         except BaseException:
             if lock_fd is not None:  # started for a namespace destroyed meanwhile: leave nothing behind
                 _unlink_if(_lock_path(namespace), lock_fd)
@@ -81,7 +82,11 @@ class Supervisor:
         if lock_fd is not None:
             self._lockfd = lock_fd
             return self._setup(to_stderr)
-        self._lockfd = os.open(_lock_path(namespace), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self._lockfd = _open_lock(namespace, self.ns.mode)
+        except BaseException:
+            self.ns.close()
+            raise
         try:
             fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -98,13 +103,20 @@ class Supervisor:
         self.log.setLevel(logging.INFO)
         self.log.propagate = False
         fmt = logging.Formatter("%(asctime)s supervisor[%(process)d] %(message)s")
-        fh = logging.FileHandler(log_path(namespace))
+        try:
+            fh = open_log(namespace)
+        except OSError as exc:  # no log file: the supervisor runs all the same
+            fh, problem = logging.NullHandler(), exc
+        else:
+            problem = None
         fh.setFormatter(fmt)
         self.log.addHandler(fh)
         if to_stderr:
             sh = logging.StreamHandler()
             sh.setFormatter(fmt)
             self.log.addHandler(sh)
+        if problem is not None:
+            self.log.warning("no log file for namespace %s: %s", namespace, problem)
         self.watched = {}  # pidfd -> (entry index, pid, start ticks, role)
         self.poller = select.poll()
         self.repairs = 0
@@ -427,6 +439,31 @@ def _lock_path(namespace):
     return "/dev/shm/shmb.%s.sup" % namespace
 
 
+def _open_lock(namespace, mode):
+    """Open (create) the namespace's singleton lock file: never through a
+    symlink, mode *mode* (the namespace's) whatever the umask, and refused
+    (NamespaceError) if its owner or mode is not one this client accepts
+    (shm.segment.owner_problem), so no one else can hold our lock."""
+    path = _lock_path(namespace)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise NamespaceError("the supervisor lock of namespace %r (%s) is a symbolic link, planted by someone "
+                             "else: use another namespace" % (namespace, path)) from None
+    st = os.fstat(fd)
+    if st.st_uid == os.geteuid() and st.st_nlink == 1 and st.st_size == 0 and not st.st_mode & 0o777 & ~mode:
+        os.fchmod(fd, mode)  # ours, maybe just created under a umask: set exactly the namespace's mode
+        st = os.fstat(fd)
+    problem = owner_problem(st, mode) if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 else "is not a plain file"
+    if problem:
+        os.close(fd)
+        raise NamespaceError("the supervisor lock of namespace %r (%s) %s: use another namespace (shm.namespace)"
+                             % (namespace, path, problem))
+    return fd
+
+
 def _unlink_if(path, fd):
     """Remove *path* if it is the file open as *fd*."""
     try:
@@ -439,8 +476,8 @@ def _unlink_if(path, fd):
 def supervisor_alive(namespace):
     """Does a supervisor hold the namespace's singleton lock?"""
     try:
-        fd = os.open(_lock_path(namespace), os.O_RDWR)
-    except FileNotFoundError:
+        fd = os.open(_lock_path(namespace), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:  # none, or a symlink someone planted: no supervisor of ours
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -458,7 +495,7 @@ def wait_supervisor(namespace, timeout=30.0):
     (benchmarks: its start-up must not overlap what they time).  Returns its pid."""
     ensure_supervisor(namespace)
     end = time.monotonic() + timeout
-    with Namespace(namespace, create=False) as ns:
+    with Namespace(namespace, create=False, mode=namespace_mode(namespace)) as ns:
         while True:
             pid = ns.supervisor_pid()
             if pid and proc_start_ticks(pid) and supervisor_alive(namespace):
@@ -479,7 +516,7 @@ def ensure_supervisor(namespace):
     if os.environ.get("SHMBROKER_SUPERVISOR", "auto") == "off":
         return False
     try:
-        fd = os.open(_lock_path(namespace), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = _open_lock(namespace, namespace_mode(namespace))
     except OSError:
         return False
     try:

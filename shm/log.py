@@ -273,8 +273,8 @@ class PartitionLog:
             raise
 
     @classmethod
-    def attach(cls, name):
-        seg = Segment.attach(name)
+    def attach(cls, name, mode=None, what=None):
+        seg = Segment.attach(name, mode, what)  # with mode: owner and mode checked (shm.segment.owner_problem)
         try:
             return cls(seg)
         except BaseException:

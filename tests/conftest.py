@@ -171,7 +171,4 @@ def ns():
     try:
         yield name
     finally:
-        destroy(name)
-        log = os.path.join(os.environ.get("SHMBROKER_LOG_DIR", "/tmp/shmbroker"), name + ".log")
-        if os.path.exists(log):
-            os.unlink(log)
+        destroy(name)  # its supervisor's log files too

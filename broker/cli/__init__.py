@@ -77,7 +77,7 @@ def parser():
 
     def tool(name, fn, help, desc=None):
         t = sub.add_parser(name, help=help, description=desc or help)
-        t.add_argument("--namespace", help="the namespace (default: $SHMBROKER_NAMESPACE or 'default')")
+        t.add_argument("--namespace", help="the namespace (default: $SHMBROKER_NAMESPACE or 'default-<uid>')")
         t.add_argument("--bootstrap-server", help="accepted for Kafka compatibility: shm://NAME selects a namespace")
         t.add_argument("--version", action="version", version=_version())
         t.set_defaults(fn=fn, parser=t)
