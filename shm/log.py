@@ -37,6 +37,7 @@ MIN_DATA = 64
 RECORD_OVERHEAD = lib.LOG_RECORD_OVERHEAD
 _WAIT_CHUNK_NS = 100_000_000  # long waits return to Python this often (Ctrl-C, close)
 _SPIN_CHUNK_NS = 1_000_000  # spins holding the GIL last at most this long
+_HOOK_CHUNK_NS = 250_000_000  # with on_wait set, a waiting append returns to Python this often
 _NULL = ffi.NULL
 
 _live_logs = weakref.WeakSet()
@@ -210,6 +211,9 @@ class PartitionLog:
         self.slot_count, self.data_capacity = st["slot_count"], st["data_capacity"]
         self.overflow = BLOCK if st["overflow"] == lib.LOG_BLOCK else OVERWRITE
         self._block_timeout = None
+        #: called (no arguments) between chunks of a wait or of an append
+        #: waiting for room: the broker's check that its supervisor lives
+        self.on_wait = None
         self._rbuf = ffi.new("char[]", max(self.max_record, 1))
         self._rec = ffi.new("log_rec *")
         self._batch = ffi.new("log_batch *")
@@ -384,7 +388,13 @@ class PartitionLog:
         else:
             k, kl = _as_buffer(key, "key")
         h = encode_headers(headers) if headers else b""
-        r = self._append(v, val, vl, k, kl, h or _NULL, len(h), timestamp_ns or 0, _timeout_ns(self.block_timeout))
+        t = _timeout_ns(self.block_timeout)
+        first = t if self.on_wait is None or 0 <= t <= _HOOK_CHUNK_NS else _HOOK_CHUNK_NS
+        r = self._append(v, val, vl, k, kl, h or _NULL, len(h), timestamp_ns or 0, first)
+        if r == lib.LOG_E_TIMEOUT and first != t:  # a long wait for room: on in chunks (see _in_chunks)
+            self.on_wait()
+            r = self._in_chunks(t if t < 0 else t - first,
+                                lambda c: self._append(v, val, vl, k, kl, h or _NULL, len(h), timestamp_ns or 0, c))
         if r < 0:
             self._raise(r, "record of %d bytes (key %d, headers %d)" % (max(vl, 0), max(kl, 0), len(h)))
         return r
@@ -403,8 +413,8 @@ class PartitionLog:
             n, row = arr.shape
             if n == 0:
                 raise ValueError("append_batch needs at least one record")
-            r = lib.log_append_batch(self._v, ffi.from_buffer(arr), _NULL, row, n, timestamp_ns or 0,
-                                     _timeout_ns(self.block_timeout))
+            r = self._in_chunks(_timeout_ns(self.block_timeout), lambda c: lib.log_append_batch(
+                self._v, ffi.from_buffer(arr), _NULL, row, n, timestamp_ns or 0, c))
         else:
             if isinstance(values, (bytes, bytearray, str)):
                 raise TypeError("append_batch takes a sequence of records, not one %s" % type(values).__name__)
@@ -417,10 +427,25 @@ class PartitionLog:
             lens = ffi.new("uint32_t[]", [len(x) if type(x) is bytes else memoryview(x).nbytes for x in vals])
             n = len(vals)
             data = b"".join(vals)
-            r = lib.log_append_batch(self._v, data, lens, 0, n, timestamp_ns or 0, _timeout_ns(self.block_timeout))
+            r = self._in_chunks(_timeout_ns(self.block_timeout),
+                                lambda c: lib.log_append_batch(self._v, data, lens, 0, n, timestamp_ns or 0, c))
         if r < 0:
             self._raise(r, "batch of %d records" % n)
         return r
+
+    def _in_chunks(self, timeout_ns, call):
+        """*call(timeout_ns)*, an append; with on_wait set, a long wait is cut
+        into chunks that run on_wait between them (an append that timed out
+        claimed nothing, so it is simply made again)."""
+        if self.on_wait is None or 0 <= timeout_ns <= _HOOK_CHUNK_NS:
+            return call(timeout_ns)
+        end = None if timeout_ns < 0 else time.monotonic_ns() + timeout_ns
+        while True:
+            left = _HOOK_CHUNK_NS if end is None else max(0, min(_HOOK_CHUNK_NS, end - time.monotonic_ns()))
+            r = call(left)
+            if r != lib.LOG_E_TIMEOUT or (end is not None and time.monotonic_ns() >= end):
+                return r
+            self.on_wait()
 
     # -- read
     def _record(self, rec, buf):
@@ -489,7 +514,7 @@ class PartitionLog:
         """Block until *offset* is readable (committed, tombstoned or
         lapped).  Returns True, or False on timeout.  Sleeps on the
         partition's futex in chunks, so Ctrl-C interrupts it."""
-        return wait_many([self], [offset], timeout, mode, spin_us) == 0
+        return wait_many([self], [offset], timeout, mode, spin_us, idle=self.on_wait) == 0
 
     def poll(self, offset, timeout=None, mode="adaptive", spin_us=50):
         """Wait for *offset* and read it: a Record, a status (Lapped,
@@ -603,7 +628,7 @@ class Waiter:
     """The arguments of one log_wait_many_ex call, built once for a fixed
     set of logs (a consumer's assignment) and reused for every wait."""
 
-    def __init__(self, logs, notify=None):
+    def __init__(self, logs, notify=None, idle=None):
         n = len(logs)
         if n > 128 or (n == 0 and notify is None):
             raise ValueError("wait_many takes 1 to 128 logs (0 with notify) and as many offsets")
@@ -611,6 +636,7 @@ class Waiter:
         self._views = ffi.new("log_view *[]", [log._v for log in logs] or 1)
         self._offs = ffi.new("uint64_t[]", n or 1)
         self._notify = notify[:3] if notify is not None else (ffi.NULL, 0, 0)
+        self.idle = idle  # called after each chunk that passed with nothing (see PartitionLog.on_wait)
 
     def wait(self, offsets, timeout=None, mode="adaptive", spin_us=50, notify_val=0):
         """See wait_many."""
@@ -635,16 +661,19 @@ class Waiter:
                 if logs:
                     logs[0]._raise(r)
                 raise ValueError("bad notify word %r" % (self._notify[1:],))
+            if self.idle is not None:
+                self.idle()
             if deadline is not None and time.monotonic_ns() >= deadline:
                 return None
             spin = 0
 
 
-def wait_many(logs, offsets, timeout=None, mode="adaptive", spin_us=50, notify=None):
+def wait_many(logs, offsets, timeout=None, mode="adaptive", spin_us=50, notify=None, idle=None):
     """Block until one of *logs* has its offset in *offsets* readable;
     returns its index, or None on timeout.  One sleep on all their futexes
     (futex_waitv), in chunks so Ctrl-C interrupts it.  *notify*: an extra
     u32 futex word ``(cdata buffer, size, offset, value)`` in another
     segment; when it moves off value, returns NOTIFIED (logs may then be
-    empty)."""
-    return Waiter(logs, notify).wait(offsets, timeout, mode, spin_us, notify[3] if notify is not None else 0)
+    empty).  *idle*: called after each chunk of the wait that passed with
+    nothing."""
+    return Waiter(logs, notify, idle).wait(offsets, timeout, mode, spin_us, notify[3] if notify is not None else 0)
