@@ -241,7 +241,7 @@ class Namespace:
 
     def _decode(self, e):
         _, state, parts, tid, slots, data, maxmsg, rms, ovf, nlen, name = e
-        if state != ACTIVE or not 0 < nlen <= 249 or ovf > 1 or not 0 < parts <= 4096:  # create_topic's limits
+        if state != ACTIVE or not 0 < nlen <= 249 or ovf > 1 or not 0 < parts <= 4096 or not 0 < tid < 1 << 40:
             return None
         return TopicInfo(name[:nlen].decode("ascii", "replace"), tid, parts, slots, data, maxmsg, rms, OVERFLOWS[ovf])
 

@@ -229,11 +229,12 @@ class Supervisor:
         gs = self.groups
         o = gs.slot_off(slot)
         if gs.load(o + G.INSTANCE_LEN) and gs.load(o + G.STATE) == G.ACTIVE:
-            gs.store(o + G.DOWN_DEADLINE, G.now_ns() + gs.load(o + G.SESSION_MS) * 1_000_000)
+            session_ms = min(gs.load(o + G.SESSION_MS), 1 << 31)  # as read: bounded
+            gs.store(o + G.DOWN_DEADLINE, G.now_ns() + session_ms * 1_000_000)
             gs.store(o + G.N_OWNED, 0)
             gs.store(o + G.STATE, G.DOWN)
             self.log.info("static member %s (pid %d) is down: its partitions wait %d ms for it",
-                          gs.text(slot, G.INSTANCE, G.INSTANCE_LEN), pid, gs.load(o + G.SESSION_MS))
+                          gs.text(slot, G.INSTANCE, G.INSTANCE_LEN), pid, session_ms)
         else:
             gs.free_slot(slot, pid)
 
@@ -508,6 +509,3 @@ class Supervisor:
                 self.log.info("a client registered meanwhile: started a successor")
         except Exception as exc:
             self.log.warning("could not start a successor (%r): the next client's wait starts one", exc)
-
-
-_lock_path = lock_path  # the names tests and tools know

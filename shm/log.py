@@ -535,6 +535,8 @@ class PartitionLog:
             r = fast.poll(offset, min(left, _SPIN_CHUNK_NS))
             if r is not None:
                 return r
+            if self.on_wait is not None:
+                self.on_wait()
             elapsed = time.monotonic_ns() - start
             if total is not None and elapsed >= total:
                 return None

@@ -290,7 +290,7 @@ def test_risky_regex_subscription_refused_by_the_client(ns, pattern):
 
 # -- exactly one
 def test_deleted_lock_file_leaves_exactly_one(topic, monkeypatch):
-    from broker.supervisor import _lock_path
+    from broker.lifecycle import lock_path
     ns = topic
     monkeypatch.setenv("SHMBROKER_SUPERVISOR", "off")  # only the two below
     procs = []
@@ -306,7 +306,7 @@ def test_deleted_lock_file_leaves_exactly_one(topic, monkeypatch):
 
     try:
         first = start()
-        os.unlink(_lock_path(ns))
+        os.unlink(lock_path(ns))
         second = start()  # takes a new lock file: the first must notice and step down
         assert first.wait(10) == 0
         assert "stepping down" in first.stderr.read()
