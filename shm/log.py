@@ -413,8 +413,8 @@ class PartitionLog:
             n, row = arr.shape
             if n == 0:
                 raise ValueError("append_batch needs at least one record")
-            r = self._in_chunks(_timeout_ns(self.block_timeout), lambda c: lib.log_append_batch(
-                self._v, ffi.from_buffer(arr), _NULL, row, n, timestamp_ns or 0, c))
+            r = lib.log_append_batch(self._v, ffi.from_buffer(arr), _NULL, row, n, timestamp_ns or 0,
+                                     _timeout_ns(self.block_timeout))
         else:
             if isinstance(values, (bytes, bytearray, str)):
                 raise TypeError("append_batch takes a sequence of records, not one %s" % type(values).__name__)
@@ -427,18 +427,16 @@ class PartitionLog:
             lens = ffi.new("uint32_t[]", [len(x) if type(x) is bytes else memoryview(x).nbytes for x in vals])
             n = len(vals)
             data = b"".join(vals)
-            r = self._in_chunks(_timeout_ns(self.block_timeout),
-                                lambda c: lib.log_append_batch(self._v, data, lens, 0, n, timestamp_ns or 0, c))
+            r = lib.log_append_batch(self._v, data, lens, 0, n, timestamp_ns or 0, _timeout_ns(self.block_timeout))
         if r < 0:
             self._raise(r, "batch of %d records" % n)
         return r
 
     def _in_chunks(self, timeout_ns, call):
-        """*call(timeout_ns)*, an append; with on_wait set, a long wait is cut
-        into chunks that run on_wait between them (an append that timed out
-        claimed nothing, so it is simply made again)."""
-        if self.on_wait is None or 0 <= timeout_ns <= _HOOK_CHUNK_NS:
-            return call(timeout_ns)
+        """*call(timeout_ns)*, a single append, its wait cut into chunks that
+        run on_wait between them (an append that timed out claimed nothing,
+        so it is simply made again).  Not for batches: one that timed out
+        after a repair may have appended part of itself."""
         end = None if timeout_ns < 0 else time.monotonic_ns() + timeout_ns
         while True:
             left = _HOOK_CHUNK_NS if end is None else max(0, min(_HOOK_CHUNK_NS, end - time.monotonic_ns()))
