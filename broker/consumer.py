@@ -20,7 +20,6 @@ partition's futex at once (futex_waitv), in chunks so Ctrl-C interrupts it.
 """
 import collections
 import os
-import re
 import time
 
 from shm._native import lib
@@ -34,7 +33,8 @@ from .message import (OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORE
                       eof_event)
 from .namespace import (META_SIZE, MEMBER_CONSUMER, Namespace, register_client, unregister_client,
                         unknown_partition)
-from .supervisor import ensure_supervisor
+from .lifecycle import client_check
+from .subscription import regex_risk
 
 _FETCH = 256
 _mk = tuple.__new__  # Message(...) without running Python code
@@ -88,12 +88,12 @@ class Consumer:
         self._stored = {}  # (topic, partition) -> offset to commit (store_offsets)
         self._next_commit = 0
         self._commit_events = collections.deque()
-        self._next_sup_check = 0
         self._rejoin = False
         self._waiter = None  # (partition set, Waiter) of the last wait
         register_client(self, MEMBER_CONSUMER)
-        if conf.get("shm.supervisor", "auto") != "off":
-            ensure_supervisor(self._ns.name)
+        self._sup_check = client_check(conf, self._ns.name)  # from our waits: a dead supervisor is restarted
+        if self._sup_check is not None:
+            self._sup_check()
 
     # -- assignment
     def _check(self):
@@ -143,6 +143,7 @@ class Consumer:
                                         error=unknown_partition(tp.topic, info.partitions, tp.partition)))
             return
         log = self._ns.open_partition(info, tp.partition)
+        log.on_wait = self._sup_check
         part = _Part(TopicPartition(tp.topic, tp.partition), log, 0, info.retention_ms)
         self._jump(part, self._start_offset(log, tp.offset, part.tp, info.retention_ms))
         self._parts[key] = part
@@ -202,11 +203,10 @@ class Consumer:
             if not isinstance(t, str):
                 raise TypeError("topic names must be str, got %r" % (t,))
             if t.startswith("^"):
-                try:
-                    re.compile(t)
-                except re.error as exc:
+                why = regex_risk(t)
+                if why:
                     raise KafkaException(KafkaError(KafkaError._INVALID_ARG, "bad subscription regex %r: %s"
-                                                    % (t, exc))) from None
+                                                    % (t, why)))
             else:
                 from .namespace import check_topic_name
                 check_topic_name(t)
@@ -575,6 +575,8 @@ class Consumer:
         if not parts:
             if timeout is None:
                 timeout = 0.1  # nothing assigned: still return now and then
+            if self._sup_check is not None:
+                self._sup_check()
             time.sleep(min(timeout, 0.1))
             return
         if len(parts) > _MAX_WAIT:
@@ -589,7 +591,7 @@ class Consumer:
         """The Waiter of this set of partitions, built again only when it changes."""
         key = tuple(id(p) for p in parts)
         if self._waiter is None or self._waiter[0] != key:
-            self._waiter = (key, Waiter([p.log for p in parts], notify))
+            self._waiter = (key, Waiter([p.log for p in parts], notify, self._sup_check))
         return self._waiter[1]
 
     def _wait_member(self, parts, timeout):
@@ -598,10 +600,8 @@ class Consumer:
         gs = self._gs
         now = time.monotonic_ns()
         self._gw[self._w_hb] = now
-        if now >= self._next_sup_check:  # a client restarts a dead supervisor
-            self._next_sup_check = now + 500_000_000
-            if self._conf.get("shm.supervisor", "auto") != "off":
-                ensure_supervisor(self._ns.name)
+        if self._sup_check is not None:  # a client restarts a dead supervisor
+            self._sup_check()
         off = gs.notify_word(self._slot)
         nval = self._gw[off // 8] & 0xFFFFFFFF  # little-endian: the u32 is the low half
         if self._gw[self._w_epoch] != self._seen_epoch or self._gw[self._w_state] != G.ACTIVE:

@@ -38,7 +38,6 @@ Commit entry (CENTRY bytes): 0 key  8 commit time ns  16 owner  24 offset + 1.
 Times are CLOCK_MONOTONIC nanoseconds (shared by every process on the host).
 """
 import os
-import re
 import struct
 import time
 
@@ -110,22 +109,6 @@ def unpack_strategies(word):
         out.append((word & 0xF) - 1)
         word >>= 4
     return [s for s in out if 0 <= s < len(STRATEGIES)]
-
-
-def subscription_matcher(text):
-    """A stored subscription (one name or ^regex per line) -> predicate."""
-    names, regexes = set(), []
-    for line in text.split("\n"):
-        if not line:
-            continue
-        if line.startswith("^"):
-            try:
-                regexes.append(re.compile(line))
-            except re.error:
-                pass
-        else:
-            names.add(line)
-    return lambda t: t in names or any(r.match(t) for r in regexes)
 
 
 class Groups:

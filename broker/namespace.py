@@ -53,6 +53,7 @@ MAX_MEMBERS = 1024
 MEMBER = 32  # pid (claimed by CAS), role, start ticks (written last), registration token
 MEMBER_PRODUCER, MEMBER_CONSUMER = 1, 2
 ROLE_NAMES = {MEMBER_PRODUCER: "producer", MEMBER_CONSUMER: "consumer"}
+PID_LIMIT = 1 << 22  # Linux's highest possible pid (PID_MAX_LIMIT)
 
 # Groups (groups.py): a group table, one slot per group member (a Consumer
 # that subscribed), and committed offsets; layout in groups.py's docstring.
@@ -291,7 +292,7 @@ class Namespace:
 
     def _decode(self, e):
         _, state, parts, tid, slots, data, maxmsg, rms, ovf, nlen, name = e
-        if state != ACTIVE or not 0 < nlen <= 249 or ovf > 1 or parts == 0:
+        if state != ACTIVE or not 0 < nlen <= 249 or ovf > 1 or not 0 < parts <= 4096 or not 0 < tid < 1 << 40:
             return None
         return TopicInfo(name[:nlen].decode("ascii", "replace"), tid, parts, slots, data, maxmsg, rms, OVERFLOWS[ovf])
 
@@ -383,10 +384,13 @@ class Namespace:
             lib.shm_store64(self._cbuf, META_SIZE, off + 24, 0)
             lib.shm_cas64(self._cbuf, META_SIZE, off, pid, 0)
 
-    def members(self):
-        """[(index, pid, start ticks, role)] of complete registrations; an
-        entry half-written by a process that died registering is freed."""
+    def members(self, bad=None):
+        """[(index, pid, start ticks, role)] of complete, valid registrations;
+        an entry half-written by a process that died registering is freed,
+        and so is one whose pid no process can have.  Entries skipped as bad
+        are reported in the list *bad*, if given, as (index, pid, why)."""
         out = []
+        bad = [] if bad is None else bad
         words = np.frombuffer(self.seg.mm, dtype=np.uint64, count=MAX_MEMBERS * MEMBER // 8, offset=MEMBERS_OFF)
         used = np.flatnonzero(words[::MEMBER // 8].copy()).tolist()  # a snapshot; each hit is re-read below
         del words
@@ -397,10 +401,16 @@ class Namespace:
                 continue
             start = lib.shm_load64(self._cbuf, META_SIZE, off + 16)
             role = lib.shm_load64(self._cbuf, META_SIZE, off + 8)
-            if start:
-                out.append((i, pid, start, role))
-            elif not proc_start_ticks(pid) or pid > 1 << 22:
+            if pid > PID_LIMIT:  # written by no client of ours: free it
+                bad.append((i, pid, "pid %d is out of range (at most %d): freed" % (pid, PID_LIMIT)))
                 lib.shm_cas64(self._cbuf, META_SIZE, off, pid, 0)
+            elif not start:
+                if not proc_start_ticks(pid):
+                    lib.shm_cas64(self._cbuf, META_SIZE, off, pid, 0)
+            elif role not in ROLE_NAMES:
+                bad.append((i, pid, "unknown role %d: skipped" % role))
+            else:
+                out.append((i, pid, start, role))
         return out
 
     def set_supervisor(self, pid):

@@ -14,7 +14,7 @@ from . import config as _config
 from . import partitioner as _partitioner
 from .admin import cluster_metadata
 from .message import Message, RecordMetadata
-from .supervisor import ensure_supervisor
+from .lifecycle import client_check
 from .namespace import MEMBER_PRODUCER, Namespace, register_client, unregister_client, unknown_partition
 
 
@@ -56,8 +56,9 @@ class Producer:
         self._gen = _fork_gen
         self._closed = False
         register_client(self, MEMBER_PRODUCER)  # the supervisor repairs our claims if we die
-        if conf.get("shm.supervisor", "auto") != "off":
-            ensure_supervisor(self._ns.name)
+        self._sup_check = client_check(conf, self._ns.name)  # also from waiting appends and flush()
+        if self._sup_check is not None:
+            self._sup_check()
         self._no_key = conf.get("partitioner", self.DEFAULT_PARTITIONER) in (
             "random", "murmur2_random", "consistent_random", "fnv1a_random")  # a NULL key goes anywhere
         # produce()'s lean path in C (ext/fastlog.c): (topic, value[, partition=]) of an open
@@ -74,6 +75,7 @@ class Producer:
             logs = [self._ns.open_partition(info, p) for p in range(info.partitions)]
             for log in logs:
                 log.block_timeout = self._block_timeout
+                log.on_wait = self._sup_check
             h = self._topics[topic] = (info, logs)
             if self._default_cb is None:
                 self._lean[topic] = (info.partitions, tuple(log._fast for log in logs))
@@ -147,6 +149,8 @@ class Producer:
 
     def flush(self, timeout=-1):
         """Serve every delivery report; returns the number still queued (0)."""
+        if self._sup_check is not None:
+            self._sup_check()
         self.poll(0)
         return len(self._pending)
 

@@ -19,31 +19,38 @@ and repairs what a dead producer left half done.
   segment, watched by a thread that writes to a self-pipe), when a member
   dies, and every 50 ms (heartbeats, max.poll.interval.ms, static members'
   session.timeout.ms, new topics for regex subscriptions).
-- Started by the first client of a namespace when none is alive
-  (``ensure_supervisor``: detached, its own session, its command line naming
-  the namespace), or in the foreground by ``shmbroker serve``.
+- Lifecycle (lifecycle.py): started by a client when none is alive (at its
+  start, and from its waits), isolated from the client's directory, named
+  ``shmbroker``; or in the foreground by ``shmbroker serve``.  It exits after
+  its idle time with no registered client, and steps down if its lock file
+  no longer names the file it locked (deleted, maybe re-created by a second
+  supervisor): exactly one runs.  Leaving for either reason, it starts a
+  successor if a client registered meanwhile.
+- It trusts nothing it reads from the namespace segment: member entries are
+  validated (Namespace.members), subscriptions matched on a budget
+  (subscription.py), a group whose data is bad is skipped; what it skips is
+  logged once, and no bad entry stops it.
 """
-import errno
 import fcntl
 import logging
 import os
 import select
 import signal
-import stat
-import subprocess
-import sys
 import threading
 import time
 
 from shm._native import lib
 from shm.errors import KafkaException, NamespaceError
 from shm.log import repair_unclaimed
-from shm.segment import owner_problem
 
 from . import groups as G
-from .logs import log_path, open_log
-from .namespace import META_SIZE, MEMBER_PRODUCER, SUP_FUTEX_OFF, Namespace, namespace_mode, proc_start_ticks
+from .lifecycle import (ensure_supervisor, holds_lock, idle_timeout, lock_path, open_lock,  # noqa: F401
+                        set_process_name, supervisor_alive, unlink_if, wait_supervisor)
+from .logs import log_path, open_log  # noqa: F401 (log_path: re-exported)
+from .namespace import (MAX_GROUPS, META_SIZE, MEMBER_PRODUCER, SUP_FUTEX_OFF, Namespace,
+                        proc_start_ticks)
 from .namespace import ROLE_NAMES as ROLES
+from .subscription import Matcher
 
 TICK = 0.05  # seconds between periodic group checks
 # Test-only crash point: SHMBROKER_SUP_CRASH=after_list:FLAGFILE SIGKILLs the
@@ -64,17 +71,20 @@ GRACE = 0.05  # seconds a claimed-but-unwritten offset gets before it is tombsto
 
 
 class Supervisor:
-    def __init__(self, namespace, to_stderr=False, create=True, lock_fd=None, mode=None):
+    def __init__(self, namespace, to_stderr=False, create=True, lock_fd=None, mode=None, idle=None):
         """*lock_fd*: the singleton lock, already taken by the client that
         started us (ensure_supervisor), inherited; its mode (the one that
-        client accepted the namespace with) is the namespace's *mode*."""
+        client accepted the namespace with) is the namespace's *mode*.
+        *idle*: seconds with no registered client before it exits (0: never;
+        None: lifecycle.idle_timeout())."""
+        self.idle_timeout = idle_timeout(idle, "--idle-timeout")
         try:
             if lock_fd is not None:
                 mode = os.fstat(lock_fd).st_mode & 0o777
             self.ns = Namespace(namespace, create=create, mode=mode)  # first: a destroyed namespace is not brought back
         except BaseException:
             if lock_fd is not None:  # started for a namespace destroyed meanwhile: leave nothing behind
-                _unlink_if(_lock_path(namespace), lock_fd)
+                unlink_if(lock_path(namespace), lock_fd)
                 os.close(lock_fd)
             raise
         self.name = namespace
@@ -83,7 +93,7 @@ class Supervisor:
             self._lockfd = lock_fd
             return self._setup(to_stderr)
         try:
-            self._lockfd = _open_lock(namespace, self.ns.mode)
+            self._lockfd = open_lock(namespace, self.ns.mode)
         except BaseException:
             self.ns.close()
             raise
@@ -128,17 +138,42 @@ class Supervisor:
         self._waker = None
         self._next_tick = 0
         self._rstats = [0, 0, 0]  # reconcile passes, total ns, max ns
+        self._idle_since = time.monotonic_ns()
+        self._handoff = False  # leaving on our own: start a successor if a client registered meanwhile
+        self._noted = set()  # what was logged once (bad entries, errors)
+        self.matcher = Matcher(lambda pattern, why: self._note(
+            ("regex", pattern), "a subscription regex %r is ignored: %s" % (pattern, why)))
+
+    def _note(self, key, msg, *args, exc_info=False):
+        """Log *msg* once per *key* (bad data is met again on every pass)."""
+        if key in self._noted:
+            return
+        if len(self._noted) >= 4096:
+            self._noted.clear()
+        self._noted.add(key)
+        self.log.warning(msg, *args, exc_info=exc_info)
 
     # -- members
     def _watch_new(self):
+        """Watch new registrations; stop watching closed ones (a process
+        whose clients all closed is no longer ours to wait for)."""
+        bad = []
+        members = self.ns.members(bad)
+        current = {(idx, pid) for idx, pid, _, _ in members}
+        for fd, (idx, pid, _, _) in list(self.watched.items()):
+            if (idx, pid) not in current:
+                self._unwatch(fd)
         known = {(v[0], v[1]) for v in self.watched.values()}
-        for idx, pid, start, role in self.ns.members():
+        for idx, pid, start, role in members:
             if (idx, pid) in known:
                 continue
             try:
                 fd = os.pidfd_open(pid)
             except ProcessLookupError:
                 self._dead(idx, pid, role)  # died before we looked (or while no supervisor ran)
+                continue
+            except OSError as exc:  # out of descriptors, say: the next pass tries again
+                self._note(("pidfd", str(exc)), "cannot watch pid %d: %s", pid, exc)
                 continue
             if proc_start_ticks(pid) != start:  # the pid was reused: the member is gone
                 os.close(fd)
@@ -147,6 +182,13 @@ class Supervisor:
             self.watched[fd] = (idx, pid, start, role)
             self.poller.register(fd, select.POLLIN)
             self.log.info("watching %s pid %d", ROLES.get(role, role), pid)
+        for idx, pid, why in bad:
+            self._note(("member", idx, pid), "member entry %d of the namespace segment: %s", idx, why)
+
+    def _unwatch(self, fd):
+        self.poller.unregister(fd)
+        os.close(fd)
+        return self.watched.pop(fd)
 
     def _dead(self, idx, pid, role):
         t0 = time.monotonic_ns()
@@ -199,11 +241,12 @@ class Supervisor:
         gs = self.groups
         o = gs.slot_off(slot)
         if gs.load(o + G.INSTANCE_LEN) and gs.load(o + G.STATE) == G.ACTIVE:
-            gs.store(o + G.DOWN_DEADLINE, G.now_ns() + gs.load(o + G.SESSION_MS) * 1_000_000)
+            session_ms = min(gs.load(o + G.SESSION_MS), 1 << 31)  # as read: bounded
+            gs.store(o + G.DOWN_DEADLINE, G.now_ns() + session_ms * 1_000_000)
             gs.store(o + G.N_OWNED, 0)
             gs.store(o + G.STATE, G.DOWN)
             self.log.info("static member %s (pid %d) is down: its partitions wait %d ms for it",
-                          gs.text(slot, G.INSTANCE, G.INSTANCE_LEN), pid, gs.load(o + G.SESSION_MS))
+                          gs.text(slot, G.INSTANCE, G.INSTANCE_LEN), pid, session_ms)
         else:
             gs.free_slot(slot, pid)
 
@@ -251,11 +294,17 @@ class Supervisor:
             if state in (G.ACTIVE, G.DOWN):
                 by_group.setdefault(gs.load(gs.slot_off(slot) + G.GROUP) - 1, []).append((slot, state))
         for gidx, slots in by_group.items():
-            if gidx < 0:
+            if not 0 <= gidx < MAX_GROUPS:
+                if gidx >= 0:
+                    self._note(("group", gidx), "member slots %s name group index %d (at most %d): skipped",
+                               [s for s, _ in slots], gidx, MAX_GROUPS - 1)
                 continue
             if topics is None:
                 topics = self.ns.topics()
-            self._reconcile_group(gidx, slots, topics)
+            try:
+                self._reconcile_group(gidx, slots, topics)
+            except Exception as exc:  # bad data in one group must not stop the others
+                self._note(("reconcile", gidx, repr(exc)), "group %d skipped: %r", gidx, exc, exc_info=True)
 
     def _reconcile_group(self, gidx, slots, topics):
         gs = self.groups
@@ -266,7 +315,7 @@ class Supervisor:
             inst = gs.text(slot, G.INSTANCE, G.INSTANCE_LEN)
             # static members first (by instance id, so a restart finds the same place), then by join time
             key = "%s\0%03d" % (inst, slot) if inst else "~shm-%020d-%03d" % (gs.load(o + G.JOIN_NS), slot)
-            match = G.subscription_matcher(gs.text(slot, G.SUB, G.SUB_LEN))
+            match = self.matcher.predicate(gs.text(slot, G.SUB, G.SUB_LEN))
             subs = {t for t in topics if match(t)}
             members.append((key, subs))
             if state == G.ACTIVE:
@@ -355,15 +404,13 @@ class Supervisor:
                     pass
                 woke = True
                 continue
-            idx, pid, start, role = self.watched.pop(fd)
-            self.poller.unregister(fd)
-            os.close(fd)
+            idx, pid, start, role = self._unwatch(fd)
             self._dead(idx, pid, role)
             woke = True
         now = G.now_ns()
         if woke or now >= self._next_tick:
             if now >= self._next_tick:
-                if self._destroyed():
+                if self._destroyed() or self._lock_lost() or self._idle(now):
                     return
                 self._check_members(now)
                 self._next_tick = now + int(TICK * 1e9)
@@ -375,13 +422,19 @@ class Supervisor:
             self._rstats[2] = max(self._rstats[2], dt)
 
     def run(self):
-        self.log.info("supervisor of namespace %s started", self.name)
+        self.log.info("supervisor of namespace %s started (pid %d, idle timeout %s)", self.name, os.getpid(),
+                      "%g s" % self.idle_timeout if self.idle_timeout else "none")
+        set_process_name()
         prev = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         self.ns.set_supervisor(os.getpid())  # published once SIGTERM stops us cleanly
         self._start_waker()
         try:
             while not self._stop:
-                self.run_once()
+                try:
+                    self.run_once()
+                except Exception as exc:  # nothing it reads may stop it: logged once, and on to the next pass
+                    self._note(("pass", repr(exc)), "a pass failed (carrying on): %r", exc, exc_info=True)
+                    time.sleep(TICK)  # no hot loop if it fails again
         finally:
             for s, h in prev.items():
                 signal.signal(s, h)
@@ -397,8 +450,31 @@ class Supervisor:
         if gone:
             self.log.info("namespace %s was destroyed: stopping", self.name)
             self._stop = True
-            _unlink_if(_lock_path(self.name), self._lockfd)
+            unlink_if(lock_path(self.name), self._lockfd)
         return gone
+
+    def _lock_lost(self):
+        """Does our lock file's path name another file, or none?  (Deleted:
+        a second supervisor may have locked a new one.)  Then step down."""
+        if holds_lock(self.name, self._lockfd):
+            return False
+        self.log.warning("the lock file %s was deleted or replaced, so another supervisor may run: stepping down",
+                         lock_path(self.name))
+        self._stop = self._handoff = True
+        return True
+
+    def _idle(self, now):
+        """No registered client for the idle time: exit (topics and records
+        stay; the next client starts a supervisor)."""
+        if self.watched or not self.idle_timeout:
+            self._idle_since = now
+            return False
+        if now - self._idle_since < self.idle_timeout * 1e9:
+            return False
+        self.log.info("no registered client for %g s: exiting (the namespace's topics and records stay)",
+                      self.idle_timeout)
+        self._stop = self._handoff = True
+        return True
 
     def _on_signal(self, signum, frame):
         self._stop = True
@@ -424,109 +500,24 @@ class Supervisor:
             n, total, mx = self._rstats
             self.log.info("supervisor of namespace %s stopped: %d rebalances, %d reconcile passes (mean %.2f ms, "
                           "max %.2f ms)", self.name, self.rebalances, n, total / max(n, 1) / 1e6, mx / 1e6)
-            for h in list(self.log.handlers):
-                h.close()
-                self.log.removeHandler(h)
             if self.ns.supervisor_pid() == os.getpid():
                 self.ns.set_supervisor(0)
             os.close(self._lockfd)  # releases the singleton lock
             self._lockfd = None
+            if self._handoff:
+                self._hand_off()
+            for h in list(self.log.handlers):
+                h.close()
+                self.log.removeHandler(h)
             self.groups.close()
             self.ns.close()
 
-
-def _lock_path(namespace):
-    return "/dev/shm/shmb.%s.sup" % namespace
-
-
-def _open_lock(namespace, mode):
-    """Open (create) the namespace's singleton lock file: never through a
-    symlink, mode *mode* (the namespace's) whatever the umask, and refused
-    (NamespaceError) if its owner or mode is not one this client accepts
-    (shm.segment.owner_problem), so no one else can hold our lock."""
-    path = _lock_path(namespace)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    except OSError as exc:
-        if exc.errno != errno.ELOOP:
-            raise
-        raise NamespaceError("the supervisor lock of namespace %r (%s) is a symbolic link, planted by someone "
-                             "else: use another namespace" % (namespace, path)) from None
-    st = os.fstat(fd)
-    if st.st_uid == os.geteuid() and st.st_nlink == 1 and st.st_size == 0 and not st.st_mode & 0o777 & ~mode:
-        os.fchmod(fd, mode)  # ours, maybe just created under a umask: set exactly the namespace's mode
-        st = os.fstat(fd)
-    problem = owner_problem(st, mode) if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 else "is not a plain file"
-    if problem:
-        os.close(fd)
-        raise NamespaceError("the supervisor lock of namespace %r (%s) %s: use another namespace (shm.namespace)"
-                             % (namespace, path, problem))
-    return fd
-
-
-def _unlink_if(path, fd):
-    """Remove *path* if it is the file open as *fd*."""
-    try:
-        if os.stat(path).st_ino == os.fstat(fd).st_ino:
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def supervisor_alive(namespace):
-    """Does a supervisor hold the namespace's singleton lock?"""
-    try:
-        fd = os.open(_lock_path(namespace), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:  # none, or a symlink someone planted: no supervisor of ours
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
-
-
-def wait_supervisor(namespace, timeout=30.0):
-    """Start the namespace's supervisor if none runs and wait until it is up
-    (benchmarks: its start-up must not overlap what they time).  Returns its pid."""
-    ensure_supervisor(namespace)
-    end = time.monotonic() + timeout
-    with Namespace(namespace, create=False, mode=namespace_mode(namespace)) as ns:
-        while True:
-            pid = ns.supervisor_pid()
-            if pid and proc_start_ticks(pid) and supervisor_alive(namespace):
-                return pid
-            if time.monotonic() > end:
-                raise NamespaceError("the supervisor of namespace %r did not start within %.0f s: see %s"
-                                     % (namespace, timeout, log_path(namespace)))
-            time.sleep(0.005)
-
-
-def ensure_supervisor(namespace):
-    """Start the namespace's supervisor if none is alive: detached (its own
-    session, reparented away from us, so it outlives this client), its
-    command line naming the namespace.  We take the singleton lock first and
-    hand it to the new process (an inherited open file description shares a
-    flock), so racing clients start one supervisor, not one each.  Returns
-    True if one was started."""
-    if os.environ.get("SHMBROKER_SUPERVISOR", "auto") == "off":
-        return False
-    try:
-        fd = _open_lock(namespace, namespace_mode(namespace))
-    except OSError:
-        return False
-    try:
+    def _hand_off(self):
+        """Leaving on our own (idle, or stepping down), the lock released: a
+        client that registered meanwhile may have found it still taken and
+        started nobody, so start a successor for it (unless one runs)."""
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False  # alive, or being started by another client
-        subprocess.run(["/bin/sh", "-c", 'exec "$0" -m broker serve --namespace "$1" --quiet --attach '
-                        '--lock-fd "$2" </dev/null >/dev/null 2>&1 &', sys.executable, namespace, str(fd)],
-                       start_new_session=True, check=False, timeout=30, pass_fds=(fd,))
-        return True
-    finally:
-        os.close(fd)  # the lock stays with the supervisor's copy
+            if self.ns.members() and ensure_supervisor(self.name):
+                self.log.info("a client registered meanwhile: started a successor")
+        except Exception as exc:
+            self.log.warning("could not start a successor (%r): the next client's wait starts one", exc)

@@ -529,7 +529,7 @@ class PartitionLog:
         """Block until *offset* is readable (committed, tombstoned or
         lapped).  Returns True, or False on timeout.  Sleeps on the
         partition's futex in chunks, so Ctrl-C interrupts it."""
-        return wait_many([self], [offset], timeout, mode, spin_us) == 0
+        return wait_many([self], [offset], timeout, mode, spin_us, idle=self.on_wait) == 0
 
     def poll(self, offset, timeout=None, mode="adaptive", spin_us=50):
         """Wait for *offset* and read it: a Record, a status (Lapped,
@@ -550,6 +550,8 @@ class PartitionLog:
             r = fast.poll(offset, min(left, _SPIN_CHUNK_NS))
             if r is not None:
                 return r
+            if self.on_wait is not None:
+                self.on_wait()
             elapsed = time.monotonic_ns() - start
             if total is not None and elapsed >= total:
                 return None
@@ -651,7 +653,7 @@ class Waiter:
     """The arguments of one log_wait_many_ex call, built once for a fixed
     set of logs (a consumer's assignment) and reused for every wait."""
 
-    def __init__(self, logs, notify=None):
+    def __init__(self, logs, notify=None, idle=None):
         n = len(logs)
         if n > 128 or (n == 0 and notify is None):
             raise ValueError("wait_many takes 1 to 128 logs (0 with notify) and as many offsets")
@@ -659,6 +661,7 @@ class Waiter:
         self._views = ffi.new("log_view *[]", [log._v for log in logs] or 1)
         self._offs = ffi.new("uint64_t[]", n or 1)
         self._notify = notify[:3] if notify is not None else (ffi.NULL, 0, 0)
+        self.idle = idle  # called after each chunk that passed with nothing (see PartitionLog.on_wait)
 
     def wait(self, offsets, timeout=None, mode="adaptive", spin_us=50, notify_val=0):
         """See wait_many."""
@@ -683,16 +686,19 @@ class Waiter:
                 if logs:
                     logs[0]._raise(r)
                 raise ValueError("bad notify word %r" % (self._notify[1:],))
+            if self.idle is not None:
+                self.idle()
             if deadline is not None and time.monotonic_ns() >= deadline:
                 return None
             spin = 0
 
 
-def wait_many(logs, offsets, timeout=None, mode="adaptive", spin_us=50, notify=None):
+def wait_many(logs, offsets, timeout=None, mode="adaptive", spin_us=50, notify=None, idle=None):
     """Block until one of *logs* has its offset in *offsets* readable;
     returns its index, or None on timeout.  One sleep on all their futexes
     (futex_waitv), in chunks so Ctrl-C interrupts it.  *notify*: an extra
     u32 futex word ``(cdata buffer, size, offset, value)`` in another
     segment; when it moves off value, returns NOTIFIED (logs may then be
-    empty)."""
-    return Waiter(logs, notify).wait(offsets, timeout, mode, spin_us, notify[3] if notify is not None else 0)
+    empty).  *idle*: called after each chunk of the wait that passed with
+    nothing."""
+    return Waiter(logs, notify, idle).wait(offsets, timeout, mode, spin_us, notify[3] if notify is not None else 0)

@@ -21,7 +21,8 @@ def cmd_serve(args):
     from broker.config import resolve_namespace
     from broker.supervisor import Supervisor
     ns = resolve_namespace(_conf(args))
-    Supervisor(ns, to_stderr=not args.quiet, create=not args.attach, lock_fd=args.lock_fd).run()
+    Supervisor(ns, to_stderr=not args.quiet, create=not args.attach, lock_fd=args.lock_fd,
+               idle=args.idle_timeout).run()
     return 0
 
 
@@ -40,9 +41,12 @@ def add(tool):
     sv = tool("serve", cmd_serve, "run the namespace's supervisor in the foreground (one per namespace)",
               "Run the supervisor: it watches every registered client process, repairs a dead producer's "
               "half-written records at once and assigns consumer groups' partitions (rebalancing the moment "
-              "a member dies). Clients start one by themselves when none runs. Stops on SIGTERM or Ctrl-C.")
+              "a member dies). Clients start one by themselves when none runs. Stops on SIGTERM or Ctrl-C, "
+              "or after --idle-timeout with no client.")
     sv.add_argument("--quiet", action="store_true", help="log only to the namespace's log file, not stderr")
     sv.add_argument("--attach", action="store_true", help="only for an existing namespace (how clients start it)")
+    sv.add_argument("--idle-timeout", metavar="SECONDS", help="exit after this long with no registered client "
+                    "(0: never; default $SHMBROKER_SUPERVISOR_IDLE, else 30); clients start a new one when needed")
     sv.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)  # the singleton lock, taken by the starter
     d = tool("demo", cmd_demo, "the main job: producers and a consumer group, one member killed midway",
              "Run the main job: producer processes and a consumer group of processes on one namespace; "
