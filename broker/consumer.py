@@ -16,7 +16,9 @@ last poll time on return (session.timeout.ms, max.poll.interval.ms).
 Reading: per partition, records are fetched in batches of up to
 ``_FETCH`` (one C call) and handed out one per poll(); partitions take
 turns.  When nothing is ready, the consumer sleeps on every assigned
-partition's futex at once (futex_waitv), in chunks so Ctrl-C interrupts it.
+partition's futex at once (futex_waitv; the C core splits assignments of
+more than 128 partitions over helper threads), in chunks so Ctrl-C
+interrupts it.
 """
 import collections
 import os
@@ -38,7 +40,6 @@ from .supervisor import ensure_supervisor
 
 _FETCH = 256
 _mk = tuple.__new__  # Message(...) without running Python code
-_MAX_WAIT = 128  # futex_waitv's limit; larger assignments wait on a rotating subset
 
 
 class _Part:
@@ -577,9 +578,6 @@ class Consumer:
                 timeout = 0.1  # nothing assigned: still return now and then
             time.sleep(min(timeout, 0.1))
             return
-        if len(parts) > _MAX_WAIT:
-            self._turn = (self._turn + 1) % len(self._order)
-            parts = parts[:_MAX_WAIT]
         try:
             self._waiter_for(parts).wait([p.pos for p in parts], timeout, self._wait_mode)
         except UnknownTopicError:
@@ -608,7 +606,6 @@ class Consumer:
             return
         chunk = self._hb_ns / 1e9
         timeout = chunk if timeout is None else min(timeout, chunk)
-        parts = parts[:_MAX_WAIT]
         try:
             self._waiter_for(parts, (gs.buf, META_SIZE, off)).wait([p.pos for p in parts], timeout, self._wait_mode,
                                                                    notify_val=nval)
