@@ -163,8 +163,9 @@ def _group_rows(ns, gs, gidx, group):
         for tp in m["assigned"]:
             owner[tp] = m
     committed = {(by_id[t].name, p): o for (t, p), o in gs.group_offsets(gidx).items() if t in by_id}
+    laps = {(by_id[t].name, p): lost for (t, p), (lost, _) in gs.lap_losses(gidx).items() if t in by_id}
     rows = []
-    for tp in sorted(set(owner) | set(committed)):
+    for tp in sorted(set(owner) | set(committed) | set(laps)):
         info = topics.get(tp[0])
         if info is None:
             continue
@@ -177,7 +178,7 @@ def _group_rows(ns, gs, gidx, group):
         m = owner.get(tp)
         rows.append((group, tp[0], tp[1], "-" if cur is None else cur, end, "-" if cur is None else max(0, end - cur),
                      m["member_id"] if m else "-", ("/localhost" if m else "-"), m["client_id"] if m else "-",
-                     m["pid"] if m else "-", ("yes" if m["alive"] else "no") if m else "-"))
+                     m["pid"] if m else "-", ("yes" if m["alive"] else "no") if m else "-", laps.get(tp, 0)))
     return rows, members, state
 
 
@@ -212,7 +213,7 @@ def cmd_consumer_groups(args):
             print(fmt % ("GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID",
                          "HOST", "CLIENT-ID", "PID", "ALIVE"))
             for r in rows:
-                print(fmt % r)
+                print(fmt % r[:11])  # (r[11], records lost to laps, is for stat)
             return 0
         if args.delete:
             a.delete_consumer_groups([args.group])[args.group].result()
@@ -336,12 +337,12 @@ def cmd_stat(args):
                 out.append("%-8d %-9s %-6s %-9s %6.1f %8.1f %s" % (pid, role, "yes" if alive else "no", status, cpu,
                                                                    rss, cmd))
             if groups:
-                out.append("%-16s %-16s %9s %12s %12s %8s %-8s %s" % ("GROUP", "TOPIC", "PARTITION", "COMMITTED",
-                                                                     "END", "LAG", "PID", "STATE"))
+                out.append("%-16s %-16s %9s %12s %12s %8s %10s %-8s %s" % ("GROUP", "TOPIC", "PARTITION", "COMMITTED",
+                                                                           "END", "LAG", "LAPS-LOST", "PID", "STATE"))
             for name, rows, gmembers, state in groups:
                 for r in rows:
-                    out.append("%-16s %-16s %9d %12s %12d %8s %-8s %s" % (name, r[1], r[2], r[3], r[4], r[5], r[9],
-                                                                         state))
+                    out.append("%-16s %-16s %9d %12s %12d %8s %10d %-8s %s" % (name, r[1], r[2], r[3], r[4], r[5],
+                                                                               r[11], r[9], state))
             print("\n".join(out), flush=True)
             prev_t = now
             n += 1

@@ -357,7 +357,13 @@ class PartitionLog:
             raise CorruptSegmentError("partition %s: a record is larger than its header allows" % name)
         raise ValueError("partition %s: invalid argument (status %d)" % (name, rc))
 
+    #: called (it may raise instead) before a deleted partition raises UnknownTopicError;
+    #: the broker sets it to its namespace's destroyed check
+    on_deleted = None
+
     def _raise(self, rc, what=""):
+        if rc == lib.LOG_E_DELETED and self.on_deleted is not None:
+            self.on_deleted()
         self._raise_status(rc, self._seg.name, what)
 
     def _check_open(self):
