@@ -952,7 +952,7 @@ static void *sleep_group_thread(void *arg)
  * rest in helper threads.  A helper that cannot start leaves its group
  * unwatched, so this sleep is then cut to 1 ms (slow, never blind). */
 static void sleep_groups(struct wait_group *groups, pthread_t *tids, int ngroups, uint32_t *done,
-                         struct timespec *abs)
+                         const struct timespec *abs)
 {
     __atomic_store_n(done, 0u, __ATOMIC_RELAXED); /* before the helpers start: pthread_create orders it */
     sigset_t all, old;
@@ -966,13 +966,15 @@ static void sleep_groups(struct wait_group *groups, pthread_t *tids, int ngroups
         if (pthread_create(&tids[k], have_attr ? &attr : NULL, sleep_group_thread, &groups[k]) != 0) break;
     if (have_attr) pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    struct timespec mine = *abs; /* our own copy: the helpers read *abs concurrently */
     if (started < ngroups) {
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         now.tv_nsec += 1000000;
         if (now.tv_nsec >= 1000000000L) { now.tv_sec++; now.tv_nsec -= 1000000000L; }
-        if (now.tv_sec < abs->tv_sec || (now.tv_sec == abs->tv_sec && now.tv_nsec < abs->tv_nsec)) *abs = now;
+        if (now.tv_sec < mine.tv_sec || (now.tv_sec == mine.tv_sec && now.tv_nsec < mine.tv_nsec)) mine = now;
     }
+    groups[0].abs = &mine;
     sleep_group(&groups[0]);
     for (int k = 1; k < started; k++) pthread_join(tids[k], NULL);
 }
