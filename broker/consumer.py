@@ -1,25 +1,26 @@
 """Consumer with confluent-kafka's API: manual assignment (assign,
-incremental_assign, seek, pause, ...) and consumer groups (subscribe,
-commit, committed, store_offsets, rebalance callbacks).
-
-Groups (groups.py has the shared layout): subscribe() claims a member slot
-in the namespace segment and wakes the supervisor, which alone computes
-assignments.  Every poll() compares the slot's assignment epoch with the
-one this consumer applied (one word load); on a change it runs on_revoke /
-on_assign inside poll as confluent-kafka does (eager for range and
-roundrobin, incremental for cooperative-sticky), then publishes what it owns
-and acks the epoch, which lets the supervisor hand revoked partitions on.
-While it waits, it also sleeps on its slot's notify futex, so a new
-assignment wakes it at once; it writes a heartbeat every wait chunk and its
-last poll time on return (session.timeout.ms, max.poll.interval.ms).
+incremental_assign, seek, pause, ...) and reading; consumer groups
+(subscribe, commit, committed, store_offsets, rebalance callbacks) come from
+membership.py's GroupMember, which Consumer inherits.
 
 Reading: per partition, records are fetched in batches of up to
 ``_FETCH`` (one C call) and handed out one per poll(); partitions take
 turns.  When nothing is ready, the consumer sleeps on every assigned
-partition's futex at once (futex_waitv), in chunks so Ctrl-C interrupts it.
+partition's futex at once (futex_waitv; the C core splits assignments of
+more than 128 partitions over helper threads), in chunks so Ctrl-C
+interrupts it.
+
+Laps: a consumer that falls behind on an overwrite topic is reset by
+auto.offset.reset (earliest/latest: the records skipped are counted, in
+stats() and, for a group, in the namespace for `shmbroker stat`; error: an
+_AUTO_OFFSET_RESET event, and the partition waits for seek()).
+
+Destroy: `shmbroker destroy` sets a flag in the namespace segment and marks
+every partition deleted; the next commit, or poll of a group member, raises
+NamespaceError (a consumer outside a group checks at its next fetch or
+wait: it may first hand out the rest of a batch it fetched before).
 """
 import collections
-import os
 import time
 
 from shm._native import lib
@@ -27,18 +28,15 @@ from shm.errors import ClosedError, KafkaError, KafkaException, UnknownTopicErro
 from shm.log import Waiter
 
 from . import config as _config
-from . import groups as G
 from .admin import cluster_metadata, log_start, offset_for_time
-from .message import (OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORED, Message, TopicPartition,
-                      eof_event)
-from .namespace import (META_SIZE, MEMBER_CONSUMER, Namespace, register_client, unregister_client,
-                        unknown_partition)
+from .membership import GroupMember
+from .message import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORED, Message, TopicPartition, eof_event
+from .namespace import DESTROYED_OFF, MEMBER_CONSUMER, Namespace, register_client, unregister_client, unknown_partition
 from .lifecycle import client_check
-from .subscription import regex_risk
 
 _FETCH = 256
 _mk = tuple.__new__  # Message(...) without running Python code
-_MAX_WAIT = 128  # futex_waitv's limit; larger assignments wait on a rotating subset
+_DESTROYED_W = DESTROYED_OFF // 8
 
 
 class _Part:
@@ -51,7 +49,7 @@ class _Part:
         self.buf = collections.deque()
 
 
-class Consumer:
+class Consumer(GroupMember):
     def __init__(self, config=None, **kwargs):
         conf = _config.parse(config, kwargs, "consumer")
         self._conf = conf
@@ -68,28 +66,10 @@ class Consumer:
         self._topics = {}  # name -> TopicInfo seen at assign
         self._cur = None  # the partition whose fetched batch is being handed out
         self._closed = False
-        # groups
-        self._group = conf.get("group.id")
-        if self._group is not None:
-            G.check_group_name(self._group)
-        self._auto_commit = _config.as_bool(conf.get("enable.auto.commit", True))
-        self._auto_store = _config.as_bool(conf.get("enable.auto.offset.store", True))
-        self._commit_every = int(conf.get("auto.commit.interval.ms", 5000)) * 1_000_000
-        self._session_ms = int(conf.get("session.timeout.ms", 45000))
-        self._maxpoll_ms = int(conf.get("max.poll.interval.ms", 300000))
-        self._instance = conf.get("group.instance.id") or ""
-        self._strategies = G.parse_strategies(conf.get("partition.assignment.strategy"))
-        self._on_commit = conf.get("on_commit")
-        self._hb_ns = max(1_000_000, min(100_000_000, self._session_ms * 1_000_000 // 3))
-        self._gs = None  # Groups, once a group is used
-        self._gidx = None
-        self._slot = None  # our member slot while subscribed
-        self._sub = None  # (topics list, on_assign, on_revoke, on_lost)
-        self._stored = {}  # (topic, partition) -> offset to commit (store_offsets)
-        self._next_commit = 0
-        self._commit_events = collections.deque()
-        self._rejoin = False
+        self._init_group(conf)
         self._waiter = None  # (partition set, Waiter) of the last wait
+        self._laps = {}  # (topic, partition) -> [records lost to laps, resets]
+        self._nsw = memoryview(self._ns.seg.mm).cast("Q")  # the destroyed flag, read per fetched batch
         register_client(self, MEMBER_CONSUMER)
         self._sup_check = client_check(conf, self._ns.name)  # from our waits: a dead supervisor is restarted
         if self._sup_check is not None:
@@ -110,24 +90,41 @@ class Consumer:
             c = self._committed_offset(tp) if self._group is not None else None
             if c is None:
                 return self._reset_to(log, tp, None, retention_ms)
-            if c < lo:  # overwritten since: as if out of range
-                return self._reset_to(log, tp, c, retention_ms)
+            if c < lo:  # overwritten since (lapped): as if out of range
+                return self._reset_to(log, tp, c, retention_ms, lapped=True)
             return min(c, hi) if c > hi else c
         if offset < 0:
             raise KafkaException(KafkaError(KafkaError._INVALID_ARG, "invalid offset %d for %s" % (offset, tp)))
         return offset  # out of range is handled on read, by auto.offset.reset
 
-    def _reset_to(self, log, tp, at, retention_ms=-1):
-        """auto.offset.reset: where to go when *at* is not available."""
+    def _reset_to(self, log, tp, at, retention_ms=-1, lapped=False):
+        """auto.offset.reset: where to go when *at* is not available (None:
+        reset=error, an _AUTO_OFFSET_RESET event is queued).  *lapped*: *at*
+        was overwritten, so the records skipped from it are counted as lost."""
         lo, hi = log_start(log, retention_ms), log.watermarks()[1]
+        if self._reset == "error":
+            self._events.append(Message(tp.topic, tp.partition, at, error=KafkaError(
+                KafkaError._AUTO_OFFSET_RESET, "offset %s of %s[%d] is %s (the partition holds [%d, %d)) and "
+                "auto.offset.reset=error: seek() to resume" % (at, tp.topic, tp.partition, "overwritten" if lapped
+                                                                 else "out of range", lo, hi))))
+            return None
         if self._reset == "earliest":
-            return max(lo, at + 1) if at is not None and at >= lo else lo
-        if self._reset == "latest":
-            return hi
-        self._events.append(Message(tp.topic, tp.partition, at, error=KafkaError(
-            KafkaError.OFFSET_OUT_OF_RANGE, "offset %s of %s[%d] is out of range [%d, %d) and "
-            "auto.offset.reset=error: seek() to resume" % (at, tp.topic, tp.partition, lo, hi))))
-        return None
+            pos = max(lo, at + 1) if at is not None and at >= lo else lo
+        else:
+            pos = hi
+        if lapped and at is not None and pos > at:
+            self._count_lap(tp, pos - at)
+        return pos
+
+    def _count_lap(self, tp, lost):
+        """Records lost to a lap: in our stats() and, for a group, in the
+        namespace (`shmbroker stat`, per group and partition)."""
+        st = self._laps.setdefault((tp.topic, tp.partition), [0, 0])
+        st[0] += lost
+        st[1] += 1
+        if self._group is not None:
+            info = self._topics.get(tp.topic) or self._ns.topic(tp.topic)
+            self._groups().count_lap(self._gidx, info.topic_id, tp.partition, lost)
 
     def _add(self, tp):
         key = (tp.topic, tp.partition)
@@ -181,305 +178,6 @@ class Consumer:
         self._check()
         return [TopicPartition(t, p) for t, p in self._order]
 
-    # -- groups
-    def _groups(self):
-        if self._gs is None:
-            if self._group is None:
-                raise KafkaException(KafkaError(KafkaError._INVALID_ARG, "this needs a consumer group: set "
-                                                "group.id in the Consumer's config"))
-            self._gs = G.Groups(self._ns)
-            self._gidx = self._gs.group_index(self._group)
-            self._gw = memoryview(self._ns.seg.mm).cast("Q")  # plain word reads for the per-poll checks
-        return self._gs
-
-    def subscribe(self, topics, on_assign=None, on_revoke=None, on_lost=None):
-        """Join the group (or change the subscription): topic names, or
-        regexes starting with '^'.  Partitions come from the supervisor;
-        the callbacks run inside poll()."""
-        self._check()
-        if isinstance(topics, str) or not isinstance(topics, (list, tuple)) or not topics:
-            raise TypeError("subscribe() takes a non-empty list of topic names or ^regexes, got %r" % (topics,))
-        for t in topics:
-            if not isinstance(t, str):
-                raise TypeError("topic names must be str, got %r" % (t,))
-            if t.startswith("^"):
-                why = regex_risk(t)
-                if why:
-                    raise KafkaException(KafkaError(KafkaError._INVALID_ARG, "bad subscription regex %r: %s"
-                                                    % (t, why)))
-            else:
-                from .namespace import check_topic_name
-                check_topic_name(t)
-        for cb in (on_assign, on_revoke, on_lost):
-            if cb is not None and not callable(cb):
-                raise TypeError("rebalance callbacks must be callable")
-        gs = self._groups()
-        self._sub = (list(topics), on_assign, on_revoke, on_lost)
-        if self._slot is None:
-            if self._order:
-                self.unassign()  # subscribe replaces a manual assignment
-            self._join()
-        else:  # a new subscription: the supervisor recomputes
-            with self._ns.seq_write(gs.slot_off(self._slot) + G.SUB_SEQ):
-                gs.set_text(self._slot, G.SUB, G.SUB_LEN, "\n".join(topics), G.MAX_SUB)
-            self._ns.wake_supervisor()
-
-    def _join(self):
-        gs = self._gs
-        slot, static = gs.claim_slot(self._gidx, self._instance)
-        o = gs.slot_off(slot)
-        try:
-            if not static:
-                gs.store(o + G.STATE, G.FREE)
-            gs.set_text(slot, G.INSTANCE, G.INSTANCE_LEN, self._instance, 128)
-            gs.set_text(slot, G.CLIENT, G.CLIENT_LEN, str(self._conf.get("client.id", "rdkafka"))[:64], 64)
-            gs.set_text(slot, G.SUB, G.SUB_LEN, "\n".join(self._sub[0]), G.MAX_SUB)
-        except BaseException:
-            gs.free_slot(slot, os.getpid())
-            raise
-        now = G.now_ns()
-        for f, v in ((G.GROUP, self._gidx + 1), (G.SESSION_MS, self._session_ms), (G.MAXPOLL_MS, self._maxpoll_ms),
-                     (G.STRATS, G.pack_strategies(self._strategies)), (G.HEARTBEAT, now), (G.LAST_POLL, now),
-                     (G.IN_POLL, 0), (G.EPOCH, 0), (G.ACK, 0), (G.N_OWNED, 0), (G.JOIN_NS, now)):
-            gs.store(o + f, v)
-        if not static:
-            gs.store(o + G.N_ASSIGNED, 0)
-        lib.shm_fetch_add64(gs.buf, META_SIZE, o + G.INCARN, 1)
-        gs.store(o + G.STATE, G.ACTIVE)  # last: the supervisor now counts us
-        self._slot = slot
-        self._waiter = None  # a new notify word
-        self._token = gs.token(slot)
-        self._seen_epoch = 0
-        self._synced = False
-        self._w_epoch = (o + G.EPOCH) // 8
-        self._w_state = (o + G.STATE) // 8
-        self._w_hb = (o + G.HEARTBEAT) // 8
-        self._w_last = (o + G.LAST_POLL) // 8
-        self._w_inpoll = (o + G.IN_POLL) // 8
-        self._next_commit = now + self._commit_every
-        self._ns.wake_supervisor()
-
-    def _leave(self, revoke=True):
-        """Leave the group at once: commit (auto-commit), on_revoke, free the
-        slot so the supervisor hands our partitions on."""
-        if self._slot is None:
-            return
-        if revoke and self._synced:
-            self._revoke([TopicPartition(t, p) for t, p in self._order], lost=False)
-        gs = self._gs
-        gs.write_list(self._slot, "owned", [])
-        gs.free_slot(self._slot, os.getpid())
-        self._slot = None
-        self._waiter = None
-        self._ns.wake_supervisor()
-
-    def unsubscribe(self):
-        self._check()
-        self._leave()
-        self._sub = None
-        for key in list(self._parts):
-            self._remove(key)
-
-    def _group_tick(self):
-        """Per poll: a new assignment epoch, or our slot taken from us."""
-        gw = self._gw
-        if gw[self._w_state] != G.ACTIVE:  # the supervisor never frees a live member's slot: still ours
-            self._fenced()
-            return
-        epoch = gw[self._w_epoch]
-        if epoch != self._seen_epoch:
-            self._sync(epoch)
-        if self._auto_commit and self._synced:
-            now = time.monotonic_ns()
-            if now >= self._next_commit:
-                self._next_commit = now + self._commit_every
-                self._commit_positions(asynchronous=True)
-
-    def _fenced(self):
-        """The supervisor removed us (max.poll.interval.ms or session
-        timeout passed): our partitions are gone; rejoin."""
-        lost = [TopicPartition(t, p) for t, p in self._order]
-        self._gs.free_slot(self._slot, os.getpid())
-        self._slot = None
-        for key in list(self._parts):
-            self._remove(key)
-        cb = self._sub[3] or self._sub[2]
-        if cb is not None and lost:
-            cb(self, lost)
-        self._events.append(Message(None, -1, None, error=KafkaError(
-            KafkaError._MAX_POLL_EXCEEDED, "Application maximum poll interval (%d ms) exceeded or session timed "
-            "out: this member left the group and its partitions were reassigned; it rejoins now"
-            % self._maxpoll_ms)))
-        self._join()
-
-    def _sync(self, epoch):
-        """Apply assignment *epoch*: callbacks, positions, then ack."""
-        gs = self._gs
-        got = gs.read_list(self._slot, "assigned", with_seq=True)
-        if got is None or got[0] != epoch:
-            return  # being rewritten: the next poll sees the newer epoch
-        ids = got[1]
-        by_id = {info.topic_id: info for info in self._ns.topics().values()}
-        new = []
-        for tp in ids:
-            info = by_id.get(tp >> 16)
-            if info is not None:
-                self._topics[info.name] = info
-                new.append(TopicPartition(info.name, tp & 0xFFFF))
-        new_keys = {(x.topic, x.partition) for x in new}
-        old = [TopicPartition(t, p) for t, p in self._order]
-        _, on_assign, on_revoke, _ = self._sub
-        cooperative = G.COOPERATIVE in self._strategies
-        if cooperative:
-            gone = [x for x in old if (x.topic, x.partition) not in new_keys]
-            added = [x for x in new if (x.topic, x.partition) not in self._parts]
-            if gone:
-                self._revoke(gone, lost=False)
-            for x in added:
-                self._add(TopicPartition(x.topic, x.partition, OFFSET_STORED))
-            if added or not self._synced:
-                if on_assign is not None:
-                    on_assign(self, added)
-        else:
-            if old:
-                self._revoke(old, lost=False, keep=new_keys)
-            for x in new:
-                self._add(TopicPartition(x.topic, x.partition, OFFSET_STORED))
-            if on_assign is not None:
-                on_assign(self, new)
-        self._synced = True
-        self._seen_epoch = epoch
-        gs.write_list(self._slot, "owned", ids)
-        gs.store(gs.slot_off(self._slot) + G.ACK, epoch)
-        self._ns.wake_supervisor()
-
-    def _revoke(self, parts, lost, keep=()):
-        """on_revoke (after an auto-commit of them), then drop those not in keep."""
-        if self._auto_commit and not lost:
-            try:
-                self._commit_positions(asynchronous=False, only={(x.topic, x.partition) for x in parts})
-            except KafkaException:
-                pass  # fenced already: nothing of ours to commit
-        cb = self._sub[2] if self._sub else None
-        if cb is not None:
-            cb(self, parts)
-        for x in parts:
-            if (x.topic, x.partition) not in keep:
-                self._remove((x.topic, x.partition))
-                self._stored.pop((x.topic, x.partition), None)
-
-    # -- offsets
-    def _committed_offset(self, tp):
-        gs = self._groups()
-        info = self._topics.get(tp.topic) or self._ns.topic(tp.topic)
-        return gs.committed(self._gidx, info.topic_id, tp.partition)
-
-    def _positions(self, only=None):
-        out = []
-        for (t, p), part in self._parts.items():
-            if only is not None and (t, p) not in only:
-                continue
-            if self._auto_store:
-                out.append(TopicPartition(t, p, part.buf[0][2] if part.buf else part.pos))
-            elif (t, p) in self._stored:
-                out.append(TopicPartition(t, p, self._stored[(t, p)]))
-        return out
-
-    def _commit_positions(self, asynchronous, only=None):
-        offs = self._positions(only)
-        if offs:
-            return self._commit_list(offs, asynchronous)
-        return []
-
-    def _commit_list(self, offsets, asynchronous):
-        gs = self._groups()
-        token = self._token if self._slot is not None else 0
-        done, fenced = [], []
-        for tp in offsets:
-            if tp.offset < 0:
-                continue
-            info = self._topics.get(tp.topic) or self._ns.topic(tp.topic)
-            if not 0 <= tp.partition < info.partitions:
-                raise KafkaException(unknown_partition(tp.topic, info.partitions, tp.partition))
-            if gs.commit(self._gidx, info.topic_id, tp.partition, tp.offset, token):
-                done.append(TopicPartition(tp.topic, tp.partition, tp.offset))
-                if info.overflow == "block":
-                    self._advance_floor(info, tp.partition)
-            else:
-                fenced.append(tp)
-        err = None
-        if fenced:
-            err = KafkaError(KafkaError.ILLEGAL_GENERATION if token else KafkaError.UNKNOWN_MEMBER_ID,
-                             "commit refused for %s: %s" % (", ".join("%s[%d]" % (x.topic, x.partition) for x in fenced),
-                                                           "this member no longer owns them (it was replaced or they "
-                                                           "were revoked)" if token else "a group member owns them; "
-                                                           "commit from that member, or after it leaves"))
-        if self._on_commit is not None:
-            self._commit_events.append((err, done + fenced))
-        if err is not None and not asynchronous:
-            raise KafkaException(err)
-        return done
-
-    def _advance_floor(self, info, partition):
-        """Block mode: producers may overwrite what every group committed past."""
-        floor = self._gs.floor_for(info.topic_id, partition)
-        if floor is None:
-            return
-        part = self._parts.get((info.name, partition))
-        log = part.log if part is not None else self._ns.open_partition(info, partition)
-        try:
-            log.set_floor(min(floor, log.watermarks()[1]))
-        finally:
-            if part is None:
-                log.close()
-
-    def commit(self, message=None, offsets=None, asynchronous=True):
-        """Commit a message's offset + 1, the given offsets, or the current
-        positions.  A member commits only partitions it owns (a replaced
-        member is refused: ILLEGAL_GENERATION).  Synchronous: returns the
-        committed TopicPartitions; asynchronous: None, and on_commit runs from
-        poll()."""
-        self._check()
-        if message is not None and offsets is not None:
-            raise KafkaException(KafkaError(KafkaError._INVALID_ARG, "commit() takes message or offsets, not both"))
-        if message is not None:
-            if message.error() is not None:
-                raise KafkaException(KafkaError(KafkaError._INVALID_ARG, "cannot commit an event message"))
-            offs = [TopicPartition(message.topic(), message.partition(), message.offset() + 1)]
-        elif offsets is not None:
-            offs = list(offsets)
-        else:
-            self._groups()
-            offs = self._positions()
-            if not offs:
-                raise KafkaException(KafkaError(KafkaError._NO_OFFSET, "no offsets to commit: nothing consumed "
-                                                "since the last commit"))
-        done = self._commit_list(offs, asynchronous)
-        return None if asynchronous else done
-
-    def store_offsets(self, message=None, offsets=None):
-        """Store offsets for the next (auto-)commit; needs
-        enable.auto.offset.store=false to matter, as in librdkafka."""
-        self._check()
-        if message is not None:
-            self._stored[(message.topic(), message.partition())] = message.offset() + 1
-        for tp in offsets or ():
-            self._stored[(tp.topic, tp.partition)] = tp.offset
-
-    def committed(self, partitions, timeout=None):
-        """The group's committed offset of each partition (OFFSET_INVALID if none)."""
-        self._check()
-        out = []
-        for tp in partitions:
-            c = self._committed_offset(tp)
-            out.append(TopicPartition(tp.topic, tp.partition, OFFSET_INVALID if c is None else c))
-        return out
-
-    def _serve_commit_callbacks(self):
-        while self._commit_events:
-            err, parts = self._commit_events.popleft()
-            self._on_commit(err, parts)
-
     # -- reading
     @staticmethod
     def _jump(part, pos):
@@ -491,6 +189,8 @@ class Consumer:
 
     def _fill(self, part):
         """Fetch a batch of Messages into part.buf; returns an event Message or None."""
+        if self._nsw[_DESTROYED_W]:  # one word load a batch: `shmbroker destroy` ran
+            self._ns.check_alive()
         tp = part.tp
         try:
             if part.retention_ms < 0:  # the common case: Messages built in C, one call a batch
@@ -513,7 +213,7 @@ class Consumer:
             return None
         part.pos = nxt  # skipped tombstones (or expired records)
         if stop is not None and stop.status == "lapped":
-            self._jump(part, self._reset_to(part.log, tp, stop.offset, part.retention_ms))
+            self._jump(part, self._reset_to(part.log, tp, stop.offset, part.retention_ms, lapped=True))
             return None
         if self._eof and not part.eof_sent:
             part.eof_sent = True
@@ -569,6 +269,7 @@ class Consumer:
         return None
 
     def _wait(self, timeout):
+        self._ns.check_alive()
         parts = [p for p in self._parts.values() if not p.paused and not p.stopped]
         if self._slot is not None:
             return self._wait_member(parts, timeout)
@@ -579,9 +280,6 @@ class Consumer:
                 self._sup_check()
             time.sleep(min(timeout, 0.1))
             return
-        if len(parts) > _MAX_WAIT:
-            self._turn = (self._turn + 1) % len(self._order)
-            parts = parts[:_MAX_WAIT]
         try:
             self._waiter_for(parts).wait([p.pos for p in parts], timeout, self._wait_mode)
         except UnknownTopicError:
@@ -593,27 +291,6 @@ class Consumer:
         if self._waiter is None or self._waiter[0] != key:
             self._waiter = (key, Waiter([p.log for p in parts], notify, self._sup_check))
         return self._waiter[1]
-
-    def _wait_member(self, parts, timeout):
-        """Wait for data or for the supervisor (a new assignment), in
-        heartbeat-sized chunks."""
-        gs = self._gs
-        now = time.monotonic_ns()
-        self._gw[self._w_hb] = now
-        if self._sup_check is not None:  # a client restarts a dead supervisor
-            self._sup_check()
-        off = gs.notify_word(self._slot)
-        nval = self._gw[off // 8] & 0xFFFFFFFF  # little-endian: the u32 is the low half
-        if self._gw[self._w_epoch] != self._seen_epoch or self._gw[self._w_state] != G.ACTIVE:
-            return
-        chunk = self._hb_ns / 1e9
-        timeout = chunk if timeout is None else min(timeout, chunk)
-        parts = parts[:_MAX_WAIT]
-        try:
-            self._waiter_for(parts, (gs.buf, META_SIZE, off)).wait([p.pos for p in parts], timeout, self._wait_mode,
-                                                                   notify_val=nval)
-        except UnknownTopicError:
-            pass
 
     def _poll_one(self, part, timeout):
         """One active partition: spin and read in one C call that builds the
@@ -649,41 +326,6 @@ class Consumer:
         if self._slot is not None or self._commit_events or self._rejoin:
             return self._poll_member(timeout)
         return self._poll(timeout)
-
-    def _after_fork(self):
-        """In a forked child: the group slot is the parent's; this copy
-        rejoins as a member of its own at its next poll."""
-        if self._slot is not None:
-            self._slot = None
-            self._rejoin = True
-            for key in list(self._parts):
-                self._remove(key)
-
-    def _poll_member(self, timeout):
-        if self._commit_events and self._on_commit is not None:
-            self._serve_commit_callbacks()
-        if self._rejoin:
-            self._rejoin = False
-            self._join()
-        if self._slot is None:
-            return self._poll(timeout)
-        gw = self._gw
-        gw[self._w_inpoll] = 1
-        try:
-            self._group_tick()
-            deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
-            while True:
-                msg = self._next()
-                if msg is not None:
-                    return msg
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return None
-                self._wait(left)
-                self._group_tick()
-        finally:
-            gw[self._w_last] = time.monotonic_ns()
-            gw[self._w_inpoll] = 0
 
     def _poll(self, timeout):
         msg = self._next()
@@ -809,15 +451,21 @@ class Consumer:
             out[TopicPartition(t, p)] = max(0, part.log.watermarks()[1] - pos)
         return out
 
+    def stats(self):
+        """lag()'s companion, per assigned TopicPartition: {"lag": records
+        behind the high watermark, "records_lost_to_laps": records a lap of
+        an overwrite topic took before this consumer read them (skipped by
+        auto.offset.reset earliest/latest), "lap_resets": how many times}
+        (librdkafka reports such per-partition counters in its statistics)."""
+        out = {}
+        for tp, lag in self.lag().items():
+            lost, resets = self._laps.get((tp.topic, tp.partition), (0, 0))
+            out[tp] = {"lag": lag, "records_lost_to_laps": lost, "lap_resets": resets}
+        return out
+
     def list_topics(self, topic=None, timeout=-1):
         self._check()
         return cluster_metadata(self._ns, topic)
-
-    def memberid(self):
-        """This member's id in its group (None when not subscribed)."""
-        if self._slot is None:
-            return None
-        return "shm-%d-%d-%d" % (os.getpid(), self._slot, self._token & 0xFFFFFFFF)
 
     def close(self):
         """Commit (with auto-commit), leave the group at once, detach."""
@@ -833,6 +481,7 @@ class Consumer:
             if self._gs is not None:
                 self._gw.release()
                 self._gs.close()
+            self._nsw.release()
             self._ns.close()
             self._closed = True
 

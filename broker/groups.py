@@ -34,8 +34,22 @@ Member slot (GMEMBER bytes), offsets inside the slot:
   384 subscription[640]  1024 assigned[MAX_ASSIGN]  4608 owned[MAX_ASSIGN]
 Group entry (GENTRY bytes): 0 seq  8 state  16 generation  24 strategy
   32 name len  40 name[255].
-Commit entry (CENTRY bytes): 0 key  8 commit time ns  16 owner  24 offset + 1.
+Commit entry (CENTRY bytes): 0 key  8 commit time ns  16 owner  24 offset + 1
+  32 records lost to laps  40 offset resets after a lap.
 Times are CLOCK_MONOTONIC nanoseconds (shared by every process on the host).
+
+The commit table is open addressing with linear probing, keyed by
+(group, topic id, partition).  Lookups take no lock and stop at a free (0)
+key.  A new key is inserted under the namespace lock, into the first
+deleted or free entry of its probe chain: the entry's fields first, the key
+last.  Deleting a group (under the lock, no member left) turns its entries'
+owner words, then keys, into DELETED_KEY, and then frees (key 0) every
+deleted entry that ends a chain, so chains stay short and the table never
+fills with the dead.  The owner word of an entry nobody owns is the entry's
+own key (never 0): a commit is a CAS expecting its own token or key, so a
+committer that found an entry before its group was deleted, and stalled
+while the entry went to another key, fails its CAS instead of writing into
+the new key's offset.
 """
 import os
 import struct
@@ -60,8 +74,9 @@ MAX_SUB = ASSIGNED - SUB
 # slot states
 FREE, ACTIVE, FENCED, DOWN = 0, 1, 2, 3
 STATE_NAMES = {FREE: "free", ACTIVE: "Stable", FENCED: "fenced", DOWN: "down (static)"}
-# commit entries
-DELETED_KEY = 1
+# commit entries: fields, and key values that are not keys (real keys are >= 1 << 52)
+C_TIME, C_OWNER, C_VALUE, C_LOST, C_RESETS = 8, 16, 24, 32, 40
+FREE_KEY, DELETED_KEY = 0, 1
 STRATEGIES = ("range", "roundrobin", "cooperative-sticky")
 COOPERATIVE = 2
 
@@ -212,11 +227,30 @@ class Groups:
             w = self._words
             mine = (w[:, 0] >> np.uint64(52)) == np.uint64(gidx + 1)
             for e in np.nonzero(mine)[0]:
-                self.store(COMMITS_OFF + int(e) * CENTRY, DELETED_KEY)
+                off = COMMITS_OFF + int(e) * CENTRY
+                lib.shm_pair_own(self.buf, META_SIZE, off + C_OWNER, DELETED_KEY)  # first: stale commits now fail
+                self.store(off, DELETED_KEY)
+            self._free_chain_ends()
             off = GTABLE_OFF + gidx * GENTRY
             with self.ns.seq_write(off):
                 self.store(off + 8, 0)
                 self.store(off + 32, 0)
+
+    def _free_chain_ends(self):
+        """Under the lock: free every deleted entry that no probe chain
+        needs (the next entry is free), walking backwards from a free one.
+        No lookup is misled: a chain never continues past a free entry."""
+        keys = self._words[:, 0].copy()
+        free = np.flatnonzero(keys == FREE_KEY)
+        if not len(free):
+            return
+        i = int(free[0])
+        for _ in range(MAX_COMMITS - 1):
+            i = (i - 1) % MAX_COMMITS
+            nxt = keys[(i + 1) % MAX_COMMITS]
+            if keys[i] == DELETED_KEY and nxt == FREE_KEY:
+                self.store(COMMITS_OFF + i * CENTRY, FREE_KEY)
+                keys[i] = FREE_KEY
 
     def set_strategy(self, gidx, strategy):
         off = GTABLE_OFF + gidx * GENTRY
@@ -235,49 +269,92 @@ class Groups:
     def commit_key(gidx, topic_id, partition):
         return ((gidx + 1) << 52) | ((topic_id & ((1 << 40) - 1)) << 12) | (partition & 0xFFF)
 
+    @staticmethod
+    def home(key):
+        """The table index where the probe for *key* starts."""
+        return (key * 0x9E3779B97F4A7C15 >> 20) % MAX_COMMITS
+
     def commit_entry(self, gidx, topic_id, partition, create=True):
-        """Byte offset of the commit entry (claimed by CAS if new), or None."""
+        """Byte offset of the commit entry (inserted if new), or None."""
         key = self.commit_key(gidx, topic_id, partition)
-        h = (key * 0x9E3779B97F4A7C15 >> 20) % MAX_COMMITS
+        h = self.home(key)
         for k in range(MAX_COMMITS):
             off = COMMITS_OFF + ((h + k) % MAX_COMMITS) * CENTRY
             cur = self.load(off)
             if cur == key:
                 return off
-            if cur == 0:
-                if not create:
-                    return None
-                if self.cas(off, 0, key):
-                    return off
-                if self.load(off) == key:  # another process claimed it for the same key
-                    return off
+            if cur == FREE_KEY:
+                break
         if not create:
             return None
-        raise NamespaceError("namespace %r holds %d committed offsets, its maximum: delete unused groups"
-                             % (self.ns.name, MAX_COMMITS))
+        with self.ns._locked():  # inserts are serialised: one entry per key, placed in a reused hole
+            hole = None
+            for k in range(MAX_COMMITS):
+                off = COMMITS_OFF + ((h + k) % MAX_COMMITS) * CENTRY
+                cur = self.load(off)
+                if cur == key:
+                    return off
+                if cur in (FREE_KEY, DELETED_KEY) and hole is None:
+                    hole = off
+                if cur == FREE_KEY:
+                    break
+            if hole is None:
+                raise NamespaceError("namespace %r holds %d committed offsets, its maximum: delete unused groups "
+                                     "(`shmbroker consumer-groups --delete --group G`)" % (self.ns.name, MAX_COMMITS))
+            for f in (C_TIME, C_VALUE, C_LOST, C_RESETS):
+                self.store(hole + f, 0)
+            self.store(hole + C_OWNER, key)  # nobody owns it yet
+            self.store(hole + 0, key)  # last (release): lookups find it complete
+            return hole
 
     def committed(self, gidx, topic_id, partition):
         """The committed offset, or None."""
         off = self.commit_entry(gidx, topic_id, partition, create=False)
         if off is None:
             return None
-        v = self.load(off + 24)
+        v = self.load(off + C_VALUE)
         return v - 1 if v else None
 
     def commit(self, gidx, topic_id, partition, offset, token):
         """Commit *offset* if *token* still owns the partition: True, or
         False when fenced.  Token 0 (a consumer outside the group's
         membership, or an admin) commits what no live member owns."""
+        key = self.commit_key(gidx, topic_id, partition)
         off = self.commit_entry(gidx, topic_id, partition)
-        for _ in range(3):
-            if lib.shm_pair_commit(self.buf, META_SIZE, off + 16, token, offset + 1) == 1:
-                self.store(off + 8, now_ns())
+        for _ in range(4):
+            if lib.shm_pair_commit(self.buf, META_SIZE, off + C_OWNER, token or key, offset + 1) == 1:
+                self.store(off + C_TIME, now_ns())
                 return True
-            owner = self.load(off + 16)
+            if self.load(off) != key:  # the group was deleted under us: look it up again
+                off = self.commit_entry(gidx, topic_id, partition)
+                continue
+            owner = self.load(off + C_OWNER)
             if token or self.token_live(owner):
                 return False
-            lib.shm_pair_release(self.buf, META_SIZE, off + 16, owner)  # its member is gone: free it
+            self.cas(off + C_OWNER, owner, key)  # its member is gone: free it
         return False
+
+    def count_lap(self, gidx, topic_id, partition, lost):
+        """A member of the group lost *lost* records to a lap (reset past them)."""
+        off = self.commit_entry(gidx, topic_id, partition)
+        lib.shm_fetch_add64(self.buf, META_SIZE, off + C_LOST, lost)
+        lib.shm_fetch_add64(self.buf, META_SIZE, off + C_RESETS, 1)
+
+    def lap_losses(self, gidx):
+        """{(topic_id, partition): (records lost to laps, resets)} of a group."""
+        out = {}
+        for key, off in self._entries_of(gidx):
+            lost, resets = self.load(off + C_LOST), self.load(off + C_RESETS)
+            if resets and self.load(off) == key:
+                out[((key >> 12) & ((1 << 40) - 1), key & 0xFFF)] = (lost, resets)
+        return out
+
+    def _entries_of(self, gidx):
+        w = self._words
+        mine = (w[:, 0] >> np.uint64(52)) == np.uint64(gidx + 1)
+        for e in np.nonzero(mine)[0]:
+            off = COMMITS_OFF + int(e) * CENTRY
+            yield self.load(off), off
 
     def token_live(self, token):
         """Is *token* the current token of an active member slot?"""
@@ -288,22 +365,23 @@ class Groups:
         return self.load(o + PID) != 0 and self.load(o + STATE) == ACTIVE and self.token(slot) == token
 
     def set_owner(self, gidx, topic_id, partition, token):
+        """Hand the partition's commits to member *token* (0: to nobody)."""
         off = self.commit_entry(gidx, topic_id, partition)
-        lib.shm_pair_own(self.buf, META_SIZE, off + 16, token)
+        lib.shm_pair_own(self.buf, META_SIZE, off + C_OWNER, token or self.commit_key(gidx, topic_id, partition))
 
     def owner(self, gidx, topic_id, partition):
+        """The owning member's token, 0 if none."""
         off = self.commit_entry(gidx, topic_id, partition, create=False)
-        return 0 if off is None else self.load(off + 16)
+        if off is None:
+            return 0
+        owner = self.load(off + C_OWNER)
+        return 0 if owner == self.load(off) else owner
 
     def group_offsets(self, gidx):
         """{(topic_id, partition): committed offset} of a group."""
-        w = self._words
-        keys = w[:, 0]
-        mine = (keys >> np.uint64(52)) == np.uint64(gidx + 1)
         out = {}
-        for e in np.nonzero(mine)[0]:
-            off = COMMITS_OFF + int(e) * CENTRY
-            key, v = self.load(off), self.load(off + 24)
+        for key, off in self._entries_of(gidx):
+            v = self.load(off + C_VALUE)
             if key >> 52 == gidx + 1 and v:
                 out[((key >> 12) & ((1 << 40) - 1), key & 0xFFF)] = v - 1
         return out
@@ -318,7 +396,7 @@ class Groups:
         mask &= keys > np.uint64(DELETED_KEY)
         if not mask.any():
             return None
-        vals = w[mask, 3]
+        vals = w[mask, C_VALUE // 8]
         return int(vals.min()) - 1 if vals.min() > 0 else 0
 
     # -- member slots

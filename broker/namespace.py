@@ -43,7 +43,8 @@ GROUPS_SIZE = 2 << 20
 META_SIZE = GROUPS_OFF + GROUPS_SIZE
 NEXT_ID_OFF = 64
 TOPICS_GEN_OFF = 72  # bumped after every topic create/delete: readers cache the registry until it moves
-TOKEN_OFF = 80  # counter of registration tokens handed out (the owners that claims carry)
+DESTROYED_OFF = 80  # set by destroy() before it unlinks anything: live clients raise NamespaceError
+TOKEN_OFF = 88  # counter of registration tokens handed out (the owners that claims carry)
 TOKEN_BASE = 1 << 22  # pids are below it, so a token never equals a pid
 TOKEN_SPAN = (1 << 26) - TOKEN_BASE  # the C core's tag holds 26 owner bits
 SUP_OFF = GROUPS_OFF  # the running supervisor's pid (0: none)
@@ -65,7 +66,7 @@ MAX_GMEMBERS = 128
 GMEMBER = 8192
 COMMITS_OFF = GMEMBER_OFF + MAX_GMEMBERS * GMEMBER
 MAX_COMMITS = 16384
-CENTRY = 32
+CENTRY = 48
 assert MEMBERS_OFF + MAX_MEMBERS * MEMBER <= GTABLE_OFF
 assert COMMITS_OFF + MAX_COMMITS * CENTRY <= GROUPS_OFF + GROUPS_SIZE and COMMITS_OFF % 4096 == 0
 
@@ -73,7 +74,7 @@ _HDR = struct.Struct("<8sIIIII")  # magic, version, layout, max_topics, entry si
 # seq, state, partitions, topic_id, slots, data capacity, max message bytes, retention ms, overflow, name len, name
 _ENT = struct.Struct("<QIIQQQQqII256s")
 LAYOUT = ((_HDR.size << 16) ^ (_ENT.size << 4) ^ MAX_TOPICS ^ (ENTRY << 20) ^ GROUPS_SIZE
-          ^ (MAX_GROUPS << 8) ^ (GMEMBER << 2) ^ (MAX_GMEMBERS << 24) ^ (MAX_COMMITS << 9)) & 0xFFFFFFFF
+          ^ (MAX_GROUPS << 8) ^ (GMEMBER << 2) ^ (MAX_GMEMBERS << 24) ^ (MAX_COMMITS << 9) ^ (CENTRY << 26)) & 0xFFFFFFFF
 FREE, ACTIVE = 0, 1
 OVERFLOWS = ("overwrite", "block")
 
@@ -303,6 +304,7 @@ class Namespace:
         cache = getattr(self, "_tcache", None)
         if cache is not None and cache[0] == gen:
             return dict(cache[1])
+        self.check_alive()  # destroy() bumps the generation too
         out = {}
         torn = False
         for i in range(MAX_TOPICS):
@@ -504,13 +506,52 @@ class Namespace:
         raise UnknownTopicError("cannot delete topic %r: it does not exist in namespace %r" % (name, self.name))
 
     def open_partition(self, info, p):
+        self.check_alive()  # never attach a new namespace's segment of the same name
         log = PartitionLog.attach(self.partition_segment(info.topic_id, p),
                                   None if self.mode == ANY_MODE else self.mode,
                                   "partition %d of topic %r in namespace %r" % (p, info.name, self.name))
+        log.on_deleted = self.check_alive  # a deleted partition may mean a destroyed namespace
         self._logs.add(log)
         if self._token_pid == os.getpid():  # a registered client: its claims carry its token
             log.set_owner(self._token)
         return log
+
+    def destroyed(self):
+        return lib.shm_load64(self._cbuf, META_SIZE, DESTROYED_OFF) != 0
+
+    def check_alive(self):
+        """Raise NamespaceError if `shmbroker destroy` removed this namespace
+        while we were attached (called on slow paths only)."""
+        if self._cbuf is not None and self.destroyed():
+            raise NamespaceError("namespace %r was destroyed (`shmbroker destroy`) while this client was using it: "
+                                 "close this client and create a new one, which starts the namespace afresh"
+                                 % self.name)
+
+    def mark_destroyed(self):
+        """destroy()'s first step: set the flag, then mark every partition
+        deleted (appends fail, sleeping readers wake), so every live client
+        learns it at its next call instead of working on unlinked segments."""
+        lib.shm_store64(self._cbuf, META_SIZE, DESTROYED_OFF, 1)
+        lib.shm_fetch_add64(self._cbuf, META_SIZE, TOPICS_GEN_OFF, 1)  # cached registries refresh and see it
+        for info in self._topics_unchecked().values():
+            for p in range(info.partitions):
+                try:
+                    log = PartitionLog.attach(self.partition_segment(info.topic_id, p))
+                except KafkaException:
+                    continue
+                try:
+                    log.mark_deleted()
+                finally:
+                    log.close()
+
+    def _topics_unchecked(self):
+        out = {}
+        for i in range(MAX_TOPICS):
+            e = self._read_entry(i)
+            t = self._decode(e) if e else None
+            if t:
+                out[t.name] = t
+        return out
 
 
 _clients = weakref.WeakSet()
@@ -605,6 +646,15 @@ def destroy(name):
     """Remove every segment of namespace *name* (a corrupted one too);
     returns the names removed."""
     check_namespace(name)
+    try:
+        ns = Namespace(name, create=False)
+    except KafkaException:
+        pass  # none, or corrupted: nobody can be using it
+    else:
+        try:
+            ns.mark_destroyed()
+        finally:
+            ns.close()
     stop_supervisor(name)
     stem = "shmb.%s" % name
     removed = []

@@ -117,7 +117,9 @@ int log_wait(log_view *v, uint64_t offset, int64_t timeout_ns, int mode, int64_t
 /* Wait until any views[i] has offsets[i] readable (or was deleted); returns
  * the index of one that is, or -1 on timeout.  Sleeps on all the partitions'
  * futexes at once (futex_waitv, Linux >= 5.16; else short sleeps on the
- * first).  n <= 128. */
+ * first); over 128 words, on groups of them in helper threads (see
+ * shmlog.c's "sleeping on more partitions").  n <= LOG_WAIT_MAX. */
+enum { LOG_WAIT_MAX = 65536 };
 int log_wait_many(log_view **views, const uint64_t *offsets, int n, int64_t timeout_ns, int mode, int64_t spin_ns);
 /* The same, also woken when the u32 at xbase + xoff (a group member's notify
  * word, bounds-checked against xsize) moves off xval: then returns -2.

@@ -18,6 +18,7 @@ class KafkaError:
     _STATE = -172
     _FATAL = -150
     _MAX_POLL_EXCEEDED = -147
+    _AUTO_OFFSET_RESET = -140
     _UNKNOWN_PARTITION = -190
     _FAIL = -196
     _NO_OFFSET = -168

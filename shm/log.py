@@ -391,7 +391,13 @@ class PartitionLog:
             raise CorruptSegmentError("%s: a record is larger than its header allows" % name)
         raise ValueError("%s: invalid argument (status %d)" % (name, rc))
 
+    #: called (it may raise instead) before a deleted partition raises UnknownTopicError;
+    #: the broker sets it to its namespace's destroyed check
+    on_deleted = None
+
     def _raise(self, rc, what=""):
+        if rc == lib.LOG_E_DELETED and self.on_deleted is not None:
+            self.on_deleted()
         self._raise_status(rc, self._seg.name, what)
 
     def _check_open(self):
@@ -655,8 +661,8 @@ class Waiter:
 
     def __init__(self, logs, notify=None, idle=None):
         n = len(logs)
-        if n > 128 or (n == 0 and notify is None):
-            raise ValueError("wait_many takes 1 to 128 logs (0 with notify) and as many offsets")
+        if n > lib.LOG_WAIT_MAX or (n == 0 and notify is None):
+            raise ValueError("wait_many takes 1 to %d logs (0 with notify) and as many offsets" % lib.LOG_WAIT_MAX)
         self.logs = list(logs)
         self._views = ffi.new("log_view *[]", [log._v for log in logs] or 1)
         self._offs = ffi.new("uint64_t[]", n or 1)
@@ -696,7 +702,8 @@ class Waiter:
 def wait_many(logs, offsets, timeout=None, mode="adaptive", spin_us=50, notify=None, idle=None):
     """Block until one of *logs* has its offset in *offsets* readable;
     returns its index, or None on timeout.  One sleep on all their futexes
-    (futex_waitv), in chunks so Ctrl-C interrupts it.  *notify*: an extra
+    (futex_waitv; past 128 words, groups of them sleep in helper threads of
+    the C call), in chunks so Ctrl-C interrupts it.  *notify*: an extra
     u32 futex word ``(cdata buffer, size, offset, value)`` in another
     segment; when it moves off value, returns NOTIFIED (logs may then be
     empty).  *idle*: called after each chunk of the wait that passed with

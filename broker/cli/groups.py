@@ -13,8 +13,9 @@ def _group_rows(ns, gs, gidx, group):
         for tp in m["assigned"]:
             owner[tp] = m
     committed = {(by_id[t].name, p): o for (t, p), o in gs.group_offsets(gidx).items() if t in by_id}
+    laps = {(by_id[t].name, p): lost for (t, p), (lost, _) in gs.lap_losses(gidx).items() if t in by_id}
     rows = []
-    for tp in sorted(set(owner) | set(committed)):
+    for tp in sorted(set(owner) | set(committed) | set(laps)):
         info = topics.get(tp[0])
         if info is None:
             continue
@@ -27,7 +28,7 @@ def _group_rows(ns, gs, gidx, group):
         m = owner.get(tp)
         rows.append((group, tp[0], tp[1], "-" if cur is None else cur, end, "-" if cur is None else max(0, end - cur),
                      m["member_id"] if m else "-", ("/localhost" if m else "-"), m["client_id"] if m else "-",
-                     m["pid"] if m else "-", ("yes" if m["alive"] else "no") if m else "-"))
+                     m["pid"] if m else "-", ("yes" if m["alive"] else "no") if m else "-", laps.get(tp, 0)))
     return rows, members, state
 
 
@@ -41,7 +42,7 @@ def _describe(a, gs, group):
     print(fmt % ("GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID",
                  "HOST", "CLIENT-ID", "PID", "ALIVE"))
     for r in rows:
-        print(fmt % r)
+        print(fmt % r[:11])  # (r[11], records lost to laps, is for stat)
 
 
 def _reset(a, args, groups):

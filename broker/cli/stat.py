@@ -74,12 +74,12 @@ def cmd_stat(args):
                 out.append("%-8d %-9s %-6s %-9s %6.1f %8.1f %s" % (pid, role, "yes" if alive else "no", status, cpu,
                                                                    rss, cmd))
             if groups:
-                out.append("%-16s %-16s %9s %12s %12s %8s %-8s %s" % ("GROUP", "TOPIC", "PARTITION", "COMMITTED",
-                                                                     "END", "LAG", "PID", "STATE"))
+                out.append("%-16s %-16s %9s %12s %12s %8s %10s %-8s %s" % ("GROUP", "TOPIC", "PARTITION", "COMMITTED",
+                                                                           "END", "LAG", "LAPS-LOST", "PID", "STATE"))
             for name, rows, gmembers, state in groups:
                 for r in rows:
-                    out.append("%-16s %-16s %9d %12s %12d %8s %-8s %s" % (name, r[1], r[2], r[3], r[4], r[5], r[9],
-                                                                         state))
+                    out.append("%-16s %-16s %9d %12s %12d %8s %10d %-8s %s" % (name, r[1], r[2], r[3], r[4], r[5],
+                                                                               r[11], r[9], state))
             print("\n".join(out), flush=True)
             prev_t = now
             n += 1
