@@ -146,7 +146,8 @@ class ClosedError(KafkaException):
 
 
 class QueueFullError(KafkaException, BufferError):
-    """A ``block`` partition stayed full past ``shm.block.timeout.ms``."""
+    """No room in a partition within ``shm.block.timeout.ms``: a ``block`` partition stayed full, or a
+    slower producer (stopped, preempted) still writes where the record would go."""
 
     code = KafkaError._QUEUE_FULL
 

@@ -172,3 +172,17 @@ def ns():
         yield name
     finally:
         destroy(name)  # its supervisor's log files too
+
+
+@pytest.fixture
+def kids():
+    """pids of forked children; each is SIGCONTed and SIGKILLed after the test."""
+    pids = []
+    yield pids
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass

@@ -141,19 +141,6 @@ def topic(ns):
     return "t"
 
 
-@pytest.fixture
-def kids():
-    pids = []
-    yield pids
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGCONT)
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-
-
 def start_members(ns, tmp_path, kids, count, extra):
     stop = str(tmp_path / "stop")
     paths = [str(tmp_path / ("m%d" % i)) for i in range(count)]

@@ -13,7 +13,6 @@ import zlib
 import pytest
 
 from shm import Lapped, NotYet, PartitionLog, Record, Skipped
-from shm._native import lib
 from shm.errors import QueueFullError
 from shm.log import CRASH_ENV
 

@@ -27,6 +27,7 @@ from shm._native import lib
 from shm.log import CRASH_ENV
 
 from conftest import deadline_wait, wait_child
+from test_supervisor import stop
 
 IDLE_ENV = "SHMBROKER_SUPERVISOR_IDLE"
 
@@ -49,18 +50,6 @@ def topic(ns):
     with AdminClient(conf(ns)) as a:
         a.create_topics([NewTopic("t", 1)])["t"].result()
     return ns
-
-
-@pytest.fixture
-def kids():
-    pids = []
-    yield pids
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
 
 
 def running(pid):
@@ -331,10 +320,4 @@ def test_deleted_lock_file_leaves_exactly_one(topic, monkeypatch):
         assert second.poll() is None and current_supervisor(ns) == second.pid
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
