@@ -133,3 +133,44 @@ def test_destroy_stops_the_supervisor(topic):
         assert "/shmb.%s" % topic in removed
     finally:
         stop(sup)
+
+
+def test_stale_entry_of_a_reused_pid_spares_the_live_process(topic, kids):
+    """Invariant 11: a member entry left by a dead process whose pid the
+    kernel has handed to a live producer (same pid, another start time) is
+    repaired by its own registration token: the live producer's claim,
+    mid-append, is not tombstoned, and its record arrives."""
+    from broker.namespace import MAX_MEMBERS, MEMBER, MEMBER_PRODUCER, MEMBERS_OFF, TOKEN_BASE, proc_start_ticks
+    from shm._native import lib
+    from shm import NotYet
+    ns = topic
+    sup = start_supervisor(ns)
+    try:
+        pid = producer_child(ns, "mid_copy:1:STOP", [b"live"])
+        kids.append(pid)  # continued and reaped whatever happens
+        assert os.WIFSTOPPED(wait_child(pid, stopped=True))
+        with Namespace(ns) as n, Consumer({"shm.namespace": ns}) as c:
+            c.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
+            assert c.poll(0.05) is None
+            log = c._parts[("t", 0)].log
+            assert isinstance(log.read(0), NotYet)  # CLAIMED by the stopped, live child
+            # the stale entry: the child's pid, an earlier incarnation's start time and token
+            for i in range(MAX_MEMBERS):
+                off = MEMBERS_OFF + i * MEMBER
+                if lib.shm_cas64(n._cbuf, n.seg.size, off, 0, pid):
+                    break
+            lib.shm_store64(n._cbuf, n.seg.size, off + 8, MEMBER_PRODUCER)
+            lib.shm_store64(n._cbuf, n.seg.size, off + 24, TOKEN_BASE + 999_999)
+            lib.shm_store64(n._cbuf, n.seg.size, off + 16, proc_start_ticks(pid) - 1)
+            n.wake_supervisor()
+            deadline_wait(lambda: all(m[0] != i for m in n.members()), 10, "the supervisor to drop the stale entry")
+            assert isinstance(log.read(0), NotYet) and log.stats()["tombstones"] == 0
+            os.kill(pid, signal.SIGCONT)
+            st = wait_child(pid)
+            assert os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0
+            m = c.poll(10)
+            assert m is not None and (m.offset(), m.value()) == (0, b"live")
+            assert log.stats()["tombstones"] == 0
+    finally:
+        err = stop(sup)
+    assert "producer pid %d died: 0 claims tombstoned" % pid in err
