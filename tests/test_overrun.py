@@ -250,3 +250,87 @@ def test_reader_killed_asleep_costs_one_wakeup(logs):
         log.append(b"x%d" % i)
     st = log.stats()
     assert st["wakeups"] - before == 1 and st["waiters"] == 0
+
+
+# ---- a hostile writer's record: a malformed header block with a valid checksum
+_M = (1 << 64) - 1
+
+
+def _rotl(x, r):
+    return ((x << r) | (x >> (64 - r))) & _M
+
+
+def _hash_bytes(p, seed):
+    """ext/shmlog.c's hash_bytes, in Python (for forging a record only)."""
+    P1, P2 = 0x9E3779B185EBCA87, 0xC2B2AE3D27D4EB4F
+    n = len(p)
+    a, b, c, d = seed ^ P1, (seed + P2) & _M, _rotl(seed, 17) ^ n, ~seed & _M
+    i = 0
+    while n - i >= 32:
+        w = struct.unpack_from("<4Q", p, i)
+        a = _rotl(a ^ (w[0] * P2 & _M), 31) * P1 & _M
+        b = _rotl(b ^ (w[1] * P2 & _M), 31) * P1 & _M
+        c = _rotl(c ^ (w[2] * P2 & _M), 31) * P1 & _M
+        d = _rotl(d ^ (w[3] * P2 & _M), 31) * P1 & _M
+        i += 32
+    h = (_rotl(a, 1) + _rotl(b, 7) + _rotl(c, 12) + _rotl(d, 18)) & _M
+    while n - i >= 8:
+        w, = struct.unpack_from("<Q", p, i)
+        h = (_rotl(h ^ (w * P2 & _M), 27) * P1 + 0x85EBCA77C2B2AE63) & _M
+        i += 8
+    for byte in p[i:]:
+        h = _rotl(h ^ (byte * P1 & _M), 11) * P2 & _M
+    h ^= h >> 33
+    h = h * P2 & _M
+    h ^= h >> 29
+    return h
+
+
+def _checksum(offset, ts, flags, key, hdr, val):
+    s = (offset * 0x9E3779B97F4A7C15 & _M) ^ (ts & _M) ^ (flags << 56) ^ _rotl(len(key), 32) \
+        ^ _rotl(len(hdr), 16) ^ _rotl(len(val), 48)
+    if key:
+        s = _hash_bytes(key, s ^ 0x4B4559)
+    if hdr:
+        s = _hash_bytes(hdr, s ^ 0x484452)
+    s = _hash_bytes(val, s)
+    return (s ^ (s >> 32)) & 0xFFFFFFFF
+
+
+def test_malformed_header_block_is_a_counted_skip(ns):
+    """A record whose header block does not parse (a hostile or foreign
+    writer, checksum and all) is skipped and counted; the consumer goes on
+    to the next record instead of raising on every poll."""
+    from broker import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+    from broker.admin import AdminClient, NewTopic
+    conf = {"shm.namespace": ns, "shm.supervisor": "off"}
+    with AdminClient(conf) as a:
+        a.create_topics([NewTopic("t", 1)])["t"].result()
+    good_hdr = [("k", b"12345678")]
+    with Producer(conf) as p:
+        p.produce("t", b"before", partition=0)
+        p.produce("t", b"forged", partition=0, headers=good_hdr)
+        p.produce("t", b"after", partition=0)
+    from broker.namespace import Namespace
+    with Namespace(ns) as n:
+        log = n.open_partition(n.topic("t"), 0)
+        assert log.read(1).headers == [("k", b"12345678")]
+        # forge offset 1: same lengths, a header entry whose key runs past the block
+        mm = log._seg.mm
+        data_off, = struct.unpack_from("<Q", mm, 48)
+        slot = 4096 + (1 % log.slot_count) * 64
+        pos, o, ts = struct.unpack_from("<QQq", mm, slot + 8)
+        rec_len, kl, hl, vl, flags = struct.unpack_from("<5I", mm, slot + 32)
+        assert (o, kl, vl) == (1, 0, 6)
+        bad = struct.pack("<Ii", 100, 1) + b"k" * (hl - 8)  # says 100 key bytes, holds hl - 8
+        at = data_off + pos % log.data_capacity + 16
+        mm[at:at + hl] = bad
+        sum_ = _checksum(1, ts, flags, b"", bad, b"forged")
+        struct.pack_into("<I", mm, slot + 52, sum_)
+        struct.pack_into("<I", mm, data_off + pos % log.data_capacity + 12, sum_)
+        with Consumer(conf) as c:
+            c.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
+            got = [c.poll(5) for _ in range(2)] + [c.poll(0.2)]
+            assert [x.value() if x is not None else None for x in got] == [b"before", b"after", None]
+        assert log.stats()["corrupt_skips"] == 1
+        log.close()
