@@ -23,5 +23,6 @@ nm -D shm/_fastlog*.so | grep -q __asan_report && nm -D shm/_shmlog*.so | grep -
 # The chaos test runs 15 s here (50 s in the main pass): this pass is for memory errors.
 # (The block-mode stress test, once seen stalling here in session 1, passed 104 sanitized runs in
 # session 2: alone, beside a CPU hog, three at a time and in three full suites.  It is back in.)
-SHMBROKER_CHAOS_SECONDS=${SHMBROKER_CHAOS_SECONDS:-15} \
+# The ring chaos (tests/test_chaos_rings.py) runs 10 s here, its default 20 s in the main pass.
+SHMBROKER_CHAOS_SECONDS=${SHMBROKER_CHAOS_SECONDS:-15} SHMBROKER_RING_CHAOS_SECONDS=${SHMBROKER_RING_CHAOS_SECONDS:-10} \
   "$py" -m pytest -q -p no:cacheprovider tests
