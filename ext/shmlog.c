@@ -16,22 +16,30 @@
  *  producer waits *before* it claims: one that times out or is interrupted
  *  has claimed nothing and leaves nothing to repair.
  *  Change 2, the overrun rule (invariant 10): a writer never reuses a slot or
- *  a data byte whose previous writer is unfinished.  The header keeps a
- *  finished watermark {offset, byte} (`done`): every offset below done.lo is
- *  COMMITTED or TOMBSTONE, and no unfinished writer holds a byte below
- *  done.hi.  A claim of {o, pos} for cnt offsets and len bytes is taken only
- *  when o + cnt <= done.lo + N and pos + len <= done.hi + D, i.e. the slots
- *  and bytes it reuses belong to finished records.  The check is two loads
- *  of a line that changes rarely; a producer that fails it raises the
- *  watermark itself (a scan of tags from done.lo; the byte mark is the end
- *  of the newest finished record, which its slot vouches for by storing its
- *  offset after pos and length) and, if the oldest unfinished writer is
- *  still at work, waits for it - exactly as a stopped producer holds back
- *  the index ring.  A dead one is repaired (tombstoned) by the supervisor;
- *  a dead raw-pid owner also by the waiting producer itself.  Waits on the
- *  oldest unfinished offset only ever point to lower offsets, so they
- *  cannot form a cycle.  So overwrite mode overwrites only finished records,
- *  and corrupt_skips stays 0 without hostile input.
+ *  a data byte whose previous writer is unfinished.  A claim of {o, pos} for
+ *  cnt offsets and len bytes is taken only when
+ *   - the slots it reuses hold finished (COMMITTED or TOMBSTONE) records of
+ *     the previous lap: checked on those very slots, the lines the claim
+ *     writes next, or at once by the header word done_lo (every offset below
+ *     it is finished); and
+ *   - no unfinished writer holds the bytes it reuses: pos + len <= done_hi +
+ *     D, where no unfinished writer holds a byte below done_hi.
+ *  Both words only rise.  Each claimer checks its own slots' previous lap,
+ *  so every offset below claim - N has been checked finished; the claimer
+ *  that takes slot o so knows that every byte below the end of record o - N
+ *  is finished, and raises done_hi to it when it lags by D/64 (a rare write
+ *  of a shared line).  A batch also checks, while copying, the slots the
+ *  next batch would reuse and raises done_lo past them.  A claimer that
+ *  fails the check raises both words by a scan of tags from done_lo (at most
+ *  the last N offsets; the byte mark is the end of the newest finished
+ *  record, which its slot vouches for by storing its offset after pos and
+ *  length) and, if the oldest unfinished writer is still at work, waits for
+ *  it - so a stopped producer holds back the writers that would reach its
+ *  bytes exactly as it holds back its slot.  A dead one is repaired
+ *  (tombstoned) by the supervisor; a dead raw-pid owner also by the waiting
+ *  producer itself.  Waits only ever point to lower offsets, so they cannot
+ *  form a cycle.  So overwrite mode overwrites only finished records, and
+ *  corrupt_skips stays 0 without hostile input.
  *
  * Append: wait for room (above; and in block mode for the retention floor);
  * CAS the claim; CAS the slot from its finished previous lap to CLAIMED by us
@@ -141,10 +149,10 @@ struct log_header {
     uint32_t deleted;  /* set once by log_mark_deleted; on the data-limit line, which appends read anyway */
     uint32_t pad7a;
     uint8_t pad7[1024 - 912];
-    /* 1024: the finished watermark {offset, byte}: every offset below .lo is
-     * COMMITTED or TOMBSTONE, and no unfinished writer holds a data byte
-     * below .hi.  Raised by producers (CAS, never down) when they need room. */
-    atom_pair done;
+    /* 1024: the finished watermarks: every offset below done_lo is COMMITTED
+     * or TOMBSTONE, and no unfinished writer holds a data byte below
+     * done_hi.  Each only rises (CAS-max), in steps, by producers. */
+    uint64_t done_lo, done_hi;
     uint8_t pad8[LOG_HEADER_SIZE - 1040];
 };
 
@@ -180,7 +188,8 @@ _Static_assert(offsetof(struct log_header, tombstones) == 768, "repair counters"
 _Static_assert(offsetof(struct log_header, data_limit) == 896, "data limit line");
 _Static_assert(offsetof(struct log_header, deleted) == 904, "deleted flag");
 _Static_assert(offsetof(struct log_header, room_waits) == 536, "room waits");
-_Static_assert(offsetof(struct log_header, done) == 1024, "finished watermark line");
+_Static_assert(offsetof(struct log_header, done_lo) == 1024, "finished watermark line");
+_Static_assert(offsetof(struct log_header, done_hi) == 1032, "finished byte mark");
 _Static_assert(sizeof(struct log_slot) == LOG_SLOT_SIZE, "slot size");
 _Static_assert(offsetof(struct log_slot, rec_len) == 32, "slot rec_len");
 _Static_assert(offsetof(struct log_slot, owner) == 56, "slot owner");
@@ -192,6 +201,7 @@ struct log_view {
     struct log_slot *slots;
     uint8_t *data;
     uint64_t size, n, mask, shift, d, dmask, start, max_record, max_rec_len, granule;
+    uint64_t mark_step; /* take_slot raises done_hi only when it lags by this much: its line is rarely written */
     uint32_t overflow, owner;
     int crash_point, crash_signal;
     uint64_t crash_countdown;
@@ -301,7 +311,8 @@ static uint32_t layout_hash(void)
         offsetof(struct log_header, floor), offsetof(struct log_header, tombstones),
         offsetof(struct log_slot, pos), offsetof(struct log_slot, checksum), LAP_BITS, OWNER_BITS,
         offsetof(struct log_header, data_limit), offsetof(struct log_header, deleted),
-        offsetof(struct log_header, done), offsetof(struct log_header, room_waits),
+        offsetof(struct log_header, done_lo), offsetof(struct log_header, done_hi),
+        offsetof(struct log_header, room_waits),
     };
     uint64_t h = hash_bytes((const uint8_t *)parts, sizeof parts, 0x5348424b);
     return (uint32_t)(h ^ (h >> 32));
@@ -389,8 +400,8 @@ int log_format(void *base, uint64_t size, uint64_t slot_count, uint64_t data_cap
     h->claim.hi = 0;
     h->floor = start_offset;
     h->floor_bytes = 0;
-    h->done.lo = start_offset; /* nothing below the start is unfinished */
-    h->done.hi = 0;
+    h->done_lo = start_offset; /* nothing below the start is unfinished */
+    h->done_hi = 0;
     struct log_slot *slots = (struct log_slot *)((uint8_t *)base + LOG_HEADER_SIZE);
     uint64_t shift = __builtin_ctzll(slot_count), mask = slot_count - 1;
     for (uint64_t i = 0; i < slot_count; i++) {
@@ -451,6 +462,7 @@ int log_attach(log_view *v, void *base, uint64_t size, uint32_t pid)
     v->d = d;
     v->dmask = d - 1;
     v->granule = d / 8 > 8 ? d / 8 : 8;
+    v->mark_step = d / 64 > 8 ? d / 64 : 8;
     v->start = h->start_offset;
     v->max_record = h->max_record;
     v->max_rec_len = align8(LOG_RECORD_OVERHEAD + h->max_record);
@@ -542,51 +554,74 @@ static uint64_t finished_end(const log_view *v, uint64_t o, uint64_t t, uint64_t
     return pos + rl;
 }
 
-/* Raise the finished watermark over every finished offset from it on (tags
- * only; the byte mark is the end of the last finished record that vouches
- * for its bytes).  Returns the pair it leaves. */
+/* Raise *w to at least x, never down (CAS-max); pairs with the claimers'
+ * acquire loads in has_room and with other raisers' CAS. */
+static inline void raise_word(uint64_t *w, uint64_t x)
+{
+    uint64_t cur = atom_load_relaxed64(w); /* a guess: the CAS returns the real value */
+    while (cur < x && !atom_cas64(w, &cur, x))
+        ;
+}
+
+/* The slow path: raise both watermarks over every finished offset from
+ * done_lo on (tags only; the byte mark is the end of the newest finished
+ * record that vouches for its bytes).  Offsets below claim - N are finished
+ * (each was checked by the claimer of its slot's next lap), so the scan
+ * starts there at the latest.  Returns {done_lo, done_hi} as it leaves them. */
 static atom_pair raise_done(log_view *v)
 {
     struct log_header *h = v->h;
-    /* relaxed, maybe torn: a guess for the CAS below, which returns the real pair */
-    atom_pair w = { atom_load_relaxed64(&h->done.lo), atom_load_relaxed64(&h->done.hi) };
-    for (;;) {
-        uint64_t top = claim_offset(v), bytes = claim_bytes(v), t = 0;
-        if (w.lo > top) return w; /* a corrupted word: never trusted to move anything */
-        uint64_t fo = w.lo, fb = w.hi, stop = top - fo > v->n ? fo + v->n : top;
-        while (fo < stop && finished(v, fo, &t))
-            fo++;
-        if (fo == w.lo) return w;
-        /* the byte mark: the newest finished record that vouches for its end
-         * (a few steps back at most: only repaired claims do not) */
-        for (uint64_t b = fo; b > w.lo && fo - b < 64; b--) {
-            uint64_t e;
-            if (finished(v, b - 1, &t) && (e = finished_end(v, b - 1, t, bytes)) != 0) {
-                if (e > fb) fb = e;
-                break;
-            }
+    uint64_t top = claim_offset(v), bytes = claim_bytes(v), t = 0; /* acquire: pair with the claim CAS */
+    /* acquire: pairs with raise_word's CAS by other producers */
+    atom_pair w = { atom_load_acquire64(&h->done_lo), atom_load_acquire64(&h->done_hi) };
+    if (w.lo > top) return w; /* a corrupted word: never trusted to move anything */
+    uint64_t from = top - w.lo > v->n ? top - v->n : w.lo, fo = from;
+    while (fo < top && finished(v, fo, &t))
+        fo++;
+    /* the byte mark: the newest finished record that vouches for its end
+     * (a few steps back at most: only repaired claims do not) */
+    for (uint64_t b = fo; b > from && fo - b < 64; b--) {
+        uint64_t e;
+        if (finished(v, b - 1, &t) && (e = finished_end(v, b - 1, t, bytes)) != 0) {
+            if (e > w.hi) w.hi = e;
+            break;
         }
-        atom_pair next = { fo, fb };
-        /* full barrier CAS, never down: pairs with other raisers' CAS and
-         * with has_room's acquire loads in claimers */
-        if (atom_cas128(&h->done, &w, next)) return next;
-        if (w.lo >= fo && w.hi >= fb) return w; /* someone raised it as far */
     }
+    if (fo > w.lo) w.lo = fo;
+    raise_word(&h->done_hi, w.hi);
+    raise_word(&h->done_lo, w.lo);
+    return w;
+}
+
+/* Is slot(o)'s previous lap finished, so a claim of o may reuse the slot?
+ * (A slot already at o's lap or later means the offset is gone: the take
+ * fails and the producer claims again.) */
+static inline int slot_free(const log_view *v, uint64_t o)
+{
+    /* acquire: pairs with the previous owner's commit CAS and the repair CASes */
+    uint64_t t = atom_load_acquire64(&v->slots[o & v->mask].tag);
+    int64_t dl = lap_diff(tag_lap(t), lap_of(v, o));
+    return dl >= 0 || (dl == -1 && tag_state(t) != ST_CLAIMED);
 }
 
 /* May a claim of cnt offsets and len bytes be taken at cur?  Only if every
- * offset whose slot it reuses (below cur.lo + cnt - N) and every writer of
- * the bytes it reuses (below cur.hi + len - D) is finished. */
-static inline int has_room(const log_view *v, atom_pair w, atom_pair cur, uint64_t cnt, uint64_t len)
+ * slot it reuses holds a finished record of the previous lap (checked on
+ * the very lines the claim writes next, or all at once by done_lo), and no
+ * unfinished writer holds the bytes it reuses (below cur.hi + len - D). */
+static inline int has_room(log_view *v, atom_pair cur, uint64_t cnt, uint64_t len, uint64_t lo, uint64_t hi)
 {
-    return cur.lo + cnt <= w.lo + v->n && cur.hi + len <= w.hi + v->d;
+    if (cur.hi + len > hi + v->d) return 0;
+    if (cur.lo + cnt <= lo + v->n) return 1;
+    for (uint64_t i = 0; i < cnt; i++)
+        if (!slot_free(v, cur.lo + i)) return 0;
+    return 1;
 }
 static inline int room(log_view *v, atom_pair cur, uint64_t cnt, uint64_t len)
 {
-    /* acquire: pairs with raise_done's CAS, which followed its acquire loads
-     * of the finished tags - their writers' bytes happen before ours */
-    atom_pair w = { atom_load_acquire64(&v->h->done.lo), atom_load_acquire64(&v->h->done.hi) };
-    return has_room(v, w, cur, cnt, len);
+    /* acquire: pairs with raise_word's CAS, which followed the raiser's
+     * acquire loads of the finished tags - their writers' bytes happen
+     * before ours; done_lo is only a shortcut for the slot checks */
+    return has_room(v, cur, cnt, len, atom_load_relaxed64(&v->h->done_lo), atom_load_acquire64(&v->h->done_hi));
 }
 
 static int pid_dead(uint32_t pid)
@@ -622,7 +657,7 @@ static int make_room(log_view *v, atom_pair *cur, uint64_t cnt, uint64_t len, in
     for (uint64_t spins = 0;; spins++) {
         atom_pair w = raise_done(v);
         /* every offset below cur.lo finished: so is every byte below cur.hi */
-        if (has_room(v, w, *cur, cnt, len) || w.lo >= cur->lo) return LOG_OK;
+        if (has_room(v, *cur, cnt, len, w.lo, w.hi) || w.lo >= cur->lo) return LOG_OK;
         if (nowait) return LOG_E_WOULD_BLOCK;
         if (is_deleted(v)) return LOG_E_DELETED;
         if (spins == 0) {
@@ -689,7 +724,17 @@ static inline __attribute__((always_inline)) int take_slot(log_view *v, uint64_t
     uint64_t t = atom_load_acquire64(&s->tag);
     while (lap_diff(tag_lap(t), want) == -1 && tag_state(t) != ST_CLAIMED) {
         /* acq_rel CAS: pairs with readers' tag re-check and the repairers' CAS */
-        if (atom_cas64(&s->tag, &t, mk_tag(want, v->owner, ST_CLAIMED))) return 1;
+        if (atom_cas64(&s->tag, &t, mk_tag(want, v->owner, ST_CLAIMED))) {
+            /* The record we replace, o - N, is finished, and so is every
+             * offset below it (each was checked by its slot's next claimer):
+             * no unfinished writer holds a byte below its end.  Its fields
+             * are ours to read now; publish the end when the mark lags. */
+            uint64_t so = s->offset, end = s->pos + s->rec_len;
+            if (end > atom_load_relaxed64(&v->h->done_hi) + v->mark_step && so == o - v->n &&
+                tag_state(t) == ST_COMMITTED && s->rec_len <= v->max_rec_len && end <= claim_bytes(v))
+                raise_word(&v->h->done_hi, end); /* nothing read is trusted: bounded by the bytes claimed */
+            return 1;
+        }
     }
     return 0;
 }
@@ -850,44 +895,48 @@ int64_t log_append_batch(log_view *v, const char *data, const uint32_t *lens, ui
         int rc = claim(v, n, total, timeout_ns, &deadline, 0, &o, &pos);
         if (rc != LOG_OK) return rc;
         crash_at(v, LOG_CP_AFTER_CLAIM);
-        /* take every slot first: once all are CLAIMED by us no grace repair
-         * takes one, so the batch keeps consecutive offsets */
-        uint64_t i = 0;
-        while (i < n && take_slot(v, o + i))
-            i++;
-        if (i == n) break;
-        /* a grace repair took offset o + i (we stalled past it after the
-         * claim): give the whole claim back as tombstones, claim again */
+        if (take_slot(v, o)) break;
+        /* a grace repair took our first offset (we stalled past it after the
+         * claim): give the whole claim back as tombstones and claim again */
         stat_add(&v->h->retries, 1);
-        for (uint64_t j = 0; j < n; j++)
-            if (j < i || (j > i && take_slot(v, o + j))) tombstone_own(v, o + j);
+        for (uint64_t j = 1; j < n; j++)
+            if (take_slot(v, o + j)) tombstone_own(v, o + j);
         wake_readers(v, 1);
     }
     crash_at(v, LOG_CP_AFTER_SLOT_CAS);
     int64_t first = (int64_t)o;
     const char *p = data;
+    /* Each slot is taken just before its record is written (one visit of
+     * its line).  While copying, also check the slots a next batch of n
+     * would reuse (their loads overlap the copies); if all hold finished
+     * records, raise done_lo past them, so that batch claims without a
+     * pass of its own. */
+    int ahead = 1;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t l = lens ? lens[i] : fixed_len;
         uint64_t rl = align8(LOG_RECORD_OVERHEAD + l);
-        if (!write_record(v, o + i, pos, rl, p, (int64_t)l, NULL, -1, NULL, 0, ts)) {
-            /* our claim was repaired under us (our registration was declared
-             * dead): give back the rest and append them one by one; nothing
-             * is lost, but from here the offsets are not consecutive */
-            stat_add(&v->h->retries, 1);
-            for (uint64_t j = i + 1; j < n; j++)
-                tombstone_own(v, o + j);
-            for (uint64_t j = i; j < n; j++) {
-                uint64_t lj = lens ? lens[j] : fixed_len;
-                int64_t r = log_append(v, p, (int64_t)lj, NULL, -1, NULL, 0, ts, timeout_ns);
-                if (r < 0) return r;
-                if (j == 0) first = r;
-                p += lj;
-            }
-            break;
+        ahead &= slot_free(v, o + n + i);
+        if ((i == 0 || take_slot(v, o + i)) && write_record(v, o + i, pos, rl, p, (int64_t)l, NULL, -1, NULL, 0, ts)) {
+            pos += rl;
+            p += l;
+            continue;
         }
-        pos += rl;
-        p += l;
+        /* offset o + i was taken from us: a grace repair (we stalled past it
+         * mid-batch) or a repair of our claim.  Records before it are in
+         * the log; give back the rest of the claim and append the rest as a
+         * batch of its own: nothing is lost, the first offset stays right,
+         * and only here are the batch's offsets not all consecutive. */
+        stat_add(&v->h->retries, 1);
+        for (uint64_t j = i + 1; j < n; j++)
+            if (take_slot(v, o + j)) tombstone_own(v, o + j);
+        wake_readers(v, 1);
+        int64_t r = log_append_batch(v, p, lens ? lens + i : NULL, fixed_len, n - i, ts, timeout_ns);
+        if (r < 0) return r;
+        return i == 0 ? r : first;
     }
+    /* every offset below o + n - N was finished before our claim (checked by
+     * its slot's next claimer), those up to o + 2n - N were just seen so */
+    if (ahead && o + 2 * n > v->n) raise_word(&v->h->done_lo, o + 2 * n - v->n);
     crash_at(v, LOG_CP_BEFORE_WAKE);
     wake_readers(v, 0);
     return first;
@@ -1336,7 +1385,7 @@ int log_get_stats(log_view *v, log_stats *out)
     out->retries = stat_get(&h->retries);
     out->block_waits = stat_get(&h->block_waits);
     out->room_waits = stat_get(&h->room_waits);
-    out->done = atom_load_acquire64(&h->done.lo); /* a snapshot; pairs with raise_done's CAS */
+    out->done = atom_load_acquire64(&h->done_lo); /* a snapshot; pairs with raise_done's CAS */
     out->waiters = atom_load_acquire32(&h->waiters); /* a snapshot; pairs with the sleepers' flag stores */
     return LOG_OK;
 }

@@ -137,9 +137,8 @@ def test_torn_read_stress(logs, children):
     assert st["high"] == total and st["tombstones"] == 0
     # invariant 10: no writer overran a slower one, so no record was ever
     # torn by a writer (every skip would be counted here); nothing was lost
-    # from a claim, and the finished watermark reached the end
+    # from a claim
     assert st["corrupt_skips"] == 0 and st["retries"] == 0 and st["repairs"] == 0
-    assert total - SLOTS <= st.get("done", total) <= total
     assert st["bytes_claimed"] // DATA > 1000, "data ring wrapped only %d times" % (st["bytes_claimed"] // DATA)
     for r in reader_results:
         assert r["errors"] == []
