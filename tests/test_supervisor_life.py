@@ -217,8 +217,12 @@ def test_supervisor_shows_up_as_shmbroker(topic):
     ns = topic
     with Producer(conf(ns)):
         pid = wait_supervisor(ns)
-        by_args = subprocess.run(["pgrep", "-f", "shmbroker"], capture_output=True, text=True).stdout.split()
-        by_name = subprocess.run(["pgrep", "shmbroker"], capture_output=True, text=True).stdout.split()
+        # pgrep as the shell would run it: not under the sanitizer pass's LD_PRELOAD (it hangs there)
+        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+        by_args = subprocess.run(["pgrep", "-f", "shmbroker"], capture_output=True, text=True, env=env,
+                                 timeout=30).stdout.split()
+        by_name = subprocess.run(["pgrep", "shmbroker"], capture_output=True, text=True, env=env,
+                                 timeout=30).stdout.split()
         assert str(pid) in by_args and str(pid) in by_name
         with open("/proc/%d/cmdline" % pid, "rb") as f:
             argv = f.read().decode().split("\0")
