@@ -930,7 +930,10 @@ int64_t log_append_batch(log_view *v, const char *data, const uint32_t *lens, ui
         for (uint64_t j = i + 1; j < n; j++)
             if (take_slot(v, o + j)) tombstone_own(v, o + j);
         wake_readers(v, 1);
-        int64_t r = log_append_batch(v, p, lens ? lens + i : NULL, fixed_len, n - i, ts, timeout_ns);
+        /* the rest waits for room without the deadline once part of the
+         * batch is in the log: a timeout here would have the caller (who
+         * retries a timed-out batch whole) append that part twice */
+        int64_t r = log_append_batch(v, p, lens ? lens + i : NULL, fixed_len, n - i, ts, i ? -1 : timeout_ns);
         if (r < 0) return r;
         return i == 0 ? r : first;
     }
