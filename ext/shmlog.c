@@ -587,7 +587,7 @@ static atom_pair raise_done(log_view *v)
             break;
         }
     }
-    if (fo > w.lo) w.lo = fo;
+    w.lo = fo; /* >= from >= the old done_lo: the first offset not finished */
     raise_word(&h->done_hi, w.hi);
     raise_word(&h->done_lo, w.lo);
     return w;
@@ -629,6 +629,16 @@ static int pid_dead(uint32_t pid)
     return pid && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
 }
 
+/* CAS slot s from the CLAIMED tag *t to a TOMBSTONE of the same lap and
+ * owner, counted as it becomes visible; 0 if the tag moved (then *t has it). */
+static int tombstone_claim(log_view *v, struct log_slot *s, uint64_t *t)
+{
+    /* acq_rel CAS: pairs with the owner's commit CAS (which then fails) and readers' acquire of the tag */
+    if (!atom_cas64(&s->tag, t, mk_tag(tag_lap(*t), tag_owner(*t), ST_TOMBSTONE))) return 0;
+    stat_add(&v->h->tombstones, 1);
+    return 1;
+}
+
 /* A standalone log's producers are owned by raw pids (below PID_OWNER_LIMIT):
  * a claim at offset o whose pid is provably gone is repaired here, so the log
  * goes on without a supervisor.  Registration tokens (broker clients) are
@@ -640,9 +650,7 @@ static void repair_if_owner_gone(log_view *v, uint64_t o)
     if (lap_diff(tag_lap(t), lap_of(v, o)) != 0 || tag_state(t) != ST_CLAIMED) return;
     uint64_t owner = tag_owner(t);
     if (owner >= PID_OWNER_LIMIT || !pid_dead((uint32_t)owner)) return;
-    /* CAS, same lap: pairs with the owner's commit CAS (which then fails) and readers' acquire */
-    if (atom_cas64(&s->tag, &t, mk_tag(tag_lap(t), owner, ST_TOMBSTONE))) {
-        stat_add(&v->h->tombstones, 1);
+    if (tombstone_claim(v, s, &t)) {
         stat_add(&v->h->repairs, 1);
         wake_readers(v, 1);
     }
@@ -742,12 +750,19 @@ static inline __attribute__((always_inline)) int take_slot(log_view *v, uint64_t
 /* Give back offset o, CLAIMED by us, as a tombstone (nothing written). */
 static void tombstone_own(log_view *v, uint64_t o)
 {
-    uint64_t lap = lap_of(v, o), t = mk_tag(lap, v->owner, ST_CLAIMED);
-    /* CAS from our own claim (fails if a repair did it first): pairs with readers' acquire of the tag */
-    if (atom_cas64(&v->slots[o & v->mask].tag, &t, mk_tag(lap, v->owner, ST_TOMBSTONE))) {
-        stat_add(&v->h->tombstones, 1);
+    uint64_t t = mk_tag(lap_of(v, o), v->owner, ST_CLAIMED);
+    if (tombstone_claim(v, &v->slots[o & v->mask], &t)) /* fails if a repair did it first */
         stat_add(&v->h->repairs, 1);
-    }
+}
+
+/* Give back offsets o + from .. o + n - 1 of a claim we cannot fill: each we
+ * can still take becomes a tombstone (a repair took the others), and
+ * sleepers are woken to pass them. */
+static void give_back(log_view *v, uint64_t o, uint64_t from, uint64_t n)
+{
+    for (uint64_t j = from; j < n; j++)
+        if (take_slot(v, o + j)) tombstone_own(v, o + j);
+    wake_readers(v, 1);
 }
 
 /* Make sure data_limit covers [.., end) before we write bytes below end. */
@@ -899,9 +914,7 @@ int64_t log_append_batch(log_view *v, const char *data, const uint32_t *lens, ui
         /* a grace repair took our first offset (we stalled past it after the
          * claim): give the whole claim back as tombstones and claim again */
         stat_add(&v->h->retries, 1);
-        for (uint64_t j = 1; j < n; j++)
-            if (take_slot(v, o + j)) tombstone_own(v, o + j);
-        wake_readers(v, 1);
+        give_back(v, o, 1, n);
     }
     crash_at(v, LOG_CP_AFTER_SLOT_CAS);
     int64_t first = (int64_t)o;
@@ -927,9 +940,7 @@ int64_t log_append_batch(log_view *v, const char *data, const uint32_t *lens, ui
          * batch of its own: nothing is lost, the first offset stays right,
          * and only here are the batch's offsets not all consecutive. */
         stat_add(&v->h->retries, 1);
-        for (uint64_t j = i + 1; j < n; j++)
-            if (take_slot(v, o + j)) tombstone_own(v, o + j);
-        wake_readers(v, 1);
+        give_back(v, o, i + 1, n);
         /* the rest waits for room without the deadline once part of the
          * batch is in the log: a timeout here would have the caller (who
          * retries a timed-out batch whole) append that part twice */
@@ -1439,9 +1450,7 @@ int64_t log_repair_dead(log_view *v, uint32_t owner)
         struct log_slot *s = &v->slots[i];
         uint64_t t = atom_load_acquire64(&s->tag); /* pairs with take_slot's CAS */
         while (tag_state(t) == ST_CLAIMED && tag_owner(t) == (owner & OWNER_MASK)) {
-            /* CAS, same lap: pairs with readers' acquire of the tag */
-            if (atom_cas64(&s->tag, &t, mk_tag(tag_lap(t), tag_owner(t), ST_TOMBSTONE))) {
-                stat_add(&v->h->tombstones, 1); /* counted as it becomes visible */
+            if (tombstone_claim(v, s, &t)) {
                 n++;
                 break;
             }
