@@ -270,6 +270,11 @@ class Groups:
         return ((gidx + 1) << 52) | ((topic_id & ((1 << 40) - 1)) << 12) | (partition & 0xFFF)
 
     @staticmethod
+    def key_tp(key):
+        """commit_key's (topic_id, partition)."""
+        return (key >> 12) & ((1 << 40) - 1), key & 0xFFF
+
+    @staticmethod
     def home(key):
         """The table index where the probe for *key* starts."""
         return (key * 0x9E3779B97F4A7C15 >> 20) % MAX_COMMITS
@@ -346,7 +351,7 @@ class Groups:
         for key, off in self._entries_of(gidx):
             lost, resets = self.load(off + C_LOST), self.load(off + C_RESETS)
             if resets and self.load(off) == key:
-                out[((key >> 12) & ((1 << 40) - 1), key & 0xFFF)] = (lost, resets)
+                out[self.key_tp(key)] = (lost, resets)
         return out
 
     def _entries_of(self, gidx):
@@ -383,7 +388,7 @@ class Groups:
         for key, off in self._entries_of(gidx):
             v = self.load(off + C_VALUE)
             if key >> 52 == gidx + 1 and v:
-                out[((key >> 12) & ((1 << 40) - 1), key & 0xFFF)] = v - 1
+                out[self.key_tp(key)] = v - 1
         return out
 
     def floor_for(self, topic_id, partition):

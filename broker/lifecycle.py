@@ -85,24 +85,29 @@ def open_lock(namespace, mode):
     return fd
 
 
+def _names(path, fd):
+    """Does *path* name the file open as *fd*?"""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_ino, st.st_dev) == (mine.st_ino, mine.st_dev)
+
+
 def unlink_if(path, fd):
     """Remove *path* if it is the file open as *fd*."""
-    try:
-        if os.stat(path).st_ino == os.fstat(fd).st_ino:
+    if _names(path, fd):
+        try:
             os.unlink(path)
-    except FileNotFoundError:
-        pass
+        except FileNotFoundError:
+            pass
 
 
 def holds_lock(namespace, fd):
     """Does the lock file's path still name the file open as *fd*?  (Not if
     it was deleted, and maybe re-created and locked by a second supervisor.)"""
-    try:
-        st = os.stat(lock_path(namespace))
-    except FileNotFoundError:
-        return False
-    mine = os.fstat(fd)
-    return (st.st_ino, st.st_dev) == (mine.st_ino, mine.st_dev)
+    return _names(lock_path(namespace), fd)
 
 
 def supervisor_alive(namespace):
