@@ -305,6 +305,14 @@ class Namespace:
         if cache is not None and cache[0] == gen:
             return dict(cache[1])
         self.check_alive()  # destroy() bumps the generation too
+        out, torn = self._scan_topics()
+        if not torn:
+            self._tcache = (gen, out)
+        return dict(out)
+
+    def _scan_topics(self):
+        """({name: TopicInfo}, whether an entry was torn): one pass over the
+        registry, no cache and no destroyed check (mark_destroyed needs it)."""
         out = {}
         torn = False
         for i in range(MAX_TOPICS):
@@ -313,9 +321,7 @@ class Namespace:
             t = self._decode(e) if e else None
             if t:
                 out[t.name] = t
-        if not torn:
-            self._tcache = (gen, out)
-        return dict(out)
+        return out, torn
 
     def topic(self, name):
         """TopicInfo of *name*, or raise UnknownTopicError."""
@@ -533,7 +539,7 @@ class Namespace:
         learns it at its next call instead of working on unlinked segments."""
         lib.shm_store64(self._cbuf, META_SIZE, DESTROYED_OFF, 1)
         lib.shm_fetch_add64(self._cbuf, META_SIZE, TOPICS_GEN_OFF, 1)  # cached registries refresh and see it
-        for info in self._topics_unchecked().values():
+        for info in self._scan_topics()[0].values():
             for p in range(info.partitions):
                 try:
                     log = PartitionLog.attach(self.partition_segment(info.topic_id, p))
@@ -543,15 +549,6 @@ class Namespace:
                     log.mark_deleted()
                 finally:
                     log.close()
-
-    def _topics_unchecked(self):
-        out = {}
-        for i in range(MAX_TOPICS):
-            e = self._read_entry(i)
-            t = self._decode(e) if e else None
-            if t:
-                out[t.name] = t
-        return out
 
 
 _clients = weakref.WeakSet()
@@ -647,9 +644,9 @@ def destroy(name):
     returns the names removed."""
     check_namespace(name)
     try:
-        ns = Namespace(name, create=False)
+        ns = Namespace(name, create=False, mode=ANY_MODE)  # whatever shm.mode it was shared with: tell its clients
     except KafkaException:
-        pass  # none, or corrupted: nobody can be using it
+        pass  # none, corrupted, or not readable by us: nobody we could tell
     else:
         try:
             ns.mark_destroyed()
