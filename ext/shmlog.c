@@ -203,6 +203,11 @@ struct log_view {
     uint64_t size, n, mask, shift, d, dmask, start, max_record, max_rec_len, granule;
     uint64_t mark_step; /* take_slot raises done_hi only when it lags by this much: its line is rarely written */
     uint32_t overflow, owner;
+    /* block mode, optional: a claim also waits while it would pass
+     * *limit_word + limit_count (a work queue's take position + maxsize);
+     * the pointer is this process's own, the value read is only a number */
+    const uint64_t *limit_word;
+    uint64_t limit_count;
     int crash_point, crash_signal;
     uint64_t crash_countdown;
 };
@@ -443,6 +448,25 @@ int log_view_set_owner(log_view *v, uint32_t owner)
     v->owner = owner;
     return LOG_OK;
 }
+int log_view_set_limit(log_view *v, void *base, uint64_t size, uint64_t off, uint64_t count)
+{
+    if (!v || !v->h || v->overflow != LOG_BLOCK) return LOG_E_BAD_ARG;
+    if (!base) { v->limit_word = NULL; return LOG_OK; }
+    if (off % 8 || off > size || size - off < 8 || count == 0 || count > v->n) return LOG_E_BAD_ARG;
+    v->limit_word = (const uint64_t *)((const uint8_t *)base + off);
+    v->limit_count = count;
+    return LOG_OK;
+}
+void log_wake_blocked(log_view *v)
+{
+    /* seq_cst fence: pairs with wait_floor's seq_cst waiter increment - either
+     * it sees the moved limit or we see it waiting */
+    atom_fence_seqcst();
+    if (atom_load_seqcst32(&v->h->floor_waiters)) {
+        atom_fetch_add32(&v->h->floor_seq, 1); /* pairs with wait_floor's futex value */
+        futex_wake_all(&v->h->floor_seq);
+    }
+}
 void log_set_crash_point(log_view *v, int point, uint64_t countdown, int sig)
 {
     v->crash_point = point;
@@ -518,7 +542,9 @@ static inline int blocked(log_view *v, atom_pair cur, uint64_t cnt, uint64_t len
     /* acquire: pairs with log_set_floor's release stores */
     uint64_t fl = atom_load_acquire64(&v->h->floor);
     uint64_t fb = atom_load_acquire64(&v->h->floor_bytes); /* pairs with log_set_floor's release */
-    return cur.lo + cnt > fl + v->n || cur.hi + len > fb + v->d;
+    if (cur.lo + cnt > fl + v->n || cur.hi + len > fb + v->d) return 1;
+    /* acquire: pairs with the takers' head CAS (shmqueue.c) */
+    return v->limit_word && cur.lo + cnt > atom_load_acquire64(v->limit_word) + v->limit_count;
 }
 
 static int wait_floor(log_view *v, atom_pair cur, uint64_t cnt, uint64_t len, int64_t deadline)
@@ -1464,6 +1490,7 @@ int log_set_floor(log_view *v, uint64_t floor)
 
 /* acquire: pairs with log_set_floor's release store */
 uint64_t log_get_floor(log_view *v) { return atom_load_acquire64(&v->h->floor); }
+uint64_t log_claimed(log_view *v) { return claim_offset(v); }
 
 /* ---- repair ------------------------------------------------------------- */
 int64_t log_repair_dead(log_view *v, uint32_t owner)

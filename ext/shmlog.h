@@ -93,6 +93,12 @@ void log_view_set_pid(log_view *v, uint32_t pid);
  * (>= 2^22: broker clients; repaired only by the supervisor, by token). */
 int log_view_set_owner(log_view *v, uint32_t owner);
 /* test only: send sig (SIGKILL, or SIGSTOP for a stalled producer) to ourselves at point of the countdown-th append */
+/* Block mode only: a claim also waits while it would pass the u64 at
+ * base + off (bounds-checked against size) plus count offsets - a work
+ * queue's take position and maxsize.  base NULL: no such limit. */
+int log_view_set_limit(log_view *v, void *base, uint64_t size, uint64_t off, uint64_t count);
+/* Wake producers waiting in block mode (the floor or the limit word moved). */
+void log_wake_blocked(log_view *v);
 void log_set_crash_point(log_view *v, int point, uint64_t countdown, int sig);
 uint64_t log_max_record(log_view *v);
 
@@ -131,6 +137,8 @@ int log_get_stats(log_view *v, log_stats *out);
 
 int log_set_floor(log_view *v, uint64_t floor);
 uint64_t log_get_floor(log_view *v);
+/* the claim offset: every offset below it is claimed (maybe not yet written) */
+uint64_t log_claimed(log_view *v);
 
 /* Topic deletion: appends then fail with LOG_E_DELETED, and readers at the
  * end of the log get it instead of LOG_NOT_YET; every sleeper is woken. */
@@ -164,3 +172,32 @@ int shm_pair_release(void *base, uint64_t size, uint64_t off, uint64_t owner);
  * as the Java client returns it) and librdkafka's FNV-1a. */
 int32_t part_murmur2(const char *key, uint64_t len);
 uint32_t part_fnv1a(const char *key, uint64_t len);
+
+/* ---- work queue (shmqueue.c): a block-mode log whose records each go to
+ * exactly one taker; a dead taker's records are released to the others ---- */
+enum { Q_HEADER_SIZE = 256, Q_HEAD_OFF = 64 };
+typedef struct q_view q_view;
+typedef struct {
+    uint64_t head, taken, acked, released, skipped, lost_acks, in_flight;
+} q_stats;
+uint64_t q_segment_size(uint64_t n);
+/* n = the log's slot count; head = the log's start offset */
+int q_format(void *base, uint64_t size, uint64_t n, uint64_t head);
+q_view *q_view_new(void);
+void q_view_free(q_view *q);
+int q_attach(q_view *q, void *base, uint64_t size, uint64_t log_slots);
+/* Take the next record for owner: its offset (>= 0, the record in rec/buf,
+ * how often it was released by a dead taker in *attempts), or
+ * LOG_E_WOULD_BLOCK with *wait_at the offset to wait for on the log. */
+int64_t q_take(q_view *q, log_view *lv, uint32_t owner, log_rec *rec, char *buf, uint64_t cap,
+               uint32_t *attempts, uint64_t *wait_at);
+/* Done with offset o (LOG_E_OFFSET: it was released, not ours any more). */
+int q_ack(q_view *q, log_view *lv, uint64_t o, uint32_t owner);
+/* Give back every record owner holds (it died); their offsets in out (up to
+ * max); returns how many.  Each counts as a failed attempt. */
+int64_t q_release_owner(q_view *q, log_view *lv, uint32_t owner, uint64_t *out, uint64_t max);
+/* Give back one record owner holds; failed: count it as a failed attempt. */
+int q_release(q_view *q, log_view *lv, uint64_t o, uint32_t owner, int failed);
+/* The offsets owner holds (up to max); returns how many. */
+int64_t q_held(q_view *q, log_view *lv, uint32_t owner, uint64_t *out, uint64_t max);
+int q_get_stats(q_view *q, log_view *lv, q_stats *out);

@@ -1,0 +1,233 @@
+"""A work queue over one block-mode partition log (ext/shmqueue.c): each
+record goes to exactly one taker; the records a taker held when it died are
+released (by its owner token) and taken again by others.
+
+Two segments: the log ``NAME`` and the lease segment ``NAME.q``.  Takers and
+putters in any process attach both (``WorkQueue.attach``, or unpickle).
+
+    wq = WorkQueue.create("/myq", slot_count=1024, data_capacity=1 << 24, maxsize=0)
+    wq.put(b"job")                           # returns when it is in shared memory
+    off, value, attempts = wq.take(owner)    # (None, None, 0) on timeout
+    wq.ack(off, owner)                       # done: the slot may be reused
+    wq.release_owner(dead_owner)             # give back what a dead taker held
+
+``owner`` is a 26-bit token, not 0: a registration token of the namespace
+(broker) or a pid (standalone).
+"""
+import os
+import time
+
+from ._native import ffi, lib
+from .errors import ClosedError, CorruptSegmentError
+from .log import BLOCK, PartitionLog, wait_many
+from .segment import Segment, unlink
+
+LEASE_SUFFIX = ".q"
+_CHUNK = 0.1  # seconds: waits return to Python this often (Ctrl-C, on_wait)
+
+
+def lease_name(name):
+    return name + LEASE_SUFFIX
+
+
+class WorkQueue:
+    """A partition log plus its leases.  ``maxsize`` (0: the ring's own
+    bound, slot_count) is kept by each handle: every handle that puts must be
+    opened with the same one (it travels with pickling)."""
+
+    def __init__(self, log, qseg, maxsize=0):
+        self.log = log
+        self._qseg = qseg
+        self._qbuf = ffi.from_buffer(qseg.mm)
+        q = lib.q_view_new()
+        if q == ffi.NULL:
+            raise MemoryError("q_view_new")
+        self._q = ffi.gc(q, lib.q_view_free)
+        rc = lib.q_attach(self._q, self._qbuf, qseg.size, log.slot_count)
+        if rc != lib.LOG_OK:
+            self._close_maps()
+            raise CorruptSegmentError("%s: not a shmbroker work queue lease segment (status %d): remove it and "
+                                      "create the queue again" % (qseg.name, rc))
+        self.name = log.name
+        self.maxsize = int(maxsize)
+        if self.maxsize:
+            rc = lib.log_view_set_limit(log._v, self._qbuf, qseg.size, lib.Q_HEAD_OFF,
+                                        min(self.maxsize, log.slot_count))
+            if rc != lib.LOG_OK:
+                self._close_maps()
+                raise ValueError("maxsize %d does not fit the queue's ring of %d slots" % (maxsize, log.slot_count))
+        self._rec = ffi.new("log_rec *")
+        self._att = ffi.new("uint32_t *")
+        self._at = ffi.new("uint64_t *")
+        self._stats = ffi.new("q_stats *")
+
+    # -- lifecycle
+    @classmethod
+    def create(cls, name, slot_count=1024, data_capacity=1 << 24, max_record=None, maxsize=0, mode=0o600):
+        if maxsize and not 0 < maxsize <= slot_count:
+            raise ValueError("maxsize must be in [0, slot_count=%d], got %r" % (slot_count, maxsize))
+        log = PartitionLog.create(name, slot_count, data_capacity, max_record, overflow=BLOCK, mode=mode)
+        try:
+            size = lib.q_segment_size(slot_count)
+            qseg = Segment.create(lease_name(name), size, mode)
+            try:
+                rc = lib.q_format(ffi.from_buffer(qseg.mm), size, slot_count, log.watermarks()[1])
+                if rc != lib.LOG_OK:
+                    raise ValueError("cannot format the lease segment (status %d)" % rc)
+                return cls(log, qseg, maxsize)
+            except BaseException:
+                qseg.close()
+                unlink(lease_name(name))
+                raise
+        except BaseException:
+            log.destroy()
+            raise
+
+    @classmethod
+    def attach(cls, name, maxsize=0, mode=None):
+        log = PartitionLog.attach(name, mode)
+        try:
+            qseg = Segment.attach(lease_name(name), mode)
+        except BaseException:
+            log.close()
+            raise
+        try:
+            return cls(log, qseg, maxsize)
+        except BaseException:
+            log.close()
+            qseg.close()
+            raise
+
+    def __reduce__(self):
+        return (WorkQueue.attach, (self.name, self.maxsize))
+
+    def _close_maps(self):
+        if self._qbuf is not None:
+            ffi.release(self._qbuf)
+            self._qbuf = None
+        self._qseg.close()
+        self.log.close()
+
+    def close(self):
+        if self._qbuf is not None:
+            if self.maxsize and not self.log.closed:
+                lib.log_view_set_limit(self.log._v, ffi.NULL, 0, 0, 0)
+            self._q = None
+            self._close_maps()
+
+    @property
+    def closed(self):
+        return self._qbuf is None
+
+    def destroy(self):
+        """Close and remove both segments (the creator, or a cleanup)."""
+        self.close()
+        unlink(self.name)
+        unlink(lease_name(self.name))
+
+    def _check(self):
+        if self._qbuf is None:
+            raise ClosedError("work queue %s is closed" % self.name)
+
+    # -- put
+    def put(self, value, key=None, headers=None, timeout=None):
+        """Append one item; waits while the queue holds maxsize untaken items
+        or the ring is full of unfinished ones (QueueFullError after
+        *timeout* seconds; None: forever).  Returns its offset."""
+        self._check()
+        self.log.block_timeout = timeout
+        return self.log.append(value, key, headers)
+
+    def put_batch(self, values, timeout=None):
+        self._check()
+        self.log.block_timeout = timeout
+        return self.log.append_batch(values)
+
+    # -- take
+    def try_take(self, owner, buf=None, cap=None):
+        """One take without waiting: ``(offset, rec, attempts)`` with the
+        record in ``rec``/the read buffer, or ``(None, wait_at, 0)``."""
+        log = self.log
+        r = lib.q_take(self._q, log._v, owner, self._rec, log._rbuf if buf is None else buf,
+                       log.max_record if cap is None else cap, self._att, self._at)
+        if r >= 0:
+            return r, self._rec, self._att[0]
+        if r == lib.LOG_E_WOULD_BLOCK:
+            return None, self._at[0], 0
+        log._raise(r)
+
+    def take(self, owner, timeout=None, on_wait=None):
+        """Take the next item for *owner*: ``(offset, value bytes, attempts)``
+        where attempts counts the takers that died holding it; ``(None,
+        None, 0)`` if nothing came within *timeout* seconds (None: wait
+        forever).  Sleeps on the log's futex in chunks."""
+        self._check()
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        while True:
+            off, at, attempts = self.try_take(owner)
+            if off is not None:
+                rec = at
+                value = ffi.unpack(self.log._rbuf + rec.key_len + rec.hdr_len, rec.val_len)
+                return off, value, attempts
+            left = _CHUNK if deadline is None else min(_CHUNK, deadline - time.monotonic())
+            if left <= 0:
+                return None, None, 0
+            if wait_many([self.log], [at], left) is None and on_wait is not None:
+                on_wait()
+
+    def ack(self, offset, owner):
+        """Done with *offset*: True, or False if it had been released (its
+        taker was declared dead) and belongs to another taker now."""
+        self._check()
+        return lib.q_ack(self._q, self.log._v, offset, owner) == lib.LOG_OK
+
+    def release(self, offset, owner, failed=False):
+        """Give back one item *owner* holds (to be taken again); *failed*
+        counts it as a failed attempt.  True if it was held."""
+        self._check()
+        return lib.q_release(self._q, self.log._v, offset, owner, 1 if failed else 0) == lib.LOG_OK
+
+    def release_owner(self, owner):
+        """Give back every item *owner* (a dead taker) holds; returns their
+        offsets.  Each counts as a failed attempt."""
+        self._check()
+        cap = min(self.log.slot_count, 1 << 16)
+        buf = ffi.new("uint64_t[]", cap)
+        n = lib.q_release_owner(self._q, self.log._v, owner, buf, cap)
+        if n < 0:
+            self.log._raise(n)
+        return [buf[i] for i in range(min(n, cap))]
+
+    def held(self, owner, max_count=4096):
+        """Offsets *owner* holds now."""
+        self._check()
+        buf = ffi.new("uint64_t[]", max_count)
+        n = lib.q_held(self._q, self.log._v, owner, buf, max_count)
+        if n < 0:
+            self.log._raise(n)
+        return [buf[i] for i in range(n)]
+
+    def stats(self):
+        """Counters and positions: head (next to take), taken, acked,
+        released, skipped, lost_acks, in_flight (taken, not done), plus the
+        log's floor and claim offset."""
+        self._check()
+        lib.q_get_stats(self._q, self.log._v, self._stats)
+        s = self._stats
+        out = {k: int(getattr(s, k)) for k in ("head", "taken", "acked", "released", "skipped", "lost_acks",
+                                                "in_flight")}
+        out["floor"] = int(lib.log_get_floor(self.log._v))
+        out["claimed"] = int(lib.log_claimed(self.log._v))
+        return out
+
+    def qsize(self):
+        """Items put and not yet taken (approximate while others work)."""
+        self._check()
+        h = lib.shm_load64(self._qbuf, self._qseg.size, lib.Q_HEAD_OFF)
+        c = lib.log_claimed(self.log._v)
+        return max(0, c - h)
+
+
+def default_owner():
+    """A standalone taker's owner token: its pid."""
+    return os.getpid()
