@@ -1491,6 +1491,7 @@ int log_set_floor(log_view *v, uint64_t floor)
 /* acquire: pairs with log_set_floor's release store */
 uint64_t log_get_floor(log_view *v) { return atom_load_acquire64(&v->h->floor); }
 uint64_t log_claimed(log_view *v) { return claim_offset(v); }
+void log_wake_readers(log_view *v) { wake_readers(v, 1); }
 
 /* ---- repair ------------------------------------------------------------- */
 int64_t log_repair_dead(log_view *v, uint32_t owner)

@@ -139,6 +139,8 @@ int log_set_floor(log_view *v, uint64_t floor);
 uint64_t log_get_floor(log_view *v);
 /* the claim offset: every offset below it is claimed (maybe not yet written) */
 uint64_t log_claimed(log_view *v);
+/* wake every reader sleeping on the log (something they wait for moved) */
+void log_wake_readers(log_view *v);
 
 /* Topic deletion: appends then fail with LOG_E_DELETED, and readers at the
  * end of the log get it instead of LOG_NOT_YET; every sleeper is woken. */
@@ -201,3 +203,5 @@ int q_release(q_view *q, log_view *lv, uint64_t o, uint32_t owner, int failed);
 /* The offsets owner holds (up to max); returns how many. */
 int64_t q_held(q_view *q, log_view *lv, uint32_t owner, uint64_t *out, uint64_t max);
 int q_get_stats(q_view *q, log_view *lv, q_stats *out);
+/* How often offset o was given back as a failed attempt (its taker died). */
+uint32_t q_attempts(q_view *q, uint64_t o);

@@ -244,6 +244,7 @@ int64_t q_release_owner(q_view *q, log_view *lv, uint32_t owner, uint64_t *out, 
             n++;
         }
     }
+    if (n) log_wake_readers(lv); /* takers asleep at the old head wait for a record, not for head */
     return (int64_t)n;
 }
 
@@ -252,7 +253,15 @@ int q_release(q_view *q, log_view *lv, uint64_t o, uint32_t owner, int failed)
     if (!q || !q->h || !lv || !owner) return LOG_E_BAD_ARG;
     uint64_t w = mk(lap_of(q, o), owner, L_TAKEN);
     if (atom_load_acquire64(&q->lease[o & q->mask]) != w) return LOG_E_OFFSET; /* pairs with the take CAS */
-    return release_one(q, o, w, failed) ? LOG_OK : LOG_E_OFFSET;
+    if (!release_one(q, o, w, failed)) return LOG_E_OFFSET;
+    log_wake_readers(lv); /* takers asleep at the old head wait for a record, not for head */
+    return LOG_OK;
+}
+
+uint32_t q_attempts(q_view *q, uint64_t o)
+{
+    if (!q || !q->h) return 0;
+    return __atomic_load_n(&q->attempts[o & q->mask], __ATOMIC_RELAXED); /* a snapshot */
 }
 
 int64_t q_held(q_view *q, log_view *lv, uint32_t owner, uint64_t *out, uint64_t max)

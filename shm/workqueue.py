@@ -156,8 +156,9 @@ class WorkQueue:
             return None, self._at[0], 0
         log._raise(r)
 
-    def take(self, owner, timeout=None, on_wait=None):
+    def take(self, owner, timeout=None, on_wait=None, writable=False):
         """Take the next item for *owner*: ``(offset, value bytes, attempts)``
+        (a bytearray with *writable*)
         where attempts counts the takers that died holding it; ``(None,
         None, 0)`` if nothing came within *timeout* seconds (None: wait
         forever).  Sleeps on the log's futex in chunks."""
@@ -167,7 +168,8 @@ class WorkQueue:
             off, at, attempts = self.try_take(owner)
             if off is not None:
                 rec = at
-                value = ffi.unpack(self.log._rbuf + rec.key_len + rec.hdr_len, rec.val_len)
+                p = self.log._rbuf + rec.key_len + rec.hdr_len
+                value = bytearray(ffi.buffer(p, rec.val_len)) if writable else ffi.unpack(p, rec.val_len)
                 return off, value, attempts
             left = _CHUNK if deadline is None else min(_CHUNK, deadline - time.monotonic())
             if left <= 0:
@@ -197,6 +199,11 @@ class WorkQueue:
         if n < 0:
             self.log._raise(n)
         return [buf[i] for i in range(min(n, cap))]
+
+    def attempts(self, offset):
+        """How often *offset* was given back as a failed attempt."""
+        self._check()
+        return int(lib.q_attempts(self._q, offset))
 
     def held(self, owner, max_count=4096):
         """Offsets *owner* holds now."""
