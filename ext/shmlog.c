@@ -1480,11 +1480,7 @@ int log_set_floor(log_view *v, uint64_t floor)
     /* release: pairs with blocked()'s acquire loads in producers */
     atom_store_release64(&h->floor_bytes, fb);
     atom_store_release64(&h->floor, floor); /* pairs with blocked()'s acquire load */
-    atom_fence_seqcst(); /* pairs with wait_floor's seq_cst waiter increment */
-    if (atom_load_seqcst32(&h->floor_waiters)) {
-        atom_fetch_add32(&h->floor_seq, 1); /* pairs with wait_floor's futex value */
-        futex_wake_all(&h->floor_seq);
-    }
+    log_wake_blocked(v);
     return LOG_OK;
 }
 

@@ -148,7 +148,7 @@ static void raise_floor(q_view *q, log_view *lv, uint64_t max)
         if (lap_diff(l_lap(w), lap_of(q, f)) != 0 || l_state(w) != L_DONE) break;
         f++;
     }
-    if (f > f0 && log_set_floor(lv, f) == LOG_OK) log_wake_blocked(lv);
+    if (f > f0) log_set_floor(lv, f); /* wakes producers waiting on the floor */
 }
 
 /* Mark offset o, free at lease value w, DONE without an owner (a tombstone or
