@@ -186,9 +186,10 @@ def test_e2e_positional_form(ns):
 
 
 def test_e2e_flags_json(ns, tmp_path):
-    j = tmp_path / "e.json"
+    j, props = tmp_path / "e.json", tmp_path / "client.properties"
+    props.write_text("acks=all\nlinger.ms=5\nfetch.wait.max.ms=0\n")  # Kafka's one file for both clients
     out = lines(run(ns, "e2e-latency", "--topic", "e2", "--num-records", "500", "--record-size", "8", "--json",
-                    str(j)))
+                    str(j), "--command-config", str(props)))
     assert E2E_AVG.match(out[-3]) and E2E_PCT.match(out[-2])
     d = json.loads(j.read_text())
     assert {"tool", "records", "rate", "cpu_per_record_us", "config", "latency_us"} <= set(d)

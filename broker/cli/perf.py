@@ -241,7 +241,11 @@ def cmd_producer_perf(args):
                 pacer.wait(i)
             st.size = len(v)
             st.t0 = clock()
-            produce(topic, v, on_delivery=cb)
+            try:
+                produce(topic, v, on_delivery=cb)
+            except BufferError as exc:  # a full shm.overflow=block topic no group reads
+                from shm.errors import KafkaException
+                raise KafkaException("%s (after %d records)" % (exc, i)) from None
             poll(0)
         p.flush()
         end = time.monotonic_ns()
@@ -256,7 +260,7 @@ def cmd_producer_perf(args):
         per = cpu / st.count * 1e6 if st.count else 0.0
         print("produce -> delivery report: %s; CPU %.2f us/record" % (stage.line((50, 95, 99, 99.9, 99.99)), per))
         if args.print_metrics:
-            _print_metrics(p, conf, st, el)
+            _print_metrics(conf, st, el)
     _write_files(args, can, "producer-perf-test", stage, {
         "records": st.count, "rate": st.count / el, "mb_per_sec": st.bytes / el / 2**20, "cpu_per_record_us": per,
         "target_rate": args.throughput if args.throughput > 0 else None,
@@ -265,7 +269,7 @@ def cmd_producer_perf(args):
     return 0
 
 
-def _print_metrics(p, conf, st, el):
+def _print_metrics(conf, st, el):
     """Kafka's --print-metrics table (ToolsUtils.printMetrics' layout), the metrics we have."""
     tags = "{client-id=%s}" % conf.get("client.id", "perf-producer-client")
     m = {"record-send-total": st.count, "record-send-rate": st.count / el, "byte-total": st.bytes,
@@ -446,7 +450,8 @@ def cmd_e2e(args):
         raise UsageError("--rate must be > 0 records/sec, got %g" % args.rate)
     conf, topic, n, acks, size = _e2e_args(args)
     can = _extras(args)
-    with AdminClient(conf) as a:
+    from broker.config import CONSUMER, PRODUCER  # one properties file serves all three clients, as in Kafka's tool
+    with AdminClient({k: v for k, v in conf.items() if k not in PRODUCER and k not in CONSUMER}) as a:
         if topic not in a.list_topics().topics:
             print('Topic "%s" does not exist. Will create topic with 1 partition(s) and replication factor = 1'
                   % topic)
@@ -461,7 +466,9 @@ def cmd_e2e(args):
     hook = _before_send
     clock = time.monotonic_ns
     total = 0
-    with Producer(dict(conf, acks=acks, **{"linger.ms": 0})) as p, Consumer(conf) as c:
+    pconf = {k: v for k, v in conf.items() if k not in CONSUMER}
+    pconf.update({"acks": acks, "linger.ms": 0})
+    with Producer(pconf) as p, Consumer({k: v for k, v in conf.items() if k not in PRODUCER}) as c:
         c.assign([TopicPartition(topic, 0, OFFSET_END)])
         cpu0 = time.process_time()
         first = last = start = clock()
