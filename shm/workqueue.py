@@ -154,6 +154,10 @@ class WorkQueue:
             return r, self._rec, self._att[0]
         if r == lib.LOG_E_WOULD_BLOCK:
             return None, self._at[0], 0
+        if r == lib.LOG_E_BAD_LAYOUT:  # the leases or their head word cannot be ours: a hostile segment
+            raise CorruptSegmentError("%s: the work queue's lease segment is damaged (its take position or leases "
+                                      "are impossible for the log): remove the queue and create it again"
+                                      % self._qseg.name)
         log._raise(r)
 
     def take(self, owner, timeout=None, on_wait=None, writable=False):
