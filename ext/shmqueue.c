@@ -47,7 +47,7 @@
 #include "shmlog_atomic.h"
 
 #define Q_MAGIC 0x3145555142484d53ULL /* "SMHBQUE1" little-endian */
-#define Q_VERSION 1
+#define Q_VERSION 2 /* 2: the release word */
 #define LAP_BITS 36
 #define OWNER_BITS 26
 #define OWNER_MASK ((1ULL << OWNER_BITS) - 1)
@@ -61,12 +61,15 @@ struct q_header {
     uint64_t check;            /* hash of the words above: a torn or foreign header fails attach */
     uint8_t pad0[64 - 40];
     uint64_t head;             /* 64: takers' line */
-    uint8_t pad1[128 - 72];
+    uint32_t release_seq;      /* 72: moved (and its sleepers woken) by every release */
+    uint32_t pad1a;
+    uint8_t pad1[128 - 80];
     uint64_t taken, acked, released, skipped, lost_acks; /* 128: counters, relaxed */
     uint8_t pad2[Q_HEADER_SIZE - 168];
 };
 _Static_assert(sizeof(struct q_header) == Q_HEADER_SIZE, "queue header size");
 _Static_assert(offsetof(struct q_header, head) == Q_HEAD_OFF, "queue head word");
+_Static_assert(offsetof(struct q_header, release_seq) == Q_RELEASE_OFF, "queue release word");
 _Static_assert(offsetof(struct q_header, taken) == 128, "queue counters");
 
 struct q_view {
@@ -272,6 +275,20 @@ static int release_one(q_view *q, uint64_t o, uint64_t w, int failed)
     return 1;
 }
 
+/* Released items are below the offset sleeping takers wait for (the old
+ * head: a wait for a record there does not end when head moves back), so
+ * they also sleep on the release word (WorkQueue.take reads it before its
+ * take attempt and passes it to log_wait_many_ex as the extra word).
+ * shm_futex_wake32's seq_cst increment comes after our FREE and head CASes:
+ * a taker that read the old value sleeps only until it moves, and one that
+ * read the new value takes after the CASes.  The log's readers are woken
+ * too, for takers that wait on the log alone. */
+static void wake_takers(q_view *q, log_view *lv)
+{
+    shm_futex_wake32(q->h, q->size, Q_RELEASE_OFF); /* seq_cst increment: pairs with the takers' acquire load */
+    log_wake_readers(lv);
+}
+
 int64_t q_release_owner(q_view *q, log_view *lv, uint32_t owner, uint64_t *out, uint64_t max)
 {
     if (!q || !q->h || !lv || !owner) return LOG_E_BAD_ARG;
@@ -285,7 +302,7 @@ int64_t q_release_owner(q_view *q, log_view *lv, uint32_t owner, uint64_t *out, 
             n++;
         }
     }
-    if (n) log_wake_readers(lv); /* takers asleep at the old head wait for a record, not for head */
+    if (n) wake_takers(q, lv);
     return (int64_t)n;
 }
 
@@ -295,7 +312,7 @@ int q_release(q_view *q, log_view *lv, uint64_t o, uint32_t owner, int failed)
     uint64_t w = mk(lap_of(q, o), owner, L_TAKEN);
     if (atom_load_acquire64(&q->lease[o & q->mask]) != w) return LOG_E_OFFSET; /* pairs with the take CAS */
     if (!release_one(q, o, w, failed)) return LOG_E_OFFSET;
-    log_wake_readers(lv); /* takers asleep at the old head wait for a record, not for head */
+    wake_takers(q, lv);
     return LOG_OK;
 }
 

@@ -56,6 +56,7 @@ class WorkQueue:
             if rc != lib.LOG_OK:
                 self._close_maps()
                 raise ValueError("maxsize %d does not fit the queue's ring of %d slots" % (maxsize, log.slot_count))
+        self._start = log.stats()["start_offset"]
         self._rec = ffi.new("log_rec *")
         self._att = ffi.new("uint32_t *")
         self._at = ffi.new("uint64_t *")
@@ -169,6 +170,8 @@ class WorkQueue:
         self._check()
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         while True:
+            # the release word before the attempt: a release after it ends the sleep below
+            seq = lib.shm_load64(self._qbuf, self._qseg.size, lib.Q_RELEASE_OFF) & 0xFFFFFFFF
             off, at, attempts = self.try_take(owner)
             if off is not None:
                 rec = at
@@ -178,7 +181,9 @@ class WorkQueue:
             left = _CHUNK if deadline is None else min(_CHUNK, deadline - time.monotonic())
             if left <= 0:
                 return None, None, 0
-            if wait_many([self.log], [at], left) is None and on_wait is not None:
+            # a new record at `at`, or a release (an item given back below it)
+            notify = (self._qbuf, self._qseg.size, lib.Q_RELEASE_OFF, seq)
+            if wait_many([self.log], [at], left, notify=notify) is None and on_wait is not None:
                 on_wait()
 
     def ack(self, offset, owner):
@@ -230,6 +235,16 @@ class WorkQueue:
         out["floor"] = int(lib.log_get_floor(self.log._v))
         out["claimed"] = int(lib.log_claimed(self.log._v))
         return out
+
+    def unfinished(self):
+        """Items put (or being put) and not yet done: acked, or skipped as a
+        dead putter's tombstone.  An item a dead taker held is unfinished
+        until another taker acks it.  Never low: the counters are read
+        before the claim, and each is raised after its item is done."""
+        self._check()
+        lib.q_get_stats(self._q, ffi.NULL, self._stats)  # counters only (no scan of the leases)
+        done = self._stats.acked + self._stats.skipped
+        return max(0, lib.log_claimed(self.log._v) - self._start - done)
 
     def qsize(self):
         """Items put and not yet taken (approximate while others work)."""

@@ -139,12 +139,18 @@ def test_release_owner_gives_back_and_counts_attempts(wq):
     assert q.take(C, timeout=0) == (4, b"e", 0)
 
 
-def test_release_owner_wakes_a_sleeping_taker(wq):
+@pytest.mark.parametrize("how", ["release_owner", "release"])
+def test_a_release_wakes_a_sleeping_taker(wq, monkeypatch, how):
+    """The taker sleeps at the old head (offset 1); the item given back is
+    below it.  Its sleep lasts 60 s a chunk here: only the release's wake
+    can end it within while_blocked's 10 s."""
+    monkeypatch.setattr("shm.workqueue._CHUNK", 60.0)
     q = wq(slot_count=8, data_capacity=1 << 10)
     q.put(b"job")
     assert q.take(7, timeout=0)[0] == 0
     got = while_blocked(lambda: q.take(8, timeout=30), lambda: q.log.stats()["waiters"] == 1,
-                        "a taker asleep on the empty queue", lambda: q.release_owner(7))
+                        "a taker asleep on the empty queue",
+                        lambda: q.release_owner(7) if how == "release_owner" else q.release(0, 7, failed=True))
     assert got == (0, b"job", 1)
 
 
