@@ -242,8 +242,9 @@ class WorkQueue:
         until another taker acks it.  Never low: the counters are read
         before the claim, and each is raised after its item is done."""
         self._check()
-        lib.q_get_stats(self._q, ffi.NULL, self._stats)  # counters only (no scan of the leases)
-        done = self._stats.acked + self._stats.skipped
+        st = ffi.new("q_stats *")  # its own: join() may poll while another thread asks stats()
+        lib.q_get_stats(self._q, ffi.NULL, st)  # counters only (no scan of the leases)
+        done = st.acked + st.skipped
         return max(0, lib.log_claimed(self.log._v) - self._start - done)
 
     def qsize(self):

@@ -13,6 +13,8 @@ import os
 import pickle
 import queue
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -23,7 +25,7 @@ import broker
 from broker.admin import AdminClient, NewTopic
 from broker.errors import ClosedError
 from broker.logs import log_path
-from broker.namespace import TOKEN_BASE, TOKEN_SPAN, destroy
+from broker.namespace import MEMBER_QUEUE, TOKEN_BASE, TOKEN_SPAN, Namespace, destroy
 from broker.pool import _queues
 from shm.segment import Segment, exists
 from shm.workqueue import WorkQueue
@@ -425,6 +427,22 @@ def test_a_gone_creator_takes_its_queue_along(ns, death):
 
 
 # -- crashes: getters, putters ----------------------------------------------------
+def test_plain_interpreter_exit_finishes_held_items(ns):
+    """Not a multiprocessing child: a script that unpickles the queue, gets
+    an item and ends; its interpreter exit (atexit) finishes the item."""
+    q = broker.Queue(**{"shm.namespace": ns, "shm.supervisor": "off"})
+    q.put("job")
+    script = ("import pickle, sys; q = pickle.loads(sys.stdin.buffer.read()); print(q.get(timeout=%d))" % DEADLINE)
+    r = subprocess.run([sys.executable, "-c", script], input=pickle.dumps(q), capture_output=True,
+                       timeout=DEADLINE, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert r.returncode == 0 and r.stdout == b"job\n", r.stderr.decode()
+    st = q._att.wq.stats()
+    assert (st["acked"], st["in_flight"]) == (1, 0)
+    with Namespace(ns, create=False) as n:
+        assert {pid for _, pid, _, role in n.members() if role == MEMBER_QUEUE} == {os.getpid()}  # it left
+    q.close()
+
+
 def _get_and_hold(q, got, hold):
     item = q.get(timeout=DEADLINE)
     got.put(item)
@@ -550,6 +568,40 @@ def test_forked_child_does_not_finish_its_parents_item(ns):
     assert (st["acked"], st["in_flight"]) == (1, 1)  # the child finished B, not our A
     q.close()
     assert q._att.wq.stats()["in_flight"] == 0
+
+
+def _in_thread(fn):
+    out = []
+    t = threading.Thread(target=lambda: out.append(fn()), daemon=True)
+    t.start()
+    t.join(DEADLINE)
+    assert out, "the thread did not finish"
+    return out[0]
+
+
+def test_a_get_finishes_only_its_own_threads_item(ns):
+    q = broker.Queue(**{"shm.namespace": ns, "shm.supervisor": "off"})
+    for x in "abc":
+        q.put(x)
+    assert q.get(timeout=5) == "a"
+    assert _in_thread(lambda: q.get(timeout=5)) == "b"  # held by that (finished) thread
+    assert q.get(timeout=5) == "c"  # finishes "a", not "b"
+    st = q._att.wq.stats()
+    assert (st["acked"], st["in_flight"]) == (1, 2)
+    q.close()
+    assert q._att.wq.stats()["in_flight"] == 0
+
+
+def test_task_done_in_another_thread_finishes_the_oldest(ns):
+    q = broker.JoinableQueue(**{"shm.namespace": ns, "shm.supervisor": "off"})
+    for x in "ab":
+        q.put(x)
+    assert [q.get(timeout=5), q.get(timeout=5)] == ["a", "b"]
+    _in_thread(q.task_done)  # a worker thread that got nothing itself
+    assert q._att.wq.held(q._att.bind().token) == [1]  # "a" (offset 0) was finished
+    q.task_done()
+    q.join()
+    q.close()
 
 
 def test_destroyed_namespace_wakes_a_getter(ns):

@@ -34,10 +34,10 @@ class SerdeError(ValueError):
     pass
 
 
-def _new_segment(prefix, data):
+def _new_segment(prefix, data, mode):
     """Write *data* (a byte view) into a segment of its own; its name."""
     name = "%s.b%d_%d" % (prefix, os.getpid(), next(_counter))
-    seg = Segment.create(name, max(1, data.nbytes))
+    seg = Segment.create(name, max(1, data.nbytes), mode)
     try:
         seg.mm[:data.nbytes] = data  # the one copy
     finally:
@@ -45,12 +45,12 @@ def _new_segment(prefix, data):
     return name
 
 
-def dumps(obj, prefix, big=BIG, limit=None):
+def dumps(obj, prefix, big=BIG, limit=None, mode=0o600):
     """(record bytes, [segment names]) for *obj*.  Buffers of *big* bytes
-    or more go to segments of their own; with *limit* (the ring's largest
-    record), so do the largest others, and the pickle stream itself, until
-    the record fits.  Raises what pickle raises for an unpicklable object
-    (nothing is left behind)."""
+    or more go to segments of their own (created with *mode*, the queue's);
+    with *limit* (the ring's largest record), so do the largest others, and
+    the pickle stream itself, until the record fits.  Raises what pickle
+    raises for an unpicklable object (nothing is left behind)."""
     bufs = []
     stream = pickle.dumps(obj, protocol=5, buffer_callback=bufs.append)
     if not bufs and (limit is None or _HDR.size + len(stream) <= limit):
@@ -70,11 +70,11 @@ def dumps(obj, prefix, big=BIG, limit=None):
     parts, inline, segs = [], [], []
     try:
         if spill_stream:
-            segs.append(_new_segment(prefix, memoryview(stream)))
+            segs.append(_new_segment(prefix, memoryview(stream), mode))
             parts.append(_ref(2, len(stream), segs[-1]))
         for mv, o in zip(views, out):
             if o:
-                segs.append(_new_segment(prefix, mv))
+                segs.append(_new_segment(prefix, mv, mode))
                 parts.append(_ref(1, mv.nbytes, segs[-1]))
             else:
                 parts.append(_BUF.pack(0, mv.nbytes))
@@ -161,6 +161,11 @@ def loads(data):
 
 
 def discard(segs):
-    """Remove the big-buffer segments of a done item (mappings stay valid)."""
+    """Remove the big-buffer segments of a done item (mappings stay valid).
+    One another user created in a shared namespace may not be ours to
+    unlink (/dev/shm is sticky): it goes with the queue."""
     for name in segs:
-        unlink(name)
+        try:
+            unlink(name)
+        except Exception:  # posix_ipc.PermissionsError is no OSError
+            pass

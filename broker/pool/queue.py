@@ -143,7 +143,7 @@ class _QueueBase:
     def _put(self, obj, wait):
         a = self._att
         a.bind()  # registered: our appends carry our token
-        data, segs = _serde.dumps(obj, a.name, limit=a.max_record)
+        data, segs = _serde.dumps(obj, a.name, limit=a.max_record, mode=a.mode)
         try:
             if not a.put_lock.acquire(timeout=-1 if wait is None else wait):
                 raise QueueFullError("another thread of this process is waiting to put")
