@@ -211,9 +211,12 @@ class Supervisor:
         if role == MEMBER_PRODUCER:  # by the entry's token: a process that reused the pid is not touched
             tomb = self.repair_producer(self.ns.member_token(idx) or pid)
         elif role == MEMBER_QUEUE and self.ns.member_token(idx):  # tokens only: a pid owns no lease
-            tomb, released, removed = Q.member_died(self.ns.name, self.ns.member_token(idx), self.ns.mode,
-                                                    self._note)
-            queued = ", %d queue items released, %d queues it created removed" % (released, len(removed))
+            try:
+                tomb, released, removed = Q.member_died(self.ns.name, self.ns.member_token(idx), self.ns.mode,
+                                                        self._note)
+                queued = ", %d queue items released, %d queues it created removed" % (released, len(removed))
+            except Exception as exc:  # bad queue data must not stop the rest (each queue was tried on its own)
+                self._note(("queues", repr(exc)), "queue repair for pid %d failed: %r", pid, exc, exc_info=True)
         self.ns.unregister(idx, pid)
         self.repairs += 1
         gone = self.member_died(pid)
