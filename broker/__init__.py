@@ -9,9 +9,10 @@ from .consumer import Consumer
 from .message import (OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORED, TIMESTAMP_CREATE_TIME,
                       TIMESTAMP_LOG_APPEND_TIME, TIMESTAMP_NOT_AVAILABLE, Message, RecordMetadata, TopicPartition)
 from .partitioner import consistent, fnv1a, murmur2
+from .pool.queue import JoinableQueue, Queue, SimpleQueue
 from .producer import Producer
 
 __all__ = ["__version__", "Producer", "Consumer", "Message", "TopicPartition", "RecordMetadata", "KafkaError",
            "KafkaException", "OFFSET_BEGINNING", "OFFSET_END", "OFFSET_STORED", "OFFSET_INVALID",
            "TIMESTAMP_NOT_AVAILABLE", "TIMESTAMP_CREATE_TIME", "TIMESTAMP_LOG_APPEND_TIME", "murmur2",
-           "consistent", "fnv1a"]
+           "consistent", "fnv1a", "Queue", "JoinableQueue", "SimpleQueue"]

@@ -32,6 +32,8 @@ CONSUMER = {"group.id", "auto.offset.reset", "enable.auto.commit", "auto.commit.
             "fetch.message.max.bytes", "queued.min.messages", "queued.max.messages.kbytes", "on_commit",
             "group.protocol", "group.remote.assignor", "check.crcs", "allow.auto.create.topics"}
 ADMIN = set()
+# broker.Queue & co (broker/pool/queue.py): the ring of each queue, with the topic keys' names
+QUEUE = {"retention.bytes", "max.message.bytes", "shm.slots"}
 IGNORED_PREFIXES = ("security.", "ssl.", "sasl.", "socket.", "reconnect.", "retry.", "metadata.", "topic.metadata.",
                     "api.version.", "broker.", "client.dns.", "connections.", "enable.ssl.", "enable.sasl.",
                     "allow.auto.", "ssl_", "sasl_", "topic.")
@@ -232,6 +234,7 @@ TOPIC_VALIDATORS = {
     "file.delete.delay.ms": _int(0, 2 ** 62), "preallocate": _bool,
 }
 TOPIC_RING_KEYS = ("retention.bytes", "max.message.bytes", "retention.ms", "shm.overflow", "shm.slots")
+VALIDATORS.update({k: TOPIC_VALIDATORS[k] for k in QUEUE})  # only where allowed: a queue's config
 
 
 def _unknown(key, known, what):
@@ -276,7 +279,7 @@ def resolve_namespace(conf):
 
 def parse(config, kwargs, kind):
     """Merge *config* and *kwargs*; check every key for *kind* ('producer',
-    'consumer' or 'admin') and every value by type and range; return a plain
+    'consumer', 'admin' or 'queue') and every value by type and range; return a plain
     dict of normalised values."""
     conf = {}
     if config is not None:
@@ -284,7 +287,7 @@ def parse(config, kwargs, kind):
             raise TypeError("config must be a dict, got %s" % type(config).__name__)
         conf.update(config)
     conf.update(kwargs)
-    allowed = COMMON | {"producer": PRODUCER, "consumer": CONSUMER, "admin": ADMIN}[kind]
+    allowed = COMMON | {"producer": PRODUCER, "consumer": CONSUMER, "admin": ADMIN, "queue": QUEUE}[kind]
     for k in list(conf):
         if not isinstance(k, str):
             raise ConfigError("config keys must be str, got %r" % (k,))

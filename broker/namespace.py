@@ -53,7 +53,8 @@ MEMBERS_OFF = GROUPS_OFF + 64
 MAX_MEMBERS = 1024
 MEMBER = 32  # pid (claimed by CAS), role, start ticks (written last), registration token
 MEMBER_PRODUCER, MEMBER_CONSUMER = 1, 2
-ROLE_NAMES = {MEMBER_PRODUCER: "producer", MEMBER_CONSUMER: "consumer"}
+MEMBER_QUEUE = 3  # a process using broker.Queue & co: its token owns leases and claims in the queues
+ROLE_NAMES = {MEMBER_PRODUCER: "producer", MEMBER_CONSUMER: "consumer", MEMBER_QUEUE: "queue"}
 PID_LIMIT = 1 << 22  # Linux's highest possible pid (PID_MAX_LIMIT)
 
 # Groups (groups.py): a group table, one slot per group member (a Consumer
@@ -549,6 +550,8 @@ class Namespace:
                     log.mark_deleted()
                 finally:
                     log.close()
+        from .pool._queues import mark_queues_deleted  # the queues' users are told too
+        mark_queues_deleted(self.name)
 
 
 _clients = weakref.WeakSet()

@@ -13,6 +13,12 @@ and repairs what a dead producer left half done.
   (``PartitionLog.repair_dead``), then offsets taken but never claimed are
   tombstoned after a short grace; sleeping readers are woken.  Idempotent.
 
+- A dead queue client (broker.Queue & co, pool/_queues.py): in every queue
+  of the namespace its puts in progress are tombstoned and the items it held
+  released to other getters (sleeping getters are woken); the queues it
+  created are removed.  Every QUEUE_SWEEP, queues whose creator is no
+  registered member (it died while no supervisor ran) are removed too.
+
 - Consumer groups (groups.py says who writes what): the supervisor is the
   only writer of assignments.  It reconciles every group when a client wakes
   it (join, leave, ack, subscription change; a futex in the namespace
@@ -47,12 +53,14 @@ from . import groups as G
 from .lifecycle import (ensure_supervisor, holds_lock, idle_timeout, lock_path, open_lock,  # noqa: F401
                         set_process_name, supervisor_alive, unlink_if, wait_supervisor)
 from .logs import log_path, open_log  # noqa: F401 (log_path: re-exported)
-from .namespace import (MAX_GROUPS, META_SIZE, MEMBER_PRODUCER, SUP_FUTEX_OFF, Namespace,
+from .namespace import (MAX_GROUPS, META_SIZE, MEMBER_PRODUCER, MEMBER_QUEUE, SUP_FUTEX_OFF, Namespace,
                         proc_start_ticks)
 from .namespace import ROLE_NAMES as ROLES
+from .pool import _queues as Q
 from .subscription import Matcher
 
 TICK = 0.05  # seconds between periodic group checks
+QUEUE_SWEEP = 1.0  # seconds between looks for queues whose creator is gone
 # Test-only crash point: SHMBROKER_SUP_CRASH=after_list:FLAGFILE SIGKILLs the
 # supervisor after it rewrote a member's assignment list and before it told
 # the member (the new epoch), once: only while FLAGFILE exists (it is removed).
@@ -137,6 +145,7 @@ class Supervisor:
         self.poller.register(self._wake_r, select.POLLIN)
         self._waker = None
         self._next_tick = 0
+        self._next_sweep = 0
         self._rstats = [0, 0, 0]  # reconcile passes, total ns, max ns
         self._idle_since = time.monotonic_ns()
         self._handoff = False  # leaving on our own: start a successor if a client registered meanwhile
@@ -198,13 +207,32 @@ class Supervisor:
             self.log.info("%s pid %d exited (closed cleanly)%s", ROLES.get(role, role), pid,
                           ", %d group slots released" % gone if gone else "")
             return
+        queued = ""
         if role == MEMBER_PRODUCER:  # by the entry's token: a process that reused the pid is not touched
             tomb = self.repair_producer(self.ns.member_token(idx) or pid)
+        elif role == MEMBER_QUEUE and self.ns.member_token(idx):  # tokens only: a pid owns no lease
+            try:
+                tomb, released, removed = Q.member_died(self.ns.name, self.ns.member_token(idx), self.ns.mode,
+                                                        self._note)
+                queued = ", %d queue items released, %d queues it created removed" % (released, len(removed))
+            except Exception as exc:  # bad queue data must not stop the rest (each queue was tried on its own)
+                self._note(("queues", repr(exc)), "queue repair for pid %d failed: %r", pid, exc, exc_info=True)
         self.ns.unregister(idx, pid)
         self.repairs += 1
         gone = self.member_died(pid)
-        self.log.info("%s pid %d died: %d claims tombstoned, %d group slots released, repaired in %.1f ms",
-                      ROLES.get(role, role), pid, tomb, gone, (time.monotonic_ns() - t0) / 1e6)
+        self.log.info("%s pid %d died: %d claims tombstoned, %d group slots released%s, repaired in %.1f ms",
+                      ROLES.get(role, role), pid, tomb, gone, queued, (time.monotonic_ns() - t0) / 1e6)
+
+    def sweep_queues(self):
+        """Remove queues whose creator is no registered member."""
+        live = lambda: {self.ns.member_token(i) for i, _, _, _ in self.ns.members()}  # noqa: E731
+        try:
+            removed = Q.sweep(self.ns.name, live, self.ns.mode, self._note)
+        except Exception as exc:  # nothing it reads may stop the pass (groups are reconciled next)
+            self._note(("sweep", repr(exc)), "looking for orphaned queues failed (carrying on): %r", exc)
+            return
+        for name in removed:
+            self.log.info("queue %s removed: its creator is gone", name)
 
     def repair_producer(self, owner):
         """Tombstone a dead registration's claims (by its token) in every
@@ -414,6 +442,9 @@ class Supervisor:
                     return
                 self._check_members(now)
                 self._next_tick = now + int(TICK * 1e9)
+                if now >= self._next_sweep:
+                    self._next_sweep = now + int(QUEUE_SWEEP * 1e9)
+                    self.sweep_queues()
             t0 = time.monotonic_ns()
             self.reconcile()
             dt = time.monotonic_ns() - t0

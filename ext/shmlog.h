@@ -177,7 +177,8 @@ uint32_t part_fnv1a(const char *key, uint64_t len);
 
 /* ---- work queue (shmqueue.c): a block-mode log whose records each go to
  * exactly one taker; a dead taker's records are released to the others ---- */
-enum { Q_HEADER_SIZE = 256, Q_HEAD_OFF = 64 };
+/* Q_RELEASE_OFF: a u32 moved by every release; takers sleep on it too */
+enum { Q_HEADER_SIZE = 256, Q_HEAD_OFF = 64, Q_RELEASE_OFF = 72 };
 typedef struct q_view q_view;
 typedef struct {
     uint64_t head, taken, acked, released, skipped, lost_acks, in_flight;

@@ -19,11 +19,15 @@
  * whoever meets it.
  * Ack: CAS (lap, owner, TAKEN) -> DONE; then the log's retention floor is
  * raised over the DONE prefix, so producers (block mode) reuse slots and
- * bytes only of finished items.  An ack fails if the lease was released
- * (the owner was declared dead): the item belongs to another taker now.
+ * bytes only of finished items (and head with it, if head is lower).  An
+ * ack fails if the lease was released (the owner was declared dead): the
+ * item belongs to another taker now.
  * Release (an owner died): CAS each (lap, owner, TAKEN) -> (lap, 0, FREE),
  * count the attempt, and CAS head down to the lowest released offset.
- * Takers walking up from there skip what is leased or done.
+ * The taker of a released item walks head back up past what is leased or
+ * done, so head again counts untaken items (qsize, maxsize).
+ * Attempts: per slot, written only by the lease's owner (reset by the first
+ * take in a lap, raised by a failed release); acks leave them alone.
  * maxsize: producers wait (the log's limit word) while claim > head + max.
  *
  * Memory order: lease CASes are acq_rel (the record bytes were read before
@@ -31,7 +35,8 @@
  * head only orders the limit check (pairs with log.c's blocked()).
  *
  * Nothing read from the segment is trusted: n is checked against the log's
- * slot count at attach and every index is masked. */
+ * slot count at attach, every index is masked, and a head past the log's
+ * claim is refused (LOG_E_BAD_LAYOUT). */
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,7 +47,7 @@
 #include "shmlog_atomic.h"
 
 #define Q_MAGIC 0x3145555142484d53ULL /* "SMHBQUE1" little-endian */
-#define Q_VERSION 1
+#define Q_VERSION 2 /* 2: the release word */
 #define LAP_BITS 36
 #define OWNER_BITS 26
 #define OWNER_MASK ((1ULL << OWNER_BITS) - 1)
@@ -56,12 +61,15 @@ struct q_header {
     uint64_t check;            /* hash of the words above: a torn or foreign header fails attach */
     uint8_t pad0[64 - 40];
     uint64_t head;             /* 64: takers' line */
-    uint8_t pad1[128 - 72];
+    uint32_t release_seq;      /* 72: moved (and its sleepers woken) by every release */
+    uint32_t pad1a;
+    uint8_t pad1[128 - 80];
     uint64_t taken, acked, released, skipped, lost_acks; /* 128: counters, relaxed */
     uint8_t pad2[Q_HEADER_SIZE - 168];
 };
 _Static_assert(sizeof(struct q_header) == Q_HEADER_SIZE, "queue header size");
 _Static_assert(offsetof(struct q_header, head) == Q_HEAD_OFF, "queue head word");
+_Static_assert(offsetof(struct q_header, release_seq) == Q_RELEASE_OFF, "queue release word");
 _Static_assert(offsetof(struct q_header, taken) == 128, "queue counters");
 
 struct q_view {
@@ -138,17 +146,44 @@ static inline void help_head(q_view *q, uint64_t h)
     atom_cas64(&q->h->head, &e, h + 1); /* acq_rel: pairs with blocked()'s acquire of head; failure is fine */
 }
 
-/* Raise the log's floor over the DONE prefix (at most max offsets a call). */
+/* Move head on from h over offsets leased or done in their lap: a taker that
+ * took a released item (head had moved back to it) so leaves head where the
+ * next free item is, not below items others hold (qsize and maxsize count
+ * from head).  At most one lap; stops where someone else moves head. */
+static void advance_head(q_view *q, log_view *lv, uint64_t h)
+{
+    uint64_t hi = log_claimed(lv);
+    for (uint64_t k = 0; h < hi && k < q->n; k++, h++) {
+        uint64_t w = atom_load_acquire64(&q->lease[h & q->mask]); /* pairs with the lease CASes */
+        int64_t d = lap_diff(l_lap(w), lap_of(q, h));
+        if (d < 0 || (d == 0 && l_state(w) == L_FREE)) break; /* free: the next taker's */
+        uint64_t e = h;
+        if (!atom_cas64(&q->h->head, &e, h + 1)) break; /* acq_rel: as help_head; pairs with the head loads */
+    }
+}
+
+/* Raise the log's floor over the DONE prefix (at most max offsets a call),
+ * and head with it: a DONE offset above head (acked after a taker moved
+ * head back to a released item below it) must not hold the floor. */
 static void raise_floor(q_view *q, log_view *lv, uint64_t max)
 {
     uint64_t f = log_get_floor(lv), hi = log_claimed(lv), f0 = f;
-    uint64_t head = atom_load_acquire64(&q->h->head); /* pairs with help_head's CAS */
-    while (f < hi && f < head && f - f0 < max) {
+    while (f < hi && f - f0 < max) {
         uint64_t w = atom_load_acquire64(&q->lease[f & q->mask]); /* pairs with the DONE CASes */
         if (lap_diff(l_lap(w), lap_of(q, f)) != 0 || l_state(w) != L_DONE) break;
         f++;
     }
-    if (f > f0) log_set_floor(lv, f); /* wakes producers waiting on the floor */
+    if (f > f0 && log_set_floor(lv, f) == LOG_OK) {
+        /* every offset below f is DONE, so no release can move head below f
+         * meanwhile: raise it to f if it is lower.  acq_rel CAS: pairs with
+         * the takers' head loads and blocked()'s acquire of the limit word */
+        uint64_t head = atom_load_acquire64(&q->h->head); /* pairs with the head CASes */
+        while (head < f && !atom_cas64(&q->h->head, &head, f))
+            ;
+        /* log_set_floor woke producers waiting on the floor; one waiting on
+         * maxsize (the limit word, head) needs a wake of its own */
+        log_wake_blocked(lv);
+    }
 }
 
 /* Mark offset o, free at lease value w, DONE without an owner (a tombstone or
@@ -165,6 +200,9 @@ int64_t q_take(q_view *q, log_view *lv, uint32_t owner, log_rec *rec, char *buf,
     if (!q || !q->h || !lv || !rec || !attempts || !wait_at || !owner || owner > OWNER_MASK) return LOG_E_BAD_ARG;
     for (uint64_t tries = 0; tries < 4 * q->n + 1024; tries++) {
         uint64_t h = atom_load_acquire64(&q->h->head); /* pairs with help_head's and q_release's CASes */
+        /* head never passes the claim (it moves past h only once record h
+         * existed); loaded after head, so a larger head is a hostile one */
+        if (h > log_claimed(lv)) return LOG_E_BAD_LAYOUT;
         uint64_t fl = log_get_floor(lv);
         if (h < fl) { /* below the floor (only a hostile head is): everything there is done */
             uint64_t e = h;
@@ -190,9 +228,15 @@ int64_t q_take(q_view *q, log_view *lv, uint32_t owner, log_rec *rec, char *buf,
         }
         /* acq_rel CAS: the lease is ours; pairs with other takers' CAS and q_release's */
         if (!atom_cas64(l, &w, mk(lap_of(q, h), owner, L_TAKEN))) continue;
-        help_head(q, h);
+        if (d == 0) advance_head(q, lv, h); /* a released item: head goes back up past what others hold */
+        else help_head(q, h);
         log_wake_blocked(lv); /* head moved: a producer waiting on maxsize may go on */
         atom_fetch_add_relaxed64(&q->h->taken, 1);
+        /* A lease of an older lap: the item's first take, so no failed attempt
+         * yet (the slot's count is the previous lap's).  Only the lease owner
+         * writes attempts (here, or release_one before its FREE CAS): the
+         * relaxed accesses are ordered by the lease CASes around them. */
+        if (d < 0) __atomic_store_n(&q->attempts[h & q->mask], 0, __ATOMIC_RELAXED);
         *attempts = __atomic_load_n(&q->attempts[h & q->mask], __ATOMIC_RELAXED); /* ordered by the CAS above */
         return (int64_t)h;
     }
@@ -204,7 +248,9 @@ int q_ack(q_view *q, log_view *lv, uint64_t o, uint32_t owner)
     if (!q || !q->h || !lv || !owner) return LOG_E_BAD_ARG;
     uint64_t *l = &q->lease[o & q->mask];
     uint64_t want = mk(lap_of(q, o), owner, L_TAKEN);
-    __atomic_store_n(&q->attempts[o & q->mask], 0, __ATOMIC_RELAXED); /* ordered before the DONE CAS (release) */
+    /* attempts stay as they are: a failed (stale) ack must not reset the
+     * count of the taker that has the item now; the next lap's first take
+     * resets it (q_take) */
     if (!atom_cas64(l, &want, mk(lap_of(q, o), owner, L_DONE))) { /* acq_rel: pairs with raise_floor's acquire */
         atom_fetch_add_relaxed64(&q->h->lost_acks, 1);
         return LOG_E_OFFSET; /* released: another taker has it */
@@ -231,11 +277,25 @@ static int release_one(q_view *q, uint64_t o, uint64_t w, int failed)
     return 1;
 }
 
+/* Released items are below the offset sleeping takers wait for (the old
+ * head: a wait for a record there does not end when head moves back), so
+ * they also sleep on the release word (WorkQueue.take reads it before its
+ * take attempt and passes it to log_wait_many_ex as the extra word).
+ * shm_futex_wake32's seq_cst increment comes after our FREE and head CASes:
+ * a taker that read the old value sleeps only until it moves, and one that
+ * read the new value takes after the CASes.  The log's readers are woken
+ * too, for takers that wait on the log alone. */
+static void wake_takers(q_view *q, log_view *lv)
+{
+    shm_futex_wake32(q->h, q->size, Q_RELEASE_OFF); /* seq_cst increment: pairs with the takers' acquire load */
+    log_wake_readers(lv);
+}
+
 int64_t q_release_owner(q_view *q, log_view *lv, uint32_t owner, uint64_t *out, uint64_t max)
 {
     if (!q || !q->h || !lv || !owner) return LOG_E_BAD_ARG;
     uint64_t n = 0, hi = log_claimed(lv), from = log_get_floor(lv);
-    if (hi < from || hi - from > q->n) from = hi > q->n ? hi - q->n : 0; /* bounded: one lap */ /* bounded: one lap */
+    if (hi < from || hi - from > q->n) from = hi > q->n ? hi - q->n : 0; /* bounded: one lap */
     for (uint64_t o = from; o < hi; o++) {
         uint64_t w = atom_load_acquire64(&q->lease[o & q->mask]); /* pairs with the take CAS */
         if (lap_diff(l_lap(w), lap_of(q, o)) == 0 && l_state(w) == L_TAKEN && l_owner(w) == owner &&
@@ -244,7 +304,7 @@ int64_t q_release_owner(q_view *q, log_view *lv, uint32_t owner, uint64_t *out, 
             n++;
         }
     }
-    if (n) log_wake_readers(lv); /* takers asleep at the old head wait for a record, not for head */
+    if (n) wake_takers(q, lv);
     return (int64_t)n;
 }
 
@@ -254,7 +314,7 @@ int q_release(q_view *q, log_view *lv, uint64_t o, uint32_t owner, int failed)
     uint64_t w = mk(lap_of(q, o), owner, L_TAKEN);
     if (atom_load_acquire64(&q->lease[o & q->mask]) != w) return LOG_E_OFFSET; /* pairs with the take CAS */
     if (!release_one(q, o, w, failed)) return LOG_E_OFFSET;
-    log_wake_readers(lv); /* takers asleep at the old head wait for a record, not for head */
+    wake_takers(q, lv);
     return LOG_OK;
 }
 

@@ -56,6 +56,7 @@ class WorkQueue:
             if rc != lib.LOG_OK:
                 self._close_maps()
                 raise ValueError("maxsize %d does not fit the queue's ring of %d slots" % (maxsize, log.slot_count))
+        self._start = log.stats()["start_offset"]
         self._rec = ffi.new("log_rec *")
         self._att = ffi.new("uint32_t *")
         self._at = ffi.new("uint64_t *")
@@ -154,6 +155,10 @@ class WorkQueue:
             return r, self._rec, self._att[0]
         if r == lib.LOG_E_WOULD_BLOCK:
             return None, self._at[0], 0
+        if r == lib.LOG_E_BAD_LAYOUT:  # the leases or their head word cannot be ours: a hostile segment
+            raise CorruptSegmentError("%s: the work queue's lease segment is damaged (its take position or leases "
+                                      "are impossible for the log): remove the queue and create it again"
+                                      % self._qseg.name)
         log._raise(r)
 
     def take(self, owner, timeout=None, on_wait=None, writable=False):
@@ -165,6 +170,8 @@ class WorkQueue:
         self._check()
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         while True:
+            # the release word before the attempt: a release after it ends the sleep below
+            seq = lib.shm_load64(self._qbuf, self._qseg.size, lib.Q_RELEASE_OFF) & 0xFFFFFFFF
             off, at, attempts = self.try_take(owner)
             if off is not None:
                 rec = at
@@ -174,7 +181,9 @@ class WorkQueue:
             left = _CHUNK if deadline is None else min(_CHUNK, deadline - time.monotonic())
             if left <= 0:
                 return None, None, 0
-            if wait_many([self.log], [at], left) is None and on_wait is not None:
+            # a new record at `at`, or a release (an item given back below it)
+            notify = (self._qbuf, self._qseg.size, lib.Q_RELEASE_OFF, seq)
+            if wait_many([self.log], [at], left, notify=notify) is None and on_wait is not None:
                 on_wait()
 
     def ack(self, offset, owner):
@@ -226,6 +235,17 @@ class WorkQueue:
         out["floor"] = int(lib.log_get_floor(self.log._v))
         out["claimed"] = int(lib.log_claimed(self.log._v))
         return out
+
+    def unfinished(self):
+        """Items put (or being put) and not yet done: acked, or skipped as a
+        dead putter's tombstone.  An item a dead taker held is unfinished
+        until another taker acks it.  Never low: the counters are read
+        before the claim, and each is raised after its item is done."""
+        self._check()
+        st = ffi.new("q_stats *")  # its own: join() may poll while another thread asks stats()
+        lib.q_get_stats(self._q, ffi.NULL, st)  # counters only (no scan of the leases)
+        done = st.acked + st.skipped
+        return max(0, lib.log_claimed(self.log._v) - self._start - done)
 
     def qsize(self):
         """Items put and not yet taken (approximate while others work)."""

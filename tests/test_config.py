@@ -57,7 +57,8 @@ def test_values_are_normalised_as_librdkafka_reads_them():
 
 def test_every_key_has_a_validator():
     """A key added to a kind's set without a type and range check fails here."""
-    assert sorted(config.COMMON | config.PRODUCER | config.CONSUMER | config.ADMIN) == sorted(config.VALIDATORS)
+    assert sorted(config.COMMON | config.PRODUCER | config.CONSUMER | config.ADMIN | config.QUEUE) == sorted(
+        config.VALIDATORS)
 
 
 @pytest.mark.parametrize("kind, key, value, words", [

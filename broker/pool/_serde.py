@@ -1,15 +1,18 @@
 """Objects to queue records and back: pickle protocol 5 with out-of-band
 buffers.
 
-A record is ``HEADER | pickle stream | inline buffers``.  Buffers (numpy
-arrays, bytearrays, anything exposing ``__reduce_ex__(5)`` buffers) are never
-pickled into a bytes copy: small ones (< ``BIG``) follow the stream in the
-record; big ones are written once into a segment of their own, named
-``<prefix>.b<pid>_<n>``, which the getter maps without a copy (the object it
-gets views the mapping).  The segment goes when the item is done
-(``discard``), or with the queue (every name starts with its prefix).
+A record is ``HEADER | buffer table | pickle stream | inline buffers``.
+Buffers (numpy arrays, bytearrays, anything exposing ``__reduce_ex__(5)``
+buffers) are never pickled into a bytes copy: small ones (< ``BIG``) follow
+the stream in the record; big ones are written once into a segment of their
+own, named ``<prefix>.b<pid>_<n>``, which the getter maps without a copy (the
+object it gets views the mapping).  Given the ring's largest record
+(``limit``), the largest other buffers, and then the pickle stream itself (a
+100 MB bytes object, say), move to segments too until the record fits.  The
+segments go when the item is done (``discard``), or with the queue (every
+name starts with its prefix).
 
-    data, segs = dumps(obj, prefix)      # segs: big-buffer segment names
+    data, segs = dumps(obj, prefix, limit=max_record)  # segs: segment names
     obj, segs = loads(data)              # ... to discard() once done
 """
 import itertools
@@ -21,8 +24,9 @@ from shm.segment import Segment, unlink
 
 BIG = 1 << 20  # buffers at least this large travel in a segment of their own
 _HDR = struct.Struct("<BBHI")  # magic, version, number of buffers, pickle length
-_BUF = struct.Struct("<BQ")    # kind (0 inline, 1 segment), length
+_BUF = struct.Struct("<BQ")    # kind (0 inline, 1 segment, 2 the stream in a segment), length
 _MAGIC, _VERSION = 0xB5, 1
+_SEGREF = _BUF.size + 2 + 255  # a table entry naming a segment, at most
 _counter = itertools.count()
 
 
@@ -30,69 +34,125 @@ class SerdeError(ValueError):
     pass
 
 
-def dumps(obj, prefix, big=BIG):
-    """(record bytes, [segment names]) for *obj*.  Raises what pickle raises
-    for an unpicklable object (nothing is left behind)."""
+def _new_segment(prefix, data, mode):
+    """Write *data* (a byte view) into a segment of its own; its name."""
+    name = "%s.b%d_%d" % (prefix, os.getpid(), next(_counter))
+    seg = Segment.create(name, max(1, data.nbytes), mode)
+    try:
+        seg.mm[:data.nbytes] = data  # the one copy
+    finally:
+        seg.close()
+    return name
+
+
+def dumps(obj, prefix, big=BIG, limit=None, mode=0o600):
+    """(record bytes, [segment names]) for *obj*.  Buffers of *big* bytes
+    or more go to segments of their own (created with *mode*, the queue's);
+    with *limit* (the ring's largest record), so do the largest others, and
+    the pickle stream itself, until the record fits.  Raises what pickle
+    raises for an unpicklable object (nothing is left behind)."""
     bufs = []
     stream = pickle.dumps(obj, protocol=5, buffer_callback=bufs.append)
-    if not bufs:
+    if not bufs and (limit is None or _HDR.size + len(stream) <= limit):
         return _HDR.pack(_MAGIC, _VERSION, 0, len(stream)) + stream, []
-    parts, inline, segs = [None, stream], [], []
+    views = [pb.raw() for pb in bufs]
+    out = [mv.nbytes >= big for mv in views]  # True: a segment of its own
+    spill_stream = False
+    if limit is not None:
+        def size():
+            n = _HDR.size + (_SEGREF if spill_stream else len(stream))
+            return n + sum(_SEGREF if o else _BUF.size + mv.nbytes for mv, o in zip(views, out))
+        for i in sorted(range(len(views)), key=lambda i: -views[i].nbytes):
+            if size() <= limit:
+                break
+            out[i] = True
+        spill_stream = size() > limit
+    parts, inline, segs = [], [], []
     try:
-        for pb in bufs:
-            mv = pb.raw()
-            n = mv.nbytes
-            if n >= big:
-                name = "%s.b%d_%d" % (prefix, os.getpid(), next(_counter))
-                seg = Segment.create(name, n)
-                segs.append(name)
-                seg.mm[:] = mv  # the one copy
-                seg.close()
-                enc = name.encode()
-                parts.insert(-1, _BUF.pack(1, n) + struct.pack("<H", len(enc)) + enc)
+        if spill_stream:
+            segs.append(_new_segment(prefix, memoryview(stream), mode))
+            parts.append(_ref(2, len(stream), segs[-1]))
+        for mv, o in zip(views, out):
+            if o:
+                segs.append(_new_segment(prefix, mv, mode))
+                parts.append(_ref(1, mv.nbytes, segs[-1]))
             else:
-                parts.insert(-1, _BUF.pack(0, n))
+                parts.append(_BUF.pack(0, mv.nbytes))
                 inline.append(mv)
     except BaseException:
-        for name in segs:
-            unlink(name)
+        discard(segs)
         raise
-    parts[0] = _HDR.pack(_MAGIC, _VERSION, len(bufs), len(stream))
-    return b"".join(parts + inline), segs
+    head = _HDR.pack(_MAGIC, _VERSION, len(parts), 0 if spill_stream else len(stream))
+    return b"".join([head] + parts + ([] if spill_stream else [stream]) + inline), segs
 
 
-def loads(data):
-    """(object, [segment names]) from a record made by dumps.  Big buffers
-    are mapped, not copied: the object views them."""
-    mv = memoryview(data)
+def _ref(kind, n, name):
+    enc = name.encode()
+    return _BUF.pack(kind, n) + struct.pack("<H", len(enc)) + enc
+
+
+def _table(mv):
+    """The record's header and buffer table: (pickle length, [(kind, length,
+    segment name or None)], position after the table)."""
     if len(mv) < _HDR.size:
         raise SerdeError("record of %d bytes is too short for a queue item" % len(mv))
     magic, version, nbufs, plen = _HDR.unpack_from(mv, 0)
     if magic != _MAGIC or version != _VERSION:
         raise SerdeError("record is not a shmbroker queue item (magic %#x, version %d)" % (magic, version))
-    pos, descr, segs = _HDR.size, [], []
+    pos, descr = _HDR.size, []
     for _ in range(nbufs):
+        if pos + _BUF.size > len(mv):
+            raise SerdeError("queue item is truncated in its buffer table")
         kind, n = _BUF.unpack_from(mv, pos)
         pos += _BUF.size
-        if kind == 1:
+        if kind in (1, 2):
             (ln,) = struct.unpack_from("<H", mv, pos)
-            name = bytes(mv[pos + 2:pos + 2 + ln]).decode()
+            name = bytes(mv[pos + 2:pos + 2 + ln]).decode("ascii", "replace")
             pos += 2 + ln
-            segs.append(name)
-            descr.append((1, n, name))
-        else:
+            descr.append((kind, n, name))
+        elif kind == 0:
             descr.append((0, n, None))
-    stream = mv[pos:pos + plen]
-    pos += plen
-    buffers = []
+        else:
+            raise SerdeError("queue item has a buffer of unknown kind %d" % kind)
+    return plen, descr, pos
+
+
+def segments(data):
+    """The segment names an item refers to (to discard an item that could
+    not be loaded); [] if its table is unreadable."""
+    try:
+        return [name for _, _, name in _table(memoryview(data))[1] if name]
+    except (SerdeError, struct.error):
+        return []
+
+
+def loads(data):
+    """(object, [segment names]) from a record made by dumps.  Big buffers
+    (and a spilled stream) are mapped, not copied: the object views them."""
+    mv = memoryview(data)
+    plen, descr, pos = _table(mv)
+    segs = [name for _, _, name in descr if name]
+    stream = None
+    mapped = {}
     for kind, n, name in descr:
-        if kind == 1:
+        if kind:
             seg = Segment.attach(name)
             if seg.size < n:
                 seg.close()
                 raise SerdeError("buffer segment %s holds %d bytes, the item says %d" % (name, seg.size, n))
-            buffers.append(memoryview(seg.mm)[:n])
-        else:
+            view = memoryview(seg.mm)[:n]
+            if kind == 2:
+                stream = view
+            else:
+                mapped[name] = view
+    if stream is None:  # inline: after the table, before the inline buffers
+        stream = mv[pos:pos + plen]
+        pos += plen
+    buffers = []
+    for kind, n, name in descr:
+        if kind == 1:
+            buffers.append(mapped[name])
+        elif kind == 0:
             buffers.append(mv[pos:pos + n])
             pos += n
     if pos > len(mv):
@@ -101,6 +161,11 @@ def loads(data):
 
 
 def discard(segs):
-    """Remove the big-buffer segments of a done item (mappings stay valid)."""
+    """Remove the big-buffer segments of a done item (mappings stay valid).
+    One another user created in a shared namespace may not be ours to
+    unlink (/dev/shm is sticky): it goes with the queue."""
     for name in segs:
-        unlink(name)
+        try:
+            unlink(name)
+        except Exception:  # posix_ipc.PermissionsError is no OSError
+            pass
