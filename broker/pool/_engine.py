@@ -546,7 +546,7 @@ class Engine:
         except Exception:
             state = None
         timed = self._timed_out.pop(pid, None)
-        held = self.wq.held(pid)
+        held = [] if self.terminating else self.wq.held(pid)  # terminate: _shut_down fails what is left
         for o in held:
             self._give_back(o, pid, code, timed == o)
         if held:
@@ -576,7 +576,7 @@ class Engine:
             wq.ack(o, pid)  # its result came: nothing to re-run
             return
         attempts = wq.attempts(o) + 1
-        if sink is None or attempts < self.max_attempts and not self.terminating:
+        if sink is None or attempts < self.max_attempts:
             wq.release(o, pid, failed=True)  # runs again on another worker
             self.retried += 1
             return

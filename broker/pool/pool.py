@@ -296,9 +296,10 @@ class Pool:
     """A process pool with multiprocessing.Pool's API whose workers may die
     without losing a task.  Config keys as for broker.pool.Executor."""
 
+    _state = None
+
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None, context=None, *,
                  max_attempts=3, task_timeout=None, **config):
-        self._state = RUN
         if processes is None:
             processes = os.cpu_count() or 1
         if processes < 1:
@@ -319,6 +320,7 @@ class Pool:
         self._hlock = threading.Lock()
         # garbage-collected while running: terminated, as multiprocessing's is
         self._finalizer = weakref.finalize(self, self._engine.terminate)
+        self._state = RUN
 
     def __repr__(self):
         return "<%s.%s state=%s pool_size=%d>" % (type(self).__module__, type(self).__qualname__, self._state,
@@ -432,7 +434,8 @@ class Pool:
         self._engine.join()
 
     def __enter__(self):
-        self._check_running()
+        if self._state != RUN:
+            raise ValueError("Pool not running")
         return self
 
     def __exit__(self, *exc):
