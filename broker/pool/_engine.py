@@ -29,51 +29,30 @@ its whole life (a retry keeps it), so results carry it.
 import atexit
 import collections
 import itertools
-import multiprocessing
-import multiprocessing.connection
 import os
 import pickle
-import signal
 import threading
 import time
 import types
 import weakref
 
-from shm.errors import ClosedError, ConfigError, QueueFullError, TaskTimeoutError
 from shm._native import ffi, lib
+from shm.errors import ClosedError, ConfigError, QueueFullError
 from shm.log import BLOCK, PartitionLog
 from shm.segment import unlink
 from shm.workqueue import WorkQueue
 
 from . import _serde, _worker
-from ._status import KIND_EXECUTOR, KIND_POOL, PREFIX, STARTING, PoolStatus, RUNNING, EXITED
-from ._worker import CALL, ENC, ERR, INIT, OK, OK_NONE, RES, SPILL, TASK
+from ._manager import Manager, worker_crashed
+from ._status import KIND_POOL, PREFIX, PoolStatus
+from ._worker import INIT, OK_NONE, RES, SPILL, TASK
 
 _seq = itertools.count()
 _engines = weakref.WeakSet()
 _atexit_done = [False]
-_CACHEABLE = (types.FunctionType, types.BuiltinFunctionType)
+os.register_at_fork(after_in_child=_engines.clear)  # a forked child owns none of its parent's pools
 DEFAULTS = {"shm.pool.slots": 8192, "shm.pool.bytes": 1 << 23, "shm.wait": "adaptive", "shm.pool.spin.us": 20}
 _IGNORED = ("bootstrap.servers", "shm.namespace", "client.id")
-STARTUP_DEATHS = 3  # workers dying before they are ready, in a row: the pool is broken
-
-
-def worker_crashed(msg, pid=None, exitcode=None, attempts=None):
-    from shm.errors import WorkerCrashedError
-    e = WorkerCrashedError(msg)
-    e.pid, e.exitcode, e.attempts = pid, exitcode, attempts
-    return e
-
-
-def describe_exit(code):
-    if code is None:
-        return "an unknown exit"
-    if code < 0:
-        try:
-            return "signal %d (%s)" % (-code, signal.Signals(-code).name)
-        except ValueError:
-            return "signal %d" % -code
-    return "exit code %d" % code
 
 
 def parse_config(config):
@@ -108,7 +87,7 @@ def check_positive(name, v, allow_none=True, kind=int):
     return v
 
 
-class Engine:
+class Engine(Manager):
     """Workers, the task queue, results.  ``flavor`` is KIND_EXECUTOR or
     KIND_POOL (how results wrap exceptions is the sinks' business)."""
 
@@ -188,25 +167,24 @@ class Engine:
         t.start()
         return t
 
+    def _forget(self):
+        _engines.discard(self)
+
     def _register_exit(self):
         _engines.add(self)
         if not _atexit_done[0]:
             _atexit_done[0] = True
             atexit.register(_at_exit)  # after multiprocessing's own: runs before it (LIFO)
 
-    def _start_worker(self, slot):
-        p = self.ctx.Process(target=_worker.worker_main, args=(self._spec, slot), daemon=False,
-                             name="shmbroker-pool-worker-%d" % slot)
-        p.start()
-        self._workers[slot] = p
-        return p
-
     # ------------------------------------------------------------------ submit
     def encode(self, kind, fn, payload):
         """The task record for fn over payload, and its segments."""
-        fnb = self._fn_cache.get(fn) if type(fn) in _CACHEABLE else None
+        try:
+            fnb = self._fn_cache.get(fn)
+        except TypeError:  # unhashable callable
+            fnb = None
         if fnb is None:
-            if type(fn) in _CACHEABLE:
+            if _by_name(fn):  # its pickle is its name: made once
                 fnb = pickle.dumps(fn, 5)
                 if len(self._fn_cache) >= 512:
                     self._fn_cache.clear()
@@ -240,6 +218,8 @@ class Engine:
         self.submitted += 1
         if not self._backlog:
             with self._lock:
+                if self.finished:
+                    return self._closed(sink)
                 try:
                     off = self._put(data)
                 except QueueFullError:
@@ -248,8 +228,14 @@ class Engine:
                     sink._off = off
                     self._tasks[off] = sink
                     return
+        if self.terminating:
+            return self._closed(sink)
         self._backlog.append((data, sink))
         self._start_feeder()
+
+    def _closed(self, sink):
+        _serde.discard(sink._segs)
+        sink._engine_fail(ClosedError("the pool was terminated before this task could run"))
 
     def _start_feeder(self):
         if self._feeder is None:
@@ -264,18 +250,25 @@ class Engine:
         wq = WorkQueue.attach(self.wq.name)  # its own log view: blocking puts
         wq.log.block_timeout = 0.1
         try:
-            while not self.finished:
+            while not self.finished and not self.terminating:  # terminate: _shut_down fails the backlog
                 if not self._backlog:
                     self._feed_event.wait(0.1)
                     self._feed_event.clear()
                     continue
-                data, sink = self._backlog[0]
-                if sink._engine_cancelled() or self.terminating:
-                    self._backlog.popleft()
+                try:
+                    data, sink = self._backlog[0]
+                except IndexError:  # emptied meanwhile (_fail_all)
+                    continue
+                if sink._engine_cancelled():
+                    with self._lock:
+                        if self._backlog and self._backlog[0][1] is sink:
+                            self._backlog.popleft()
                     _serde.discard(sink._segs)
                     self._poke()
                     continue
                 with self._lock:
+                    if not self._backlog or self._backlog[0][1] is not sink:
+                        continue
                     try:
                         off = self._put(data)
                     except QueueFullError:
@@ -284,25 +277,35 @@ class Engine:
                     else:
                         sink._off = off
                         self._tasks[off] = sink
+                        self._backlog.popleft()
                 if off is not None:
-                    self._backlog.popleft()
                     continue
                 try:
-                    off = wq.log.append(data)
+                    off = wq.log.append(data)  # waits for room, at most 0.1 s
                 except QueueFullError:
                     with self._lock:
                         self._feeding = False
-                        self._early.clear()
+                        dups, self._early = self._early, {}
+                    for st, val in dups.values():
+                        self._drop(st, val)
                     continue
                 with self._lock:
                     early = self._early.pop(off, None)
-                    self._early.clear()  # anything else there is a re-run's duplicate
+                    dups, self._early = self._early, {}  # anything else is a re-run's duplicate
                     self._feeding = False
-                    sink._off = off
-                    if early is None:
-                        self._tasks[off] = sink
-                self._backlog.popleft()
-                if early is not None:
+                    ours = bool(self._backlog) and self._backlog[0][1] is sink
+                    if ours:
+                        self._backlog.popleft()
+                        sink._off = off
+                        if early is None:
+                            self._tasks[off] = sink
+                for st, val in dups.values():
+                    self._drop(st, val)
+                if not ours:  # failed meanwhile (_fail_all): withdraw it (or ignore its result)
+                    with self._lock:
+                        if not self.finished:
+                            self.wq.cancel(off)
+                elif early is not None:
                     self._deliver([(sink, early[0], early[1])])
                     self.completed()
                 elif sink._engine_cancelled():
@@ -328,7 +331,7 @@ class Engine:
     def completed(self):
         """Futures were completed outside the result path: wake threads
         reading results in result() (they wait on the log and the done word)."""
-        if self._helpers:
+        if self._helpers and not self.finished:
             self.status.bump_done()
 
     def outstanding(self):
@@ -417,18 +420,22 @@ class Engine:
         offs = ffi.new("uint64_t[]", 1)
         dbase, dsize, doff = status.done_notify()
         with self._lock:
+            if self.finished:
+                return  # the mappings are going: wait on the future as usual
             self._helpers += 1
             self._no_helpers.clear()
         try:
             while not sink._engine_done() and not self.finished:
                 d = status.done_value()
                 if rlock.acquire(False):
+                    batch = None
                     try:
                         batch = self._read_locked()
                     finally:
                         rlock.release()
+                        if batch is not None:  # even on Ctrl-C: popped futures must complete
+                            self._handle(batch, True)
                     if batch is not None:
-                        self._handle(batch, True)
                         continue
                 if sink._engine_done():
                     return
@@ -474,244 +481,15 @@ class Engine:
                 continue
             sink._engine_result(st, payload)
 
-    # ------------------------------------------------------------------ manager
-    def _poke(self):
-        try:
-            os.write(self._wake_w, b"x")
-        except (BlockingIOError, OSError):
-            pass  # full: the manager wakes anyway; closed: it is gone
-
-    def _manage(self):
-        try:
-            self._manage_loop()
-        finally:
-            self._shut_down()
-
-    def _manage_loop(self):
-        wait = multiprocessing.connection.wait
-        stop_at = None
-        while True:
-            timeout = None
-            if self.task_timeout is not None:
-                timeout = min(0.05, max(0.002, self.task_timeout / 8))
-            if self._unclaimed is not None:
-                timeout = max(0.0, min(timeout or 1.0, self._unclaimed[1] - time.monotonic()))
-            if stop_at is not None:
-                timeout = 0.05
-            procs = dict(self._workers)
-            ready = wait([p.sentinel for p in procs.values()] + [self._wake_r], timeout)
-            if self._wake_r in ready:
-                try:
-                    while os.read(self._wake_r, 4096):
-                        pass
-                except BlockingIOError:
-                    pass
-            for slot, p in procs.items():
-                if p.sentinel in ready or p.exitcode is not None:
-                    self._on_exit(slot, p)
-            if self._unclaimed is not None and time.monotonic() >= self._unclaimed[1]:
-                seen, self._unclaimed = self._unclaimed[0], None
-                for o in self.rlog.scan_unclaimed():
-                    if o in seen:
-                        self.rlog.tombstone_unclaimed(o)
-            if self.terminating or self.broken is not None or (self.closing and self.outstanding() == 0):
-                if stop_at is None:
-                    stop_at = time.monotonic() + 5.0
-                    self.status.stop()
-                    if self.terminating or self.broken is not None:
-                        for p in self._workers.values():
-                            _signal(p, signal.SIGTERM)
-                if not self._workers:
-                    return
-                if time.monotonic() > stop_at:
-                    for p in self._workers.values():
-                        _signal(p, signal.SIGKILL)
-                continue
-            if self.task_timeout is not None:
-                self._check_timeouts()
-            for slot in range(self.nworkers):
-                if slot not in self._workers and self.broken is None:
-                    try:
-                        self._start_worker(slot)
-                    except Exception as e:
-                        self._break(worker_crashed("cannot start a pool worker: %s: %s" % (type(e).__name__, e)))
-            self._publish()
-
-    def _on_exit(self, slot, p):
-        p.join()
-        code, pid = p.exitcode, p.pid
-        del self._workers[slot]
-        try:
-            _, state, _, _, _ = self.status.running(slot)
-        except Exception:
-            state = None
-        timed = self._timed_out.pop(pid, None)
-        held = [] if self.terminating else self.wq.held(pid)  # terminate: _shut_down fails what is left
-        for o in held:
-            self._give_back(o, pid, code, timed == o)
-        if held:
-            self.status.kick()  # idle workers sleep until a new task: the given-back ones are older
-        self.rlog.repair_dead(pid)  # its half-written result (claimed, not committed): a tombstone
-        un = self.rlog.scan_unclaimed()
-        if un:  # offsets it took but never claimed: tombstoned if still so after a grace
-            self._unclaimed = (set(un), time.monotonic() + 0.05)
-        self.status.set_slot(slot, pid, EXITED)
-        if state == STARTING and code != 0 and not self.terminating and not (self.closing and self.status.stopped()):
-            self._startup_deaths += 1
-            if self._startup_deaths >= STARTUP_DEATHS:
-                self._break(worker_crashed(
-                    "%d pool workers in a row died while starting (last: pid %d, %s): check the initializer "
-                    "and that the worker can import what it needs (spawn/forkserver)"
-                    % (self._startup_deaths, pid, describe_exit(code)), pid, code))
-        elif state != STARTING:
-            self._startup_deaths = 0
-        self._publish()
-
-    def _give_back(self, o, pid, code, timed):
-        wq = self.wq
-        with self._lock:
-            sink = self._tasks.get(o)
-            feeding = self._feeding
-        if sink is None and not feeding:
-            wq.ack(o, pid)  # its result came: nothing to re-run
-            return
-        attempts = wq.attempts(o) + 1
-        if sink is None or attempts < self.max_attempts:
-            wq.release(o, pid, failed=True)  # runs again on another worker
-            self.retried += 1
-            return
-        with self._lock:
-            if self._tasks.get(o) is sink:
-                del self._tasks[o]
-            else:
-                sink = None
-        wq.ack(o, pid)
-        if sink is None:
-            return
-        self.failed += 1
-        _serde.discard(sink._segs)
-        if timed:
-            err = TaskTimeoutError("task ran over task_timeout=%gs %d time(s) (max_attempts=%d); its worker "
-                                   "(last pid %d) was killed each time" % (self.task_timeout, attempts,
-                                                                           self.max_attempts, pid))
-            err.pid, err.exitcode, err.attempts = pid, code, attempts
-        else:
-            err = worker_crashed(
-                "the worker running this task died: pid %d, %s; the task was tried %d time(s) (max_attempts=%d) "
-                "and its worker died each time, so it likely kills the process (segfault, os._exit, out of "
-                "memory). The pool goes on" % (pid, describe_exit(code), attempts, self.max_attempts),
-                pid, code, attempts)
-        sink._engine_fail(err)
-        self.completed()
-        if self.closing:
-            self._poke()
-
-    def _check_timeouts(self):
-        now = time.monotonic_ns()
-        limit = int(self.task_timeout * 1e9)
-        for slot, p in list(self._workers.items()):
-            pid, state, off, start, _ = self.status.running(slot)
-            if state == RUNNING and pid == p.pid and start and now - start > limit and pid not in self._timed_out:
-                _, state2, off2, start2, _ = self.status.running(slot)
-                if (state2, off2, start2) != (state, off, start):
-                    continue  # moved on meanwhile
-                self._timed_out[pid] = off
-                self.timeouts += 1
-                _signal(p, signal.SIGKILL)
-
-    def _break(self, err, cause=None):
-        """The pool cannot run tasks (initializer fails, workers die at
-        start): every outstanding task fails with *err*."""
-        if cause is not None:
-            err.__cause__ = cause
-        if self.broken is None:
-            self.broken = err
-        self._fail_all(self.broken)
-        self._poke()
-
-    def _fail_all(self, err):
-        with self._lock:
-            sinks = list(self._tasks.values())
-            self._tasks.clear()
-            backlog = [s for _, s in self._backlog]
-            self._backlog.clear()
-        for s in sinks + backlog:
-            _serde.discard(s._segs)
-            self.failed += 1
-            s._engine_fail(err)
-        self.completed()
-
-    def _publish(self):
-        try:
-            self.status.publish(self.submitted, self.done, self.retried, self.failed, self.cancelled,
-                                self.timeouts)
-        except Exception:
-            pass  # closed meanwhile
-
-    def _kill_all(self):
-        for p in list(self._workers.values()):
-            _signal(p, signal.SIGKILL)
-            p.join(5)
-        self._workers.clear()
-
-    def _shut_down(self):
-        """Manager thread's last act: workers are gone; stop the threads,
-        remove every segment."""
-        self._kill_all()
-        self.finished = True
-        if self.outstanding():  # terminate, or a bug: never leave a future waiting
-            self._fail_all(self.broken or ClosedError("the pool was terminated before this task finished"))
-        try:
-            self.status.wake()
-            self.status.bump_done()
-        except Exception:
-            pass
-        self._result_thread.join(10)
-        self._feed_event.set()
-        if self._feeder is not None:
-            self._feeder.join(10)
-        self._destroy()
-
-    def _destroy(self):
-        for obj in ("wq", "rlog", "status"):
-            o = getattr(self, obj, None)
-            if o is not None:
-                o.close()
-        _worker.remove_pool_segments(self.prefix)
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._wake_r = self._wake_w = -1
-        _engines.discard(self)
-
-    # ------------------------------------------------------------------ control
-    def close(self):
-        """No new tasks; the workers stop once every task is done."""
-        self.closing = True
-        self._poke()
-
-    def terminate(self):
-        """Stop now: workers are killed, unfinished tasks fail."""
-        self.terminating = True
-        self.closing = True
-        self._poke()
-
-    def join(self, timeout=None):
-        if self._manager is not threading.current_thread():
-            self._manager.join(timeout)
-        return not self._manager.is_alive()
-
-    def worker_pids(self):
-        return [p.pid for p in list(self._workers.values())]
-
-
-def _signal(p, sig):
-    try:
-        os.kill(p.pid, sig)
-    except (ProcessLookupError, TypeError):
-        pass
+def _by_name(fn):
+    """Functions pickled as a name alone (module functions, builtins of a
+    module), whose pickle may be cached; not bound methods (their object
+    travels too)."""
+    t = type(fn)
+    if t is types.FunctionType:
+        return True
+    return t is types.BuiltinFunctionType and isinstance(getattr(fn, "__self__", None), (types.ModuleType,
+                                                                                          type(None)))
 
 
 def _remote(exc, tb):

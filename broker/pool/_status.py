@@ -124,10 +124,12 @@ class PoolStatus:
 
     def kick(self):
         """Idle workers look for tasks again (some were given back)."""
-        lib.shm_futex_wake32(self.cbuf, self.seg.size, KICK_OFF)
+        if self.cbuf is not None:  # not closed
+            lib.shm_futex_wake32(self.cbuf, self.seg.size, KICK_OFF)
 
     def wake(self):
-        lib.shm_futex_wake32(self.cbuf, self.seg.size, WAKE_OFF)
+        if self.cbuf is not None:  # not closed
+            lib.shm_futex_wake32(self.cbuf, self.seg.size, WAKE_OFF)
 
     def kick_notify(self):
         """``notify`` for log_wait_many_ex: the kick word."""
@@ -143,7 +145,8 @@ class PoolStatus:
         return (self.cbuf, self.seg.size, DONE_OFF)
 
     def bump_done(self):
-        lib.shm_futex_wake32(self.cbuf, self.seg.size, DONE_OFF)
+        if self.cbuf is not None:  # not closed
+            lib.shm_futex_wake32(self.cbuf, self.seg.size, DONE_OFF)
 
     # -- owner's counters
     def publish(self, submitted, done, retried, failed, cancelled, timeouts):

@@ -24,7 +24,7 @@ import weakref
 from ._engine import Engine, check_positive
 from ._progress import progress as _progress
 from ._status import KIND_POOL
-from ._worker import CALL, ENC, ERR, MAP, OK, OK_NONE, STAR
+from ._worker import CALL, ERR, MAP, OK, OK_NONE, STAR
 
 __all__ = ["Pool", "ApplyResult", "AsyncResult", "MapResult", "IMapIterator"]
 _log = logging.getLogger("broker.pool")
