@@ -236,3 +236,20 @@ def first_run_blocks_item(args):
     """Pool.map flavour of first_run_blocks: (marks, started, value) -> value."""
     marks, started, value = args
     return first_run_blocks(marks, started, value)[0]
+
+
+def make_list(n):
+    return list(range(n))
+
+
+class LockedError(Exception):
+    """An exception that will not pickle (it holds a lock)."""
+
+    def __init__(self):
+        super().__init__("holds a lock")
+        import threading
+        self.lock = threading.Lock()
+
+
+def raise_unpicklable():
+    raise LockedError()

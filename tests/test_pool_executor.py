@@ -361,3 +361,19 @@ def test_workqueue_cancel(tmp_path):
         assert not wq.cancel(offs[3] + 5)  # not in the queue
     finally:
         wq.destroy()
+
+
+def test_records_over_the_ring_record_size_spill(impl):
+    """Pickles over 1 MiB without out-of-band buffers (a long list) travel
+    in segments of their own, both ways."""
+    big = list(range(400_000))
+    with make(impl) as ex:
+        assert ex.submit(len, big).result(H.DEADLINE) == 400_000
+        assert ex.submit(H.make_list, 400_000).result(H.DEADLINE) == big
+
+
+def test_unpicklable_exception(impl):
+    with make(impl) as ex:
+        with pytest.raises(TypeError, match="pickle"):
+            ex.submit(H.raise_unpicklable).result(H.DEADLINE)
+        assert ex.submit(H.square, 2).result(H.DEADLINE) == 4

@@ -288,3 +288,10 @@ def test_map_from_many_threads():
         for t in ts:
             t.join(H.DEADLINE)
     assert out == {k: [i * i for i in range(k, k + 50)] for k in range(4)}
+
+
+def test_unpicklable_exception_is_maybe_encoding_error(impl):
+    with make(impl) as p:
+        with pytest.raises(mpp.MaybeEncodingError, match="cannot pickle"):
+            p.apply(H.raise_unpicklable)
+        assert p.apply(H.square, (2,)) == 4

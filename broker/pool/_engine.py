@@ -51,6 +51,7 @@ _seq = itertools.count()
 _engines = weakref.WeakSet()
 _atexit_done = [False]
 os.register_at_fork(after_in_child=_engines.clear)  # a forked child owns none of its parent's pools
+# shm.wait: how idle workers wait (adaptive: spin shm.pool.spin.us yielding the CPU, then sleep on the futex)
 DEFAULTS = {"shm.pool.slots": 8192, "shm.pool.bytes": 1 << 23, "shm.wait": "adaptive", "shm.pool.spin.us": 20}
 _IGNORED = ("bootstrap.servers", "shm.namespace", "client.id")
 
@@ -394,7 +395,10 @@ class Engine(Manager):
         offs = ffi.new("uint64_t[]", 1)
         xbase, xsize, xoff = status.wake_notify()
         wait, chunk = lib.log_wait_many_ex, 100_000_000
-        spin, mode = int(self.conf["shm.pool.spin.us"] * 1000), lib.LOG_WAIT_ADAPTIVE
+        # a spin here holds a core (the GIL is released, no yield): only when workers leave one free
+        spare = (os.cpu_count() or 1) > self.nworkers + 1 and self.conf["shm.wait"] != "sleep"
+        spin = int(self.conf["shm.pool.spin.us"] * 1000) if spare else 0
+        mode = lib.LOG_WAIT_ADAPTIVE
         rlock = self._rlock
         while not self.finished:
             if self._helpers:  # a thread in result() reads meanwhile: stay out of its way

@@ -51,7 +51,9 @@ class Spec:
     """What a worker needs (pickled into it under spawn/forkserver)."""
 
     def __init__(self, prefix, owner, flavor, initializer, initargs, max_tasks, max_memory, wait_mode, spin_us):
+        from broker.namespace import proc_start_ticks
         self.prefix, self.owner, self.flavor = prefix, owner, flavor
+        self.owner_start = proc_start_ticks(owner)
         self.initializer, self.initargs = initializer, initargs
         self.max_tasks, self.max_memory = max_tasks, max_memory
         self.wait_mode, self.spin_us = wait_mode, spin_us
@@ -90,9 +92,11 @@ def format_tb(exc):
     return '\n"""\n%s"""' % "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
-def _watch_owner(owner, prefix):
-    """Thread: wait for the pool's owner to die; then remove the pool's
-    segments and leave (nobody is left to read our results)."""
+def _watch_owner(owner, start, prefix):
+    """Thread: wait for the pool's owner (pid and start time: a reused pid is
+    not it) to die; then remove the pool's segments and leave (nobody is
+    left to read our results)."""
+    from broker.namespace import proc_start_ticks
     fd = None
     try:
         fd = os.pidfd_open(owner)
@@ -100,6 +104,8 @@ def _watch_owner(owner, prefix):
         pass  # already gone
     except (AttributeError, OSError):
         fd = -1  # no pidfd here: poll the pid
+    if proc_start_ticks(owner) != start:  # after the open: the pidfd is the owner's if this holds
+        fd = None
     if fd is not None and fd >= 0:
         p = select.poll()
         p.register(fd, select.POLLIN)
@@ -107,12 +113,8 @@ def _watch_owner(owner, prefix):
             pass
     elif fd == -1:
         while True:
-            try:
-                os.kill(owner, 0)
-            except ProcessLookupError:
+            if proc_start_ticks(owner) != start:
                 break
-            except PermissionError:
-                pass
             time.sleep(0.05)  # no pidfd: a liveness poll, 50 ms
     remove_pool_segments(prefix)
     os._exit(0)
@@ -276,7 +278,7 @@ def worker_main(spec, slot):
     """The target of every worker process."""
     global current
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the owner's to handle; it stops us
-    threading.Thread(target=_watch_owner, args=(spec.owner, spec.prefix), daemon=True,
+    threading.Thread(target=_watch_owner, args=(spec.owner, spec.owner_start, spec.prefix), daemon=True,
                      name="shmbroker-pool-owner-watch").start()
     try:
         w = current = Worker(spec, slot)
