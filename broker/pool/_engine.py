@@ -113,7 +113,8 @@ class Engine(Manager):
         self._fn_cache = {}
         self._workers = {}  # slot -> Process
         self._timed_out = {}  # pid -> offset killed for task_timeout
-        self._startup_deaths = 0
+        self._startup_deaths = self._start_fails = 0  # workers that died before they were ready, in a row
+        self._restart_at = 0.0  # no replacement before this (monotonic): a back-off after such deaths
         self._unclaimed = None  # (offsets, when) of result slots claimed by a dead worker, to tombstone
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._feeder = None

@@ -78,6 +78,8 @@ class Manager:
                 timeout = min(0.05, max(0.002, self.task_timeout / 8))
             if self._unclaimed is not None:
                 timeout = max(0.0, min(timeout or 1.0, self._unclaimed[1] - time.monotonic()))
+            if self._restart_at and len(self._workers) < self.nworkers:
+                timeout = max(0.0, min(timeout or 1.0, self._restart_at - time.monotonic()))
             if stop_at is not None:
                 timeout = 0.05
             procs = dict(self._workers)
@@ -111,6 +113,8 @@ class Manager:
                 continue
             if self.task_timeout is not None:
                 self._check_timeouts()
+            if time.monotonic() < self._restart_at:
+                continue  # workers died while starting: a short pause before the next ones
             for slot in range(self.nworkers):
                 if slot not in self._workers and self.broken is None:
                     try:
@@ -139,14 +143,20 @@ class Manager:
             self._unclaimed = (set(un), time.monotonic() + 0.05)
         self.status.set_slot(slot, pid, EXITED)
         if state == STARTING and code != 0 and not self.terminating and not (self.closing and self.status.stopped()):
-            self._startup_deaths += 1
+            # died before it was ready: back off (5 ms doubling to 1 s); killed (OOM killer, a user): not the
+            # pool's fault; anything else (import error, segfault, exit in the initializer) 3 times: broken
+            self._start_fails += 1
+            self._restart_at = time.monotonic() + min(1.0, 0.005 * 2 ** self._start_fails)
+            if code not in (-signal.SIGKILL, -signal.SIGTERM):
+                self._startup_deaths += 1
             if self._startup_deaths >= STARTUP_DEATHS:
                 self._break(worker_crashed(
                     "%d pool workers in a row died while starting (last: pid %d, %s): check the initializer "
                     "and that the worker can import what it needs (spawn/forkserver)"
                     % (self._startup_deaths, pid, describe_exit(code)), pid, code))
         elif state != STARTING:
-            self._startup_deaths = 0
+            self._startup_deaths = self._start_fails = 0
+            self._restart_at = 0.0
         self._publish()
 
     def _give_back(self, o, pid, code, timed):
