@@ -295,3 +295,29 @@ def test_unpicklable_exception_is_maybe_encoding_error(impl):
         with pytest.raises(mpp.MaybeEncodingError, match="cannot pickle"):
             p.apply(H.raise_unpicklable)
         assert p.apply(H.square, (2,)) == 4
+
+
+_EXIT_SCRIPT = """
+import multiprocessing as mp, sys
+sys.path[:0] = {path!r}
+import pool_helpers as H
+from broker.pool import Pool
+p = Pool(2) if {impl!r} == "broker" else mp.get_context("fork").Pool(2)
+print(p.apply(H.getpid), flush=True)
+r = p.apply_async(H.block_forever, ({started!r},))
+H.wait_file({started!r})
+"""
+
+
+def test_interpreter_exit_terminates_a_busy_pool(impl, tmp_path):
+    import os
+    import subprocess
+    import textwrap
+    started = str(tmp_path / "s")
+    script = _EXIT_SCRIPT.format(path=[os.path.dirname(__file__)] + sys.path, impl=impl, started=started)
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
+                       timeout=H.DEADLINE)
+    assert r.returncode == 0, r.stderr
+    worker = int(r.stdout.split()[0])
+    blocked = int(H.wait_file(started))
+    H.wait_until(lambda: not _alive(worker) and not _alive(blocked), "the pool's workers to exit")
