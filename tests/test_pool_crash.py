@@ -60,7 +60,7 @@ def test_pool_sigkill_mid_task_reruns_it(tmp_path):
         r = p.apply_async(H.first_run_blocks, (marks, started, "v"))
         m = p.map_async(H.busy_square, range(100), 3)
         killed = kill_when_started(started)
-        assert r.get(H.DEADLINE)[0] == "v"
+        assert r.get(H.DEADLINE) == ("v", r.get()[1]) and r.get()[1] != killed
         assert m.get(H.DEADLINE) == [i * i for i in range(100)]
         assert stats(p)["retried"] == 1
 
@@ -218,7 +218,7 @@ def test_every_start_method(tmp_path, method):
         assert ex.submit(H.get_global).result(H.DEADLINE) == method
         f = ex.submit(H.first_run_blocks, marks, started, method)
         killed = kill_when_started(started)
-        assert f.result(H.DEADLINE) [0] == method and f.result()[1] != killed
+        assert f.result(H.DEADLINE)[0] == method and f.result()[1] != killed
         assert list(ex.map(H.square, range(20), chunksize=3)) == [i * i for i in range(20)]
     with Pool(2, context=ctx) as p:
         assert p.map(H.square, range(20)) == [i * i for i in range(20)]

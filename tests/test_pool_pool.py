@@ -321,3 +321,35 @@ def test_interpreter_exit_terminates_a_busy_pool(impl, tmp_path):
     worker = int(r.stdout.split()[0])
     blocked = int(H.wait_file(started))
     H.wait_until(lambda: not _alive(worker) and not _alive(blocked), "the pool's workers to exit")
+
+
+def test_terminate_stops_an_endless_imap():
+    """ours: the endless input stops being read, its iterator ends with
+    ClosedError (multiprocessing's keeps feeding, and next() waits for ever)."""
+    import itertools
+    p = Pool(2)
+    it = p.imap(H.square, itertools.count())
+    assert [it.next(H.DEADLINE) for _ in range(5)] == [0, 1, 4, 9, 16]
+    p.terminate()
+    with pytest.raises(ClosedError):
+        for _ in range(10 ** 9):
+            it.next(H.DEADLINE)
+    p._handler.join(H.DEADLINE)
+    assert not p._handler.is_alive()
+
+
+def test_imap_reads_its_input_as_it_is_consumed():
+    """ours: at most shm.pool.slots items of an imap are sent ahead of next()
+    (multiprocessing's reads the whole input at once, endless or not)."""
+    import itertools
+    read = []
+
+    def source():
+        for i in itertools.count():
+            read.append(i)
+            yield i
+    with Pool(2, **{"shm.pool.slots": 16}) as p:
+        it = p.imap(H.square, source())
+        assert [next(it) for _ in range(40)] == [i * i for i in range(40)]
+        H.wait_until(lambda: len(read) >= 40 + 16, "the feeder to fill its room")
+        assert len(read) <= 40 + 16 + 2

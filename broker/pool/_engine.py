@@ -12,8 +12,9 @@ find them:
 
 Threads of the parent (daemons; they never reference the Executor/Pool,
 so those can be garbage-collected while busy):
-  result thread  reads result batches, completes futures (callbacks run here);
-  manager thread waits on the worker sentinels (a death is seen at once):
+  result thread  reads result batches, completes futures (callbacks run here)
+                 - or a thread waiting in result() does, sparing a hop;
+  manager thread (_manager.py) waits on the worker sentinels (a death is seen at once):
                  gives the dead worker's tasks back (``release(failed=True)``)
                  or, at max_attempts, ends them (``ack``) and fails their
                  futures with WorkerCrashedError/TaskTimeoutError; tombstones
@@ -201,12 +202,6 @@ class Engine(Manager):
             segs.append(name)
             rec = TASK.pack(kind | SPILL, 0) + name.encode()
         return rec, segs
-
-    def check_open(self):
-        if self.broken is not None:
-            raise self.broken
-        if self.closing or self.terminating:
-            raise RuntimeError("cannot schedule new tasks after shutdown")
 
     def submit(self, kind, fn, payload, sink):
         """Queue one task; its outcome goes to sink._engine_result/_engine_fail.

@@ -21,6 +21,8 @@ import time
 import warnings
 import weakref
 
+from shm.errors import ClosedError
+
 from ._engine import Engine, check_positive
 from ._progress import progress as _progress
 from ._status import KIND_POOL
@@ -197,6 +199,8 @@ class IMapIterator:
         self._index = 0
         self._length = None
         self._bar, self._chunksize = bar, chunksize
+        self._sent = 0  # items the feeder sent; it stays at most `room` ahead of next()
+        self._feeder_waits = False
 
     def __iter__(self):
         return self
@@ -219,6 +223,8 @@ class IMapIterator:
                     raise multiprocessing.TimeoutError from None
                 self._cond.wait(left)
             self._index += 1
+            if self._feeder_waits:
+                self._cond.notify_all()
         if success:
             return value
         raise value
@@ -234,6 +240,16 @@ class IMapIterator:
             self._cond.notify()
         if self._bar is not None:
             self._bar.update(len(value) if success and self._chunksize > 1 else 1)
+
+    def _wait_room(self, room, engine):
+        """The feeder: wait while *room* items are sent and not yet consumed
+        (an endless or huge input does not fill memory)."""
+        with self._cond:
+            self._sent += 1
+            while self._sent - self._index > room and not engine.terminating:
+                self._feeder_waits = True
+                self._cond.wait(0.1)
+            self._feeder_waits = False
 
     def _set_length(self, n):
         with self._cond:
@@ -270,15 +286,19 @@ class _ISink:
 
 def _feed(engine, jobs):
     """The task handler thread: feeds imap's iterables (lazily, in order)."""
+    room = engine.conf["shm.pool.slots"]  # tasks of one imap sent and not yet consumed, at most
     for job in iter(jobs.get, None):
         it, kind, fn, iterable, chunksize = job
         i = -1
         try:
             src = iter(iterable)
             while True:
+                if engine.terminating:
+                    raise ClosedError("the pool was terminated before this item was sent")
                 chunk = list(itertools.islice(src, chunksize))
                 if not chunk:
                     break
+                it._wait_room(room, engine)
                 i += 1
                 s = _ISink(it, i)
                 if chunksize == 1:
