@@ -377,3 +377,26 @@ def test_unpicklable_exception(impl):
         with pytest.raises(TypeError, match="pickle"):
             ex.submit(H.raise_unpicklable).result(H.DEADLINE)
         assert ex.submit(H.square, 2).result(H.DEADLINE) == 4
+
+
+def test_many_threads_wait_on_the_same_futures(impl):
+    import threading
+    with make(impl) as ex:
+        fs = [ex.submit(H.square, i) for i in range(400)]
+        out, errs = [], []
+
+        def waiter(k):
+            try:
+                if k % 2:
+                    out.append(sum(f.result(H.DEADLINE) for f in fs))
+                else:
+                    done, _ = cf.wait(fs, timeout=H.DEADLINE)
+                    out.append(sum(f.result() for f in done))
+            except BaseException as e:  # reported below
+                errs.append(e)
+        ts = [threading.Thread(target=waiter, args=(k,)) for k in range(6)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(H.DEADLINE)
+        assert not errs and out == [sum(i * i for i in range(400))] * 6

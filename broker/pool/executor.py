@@ -38,50 +38,13 @@ class RemoteTraceback(Exception):
 _cond_lock = threading.Lock()
 
 
-class _Future(concurrent.futures.Future):
-    """A Future whose queued task can be withdrawn by cancel().
-
-    Its ``_condition`` is made on first use (wait, result, callbacks): a
-    burst of submits then leaves 3 objects per future for the garbage
-    collector to walk instead of 10.  A future nobody has touched is
-    completed under ``_cond_lock`` without one: nobody can wait on it or
-    have added a callback (both take the condition)."""
+class _FutureBase(concurrent.futures.Future):
+    """A Future whose queued task can be withdrawn by cancel(), and whose
+    result() reads the pool's results itself while it waits."""
 
     _off = None
     _segs = ()
     _engine = None
-
-    def __init__(self):
-        self._state = PENDING
-        self._result = None
-        self._exception = None
-        self._waiters = []
-        self._done_callbacks = []
-
-    @property
-    def _condition(self):
-        d = self.__dict__
-        c = d.get("_cond")
-        if c is None:
-            with _cond_lock:
-                c = d.get("_cond")
-                if c is None:
-                    c = d["_cond"] = threading.Condition()
-        return c
-
-    def _finish_untouched(self, result, exception):
-        """Complete without a condition if none exists; False otherwise."""
-        d = self.__dict__
-        if "_cond" in d:
-            return False
-        with _cond_lock:
-            if "_cond" in d:
-                return False
-            if self._state in (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED):
-                raise InvalidStateError("%s: %r" % (self._state, self))
-            self._result, self._exception = result, exception
-            self._state = FINISHED
-        return True
 
     # a FINISHED future never changes again: read it without the condition
     def done(self):
@@ -118,14 +81,6 @@ class _Future(concurrent.futures.Future):
         eng.help_until(self, timeout)
         return max(0.0, end - time.monotonic())
 
-    def set_result(self, result):
-        if not self._finish_untouched(result, None):
-            super().set_result(result)
-
-    def set_exception(self, exception):
-        if not self._finish_untouched(None, exception):
-            super().set_exception(exception)
-
     def cancel(self):
         with self._condition:
             if self._state == PENDING and self._engine is not None and not self._engine.cancel_queued(self):
@@ -159,6 +114,60 @@ class _Future(concurrent.futures.Future):
             self.set_exception(exc)
         except InvalidStateError:
             pass
+
+
+class _LazyCondition:
+    """Mixin: the Future's ``_condition`` is made on first use (wait,
+    result, callbacks), so a burst of submits leaves 3 objects per future
+    for the garbage collector to walk instead of 10.  A future nobody has
+    touched is completed under ``_cond_lock`` without one: nobody can wait
+    on it or have added a callback (both take the condition).  Used only
+    when Future's attributes are the ones we know (checked at import)."""
+
+    def __init__(self):
+        self._state = PENDING
+        self._result = None
+        self._exception = None
+        self._waiters = []
+        self._done_callbacks = []
+
+    @property
+    def _condition(self):
+        d = self.__dict__
+        c = d.get("_cond")
+        if c is None:
+            with _cond_lock:
+                c = d.get("_cond")
+                if c is None:
+                    c = d["_cond"] = threading.Condition()
+        return c
+
+    def _finish_untouched(self, result, exception):
+        """Complete without a condition if none exists; False otherwise."""
+        d = self.__dict__
+        if "_cond" in d:
+            return False
+        with _cond_lock:
+            if "_cond" in d:
+                return False
+            if self._state in (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED):
+                raise InvalidStateError("%s: %r" % (self._state, self))
+            self._result, self._exception = result, exception
+            self._state = FINISHED
+        return True
+
+    def set_result(self, result):
+        if not self._finish_untouched(result, None):
+            super().set_result(result)
+
+    def set_exception(self, exception):
+        if not self._finish_untouched(None, exception):
+            super().set_exception(exception)
+
+
+_KNOWN = {"_condition", "_state", "_result", "_exception", "_waiters", "_done_callbacks"}
+_Future = type("_Future", (_LazyCondition, _FutureBase) if set(vars(concurrent.futures.Future())) == _KNOWN
+               else (_FutureBase,), {"__module__": __name__})
 
 
 def _validate(max_workers, initializer, max_tasks_per_child, max_attempts, task_timeout, max_memory):
