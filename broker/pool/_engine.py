@@ -51,7 +51,22 @@ from ._worker import INIT, OK_NONE, RES, SPILL, TASK
 _seq = itertools.count()
 _engines = weakref.WeakSet()
 _atexit_done = [False]
-os.register_at_fork(after_in_child=_engines.clear)  # a forked child owns none of its parent's pools
+
+
+def _after_fork_in_child():
+    """A child forked by hand (os.fork) owns none of its parent's pools: it
+    forgets them, and their workers (or multiprocessing's exit would try to
+    join the parent's children)."""
+    import multiprocessing.process as mpp
+    children = getattr(mpp, "_children", None)
+    for e in list(_engines):
+        for p in list(e._workers.values()):
+            if children is not None:
+                children.discard(p)
+    _engines.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 # shm.wait: how idle workers wait (adaptive: spin shm.pool.spin.us yielding the CPU, then sleep on the futex)
 DEFAULTS = {"shm.pool.slots": 8192, "shm.pool.bytes": 1 << 23, "shm.wait": "adaptive", "shm.pool.spin.us": 20}
 _IGNORED = ("bootstrap.servers", "shm.namespace", "client.id")
