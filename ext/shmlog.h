@@ -206,3 +206,6 @@ int64_t q_held(q_view *q, log_view *lv, uint32_t owner, uint64_t *out, uint64_t 
 int q_get_stats(q_view *q, log_view *lv, q_stats *out);
 /* How often offset o was given back as a failed attempt (its taker died). */
 uint32_t q_attempts(q_view *q, uint64_t o);
+/* Cancel offset o while no taker has it: it is never taken (counted as
+ * skipped).  LOG_OK, or LOG_E_OFFSET if it is taken, done or not in the ring. */
+int q_cancel(q_view *q, log_view *lv, uint64_t o);

@@ -358,3 +358,27 @@ int q_get_stats(q_view *q, log_view *lv, q_stats *out)
     }
     return LOG_OK;
 }
+
+/* Cancel offset o before any taker has it (an executor's Future.cancel): its
+ * free lease becomes DONE without an owner, as skip() does, so no taker ever
+ * gets it and the floor may pass it.  LOG_OK, or LOG_E_OFFSET when a taker
+ * holds it, it is done, or it is not in the ring. */
+int q_cancel(q_view *q, log_view *lv, uint64_t o)
+{
+    if (!q || !q->h || !lv) return LOG_E_BAD_ARG;
+    if (o >= log_claimed(lv) || o < log_get_floor(lv)) return LOG_E_OFFSET;
+    uint64_t *l = &q->lease[o & q->mask];
+    uint64_t w = atom_load_acquire64(l); /* pairs with the lease CASes */
+    int64_t d = lap_diff(l_lap(w), lap_of(q, o));
+    if (d > 0 || (d == 0 && l_state(w) != L_FREE)) return LOG_E_OFFSET;
+    /* acq_rel CAS: pairs with the take CAS in q_take (exactly one of the two
+     * moves this free value).  TAKEN by owner 0 (no taker's token, so no ack,
+     * release or take matches it) while the attempts are zeroed */
+    if (!atom_cas64(l, &w, mk(lap_of(q, o), 0, L_TAKEN))) return LOG_E_OFFSET;
+    /* a released item may carry attempts: zero them for the slot's next lap */
+    __atomic_store_n(&q->attempts[o & q->mask], 0, __ATOMIC_RELAXED); /* ordered by the release store below */
+    atom_store_release64(l, mk(lap_of(q, o), 0, L_DONE)); /* pairs with raise_floor's acquire of DONE */
+    atom_fetch_add_relaxed64(&q->h->skipped, 1);
+    raise_floor(q, lv, 4096);
+    return LOG_OK;
+}

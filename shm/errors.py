@@ -152,12 +152,46 @@ class QueueFullError(KafkaException, BufferError):
     code = KafkaError._QUEUE_FULL
 
 
-class WorkerCrashedError(KafkaException):
-    code = KafkaError._FAIL
+class TaskTimeoutError(KafkaException, TimeoutError):
+    """A pool task ran longer than its ``task_timeout``: its worker was killed (each time it was tried)."""
+
+    code = KafkaError._TIMED_OUT
+
+
+def _worker_crashed_error():
+    """WorkerCrashedError is also a ``concurrent.futures.process.BrokenProcessPool``; that module
+    imports multiprocessing (~30 ms), so the class is made on first use (PEP 562), not at import."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    class WorkerCrashedError(KafkaException, BrokenProcessPool):
+        """A pool worker died (killed, crashed, ``os._exit``) running a task, as often as the pool's
+        ``max_attempts`` allows; ``pid``, ``exitcode`` (negative: the signal) and ``attempts`` say how.
+        Also a ``BrokenProcessPool``, so code written for ProcessPoolExecutor catches it, but the pool
+        itself goes on."""
+
+        code = KafkaError._FAIL
+        pid = exitcode = attempts = None
+
+    WorkerCrashedError.__module__ = __name__
+    WorkerCrashedError.__qualname__ = "WorkerCrashedError"
+    return WorkerCrashedError
+
+
+_lazy_lock = __import__("threading").Lock()
+
+
+def __getattr__(name):
+    if name == "WorkerCrashedError":
+        with _lazy_lock:  # one class, whichever thread asks first
+            cls = globals().get(name)
+            if cls is None:
+                cls = globals()[name] = _worker_crashed_error()
+        return cls
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
 __all__ = [
     "KafkaError", "KafkaException", "UnknownTopicError", "TopicExistsError", "MessageTooLargeError",
     "OffsetOutOfRangeError", "InvalidNameError", "ConfigError", "CorruptSegmentError", "NamespaceError",
-    "ClosedError", "QueueFullError", "WorkerCrashedError",
+    "ClosedError", "QueueFullError", "WorkerCrashedError", "TaskTimeoutError",
 ]

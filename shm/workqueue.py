@@ -209,6 +209,13 @@ class WorkQueue:
             self.log._raise(n)
         return [buf[i] for i in range(min(n, cap))]
 
+    def cancel(self, offset):
+        """Withdraw *offset* while no taker has it: True, and it is never
+        taken (its slot frees like an acked one); False if a taker holds
+        it, it is done, or it is not in the queue."""
+        self._check()
+        return lib.q_cancel(self._q, self.log._v, offset) == lib.LOG_OK
+
     def attempts(self, offset):
         """How often *offset* was given back as a failed attempt."""
         self._check()

@@ -45,19 +45,59 @@ def stat_snapshot(ns):
     return parts, members, ns.supervisor_pid(), groups
 
 
+def pool_lines(prev, now, prev_t):
+    """The pool section: every Executor/Pool on the host (they belong to no
+    namespace), its tasks and rate, and each worker with CPU and RSS."""
+    from broker.pool._status import pool_snapshots
+    snaps = pool_snapshots()
+    if not snaps:
+        return []
+    out = ["%-24s %-8s %8s %7s %7s %7s %10s %7s %6s %9s" % (
+        "POOL", "KIND", "OWNER", "WORKERS", "QUEUED", "RUNNING", "DONE", "RETRIED", "FAILED", "RATE/S"),
+           "  %-8s %-9s %8s %6s %8s  %s" % ("PID", "STATE", "TASKS", "CPU%", "RSS-MiB", "STATUS")]
+    for s in snaps:
+        t = s["tasks"]
+        key = ("pool", s["name"])
+        rate = ((t["done"] - prev[key]) / (now - prev_t)) if key in prev and prev_t and now > prev_t else 0.0
+        prev[key] = t["done"]
+        owner = "%d%s" % (s["owner"], "" if s["owner_alive"] else "(gone)")
+        out.append("%-24s %-8s %8s %7d %7d %7d %10d %7d %6d %9.0f" % (
+            s["name"][:-2], s["kind"], owner, len(s["workers"]), t["queued"], t["running"], t["done"],
+            t["retried"], t["failed"], rate))
+        for w in s["workers"]:
+            status, cpu, rss, _ = _proc_view(w["pid"])
+            out.append("  %-8d %-9s %8d %6.1f %8.1f  %s" % (w["pid"], w["state"], w["tasks"], cpu, rss, status))
+    return out
+
+
 def cmd_stat(args):
     import time
-    ns = _attach(args)
+    from shm.errors import KafkaException
+    try:
+        ns = _attach(args)
+    except KafkaException:
+        from broker.pool._status import list_pools
+        if not list_pools():
+            raise
+        ns = None  # no namespace, but pools: show them
     tty = sys.stdout.isatty()
     prev, prev_t = {}, None
     n = 0
     try:
         while args.count is None or n < args.count:
-            parts, members, sup, groups = stat_snapshot(ns)
             now = time.monotonic()
             out = []
             if tty:
                 out.append("\x1b[H\x1b[2J")  # refresh in place
+            if ns is None:
+                out.extend(pool_lines(prev, now, prev_t) or ["no namespace and no pool"])
+                print("\n".join(out), flush=True)
+                prev_t = now
+                n += 1
+                if args.count is None or n < args.count:
+                    time.sleep(args.interval)
+                continue
+            parts, members, sup, groups = stat_snapshot(ns)
             out.append("namespace %s  supervisor %s" % (ns.name, sup or "none"))
             out.append("%-24s %9s %12s %12s %11s %7s %10s %7s %6s" % (
                 "TOPIC", "PARTITION", "LOW", "HIGH", "RATE/S", "WAITERS", "TOMBSTONES", "REPAIRS", "LAPS"))
@@ -80,6 +120,7 @@ def cmd_stat(args):
                 for r in rows:
                     out.append("%-16s %-16s %9d %12s %12d %8s %10d %-8s %s" % (name, r[1], r[2], r[3], r[4], r[5],
                                                                                r[11], r[9], state))
+            out.extend(pool_lines(prev, now, prev_t))
             print("\n".join(out), flush=True)
             prev_t = now
             n += 1
@@ -88,12 +129,14 @@ def cmd_stat(args):
     except KeyboardInterrupt:
         pass
     finally:
-        ns.close()
+        if ns is not None:
+            ns.close()
     return 0
 
 
 def add(tool):
     """Register this module's tools (``tool`` makes a subparser)."""
-    t = tool("stat", cmd_stat, "live counters of every partition and member (like AeronStat)")
+    t = tool("stat", cmd_stat, "live counters of every partition and member (like AeronStat), and of every "
+             "process pool (broker.pool.Executor/Pool) on the host")
     t.add_argument("--interval", type=pos_float, default=1.0, help="seconds between refreshes")
     t.add_argument("--count", type=nonneg_int, help="print this many snapshots, then exit")
