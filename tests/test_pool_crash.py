@@ -283,3 +283,16 @@ def test_workers_that_die_while_starting_break_the_pool():
         assert ei.value.exitcode == 3
         with pytest.raises(WorkerCrashedError):
             ex.submit(H.square, 2)
+
+
+def test_max_memory_counts_the_workers_own_pages():
+    """A forked worker's RSS counts the parent's pages it shares copy-on-write:
+    a parent of 200 MB must not get a 150 MB limit's worker recycled after
+    every task."""
+    big = np.ones((200 << 20) // 8)  # touched: resident in the parent, shared with forked workers
+    with Executor(1, max_memory_per_child=150 << 20, mp_context=mp.get_context("fork")) as ex:
+        pids = {ex.submit(H.getpid).result(H.DEADLINE) for _ in range(5)}
+        assert len(pids) == 1, "a worker under the limit was recycled: %s" % sorted(pids)
+        p1 = ex.submit(H.hog, 200 << 20).result(H.DEADLINE)
+        assert ex.submit(H.getpid).result(H.DEADLINE) != p1  # its own 200 MB still count
+    assert big[0] == 1.0
