@@ -7,7 +7,6 @@ inside) and blocks until the test creates another; every wait has a
 deadline."""
 import os
 import signal
-import sys
 import time
 
 import psutil
@@ -195,13 +194,8 @@ def our_children():
 
 
 def wait_until(pred, what, timeout=DEADLINE):
-    end = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > end:
-            import faulthandler
-            faulthandler.dump_traceback(file=sys.stderr)
-            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
-        time.sleep(0.002)
+    from conftest import deadline_wait
+    deadline_wait(pred, timeout, what)
 
 
 @pytest.fixture

@@ -192,13 +192,17 @@ def test_parent_sigkill_workers_exit_and_clean_up(tmp_path, method, cls, kids):
         try:
             os.close(r)
             _own_a_pool(method, w, cls)
+        except BaseException:  # the parent shows why
+            import traceback
+            os.write(w, ("ERROR " + traceback.format_exc().replace("\n", " | ") + "\n").encode())
         finally:
             os._exit(1)
     kids.append(pid)
     os.close(w)
     with os.fdopen(r) as f:
-        line = f.readline().split()
-    assert line, "the pool's owner did not report"
+        text = f.readline()
+    line = text.split()
+    assert line and line[0] != "ERROR", "the pool's owner did not report: %s" % text
     prefix, workers = line[0], [int(x) for x in line[1:]]
     stem = prefix.lstrip("/") + "."
     assert any(f.startswith(stem) for f in os.listdir("/dev/shm"))

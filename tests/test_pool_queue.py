@@ -453,22 +453,29 @@ def _get_and_exit(q, got):
     got.put(q.get(timeout=DEADLINE))
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_sigkilled_getter_item_goes_to_another(ns, method):
+def _item_of_a_killed_getter(q, item, method="fork"):
+    """Put *item*, let a child (started with *method*) get it and hold it,
+    check that nobody else can get it meanwhile, SIGKILL the child, and
+    return what this process gets next: the supervisor gives the item back."""
     ctx = mp.get_context(method)
-    q = broker.Queue(**{"shm.namespace": ns})
     got, hold = ctx.Queue(), ctx.Event()
-    q.put({"job": 1})
+    q.put(item)
     p = ctx.Process(target=_get_and_hold, args=(q, got, hold))
     p.start()
     try:
-        assert got.get(timeout=DEADLINE) == {"job": 1}
+        assert got.get(timeout=DEADLINE) == item
         with pytest.raises(queue.Empty):
             q.get_nowait()  # held by the child
         os.kill(p.pid, signal.SIGKILL)
-        assert q.get(timeout=DEADLINE) == {"job": 1}  # the supervisor gave it back
+        return q.get(timeout=DEADLINE)
     finally:
         _reap([p])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_sigkilled_getter_item_goes_to_another(ns, method):
+    q = broker.Queue(**{"shm.namespace": ns})
+    assert _item_of_a_killed_getter(q, {"job": 1}, method) == {"job": 1}
     st = q._att.wq.stats()
     assert (st["released"], st["taken"], st["in_flight"]) == (1, 2, 1)
     assert q._att.wq.attempts(0) == 1
@@ -502,24 +509,9 @@ def test_getter_that_exits_normally_keeps_its_item(ns):
     q.close()
 
 
-def _take_without_task_done(q, got, hold):
-    got.put(q.get(timeout=DEADLINE))
-    hold.wait(DEADLINE)
-
-
 def test_joinable_item_of_a_killed_getter_stays_unfinished(ns):
-    ctx = mp.get_context("fork")
     q = broker.JoinableQueue(**{"shm.namespace": ns})
-    got, hold = ctx.Queue(), ctx.Event()
-    q.put("t")
-    p = ctx.Process(target=_take_without_task_done, args=(q, got, hold))
-    p.start()
-    try:
-        assert got.get(timeout=DEADLINE) == "t"
-        os.kill(p.pid, signal.SIGKILL)
-        assert q.get(timeout=DEADLINE) == "t"
-    finally:
-        _reap([p])
+    assert _item_of_a_killed_getter(q, "t") == "t"  # the child took it without task_done
     assert q._att.wq.unfinished() == 1
     joined = threading.Event()
     threading.Thread(target=lambda: (q.join(), joined.set()), daemon=True).start()
@@ -637,17 +629,7 @@ def test_supervisor_sweeps_orphans_and_skips_bad_segments(ns):
         seg.close()
     deadline_wait(lambda: not exists(orphan) and not exists(orphan + ".q"), DEADLINE, "the orphan to be removed")
     assert exists(junk) and exists(bad)
-    ctx = mp.get_context("fork")
-    got, hold = ctx.Queue(), ctx.Event()
-    q.put("x")
-    p = ctx.Process(target=_get_and_hold, args=(q, got, hold))
-    p.start()
-    try:
-        assert got.get(timeout=DEADLINE) == "x"
-        os.kill(p.pid, signal.SIGKILL)
-        assert q.get(timeout=DEADLINE) == "x"
-    finally:
-        _reap([p])
+    assert _item_of_a_killed_getter(q, "x") == "x"
 
     def logged(*lines):
         with open(log_path(ns)) as f:
