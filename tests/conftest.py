@@ -16,6 +16,11 @@ from shm.segment import unlink
 
 _counter = itertools.count()
 
+#: the sanitizer pass (ext/sanitize.sh) preloads libasan: C++ extensions
+#: (matplotlib's) cannot throw under it, ASan's own SIGSEGV handler ends a
+#: crashing process, and its shadow memory inflates every process's RSS
+UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
+
 
 class LogFactory:
     """Creates partition logs under a prefix unique to one test; ``cleanup``

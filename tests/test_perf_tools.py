@@ -14,13 +14,18 @@ import pytest
 from broker import latency
 from broker.latency import Pacer, Stage, Stages
 
+from conftest import UNDER_ASAN
+
 try:
+    if UNDER_ASAN:
+        raise ImportError("matplotlib's C++ extension cannot run under the ASan preload")
     import matplotlib  # noqa: F401
     HAVE_MPL = True
 except ImportError:
     HAVE_MPL = False
 needs_extra = pytest.mark.skipif(not (latency.have_hdrh() and HAVE_MPL),
-                                 reason="the shmbroker[perf] extra (hdrhistogram, matplotlib) is not installed")
+                                 reason="the shmbroker[perf] extra (hdrhistogram, matplotlib) is not installed, "
+                                        "or this is the ASan pass")
 
 F, F1, F2, F4, F6 = r"\d+\.\d+", r"\d+\.\d", r"\d+\.\d\d", r"(?:\d+\.\d{4}|Infinity|NaN)", r"\d+\.\d{6}"
 # Kafka's ProducerPerformance: printWindow every 5 s, printTotal at the end

@@ -77,8 +77,8 @@ def cmd_stat(args):
         ns = _attach(args)
     except KafkaException:
         from broker.pool._status import list_pools
-        if not list_pools():
-            raise
+        if args.namespace or getattr(args, "bootstrap_server", None) or not list_pools():
+            raise  # a namespace asked for by name must exist, pools or not
         ns = None  # no namespace, but pools: show them
     tty = sys.stdout.isatty()
     prev, prev_t = {}, None
