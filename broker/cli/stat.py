@@ -1,4 +1,5 @@
 """`shmbroker stat`: live counters of every partition and member (like AeronStat)."""
+import os
 import sys
 
 from . import _attach, nonneg_int, pos_float
@@ -77,7 +78,8 @@ def cmd_stat(args):
         ns = _attach(args)
     except KafkaException:
         from broker.pool._status import list_pools
-        if args.namespace or getattr(args, "bootstrap_server", None) or not list_pools():
+        named = args.namespace is not None or getattr(args, "bootstrap_server", None) or "SHMBROKER_NAMESPACE" in os.environ
+        if named or not list_pools():
             raise  # a namespace asked for by name must exist, pools or not
         ns = None  # no namespace, but pools: show them
     tty = sys.stdout.isatty()
