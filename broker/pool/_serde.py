@@ -53,6 +53,16 @@ def dumps(obj, prefix, big=BIG, limit=None, mode=0o600):
     raises for an unpicklable object (nothing is left behind)."""
     bufs = []
     stream = pickle.dumps(obj, protocol=5, buffer_callback=bufs.append)
+    return assemble(stream, bufs, prefix, big, limit, mode)
+
+
+def head(stream):
+    """The header of a record holding *stream* alone (no buffers)."""
+    return _HDR.pack(_MAGIC, _VERSION, 0, len(stream))
+
+
+def assemble(stream, bufs, prefix, big=BIG, limit=None, mode=0o600):
+    """dumps, given the pickle *stream* and its out-of-band *bufs*."""
     if not bufs and (limit is None or _HDR.size + len(stream) <= limit):
         return _HDR.pack(_MAGIC, _VERSION, 0, len(stream)) + stream, []
     views = [pb.raw() for pb in bufs]
