@@ -198,20 +198,27 @@ class Engine(Manager):
     def encode(self, kind, fn, payload):
         """The task record for fn over payload, and its segments."""
         try:
-            fnb = self._fn_cache.get(fn)
+            heads = self._fn_cache.get(fn)
         except TypeError:  # unhashable callable
-            fnb = None
-        if fnb is None:
+            heads = None
+        if heads is None:
             if _by_name(fn):  # its pickle is its name: made once
                 fnb = pickle.dumps(fn, 5)
+                heads = [TASK.pack(k, len(fnb)) + fnb for k in range(4)]  # by kind (CALL, STAR, MAP)
                 if len(self._fn_cache) >= 512:
                     self._fn_cache.clear()
-                self._fn_cache[fn] = fnb
+                self._fn_cache[fn] = heads
             else:
-                fnb = b""
+                heads = _NO_FN
                 payload = (fn,) + payload
-        data, segs = _serde.dumps(payload, self.prefix)
-        rec = TASK.pack(kind, len(fnb)) + fnb + data
+        bufs = []
+        stream = _dumps(payload, 5, buffer_callback=bufs.append)
+        if bufs:
+            data, segs = _serde.assemble(stream, bufs, self.prefix)
+            rec = heads[kind] + data
+        else:
+            segs = []
+            rec = heads[kind] + _serde.head(stream) + stream
         if len(rec) > self._max_record:
             name = _worker.spill(rec, self.prefix)
             segs.append(name)
@@ -495,6 +502,10 @@ class Engine(Manager):
                 sink._engine_fail(e)
                 continue
             sink._engine_result(st, payload)
+
+_NO_FN = [TASK.pack(k, 0) for k in range(4)]  # task heads by kind, the function in the payload
+_dumps = pickle.dumps
+
 
 def _by_name(fn):
     """Functions pickled as a name alone (module functions, builtins of a

@@ -15,12 +15,14 @@ name starts with its prefix).
     data, segs = dumps(obj, prefix, limit=max_record)  # segs: segment names
     obj, segs = loads(data)              # ... to discard() once done
 """
+import errno
 import itertools
 import os
 import pickle
 import struct
 
-from shm.segment import Segment, unlink
+from shm.errors import ConfigError, NamespaceError
+from shm.segment import SHM_DIR, Segment, human, shm_free, unlink
 
 BIG = 1 << 20  # buffers at least this large travel in a segment of their own
 _HDR = struct.Struct("<BBHI")  # magic, version, number of buffers, pickle length
@@ -35,13 +37,32 @@ class SerdeError(ValueError):
 
 
 def _new_segment(prefix, data, mode):
-    """Write *data* (a byte view) into a segment of its own; its name."""
+    """Write *data* (a byte view) into a segment of its own; its name.
+    Written with pwrite, not through a mapping: the kernel copies straight
+    into the pages it allocates (no zeroing pass as posix_fallocate does, no
+    page fault per 4 KiB); a full /dev/shm is an error here, not a SIGBUS."""
     name = "%s.b%d_%d" % (prefix, os.getpid(), next(_counter))
-    seg = Segment.create(name, max(1, data.nbytes), mode)
+    path = SHM_DIR + name
     try:
-        seg.mm[:data.nbytes] = data  # the one copy
-    finally:
-        seg.close()
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    except FileExistsError:
+        raise NamespaceError("shared memory %s already exists: remove the stale one" % name) from None
+    try:
+        os.fchmod(fd, mode)  # whatever the umask
+        total = data.nbytes
+        if total == 0:
+            os.ftruncate(fd, 1)
+        done = 0
+        while done < total:
+            done += os.pwrite(fd, data[done:], done)  # the one copy
+    except BaseException as exc:
+        os.close(fd)
+        unlink(name)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.ENOMEM):
+            raise ConfigError("not enough shared memory: %d bytes needed, %s free in %s"
+                              % (total, human(shm_free()), SHM_DIR)) from None
+        raise
+    os.close(fd)
     return name
 
 
@@ -53,6 +74,16 @@ def dumps(obj, prefix, big=BIG, limit=None, mode=0o600):
     raises for an unpicklable object (nothing is left behind)."""
     bufs = []
     stream = pickle.dumps(obj, protocol=5, buffer_callback=bufs.append)
+    return assemble(stream, bufs, prefix, big, limit, mode)
+
+
+def head(stream):
+    """The header of a record holding *stream* alone (no buffers)."""
+    return _HDR.pack(_MAGIC, _VERSION, 0, len(stream))
+
+
+def assemble(stream, bufs, prefix, big=BIG, limit=None, mode=0o600):
+    """dumps, given the pickle *stream* and its out-of-band *bufs*."""
     if not bufs and (limit is None or _HDR.size + len(stream) <= limit):
         return _HDR.pack(_MAGIC, _VERSION, 0, len(stream)) + stream, []
     views = [pb.raw() for pb in bufs]

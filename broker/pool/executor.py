@@ -116,6 +116,22 @@ class _FutureBase(concurrent.futures.Future):
             pass
 
 
+class _CondSlot:
+    """A non-data descriptor: the first read of ``_condition`` makes it and
+    stores it in the instance dict, which then shadows this (later reads
+    are plain attribute reads: cf.wait reads it 3 times a future)."""
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self
+        d = obj.__dict__
+        with _cond_lock:
+            c = d.get("_condition")
+            if c is None:
+                c = d["_condition"] = threading.Condition()
+        return c
+
+
 class _LazyCondition:
     """Mixin: the Future's ``_condition`` is made on first use (wait,
     result, callbacks), so a burst of submits leaves 3 objects per future
@@ -131,24 +147,15 @@ class _LazyCondition:
         self._waiters = []
         self._done_callbacks = []
 
-    @property
-    def _condition(self):
-        d = self.__dict__
-        c = d.get("_cond")
-        if c is None:
-            with _cond_lock:
-                c = d.get("_cond")
-                if c is None:
-                    c = d["_cond"] = threading.Condition()
-        return c
+    _condition = _CondSlot()
 
     def _finish_untouched(self, result, exception):
         """Complete without a condition if none exists; False otherwise."""
         d = self.__dict__
-        if "_cond" in d:
+        if "_condition" in d:
             return False
         with _cond_lock:
-            if "_cond" in d:
+            if "_condition" in d:
                 return False
             if self._state in (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED):
                 raise InvalidStateError("%s: %r" % (self._state, self))

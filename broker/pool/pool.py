@@ -62,6 +62,43 @@ def _run_callback(cb, value):
         _log.exception("a pool callback raised (the pool goes on)")
 
 
+_ev_lock = threading.Lock()
+
+
+class _LazyEvent:
+    """threading.Event's is_set/set/wait, whose Event (a Condition and two
+    locks, ~5 us to make) is made only when a thread must block on it:
+    most results are read by the thread that waits (help_until) or are done
+    before anyone looks."""
+
+    __slots__ = ("_flag", "_ev")
+
+    def __init__(self):
+        self._flag = False
+        self._ev = None
+
+    def is_set(self):
+        return self._flag
+
+    def set(self):
+        with _ev_lock:  # a waiter makes its Event under this lock only while the flag is down
+            self._flag = True
+            ev = self._ev
+        if ev is not None:
+            ev.set()
+
+    def wait(self, timeout=None):
+        if self._flag:
+            return True
+        with _ev_lock:
+            if self._flag:
+                return True
+            ev = self._ev
+            if ev is None:
+                ev = self._ev = threading.Event()
+        return ev.wait(timeout)
+
+
 class ApplyResult:
     """The result of apply_async (multiprocessing.pool.ApplyResult's API)."""
 
@@ -70,7 +107,7 @@ class ApplyResult:
 
     def __init__(self, engine, callback=None, error_callback=None):
         self._engine = engine
-        self._event = threading.Event()
+        self._event = _LazyEvent()
         self._callback, self._error_callback = callback, error_callback
         self._success = None
         self._value = None
