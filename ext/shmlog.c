@@ -1477,9 +1477,12 @@ int log_set_floor(log_view *v, uint64_t floor)
             break;
         }
     }
-    /* release: pairs with blocked()'s acquire loads in producers */
-    atom_store_release64(&h->floor_bytes, fb);
-    atom_store_release64(&h->floor, floor); /* pairs with blocked()'s acquire load */
+    /* CAS-max, never a store: a setter that computed a lower floor must not
+     * store it over a higher one set meanwhile (a floor that went back with
+     * no setter left to raise it again held producers forever: the queue's
+     * concurrent acks).  acq_rel CASes: pair with blocked()'s acquire loads */
+    raise_word(&h->floor_bytes, fb);
+    raise_word(&h->floor, floor);
     log_wake_blocked(v);
     return LOG_OK;
 }
