@@ -39,6 +39,7 @@ _created = {}                                # queue name -> Created (this proce
 _handles = weakref.WeakSet()                 # live handles: their held items are finished at exit
 _numbers = itertools.count()
 _hook_pid = _exit_pid = 0
+_get_ident = threading.get_ident
 
 
 def fork_gen():
@@ -152,9 +153,16 @@ class Held:
         self.items = {}
         self.lock = threading.Lock()
 
-    def add(self, off, segs):
+    def add(self, off, segs, token=None):
+        """The calling thread took *off* (with owner *token*, the bound
+        member's if None)."""
+        item = (off, self.att.bind().token if token is None else token, segs)
+        tid = _get_ident()
         with self.lock:
-            self.items.setdefault(threading.get_ident(), deque()).append((off, self.att.bind().token, segs))
+            d = self.items.get(tid)
+            if d is None:
+                self.items[tid] = d = deque()
+            d.append(item)
 
     def _ack(self, item):
         off, token, segs = item
@@ -167,10 +175,33 @@ class Held:
 
     def finish_thread(self):
         """Finish what the calling thread took (its next get)."""
+        if not self.items:  # nothing held by any thread (a dict's truth needs no lock)
+            return
         with self.lock:
-            items = self.items.pop(threading.get_ident(), None)
+            items = self.items.pop(_get_ident(), None)
         for item in items or ():
             self._ack(item)
+
+    def pop_solo(self):
+        """For a get's fused ack (WorkQueue.take_fast): the calling thread's
+        only held item, if it has no big-buffer segments, as (offset,
+        token), no longer held here (the caller acks it); else (-1, 0),
+        whatever the thread held finished here."""
+        if not self.items:
+            return -1, 0
+        with self.lock:
+            d = self.items.pop(_get_ident(), None)
+        if not d:
+            return -1, 0
+        if len(d) == 1 and not d[0][2]:
+            return d[0][0], d[0][1]
+        for item in d:
+            self._ack(item)
+        return -1, 0
+
+    def ack(self, off, token):
+        """Finish an item popped by pop_solo whose fused ack did not run."""
+        self._ack((off, token, ()))
 
     def finish_one(self):
         """Finish the oldest item of the calling thread, else the oldest of
