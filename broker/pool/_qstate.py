@@ -145,13 +145,24 @@ def attached(name, ns_name, mode, maxsize, supervisor, wq=None):
 
 class Held:
     """The items one handle holds in this process, per thread, oldest first:
-    (offset, token, big-buffer segments)."""
+    (offset, token, big-buffer segments).  The common case, one item of one
+    thread, sits in ``solo`` as (thread ident, item); a second item (of any
+    thread) moves it into ``items``, {thread ident: deque of items}.  Both
+    change only under ``lock``."""
 
     def __init__(self, att):
         self.att = att
         self.pid = os.getpid()
         self.items = {}
+        self.solo = None
         self.lock = threading.Lock()
+
+    def _spill(self):
+        """Move solo into items (under the lock)."""
+        s = self.solo
+        if s is not None:
+            self.items.setdefault(s[0], deque()).appendleft(s[1])
+            self.solo = None  # after: a look without the lock sees the item in one place or the other
 
     def add(self, off, segs, token=None):
         """The calling thread took *off* (with owner *token*, the bound
@@ -159,6 +170,10 @@ class Held:
         item = (off, self.att.bind().token if token is None else token, segs)
         tid = _get_ident()
         with self.lock:
+            if self.solo is None and not self.items:
+                self.solo = (tid, item)
+                return
+            self._spill()
             d = self.items.get(tid)
             if d is None:
                 self.items[tid] = d = deque()
@@ -173,13 +188,21 @@ class Held:
         if ok:
             _serde.discard(segs)  # done: its big buffers go (a mapping in use stays valid)
 
+    def _pop_thread(self):
+        """The calling thread's items, no longer held here (a list, maybe empty)."""
+        tid = _get_ident()
+        with self.lock:
+            s = self.solo
+            if s is not None and s[0] == tid:
+                self.solo = None
+                return [s[1]]
+            return self.items.pop(tid, None) or []
+
     def finish_thread(self):
         """Finish what the calling thread took (its next get)."""
-        if not self.items:  # nothing held by any thread (a dict's truth needs no lock)
+        if self.solo is None and not self.items:  # nothing held by any thread (read without the lock)
             return
-        with self.lock:
-            items = self.items.pop(_get_ident(), None)
-        for item in items or ():
+        for item in self._pop_thread():
             self._ack(item)
 
     def pop_solo(self):
@@ -187,12 +210,9 @@ class Held:
         only held item, if it has no big-buffer segments, as (offset,
         token), no longer held here (the caller acks it); else (-1, 0),
         whatever the thread held finished here."""
-        if not self.items:
+        if self.solo is None and not self.items:
             return -1, 0
-        with self.lock:
-            d = self.items.pop(_get_ident(), None)
-        if not d:
-            return -1, 0
+        d = self._pop_thread()
         if len(d) == 1 and not d[0][2]:
             return d[0][0], d[0][1]
         for item in d:
@@ -207,15 +227,29 @@ class Held:
         """Finish the oldest item of the calling thread, else the oldest of
         any; False if none is held."""
         with self.lock:
-            d = self.items.get(threading.get_ident())
-            if not d:
-                ds = [x for x in self.items.values() if x]
-                d = min(ds, key=lambda x: x[0][0]) if ds else None
-            item = d.popleft() if d else None
+            item = self._pop_oldest()
         if item is None:
             return False
         self._ack(item)
         return True
+
+    def _pop_oldest(self):
+        """finish_one's pick (under the lock), or None."""
+        s = self.solo
+        if s is not None and not self.items:  # the one item held: the oldest of any
+            self.solo = None
+            return s[1]
+        self._spill()
+        d = self.items.get(_get_ident())
+        if not d:
+            ds = [x for x in self.items.values() if x]
+            d = min(ds, key=lambda x: x[0][0]) if ds else None
+        if not d:
+            return None
+        item = d.popleft()
+        if not d:  # emptied: drop empty deques, so the next lone item goes to solo again
+            self.items = {k: v for k, v in self.items.items() if v}
+        return item
 
     def finish(self):
         """Finish everything (close, exit, a dropped handle); only in the
@@ -223,6 +257,7 @@ class Held:
         if self.pid != os.getpid():
             return
         with self.lock:
+            self._spill()
             items, self.items = self.items, {}
         for d in items.values():
             for item in d:
