@@ -20,6 +20,18 @@
 #include <limits.h>
 
 #include "shmlog.c"
+/* the work queue's C (WorkQueue.take_fast), in this unit too; its static
+ * helpers share names with the log's */
+#define lap_of q_lap_of
+#define lap_diff q_lap_diff
+#undef LAP_BITS
+#undef LAP_MASK
+#undef OWNER_BITS
+#undef OWNER_MASK
+#define SHMQUEUE_AFTER_SHMLOG
+#include "shmqueue.c"
+#undef lap_of
+#undef lap_diff
 
 static PyObject *str_timestamp_ns; /* interned "timestamp_ns" */
 
@@ -316,7 +328,48 @@ static PyObject *FastLog_invalidate(FastLog *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* qtake(q_addr, owner, ack_off, ack_owner): a work queue getter's step
+ * (shm/workqueue.py take_fast): ack ack_off (none if < 0) for ack_owner,
+ * then take the next item for owner, keeping the GIL (neither waits).
+ * -> (offset, bytearray value, attempts), or the take's status (an int < 0,
+ * LOG_E_WOULD_BLOCK when there is nothing), the ack done either way (its
+ * own status does not matter to the caller: it fuses only items with
+ * nothing to clean up); None when nothing was done (the log is closed). */
+static PyObject *FastLog_qtake(FastLog *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "qtake(q_addr, owner, ack_off, ack_owner)");
+        return NULL;
+    }
+    unsigned long long qa = PyLong_AsUnsignedLongLong(args[0]);
+    unsigned long owner = PyLong_AsUnsignedLong(args[1]);
+    long long ack_off = PyLong_AsLongLong(args[2]);
+    unsigned long ack_owner = PyLong_AsUnsignedLong(args[3]);
+    if (PyErr_Occurred()) return NULL;
+    if (!self->v || !qa) Py_RETURN_NONE;
+    if (owner > UINT32_MAX || ack_owner > UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "owner tokens are 32-bit");
+        return NULL;
+    }
+    log_rec rec;
+    uint32_t attempts = 0;
+    uint64_t wait_at = 0;
+    int ack_rc = LOG_OK;
+    int64_t r = q_ack_take((q_view *)(uintptr_t)qa, self->v, ack_off, (uint32_t)ack_owner, (uint32_t)owner, &rec,
+                           self->buf, self->cap, &attempts, &wait_at, &ack_rc);
+    if (r < 0) return PyLong_FromLongLong(r);
+    if (rec.val_len > self->cap || rec.key_len + rec.hdr_len > self->cap - rec.val_len) {
+        PyErr_SetString(PyExc_ValueError, "qtake: record larger than the read buffer");
+        return NULL;
+    }
+    PyObject *val = PyByteArray_FromStringAndSize(self->buf + rec.key_len + rec.hdr_len, (Py_ssize_t)rec.val_len);
+    if (!val) return NULL;
+    return Py_BuildValue("(LNk)", (long long)r, val, (unsigned long)attempts);
+}
+
 static PyMethodDef FastLog_methods[] = {
+    {"qtake", (PyCFunction)(void (*)(void))FastLog_qtake, METH_FASTCALL,
+     "qtake(q_addr, owner, ack_off, ack_owner) -> (offset, value, attempts), status, or None"},
     {"append", (PyCFunction)(void (*)(void))FastLog_append, METH_FASTCALL | METH_KEYWORDS,
      "append(value, key=None, headers=None, timestamp_ns=None) -> offset"},
     {"read", (PyCFunction)(void (*)(void))FastLog_read, METH_FASTCALL | METH_KEYWORDS, "read(offset) -> Record or status"},

@@ -196,6 +196,10 @@ int64_t q_take(q_view *q, log_view *lv, uint32_t owner, log_rec *rec, char *buf,
                uint32_t *attempts, uint64_t *wait_at);
 /* Done with offset o (LOG_E_OFFSET: it was released, not ours any more). */
 int q_ack(q_view *q, log_view *lv, uint64_t o, uint32_t owner);
+/* A getter's step in one call: q_ack(ack_off, ack_owner) unless ack_off < 0
+ * (its status in *ack_rc, else LOG_OK), then q_take for owner. */
+int64_t q_ack_take(q_view *q, log_view *lv, int64_t ack_off, uint32_t ack_owner, uint32_t owner, log_rec *rec,
+                   char *buf, uint64_t cap, uint32_t *attempts, uint64_t *wait_at, int *ack_rc);
 /* Give back every record owner holds (it died); their offsets in out (up to
  * max); returns how many.  Each counts as a failed attempt. */
 int64_t q_release_owner(q_view *q, log_view *lv, uint32_t owner, uint64_t *out, uint64_t max);

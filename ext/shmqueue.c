@@ -43,8 +43,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef SHMQUEUE_AFTER_SHMLOG /* ext/fastlog.c includes us after shmlog.c, which has both */
 #include "shmlog.h"
 #include "shmlog_atomic.h"
+#endif
 
 #define Q_MAGIC 0x3145555142484d53ULL /* "SMHBQUE1" little-endian */
 #define Q_VERSION 2 /* 2: the release word */
@@ -258,6 +260,18 @@ int q_ack(q_view *q, log_view *lv, uint64_t o, uint32_t owner)
     atom_fetch_add_relaxed64(&q->h->acked, 1);
     raise_floor(q, lv, 4096);
     return LOG_OK;
+}
+
+/* Ack the previous item and take the next: one crossing from Python instead
+ * of two.  No atomics of its own: q_ack's DONE CAS (acq_rel, paired with
+ * raise_floor's acquire) is complete before q_take's first head load
+ * (acquire, paired with the head CASes), exactly as two separate calls. */
+int64_t q_ack_take(q_view *q, log_view *lv, int64_t ack_off, uint32_t ack_owner, uint32_t owner, log_rec *rec,
+                   char *buf, uint64_t cap, uint32_t *attempts, uint64_t *wait_at, int *ack_rc)
+{
+    if (!ack_rc) return LOG_E_BAD_ARG;
+    *ack_rc = ack_off < 0 ? LOG_OK : q_ack(q, lv, (uint64_t)ack_off, ack_owner);
+    return q_take(q, lv, owner, rec, buf, cap, attempts, wait_at);
 }
 
 /* Give back one record taken by owner (counted as an attempt if failed). */

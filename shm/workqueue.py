@@ -61,6 +61,8 @@ class WorkQueue:
         self._att = ffi.new("uint32_t *")
         self._at = ffi.new("uint64_t *")
         self._stats = ffi.new("q_stats *")
+        self._qaddr = int(ffi.cast("uintptr_t", self._q))
+        self._qtake = log._fast.qtake
 
     # -- lifecycle
     @classmethod
@@ -136,8 +138,12 @@ class WorkQueue:
         or the ring is full of unfinished ones (QueueFullError after
         *timeout* seconds; None: forever).  Returns its offset."""
         self._check()
-        self.log.block_timeout = timeout
-        return self.log.append(value, key, headers)
+        log = self.log
+        if timeout != log._block_timeout:
+            log.block_timeout = timeout  # the setter costs: only on a change
+        if key is None and headers is None:
+            return log.append(value)  # one argument: the C fast path (ext/fastlog.c) takes a bytes value
+        return log.append(value, key, headers)
 
     def put_batch(self, values, timeout=None):
         self._check()
@@ -155,11 +161,31 @@ class WorkQueue:
             return r, self._rec, self._att[0]
         if r == lib.LOG_E_WOULD_BLOCK:
             return None, self._at[0], 0
+        self._take_error(r)
+
+    def _take_error(self, r):
         if r == lib.LOG_E_BAD_LAYOUT:  # the leases or their head word cannot be ours: a hostile segment
             raise CorruptSegmentError("%s: the work queue's lease segment is damaged (its take position or leases "
                                       "are impossible for the log): remove the queue and create it again"
                                       % self._qseg.name)
-        log._raise(r)
+        self.log._raise(r)
+
+    def take_fast(self, owner, ack_off=-1, ack_owner=0):
+        """A getter's step in one C call, never waiting: ack *ack_off* (held
+        by *ack_owner*; none if < 0; its outcome is not told), then take the
+        next item for *owner*: ``(offset, value bytearray, attempts)``, or
+        None if there is none now (``take`` waits for one)."""
+        q = self._q  # held: the address stays valid through the call
+        if q is None:
+            self._check()
+        r = self._qtake(self._qaddr, owner, ack_off, ack_owner)
+        if r.__class__ is tuple:
+            return r
+        if r is None:
+            raise ClosedError("work queue %s is closed" % self.name)
+        if r != lib.LOG_E_WOULD_BLOCK:
+            self._take_error(r)
+        return None
 
     def take(self, owner, timeout=None, on_wait=None, writable=False):
         """Take the next item for *owner*: ``(offset, value bytes, attempts)``
@@ -168,6 +194,12 @@ class WorkQueue:
         None, 0)`` if nothing came within *timeout* seconds (None: wait
         forever).  Sleeps on the log's futex in chunks."""
         self._check()
+        # first a bare attempt (the common case: an item is there); only a
+        # miss reads the release word, before the attempt the sleep follows
+        off, at, attempts = self.try_take(owner)
+        if off is not None:
+            p = self.log._rbuf + at.key_len + at.hdr_len
+            return off, (bytearray(ffi.buffer(p, at.val_len)) if writable else ffi.unpack(p, at.val_len)), attempts
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         while True:
             # the release word before the attempt: a release after it ends the sleep below

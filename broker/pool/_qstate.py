@@ -39,6 +39,7 @@ _created = {}                                # queue name -> Created (this proce
 _handles = weakref.WeakSet()                 # live handles: their held items are finished at exit
 _numbers = itertools.count()
 _hook_pid = _exit_pid = 0
+_get_ident = threading.get_ident
 
 
 def fork_gen():
@@ -144,17 +145,39 @@ def attached(name, ns_name, mode, maxsize, supervisor, wq=None):
 
 class Held:
     """The items one handle holds in this process, per thread, oldest first:
-    (offset, token, big-buffer segments)."""
+    (offset, token, big-buffer segments).  The common case, one item of one
+    thread, sits in ``solo`` as (thread ident, item); a second item (of any
+    thread) moves it into ``items``, {thread ident: deque of items}.  Both
+    change only under ``lock``."""
 
     def __init__(self, att):
         self.att = att
         self.pid = os.getpid()
         self.items = {}
+        self.solo = None
         self.lock = threading.Lock()
 
-    def add(self, off, segs):
+    def _spill(self):
+        """Move solo into items (under the lock)."""
+        s = self.solo
+        if s is not None:
+            self.items.setdefault(s[0], deque()).appendleft(s[1])
+            self.solo = None  # after: a look without the lock sees the item in one place or the other
+
+    def add(self, off, segs, token=None):
+        """The calling thread took *off* (with owner *token*, the bound
+        member's if None)."""
+        item = (off, self.att.bind().token if token is None else token, segs)
+        tid = _get_ident()
         with self.lock:
-            self.items.setdefault(threading.get_ident(), deque()).append((off, self.att.bind().token, segs))
+            if self.solo is None and not self.items:
+                self.solo = (tid, item)
+                return
+            self._spill()
+            d = self.items.get(tid)
+            if d is None:
+                self.items[tid] = d = deque()
+            d.append(item)
 
     def _ack(self, item):
         off, token, segs = item
@@ -165,26 +188,68 @@ class Held:
         if ok:
             _serde.discard(segs)  # done: its big buffers go (a mapping in use stays valid)
 
+    def _pop_thread(self):
+        """The calling thread's items, no longer held here (a list, maybe empty)."""
+        tid = _get_ident()
+        with self.lock:
+            s = self.solo
+            if s is not None and s[0] == tid:
+                self.solo = None
+                return [s[1]]
+            return self.items.pop(tid, None) or []
+
     def finish_thread(self):
         """Finish what the calling thread took (its next get)."""
-        with self.lock:
-            items = self.items.pop(threading.get_ident(), None)
-        for item in items or ():
+        if self.solo is None and not self.items:  # nothing held by any thread (read without the lock)
+            return
+        for item in self._pop_thread():
             self._ack(item)
+
+    def pop_solo(self):
+        """For a get's fused ack (WorkQueue.take_fast): the calling thread's
+        only held item, if it has no big-buffer segments, as (offset,
+        token), no longer held here (the caller acks it); else (-1, 0),
+        whatever the thread held finished here."""
+        if self.solo is None and not self.items:
+            return -1, 0
+        d = self._pop_thread()
+        if len(d) == 1 and not d[0][2]:
+            return d[0][0], d[0][1]
+        for item in d:
+            self._ack(item)
+        return -1, 0
+
+    def ack(self, off, token):
+        """Finish an item popped by pop_solo whose fused ack did not run."""
+        self._ack((off, token, ()))
 
     def finish_one(self):
         """Finish the oldest item of the calling thread, else the oldest of
         any; False if none is held."""
         with self.lock:
-            d = self.items.get(threading.get_ident())
-            if not d:
-                ds = [x for x in self.items.values() if x]
-                d = min(ds, key=lambda x: x[0][0]) if ds else None
-            item = d.popleft() if d else None
+            item = self._pop_oldest()
         if item is None:
             return False
         self._ack(item)
         return True
+
+    def _pop_oldest(self):
+        """finish_one's pick (under the lock), or None."""
+        s = self.solo
+        if s is not None and not self.items:  # the one item held: the oldest of any
+            self.solo = None
+            return s[1]
+        self._spill()
+        d = self.items.get(_get_ident())
+        if not d:
+            ds = [x for x in self.items.values() if x]
+            d = min(ds, key=lambda x: x[0][0]) if ds else None
+        if not d:
+            return None
+        item = d.popleft()
+        if not d:  # emptied: drop empty deques, so the next lone item goes to solo again
+            self.items = {k: v for k, v in self.items.items() if v}
+        return item
 
     def finish(self):
         """Finish everything (close, exit, a dropped handle); only in the
@@ -192,6 +257,7 @@ class Held:
         if self.pid != os.getpid():
             return
         with self.lock:
+            self._spill()
             items, self.items = self.items, {}
         for d in items.values():
             for item in d:

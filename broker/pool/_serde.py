@@ -161,6 +161,10 @@ def loads(data):
     """(object, [segment names]) from a record made by dumps.  Big buffers
     (and a spilled stream) are mapped, not copied: the object views them."""
     mv = memoryview(data)
+    if len(mv) >= _HDR.size:  # the common item: no buffers, the stream fills the record
+        magic, version, nbufs, plen = _HDR.unpack_from(mv, 0)
+        if not nbufs and magic == _MAGIC and version == _VERSION and _HDR.size + plen == len(mv):
+            return pickle.loads(mv[_HDR.size:]), []
     plen, descr, pos = _table(mv)
     segs = [name for _, _, name in descr if name]
     stream = None

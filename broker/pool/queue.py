@@ -142,15 +142,18 @@ class _QueueBase:
     # -- put / get
     def _put(self, obj, wait):
         a = self._att
-        a.bind()  # registered: our appends carry our token
+        if a._gen != S._gen:
+            a.bind()  # registered: our appends carry our token
         data, segs = _serde.dumps(obj, a.name, limit=a.max_record, mode=a.mode)
+        lock = a.put_lock
         try:
-            if not a.put_lock.acquire(timeout=-1 if wait is None else wait):
+            # uncontended (the common case): the cheap try; else wait for it as before
+            if not lock.acquire(False) and not lock.acquire(timeout=-1 if wait is None else wait):
                 raise QueueFullError("another thread of this process is waiting to put")
             try:
                 a.wq.put(data, timeout=wait)
             finally:
-                a.put_lock.release()
+                lock.release()
         except QueueFullError:
             _serde.discard(segs)
             if self._maxsize:
@@ -166,34 +169,48 @@ class _QueueBase:
 
     def _get(self, wait):
         a = self._att
-        m = a.bind()
-        held = self._mine()
-        if self._ack_on_get:
-            held.finish_thread()
+        m = a._member if a._gen == S._gen else a.bind()
+        held = self._held if self._gen == S._gen else self._mine()
+        # Queue, SimpleQueue: the item this thread took before is finished
+        # in the same C call that takes the next one (take_fast)
+        ack_off, ack_tok = held.pop_solo() if self._ack_on_get else (-1, 0)
+        lock = a.take_lock
         deadline = None if wait is None else time.monotonic() + wait
-        if not a.take_lock.acquire(timeout=-1 if wait is None else wait):
+        try:
+            got = lock.acquire(False) or lock.acquire(timeout=-1 if wait is None else wait)
+        except BaseException:  # Ctrl-C in the wait: the popped item is still finished
+            got = False
+            raise
+        finally:
+            if not got and ack_off >= 0:
+                held.ack(ack_off, ack_tok)
+        if not got:
             raise Empty
         try:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            off, data, _ = a.wq.take(m.token, timeout=left, on_wait=m.sup_check, writable=True)
+            r = a.wq.take_fast(m.token, ack_off, ack_tok)  # acks ack_off whatever it returns or raises
+            if r is None:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                off, data, _ = a.wq.take(m.token, timeout=left, on_wait=m.sup_check, writable=True)
+            else:
+                off, data, _ = r
         except UnknownTopicError:
             raise self._removed() from None
         except CorruptSegmentError as exc:
             raise CorruptSegmentError("%s: remove the queue (its creator closes it, or `shmbroker destroy`)"
                                       % exc) from None
         finally:
-            a.take_lock.release()
+            lock.release()
         if off is None:
             raise Empty
         try:
             obj, segs = _serde.loads(data)
         except MissingSegmentError:
-            held.add(off, [])
+            held.add(off, [], m.token)
             raise self._removed() from None
         except BaseException:
-            held.add(off, _serde.segments(data))  # taken all the same (multiprocessing too consumes it)
+            held.add(off, _serde.segments(data), m.token)  # taken all the same (multiprocessing too consumes it)
             raise
-        held.add(off, segs)
+        held.add(off, segs, m.token)
         return obj
 
     def _qsize(self):
