@@ -305,15 +305,30 @@ static void wake_takers(q_view *q, log_view *lv)
     log_wake_readers(lv);
 }
 
+/* The offsets a lease can be TAKEN at: the floor up to the claim, at most
+ * one lap (a hostile floor or claim cannot make a scan run longer). */
+static uint64_t scan_from(const q_view *q, log_view *lv, uint64_t *hi)
+{
+    uint64_t from = log_get_floor(lv);
+    *hi = log_claimed(lv);
+    if (*hi < from || *hi - from > q->n) from = *hi > q->n ? *hi - q->n : 0; /* bounded: one lap */
+    return from;
+}
+
+/* lease[o]'s word if o is TAKEN at its own lap (by anyone), else 0. */
+static inline uint64_t taken_at(const q_view *q, uint64_t o)
+{
+    uint64_t w = atom_load_acquire64(&q->lease[o & q->mask]); /* pairs with the take CAS */
+    return lap_diff(l_lap(w), lap_of(q, o)) == 0 && l_state(w) == L_TAKEN ? w : 0;
+}
+
 int64_t q_release_owner(q_view *q, log_view *lv, uint32_t owner, uint64_t *out, uint64_t max)
 {
     if (!q || !q->h || !lv || !owner) return LOG_E_BAD_ARG;
-    uint64_t n = 0, hi = log_claimed(lv), from = log_get_floor(lv);
-    if (hi < from || hi - from > q->n) from = hi > q->n ? hi - q->n : 0; /* bounded: one lap */
+    uint64_t n = 0, hi, from = scan_from(q, lv, &hi);
     for (uint64_t o = from; o < hi; o++) {
-        uint64_t w = atom_load_acquire64(&q->lease[o & q->mask]); /* pairs with the take CAS */
-        if (lap_diff(l_lap(w), lap_of(q, o)) == 0 && l_state(w) == L_TAKEN && l_owner(w) == owner &&
-            release_one(q, o, w, 1)) {
+        uint64_t w = taken_at(q, o);
+        if (w && l_owner(w) == owner && release_one(q, o, w, 1)) {
             if (out && n < max) out[n] = o;
             n++;
         }
@@ -341,12 +356,10 @@ uint32_t q_attempts(q_view *q, uint64_t o)
 int64_t q_held(q_view *q, log_view *lv, uint32_t owner, uint64_t *out, uint64_t max)
 {
     if (!q || !q->h || !lv || !owner) return LOG_E_BAD_ARG;
-    uint64_t n = 0, hi = log_claimed(lv), from = log_get_floor(lv);
-    if (hi < from || hi - from > q->n) from = hi > q->n ? hi - q->n : 0; /* bounded: one lap */
+    uint64_t n = 0, hi, from = scan_from(q, lv, &hi);
     for (uint64_t o = from; o < hi && n < max; o++) {
-        uint64_t w = atom_load_acquire64(&q->lease[o & q->mask]); /* pairs with the take CAS */
-        if (lap_diff(l_lap(w), lap_of(q, o)) == 0 && l_state(w) == L_TAKEN && l_owner(w) == owner)
-            out[n++] = o;
+        uint64_t w = taken_at(q, o);
+        if (w && l_owner(w) == owner) out[n++] = o;
     }
     return (int64_t)n;
 }
@@ -363,12 +376,9 @@ int q_get_stats(q_view *q, log_view *lv, q_stats *out)
     out->lost_acks = atom_load_relaxed64(&h->lost_acks);
     out->in_flight = 0;
     if (lv) {
-        uint64_t hi = log_claimed(lv), from = log_get_floor(lv);
-        if (hi < from || hi - from > q->n) from = hi > q->n ? hi - q->n : 0;
-        for (uint64_t o = from; o < hi; o++) {
-            uint64_t w = atom_load_acquire64(&q->lease[o & q->mask]); /* pairs with the take CAS */
-            if (lap_diff(l_lap(w), lap_of(q, o)) == 0 && l_state(w) == L_TAKEN) out->in_flight++;
-        }
+        uint64_t hi, from = scan_from(q, lv, &hi);
+        for (uint64_t o = from; o < hi; o++)
+            if (taken_at(q, o)) out->in_flight++;
     }
     return LOG_OK;
 }
