@@ -488,6 +488,8 @@ static PyTypeObject ProduceType = {
 
 static PyObject *build_id(PyObject *m, PyObject *unused) { return PyUnicode_FromString(log_build_id()); }
 
+#include "fastqueue.c"
+
 static PyMethodDef module_methods[] = {
     {"build_id", build_id, METH_NOARGS, "the build id compiled in"},
     {"set_message_type", set_message_type, METH_O, "register the broker's Message type (a tuple subclass)"},
@@ -515,6 +517,10 @@ PyMODINIT_FUNC PyInit__fastlog(void)
     Py_INCREF(&ProduceType);
     if (PyModule_AddObject(m, "Produce", (PyObject *)&ProduceType) < 0) {
         Py_DECREF(&ProduceType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (fastqueue_ready(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

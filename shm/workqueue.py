@@ -113,6 +113,10 @@ class WorkQueue:
 
     def close(self):
         if self._qbuf is not None:
+            # first: no fast take (qtake, FastQueue) may use the leases once they are unmapped below
+            fast = self.log.__dict__.get("_fast")
+            if fast is not None:
+                fast.invalidate()
             if self.maxsize and not self.log.closed:
                 lib.log_view_set_limit(self.log._v, ffi.NULL, 0, 0, 0)
             self._q = None
@@ -217,6 +221,20 @@ class WorkQueue:
             notify = (self._qbuf, self._qseg.size, lib.Q_RELEASE_OFF, seq)
             if wait_many([self.log], [at], left, notify=notify) is None and on_wait is not None:
                 on_wait()
+
+    def release_seq(self):
+        """The release word, read before a take attempt whose miss
+        ``wait_item`` follows (a release after the read ends that wait)."""
+        self._check()
+        return lib.shm_load64(self._qbuf, self._qseg.size, lib.Q_RELEASE_OFF) & 0xFFFFFFFF
+
+    def wait_item(self, at, seq, timeout, mode="adaptive", spin_us=50):
+        """Wait up to *timeout* seconds for the record at *at* (a missed
+        take's wait offset) or a release after *seq* was read: True when
+        either came (a take may now succeed), False on timeout."""
+        self._check()
+        notify = (self._qbuf, self._qseg.size, lib.Q_RELEASE_OFF, seq)
+        return wait_many([self.log], [at], timeout, mode, spin_us, notify=notify) is not None
 
     def ack(self, offset, owner):
         """Done with *offset*: True, or False if it had been released (its

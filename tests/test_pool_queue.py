@@ -639,3 +639,78 @@ def test_supervisor_sweeps_orphans_and_skips_bad_segments(ns):
     deadline_wait(lambda: logged("1 queue items released"), 10, "the supervisor's log of the death")
     assert logged("queue %s cannot be opened" % bad, "queue %s removed: its creator is gone" % orphan)
     q.close()
+
+
+# -- the one-call put and get (ext/fastqueue.c) hand every uncommon shape to the Python path
+class _FailsToUnpickle:
+    def __reduce__(self):
+        return (_refuse, ())
+
+
+def _refuse():
+    raise RuntimeError("refused to unpickle")
+
+
+class _GetsWhileUnpickled:
+    """Unpickling it gets the next item of the queue it names (a get inside a get)."""
+
+    def __init__(self, q):
+        self.q = q
+
+    def __reduce__(self):
+        return (_get_next, (self.q,))
+
+
+def _get_next(q):
+    return ("inner", q.get(timeout=5))
+
+
+def test_an_item_that_fails_to_unpickle_is_taken_and_finished_by_the_next_get(ns):
+    q = broker.Queue(**{"shm.namespace": ns, "shm.supervisor": "off"})
+    q.put(_FailsToUnpickle())
+    q.put("next")
+    with pytest.raises(RuntimeError, match="refused to unpickle"):
+        q.get(timeout=5)
+    st = q._att.wq.stats()
+    assert (st["acked"], st["in_flight"]) == (0, 1)  # taken (as multiprocessing consumes it), held
+    assert q.get(timeout=5) == "next"
+    st = q._att.wq.stats()
+    assert (st["acked"], st["in_flight"]) == (1, 1)
+    q.close()
+    assert q._att.wq.stats()["in_flight"] == 0
+
+
+def test_a_get_inside_unpickling_takes_the_next_item(ns):
+    q = broker.Queue(**{"shm.namespace": ns, "shm.supervisor": "off"})
+    q.put(_GetsWhileUnpickled(q))
+    q.put("second")
+    q.put("third")
+    assert q.get(timeout=5) == ("inner", "second")
+    assert q.get(timeout=5) == "third"
+    st = q._att.wq.stats()
+    assert st["acked"] == 2 and st["in_flight"] == 1  # the outer get and the inner one both finished later
+    q.close()
+    assert q._att.wq.stats()["in_flight"] == 0
+
+
+@pytest.mark.parametrize("mode", ["adaptive", "spin", "sleep"])
+def test_shm_wait_modes_deliver_to_a_waiting_getter(ns, mode):
+    q = broker.Queue(**{"shm.namespace": ns, "shm.supervisor": "off", "shm.wait": mode})
+    q2 = pickle.loads(pickle.dumps(q))
+    assert q2._wait_mode == mode  # travels with the handle
+    ready, out = threading.Event(), []
+
+    def getter():
+        ready.set()
+        out.append([q.get(timeout=10) for _ in range(3)])
+
+    t = threading.Thread(target=getter)
+    t.start()
+    assert ready.wait(10)
+    for x in (1, "two", b"3" * 3000):
+        q.put(x)
+    t.join(15)
+    assert not t.is_alive() and out == [[1, "two", b"3" * 3000]]
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.01)
+    q.close()

@@ -23,11 +23,17 @@ import weakref
 from collections import deque
 from multiprocessing import util as _mputil
 
+from pickle import dumps as _dumps
+from pickle import loads as _loads
+
+from shm._native import _fastlog
 from shm.errors import ClosedError
 from shm.segment import MissingSegmentError, exists
 from shm.workqueue import WorkQueue
 
 from ..lifecycle import client_check
+
+FastQueue = _fastlog.FastQueue
 from ..namespace import MEMBER_QUEUE, Namespace
 from . import _serde
 from ._queues import remove_queue
@@ -150,12 +156,24 @@ class Held:
     thread) moves it into ``items``, {thread ident: deque of items}.  Both
     change only under ``lock``."""
 
-    def __init__(self, att):
+    def __init__(self, att, ack_on_get=True):
         self.att = att
         self.pid = os.getpid()
-        self.items = {}
-        self.solo = None
+        self.items = {}  # never rebound: FastQueue takes the fast path only while it is empty
         self.lock = threading.Lock()
+        # the one-call put and get (ext/fastqueue.c); it keeps ``solo``
+        m = att.bind()
+        wq = att.wq
+        self.fq = FastQueue(wq.log._fast, wq._qaddr, wq._q, m.token, ack_on_get, att.max_record, _dumps, _loads,
+                            att.put_lock, self.lock, self.add, self.items)
+
+    @property
+    def solo(self):
+        return self.fq.solo
+
+    @solo.setter
+    def solo(self, value):
+        self.fq.solo = value
 
     def _spill(self):
         """Move solo into items (under the lock)."""
@@ -248,7 +266,8 @@ class Held:
             return None
         item = d.popleft()
         if not d:  # emptied: drop empty deques, so the next lone item goes to solo again
-            self.items = {k: v for k, v in self.items.items() if v}
+            for k in [k for k, v in self.items.items() if not v]:
+                del self.items[k]  # in place: FastQueue watches this dict
         return item
 
     def finish(self):
@@ -258,7 +277,8 @@ class Held:
             return
         with self.lock:
             self._spill()
-            items, self.items = self.items, {}
+            items = dict(self.items)
+            self.items.clear()
         for d in items.values():
             for item in d:
                 self._ack(item)

@@ -48,7 +48,8 @@ __all__ = ["Queue", "JoinableQueue", "SimpleQueue", "Empty", "Full"]
 
 DEFAULT_BYTES = 8 << 20  # a queue's ring of data, unless retention.bytes says otherwise
 MAX_MAXSIZE = 1 << 20
-_JOIN_POLL = (0.0002, 0.005)  # join(): first and longest pause between looks at the unfinished count
+_JOIN_POLL = (0.0002, 0.005)
+_CHUNK = 0.1  # a get waits in chunks of this many seconds (Ctrl-C, the supervisor check)  # join(): first and longest pause between looks at the unfinished count
 
 
 def _ring(maxsize, conf):
@@ -102,10 +103,11 @@ class _QueueBase:
                                  "`shmbroker destroy --namespace %s` if nothing uses it" % (ns_name, ns_name))
         S.created(name, member.ns.mode, self)
         self._setup(S.attached(name, ns_name, member.ns.mode, maxsize, conf.get("shm.supervisor", "auto"), wq),
-                    creator=True)
+                    conf.get("shm.wait", "adaptive"), creator=True)
 
-    def _setup(self, att, creator=False):
+    def _setup(self, att, wait_mode, creator=False):
         self._att = att
+        self._wait_mode = wait_mode
         self._maxsize = att.maxsize
         self._closed = False
         self._creator = creator
@@ -117,7 +119,7 @@ class _QueueBase:
     def __reduce__(self):
         a = self._att
         S.shared(a.name)
-        return (_rebuild, (type(self), a.name, a.ns_name, a.mode, a.maxsize, a.supervisor))
+        return (_rebuild, (type(self), a.name, a.ns_name, a.mode, a.maxsize, a.supervisor, self._wait_mode))
 
     def __repr__(self):
         return "<%s.%s %s maxsize=%d%s>" % (type(self).__module__.replace(".pool.queue", ""), type(self).__name__,
@@ -128,7 +130,7 @@ class _QueueBase:
         """This process's held items (a new set after a fork: the parent's
         are the parent's to finish)."""
         if self._gen != S.fork_gen():
-            self._held = S.Held(self._att)
+            self._held = S.Held(self._att, self._ack_on_get)
             weakref.finalize(self, self._held.finish)  # a dropped handle finished its items
             self._gen = S.fork_gen()
         return self._held
@@ -140,11 +142,18 @@ class _QueueBase:
         return ValueError("Queue %r is closed" % (self,))
 
     # -- put / get
-    def _put(self, obj, wait):
+    def _put(self, obj, wait, pre=NotImplemented):
+        """The Python path of a put; *pre*: what FastQueue.put made of obj
+        (the record, or the pickle stream and its buffers)."""
         a = self._att
         if a._gen != S._gen:
             a.bind()  # registered: our appends carry our token
-        data, segs = _serde.dumps(obj, a.name, limit=a.max_record, mode=a.mode)
+        if pre is NotImplemented:
+            data, segs = _serde.dumps(obj, a.name, limit=a.max_record, mode=a.mode)
+        elif pre.__class__ is bytes:
+            data, segs = pre, []
+        else:
+            data, segs = _serde.assemble(pre[0], pre[1], a.name, limit=a.max_record, mode=a.mode)
         lock = a.put_lock
         try:
             # uncontended (the common case): the cheap try; else wait for it as before
@@ -173,9 +182,23 @@ class _QueueBase:
         held = self._held if self._gen == S._gen else self._mine()
         # Queue, SimpleQueue: the item this thread took before is finished
         # in the same C call that takes the next one (take_fast)
+        r = held.fq.get()  # one C call (ext/fastqueue.c), the previous item finished in it
+        if r.__class__ is tuple:
+            return r[0] if len(r) == 1 else self._decode(held, m, *r)
+        deadline = None if wait is None else time.monotonic() + wait
+        if r.__class__ is int:  # nothing there now
+            if wait == 0:
+                raise Empty
+            r = self._wait_fast(held, r, deadline)
+            if r.__class__ is tuple:
+                return r[0] if len(r) == 1 else self._decode(held, m, *r)
+            if r.__class__ is int:
+                raise Empty
+            if deadline is not None:
+                wait = max(0.0, deadline - time.monotonic())
+        # the Python path: another thread's item or turn, big-buffer segments, an error to raise
         ack_off, ack_tok = held.pop_solo() if self._ack_on_get else (-1, 0)
         lock = a.take_lock
-        deadline = None if wait is None else time.monotonic() + wait
         try:
             got = lock.acquire(False) or lock.acquire(timeout=-1 if wait is None else wait)
         except BaseException:  # Ctrl-C in the wait: the popped item is still finished
@@ -202,6 +225,34 @@ class _QueueBase:
             lock.release()
         if off is None:
             raise Empty
+        return self._decode(held, m, off, data)
+
+    def _wait_fast(self, held, at, deadline):
+        """Wait for an item, then take it with FastQueue.get: its result
+        (a tuple), an int (nothing came by *deadline*), or NotImplemented
+        (the Python path's turn: another thread's item, a closed queue)."""
+        a, fq = self._att, held.fq
+        check = a._member.sup_check
+        mode = self._wait_mode
+        while True:
+            try:
+                seq = a.wq.release_seq()  # before the attempt: a release after it ends the wait
+            except ClosedError:
+                return NotImplemented
+            r = fq.get()
+            if r.__class__ is not int:
+                return r
+            left = _CHUNK if deadline is None else min(_CHUNK, deadline - time.monotonic())
+            if left <= 0:
+                return r
+            try:
+                if not a.wq.wait_item(r, seq, left, mode) and check is not None:
+                    check()  # a chunk passed with nothing: is the supervisor there (dead getters' items)?
+            except ClosedError:
+                return NotImplemented
+
+    def _decode(self, held, m, off, data):
+        """The object of a taken item's record, now held by this thread."""
         try:
             obj, segs = _serde.loads(data)
         except MissingSegmentError:
@@ -239,7 +290,9 @@ class Queue(_QueueBase):
     def put(self, obj, block=True, timeout=None):
         if self._closed:
             raise self._closed_error()
-        self._put(obj, _wait(block, timeout))
+        r = (self._held if self._gen == S._gen else self._mine()).fq.put(obj)  # one C call (ext/fastqueue.c)
+        if r is not None:
+            self._put(obj, _wait(block, timeout), r)
 
     def get(self, block=True, timeout=None):
         if self._closed:
@@ -345,10 +398,10 @@ class SimpleQueue(_QueueBase):
         self._close()
 
 
-def _rebuild(cls, name, ns_name, mode, maxsize, supervisor):
+def _rebuild(cls, name, ns_name, mode, maxsize, supervisor, wait_mode="adaptive"):
     """Unpickle a queue handle: attach the same segments (ClosedError if the
     queue was removed meanwhile)."""
     obj = cls.__new__(cls)
-    obj._setup(S.attached(name, ns_name, mode, maxsize, supervisor))
+    obj._setup(S.attached(name, ns_name, mode, maxsize, supervisor), wait_mode)
     return obj
 
