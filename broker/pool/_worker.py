@@ -234,13 +234,14 @@ class Worker:
                     r = [fn(*a) for a in payload[0]]
                 else:
                     r = [fn(x) for x in payload[0]]
-                payload = None
+                payload = args = kw = None  # the arguments are freed now, not at the next task
                 if r is None:
                     send(off, OK_NONE)
                 else:
                     send(off, OK, r)
                 r = None
             except BaseException as e:
+                payload = args = kw = None
                 send(off, ERR, (e, format_tb(e)))
                 e = None
             ack(off, pid)
