@@ -290,6 +290,10 @@ def worker_main(spec, slot):
     try:
         w = current = Worker(spec, slot)
     except Exception:
+        from broker.namespace import proc_start_ticks
+        if proc_start_ticks(spec.owner) != spec.owner_start:  # the owner died while we started (our
+            remove_pool_segments(spec.prefix)  # watcher removed some segments first): no traceback
+            os._exit(0)
         if not os.path.exists(SHM_DIR + spec.prefix + ".s"):
             os._exit(0)  # the pool is gone already (closed while we started)
         raise
