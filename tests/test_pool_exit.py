@@ -8,187 +8,30 @@ whose contract it checks.  Where ours behaves differently by design, the
 test checks ours and says why.  Every test has a deadline (at-exit ones run
 a child interpreter with a timeout; the child prints what the parent
 asserts) and, after it, the ``track`` fixture asserts that no worker pid it
-saw survives and that no ``/dev/shm/shmb.pool.<owner pid>.*`` remains."""
+saw survives and that no ``/dev/shm/shmb.pool.<owner pid>.*`` remains.
+Pool's own (multiprocessing's tests) are in test_pool_exit_pool.py."""
 import gc
 import os
 import pickle
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
-import warnings
 import weakref
 from concurrent.futures.process import BrokenProcessPool
 
-import psutil
 import pytest
 
 import pool_helpers as H
 from pool_helpers import clean  # noqa: F401 (fixture)
+from pool_exit_helpers import (HERE, METHODS, PRELUDE, AnnounceOnDel, Dummy, ErrorAtPickle,  # noqa: F401
+                               block_then_segfault, finishes, make_dummy, readline, run_child, track)
 
-from broker.errors import ClosedError, WorkerCrashedError
+from broker.errors import WorkerCrashedError
 from broker.pool import Executor, Pool
-from shm.segment import SHM_DIR
 
 pytestmark = pytest.mark.usefixtures("clean")
-METHODS = ["fork", "spawn", "forkserver"]
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-# -- tasks (module level: spawn/forkserver workers import them) -----------------------
-def say(msg):
-    print(msg, flush=True)
-
-
-def block_then_say(started, go, msg):
-    H.announce(started)
-    H.wait_file(go)
-    print(msg, flush=True)
-
-
-def block_then_segfault(started, go):
-    H.announce(started)
-    H.wait_file(go)
-    H.segfault()
-
-
-class Dummy:
-    def method(self):
-        return None
-
-
-def make_dummy(_):
-    return Dummy()
-
-
-def identity(x):
-    return x
-
-
-class Counted:
-    """Counts its live instances in this process (CPython's CountedObject)."""
-    n = 0
-
-    def __new__(cls):
-        cls.n += 1
-        return object.__new__(cls)
-
-    def __del__(self):
-        type(self).n -= 1
-
-
-class AnnounceOnDel:
-    """Creates *path* when collected in a process other than its creator's."""
-
-    def __init__(self, path):
-        self.path, self.creator = path, os.getpid()
-
-    def __del__(self):
-        if os.getpid() != self.creator:
-            H.announce(self.path)
-
-
-class ErrorAtPickle:
-    def __reduce__(self):
-        raise pickle.PicklingError("refuses to pickle")
-
-
-def raise_value_error(_):
-    raise ValueError("fails on purpose")
-
-
-# -- leak tracking -------------------------------------------------------------------
-class Track:
-    """Worker pids (with their start times: pid_max is 32768 here, a pid may be
-    reused within a test) and pool owners seen by a test."""
-
-    def __init__(self):
-        self.procs = {}
-        self.owners = {os.getpid()}
-
-    def add(self, pids, owner=None):
-        for pid in pids:
-            try:
-                self.procs[pid] = psutil.Process(pid).create_time()
-            except psutil.Error:
-                pass  # gone already
-        if owner is not None:
-            self.owners.add(owner)
-
-    def pool(self, p):
-        self.add(p.worker_pids())
-        return p
-
-    def parse(self, out):
-        """Read the ``POOL <owner> <pids...>`` lines a child printed; the rest."""
-        rest = []
-        for line in out.splitlines():
-            if line.startswith("POOL "):
-                nums = [int(x) for x in line.split()[1:]]
-                self.add(nums[1:], nums[0])
-            else:
-                rest.append(line)
-        return rest
-
-    def survivors(self):
-        out = []
-        for pid, created in self.procs.items():
-            try:
-                p = psutil.Process(pid)
-                if p.create_time() == created and p.status() != psutil.STATUS_ZOMBIE:
-                    out.append(pid)
-            except psutil.Error:
-                pass
-        return out
-
-    def segments(self, owner=None):
-        stems = tuple("shmb.pool.%d." % o for o in (self.owners if owner is None else [owner]))
-        return sorted(f for f in os.listdir(SHM_DIR) if f.startswith(stems))
-
-    def check(self, timeout=H.DEADLINE):
-        H.wait_until(lambda: not self.survivors(), "the pool's workers to exit (left: %s)" % self.survivors(),
-                     timeout)
-        H.wait_until(lambda: not self.segments(), "the pool's segments to go (left: %s)" % self.segments(), timeout)
-
-
-@pytest.fixture
-def track():
-    t = Track()
-    yield t
-    t.check()
-
-
-def finishes(fn, what, timeout=H.DEADLINE):
-    """Run fn() in a thread; fail (not hang) if it does not return in time."""
-    out = []
-    t = threading.Thread(target=lambda: out.append(fn()), daemon=True)
-    t.start()
-    t.join(timeout)
-    assert not t.is_alive(), "%s did not return within %ss" % (what, timeout)
-    return out[0] if out else None
-
-
-_PRELUDE = """
-import atexit, gc, itertools, os, signal, sys, time
-sys.path[:0] = {path!r}
-import multiprocessing as mp
-import pool_helpers as H
-import test_pool_exit as T
-from broker.pool import Executor, Pool
-
-def report(pool):
-    print("POOL", os.getpid(), *pool.worker_pids(), flush=True)
-"""
-
-
-def run_child(track, body, timeout=H.DEADLINE, **fmt):
-    """Run *body* (after the prelude) in a child interpreter that must exit in
-    *timeout*; returns (returncode, stdout lines but POOL ones, stderr)."""
-    code = _PRELUDE.format(path=[HERE] + sys.path) + textwrap.dedent(body).format(**fmt)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
-    return r.returncode, track.parse(r.stdout), r.stderr
 
 
 # == concurrent.futures: ExecutorShutdownTest / ProcessPoolShutdownTest =================
@@ -490,173 +333,6 @@ def test_stranded_worker_exit(track, tmp_path, shutdown, drop):
     assert not manager.is_alive()
 
 
-# == multiprocessing: _TestPool / _TestPoolWorkerLifetime ==============================
-def test_pool_terminate(track):
-    """_TestPool.test_terminate: terminate() and join() with 10,000 "forever"
-    tasks queued (more than the task ring holds: the feeder thread has a
-    backlog) return.  Ours fails the unfinished result with ClosedError
-    (multiprocessing's get() would wait for ever)."""
-    p = track.pool(Pool(3))
-    r = p.map_async(time.sleep, [600] * 10_000, chunksize=1)
-    H.wait_until(lambda: p._engine.status.snapshot()["workers"][0]["state"] == "running", "a task to start")
-    finishes(p.terminate, "terminate()")
-    finishes(p.join, "join()")
-    with pytest.raises(ClosedError, match="terminated"):
-        r.get(0)
-
-
-def test_pool_empty_iterable(track):
-    """_TestPool.test_empty_iterable (issue 12157)."""
-    p = track.pool(Pool(1))
-    assert p.map(H.square, []) == []
-    assert list(p.imap(H.square, [])) == []
-    assert list(p.imap_unordered(H.square, [])) == []
-    assert p.map_async(H.square, []).get(H.DEADLINE) == []
-    p.close()
-    finishes(p.join, "join()")
-
-
-def test_pool_context(track):
-    """_TestPool.test_context: the with block terminates the pool; join()
-    after it returns; the pool refuses new work."""
-    with Pool(2) as p:
-        track.pool(p)
-        assert p.map_async(H.square, range(10)).get(H.DEADLINE) == [i * i for i in range(10)]
-    finishes(p.join, "join()")
-    with pytest.raises(ValueError, match="Pool not running"):
-        p.map_async(H.square, range(10))
-
-
-def test_pool_enter(track):
-    """_TestPool.test_enter (bpo-35477): __enter__ of a pool that is not
-    running raises."""
-    pool = track.pool(Pool(1))
-    with pool:
-        pass
-    with pytest.raises(ValueError, match="Pool not running"):
-        with pool:
-            pass
-    finishes(pool.join, "join()")
-
-
-def test_pool_release_task_refs(track):
-    """_TestPool.test_release_task_refs (issue 29861): arguments and results
-    are not kept alive once the map is done."""
-    with Pool(2) as p:
-        track.pool(p)
-        objs = [Counted() for _ in range(10)]
-        refs = [weakref.ref(o) for o in objs]
-        out = p.map(identity, objs)
-        assert len(out) == 10 and Counted.n == 20  # the results are copies
-        del objs, out
-        gc.collect()
-        assert {wr() for wr in refs} == {None}
-        assert Counted.n == 0
-
-
-def test_pool_map_no_failfast(track):
-    """_TestPool.test_map_no_failfast (issue 23992): a map that fails, then
-    close() and join(): join does not deadlock."""
-    with pytest.raises(ValueError, match="fails on purpose"):
-        with Pool(2) as p:
-            track.pool(p)
-            try:
-                p.map(raise_value_error, [0, 1], 1)
-            finally:
-                p.close()
-                finishes(p.join, "join()")
-
-
-def test_pool_resource_warning(track):
-    """_TestPool.test_resource_warning: a pool collected in state RUN warns."""
-    pool = track.pool(Pool(1))
-    pool.terminate()
-    pool.join()
-    pool._state = "RUN"  # as CPython's test: force the state to get the warning
-    with warnings.catch_warnings(record=True) as w:
-        warnings.simplefilter("always")
-        pool = None
-        gc.collect()
-    assert any(issubclass(x.category, ResourceWarning) and "unclosed running" in str(x.message) for x in w)
-
-
-def test_pool_unref_while_busy(track, tmp_path):
-    """A Pool garbage-collected while an imap runs (CPython's pools are
-    terminated by their finalizer): terminated; ours fails what is left
-    with ClosedError instead of leaving next() waiting."""
-    p = track.pool(Pool(2))
-    it = p.imap(H.block_forever, [str(tmp_path / ("s%d" % i)) for i in range(5)])
-    H.wait_file(str(tmp_path / "s0"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        del p
-        gc.collect()
-    with pytest.raises(ClosedError):
-        it.next(H.DEADLINE)
-
-
-def _in_process(q):
-    with Pool(2) as p:
-        q.put(("pids", p.worker_pids()))
-        q.put(("map", p.map(H.square, range(5))))
-
-
-def test_pool_in_process(track):
-    """TestStdinBadfiledescriptor.test_pool_in_process: a pool made and used
-    inside a multiprocessing.Process (non-daemonic)."""
-    import multiprocessing as mp
-    ctx = mp.get_context("fork")
-    q = ctx.Queue()
-    proc = ctx.Process(target=_in_process, args=(q,))
-    proc.start()
-    kind, pids = q.get(timeout=H.DEADLINE)
-    track.add(pids, proc.pid)
-    assert q.get(timeout=H.DEADLINE) == ("map", [0, 1, 4, 9, 16])
-    proc.join(H.DEADLINE)
-    assert proc.exitcode == 0
-
-
-def test_worker_finalization_via_atexit_handler_of_multiprocessing(track):
-    """_TestPoolWorkerLifetime.test_worker_finalization_via_atexit_handler_of_multiprocessing
-    (bpo-38744, bpo-39360): a pool kept in a global object at exit."""
-    rc, out, err = run_child(track, """
-        problem = None
-        class A:
-            def __init__(self):
-                self.pool = Pool(processes=1)
-        def test():
-            global problem
-            problem = A()
-            problem.pool.map(float, tuple(range(10)))
-        test()
-        report(problem.pool)
-        """)
-    assert rc == 0 and err == "" and out == []
-
-
-_POOL_AT_EXIT = """
-p = Pool(2, context=mp.get_context({method!r}))
-report(p)
-r = p.apply_async(H.block_forever, ({started!r},))
-it = p.imap(H.square, itertools.count())
-print(next(it), next(it), next(it), flush=True)
-H.wait_file({started!r})
-{mode}
-"""
-
-
-@pytest.mark.parametrize("method,mode", [("fork", ""), ("spawn", ""), ("forkserver", ""), ("fork", "p.close()"),
-                                         ("fork", "del p; gc.collect()")])
-def test_pool_busy_at_exit(track, tmp_path, method, mode):
-    """A Pool running a task that never ends and an endless imap at exit
-    (closed, or dropped, or neither): as multiprocessing's, it is terminated
-    at exit; the interpreter leaves at once, quietly."""
-    rc, out, err = run_child(track, _POOL_AT_EXIT, method=method, mode=mode, started=str(tmp_path / "s"))
-    assert rc == 0 and err == ""
-    assert out == ["0 1 4"]
-    track.add([int(H.wait_file(str(tmp_path / "s")))])
-
-
 # == the owner SIGKILLed while its workers start (spawn/forkserver) ====================
 _OWNER = """
 cls = Executor if {cls!r} == "executor" else Pool
@@ -673,12 +349,12 @@ def test_owner_killed_before_workers_are_ready(track, tmp_path, method, cls):
     """The owner SIGKILLed right after the constructor returns, its workers
     still starting (importing): they exit, the pool's segments go, and no
     worker writes a traceback on the way out."""
-    code = _PRELUDE.format(path=[HERE] + sys.path) + _OWNER.format(method=method, cls=cls)
+    code = PRELUDE.format(path=[HERE] + sys.path) + _OWNER.format(method=method, cls=cls)
     with open(tmp_path / "err", "w") as errf:
         p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=errf, text=True)
     try:
-        line = _readline(p, H.DEADLINE)
+        line = readline(p, H.DEADLINE)
         track.parse(line)
         assert len(track.procs) == 2 and track.segments(), "the owner did not report its pool: %r" % line
     finally:
@@ -689,15 +365,6 @@ def test_owner_killed_before_workers_are_ready(track, tmp_path, method, cls):
     track.check()
     with open(tmp_path / "err") as f:
         assert f.read() == ""
-
-
-def _readline(p, timeout):
-    import selectors
-    sel = selectors.DefaultSelector()
-    sel.register(p.stdout, selectors.EVENT_READ)
-    if not sel.select(timeout):
-        raise AssertionError("the child printed nothing in %ss" % timeout)
-    return p.stdout.readline()
 
 
 _DIES_STARTING = """
@@ -729,11 +396,11 @@ def test_owner_and_workers_killed_together(track, tmp_path):
     killer): nobody is left to remove the pool; the next pool made on the
     host does.  A pool whose owner is alive is left alone."""
     live = track.pool(Executor(1))  # ours, its owner alive: the sweep leaves it alone
-    code = _PRELUDE.format(path=[HERE] + sys.path) + _OWNER.format(method="fork", cls="executor")
+    code = PRELUDE.format(path=[HERE] + sys.path) + _OWNER.format(method="fork", cls="executor")
     p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         mine = set(track.procs)
-        track.parse(_readline(p, H.DEADLINE))
+        track.parse(readline(p, H.DEADLINE))
         workers = set(track.procs) - mine
         assert len(workers) == 2
         os.kill(p.pid, signal.SIGSTOP)  # the owner sees none of its workers die
