@@ -45,7 +45,7 @@ from shm.workqueue import WorkQueue
 
 from . import _serde, _worker
 from ._manager import Manager, worker_crashed
-from ._status import KIND_POOL, PREFIX, PoolStatus
+from ._status import KIND_POOL, PREFIX, PoolStatus, orphans
 from ._worker import INIT, OK_NONE, RES, SPILL, TASK
 
 _seq = itertools.count()
@@ -139,6 +139,9 @@ class Engine(Manager):
         self._helpers = 0  # threads reading results in result() (under _lock)
         self._no_helpers = threading.Event()
         self._no_helpers.set()
+        if ctx.get_start_method() == "forkserver":
+            from multiprocessing import forkserver
+            forkserver.ensure_running()  # first, while we have no segments: its start takes ~0.1 s
         self.prefix = self._create_segments(flavor, workers, conf)
         try:
             self._spec = _worker.Spec(self.prefix, os.getpid(), flavor, initializer, initargs, max_tasks,
@@ -160,6 +163,8 @@ class Engine(Manager):
 
     # ------------------------------------------------------------------ setup
     def _create_segments(self, flavor, workers, conf):
+        for dead in orphans():  # pools whose owner and workers all died: nobody else removes them
+            _worker.remove_pool_segments(dead)
         while True:
             prefix = "%s%d.%d" % (PREFIX, os.getpid(), next(_seq))
             try:

@@ -40,6 +40,7 @@ WAKE_OFF = 11 * 8 + 4  # u32 futex word: wakes the owner's result thread
 DONE_OFF = 12 * 8  # u32 futex word: moves when futures complete while threads wait in result()
 W_CREATED = 13
 W_STOP = 14  # 1: workers leave (then the kick word moves)
+W_PIDNS = 15  # the owner's pid namespace (inode of /proc/self/ns/pid; 0 unknown): its pids mean something here
 # worker slot words
 S_PID, S_STATE, S_OFF, S_START, S_TASKS = 0, 1, 2, 3, 4
 FREE, STARTING, IDLE, RUNNING, EXITED = 0, 1, 2, 3, 4
@@ -79,6 +80,7 @@ class PoolStatus:
             mv[W_SLOTS] = slots
             mv[W_MAXW] = max_workers
             mv[W_CREATED] = time.monotonic_ns()
+            mv[W_PIDNS] = pid_namespace()
             mv[W_MAGIC] = MAGIC  # last: attachers check it
             mv.release()
             return cls(seg)
@@ -250,6 +252,39 @@ def pool_snapshots():
         s["owner_alive"] = _alive(s["owner"])
         snaps.append(s)
     return snaps
+
+
+def pid_namespace():
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
+def orphans():
+    """Prefixes of the pools whose owner and workers are all dead (killed
+    together, or the owner killed before it started a worker): nobody is
+    left to remove them.  Only pools of our pid namespace are judged."""
+    from broker.namespace import proc_start_ticks  # 0: no such process, or a zombie (it has exited)
+    me = pid_namespace()
+    out = []
+    for name in list_pools() if me else ():
+        owner = int(_NAME_RE.match(name[1:])[1])
+        if owner == os.getpid() or proc_start_ticks(owner):
+            continue
+        try:
+            st = PoolStatus.attach(name)  # a pool being made (no magic yet) is skipped: its owner is alive
+        except Exception:
+            continue
+        try:
+            if int(st.mv[W_PIDNS]) != me or int(st.mv[W_OWNER]) != owner:
+                continue
+            if any(pid and proc_start_ticks(pid) for pid in (st.running(i)[0] for i in range(st.slots))):
+                continue  # a worker lives: it removes the pool itself (it watches the owner)
+        finally:
+            st.close()
+        out.append(name[:-2])
+    return out
 
 
 def _alive(pid):

@@ -234,13 +234,14 @@ class Worker:
                     r = [fn(*a) for a in payload[0]]
                 else:
                     r = [fn(x) for x in payload[0]]
-                payload = None
+                payload = args = kw = None  # the arguments are freed now, not at the next task
                 if r is None:
                     send(off, OK_NONE)
                 else:
                     send(off, OK, r)
                 r = None
             except BaseException as e:
+                payload = args = kw = None
                 send(off, ERR, (e, format_tb(e)))
                 e = None
             ack(off, pid)
@@ -289,6 +290,10 @@ def worker_main(spec, slot):
     try:
         w = current = Worker(spec, slot)
     except Exception:
+        from broker.namespace import proc_start_ticks
+        if proc_start_ticks(spec.owner) != spec.owner_start:  # the owner died while we started (our
+            remove_pool_segments(spec.prefix)  # watcher removed some segments first): no traceback
+            os._exit(0)
         if not os.path.exists(SHM_DIR + spec.prefix + ".s"):
             os._exit(0)  # the pool is gone already (closed while we started)
         raise

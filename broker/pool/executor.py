@@ -286,10 +286,11 @@ class Executor(concurrent.futures.Executor):
                 except BaseException:
                     f.cancel()
                     raise
-                if chunked:
-                    yield from r
-                else:
-                    yield r
+                del f  # no reference to a result once yielded: the caller may free it
+                r = r if chunked else [r]
+                r.reverse()
+                while r:
+                    yield r.pop()
         finally:
             for f in fs:
                 f.cancel()
