@@ -341,6 +341,7 @@ def queue_contenders(a, ctx, ns):
         import broker
         bq = broker.Queue
         out.append(("broker.Queue", lambda: bq(0, **{"shm.namespace": ns})))
+        out.append(("broker.Queue spin", lambda: bq(0, **{"shm.namespace": ns, "shm.wait": "spin"})))
     except (ImportError, AttributeError) as e:
         skipped.append(("broker.Queue", e))
     return out, skipped

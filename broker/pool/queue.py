@@ -176,13 +176,15 @@ class _QueueBase:
             _serde.discard(segs)
             raise
 
-    def _get(self, wait):
+    def _get(self, wait, r=None):
+        """A get; *r*: what FastQueue.get returned to the caller, if it called it."""
         a = self._att
         m = a._member if a._gen == S._gen else a.bind()
         held = self._held if self._gen == S._gen else self._mine()
         # Queue, SimpleQueue: the item this thread took before is finished
-        # in the same C call that takes the next one (take_fast)
-        r = held.fq.get()  # one C call (ext/fastqueue.c), the previous item finished in it
+        # in the same C call that takes the next one
+        if r is None:
+            r = held.fq.get()  # one C call (ext/fastqueue.c), the previous item finished in it
         if r.__class__ is tuple:
             return r[0] if len(r) == 1 else self._decode(held, m, *r)
         deadline = None if wait is None else time.monotonic() + wait
@@ -297,6 +299,11 @@ class Queue(_QueueBase):
     def get(self, block=True, timeout=None):
         if self._closed:
             raise self._closed_error()
+        if self._gen == S._gen:  # the common case in one C call (ext/fastqueue.c)
+            r = self._held.fq.get()
+            if r.__class__ is tuple and len(r) == 1:
+                return r[0]
+            return self._get(_wait(block, timeout), r)
         return self._get(_wait(block, timeout))
 
     def put_nowait(self, obj):
@@ -382,12 +389,17 @@ class SimpleQueue(_QueueBase):
     def get(self):
         if self._closed:
             raise self._closed_error()
+        if self._gen == S._gen:  # as Queue.get
+            r = self._held.fq.get()
+            return r[0] if r.__class__ is tuple and len(r) == 1 else self._get(None, r)
         return self._get(None)
 
     def put(self, obj):
         if self._closed:
             raise self._closed_error()
-        self._put(obj, None)
+        r = (self._held if self._gen == S._gen else self._mine()).fq.put(obj)  # as Queue.put
+        if r is not None:
+            self._put(obj, None, r)
 
     def empty(self):
         if self._closed:
