@@ -400,3 +400,38 @@ def test_many_threads_wait_on_the_same_futures(impl):
         for t in ts:
             t.join(H.DEADLINE)
         assert not errs and out == [sum(i * i for i in range(400))] * 6
+
+
+def test_waits_from_two_threads_over_finished_and_pending_futures():
+    """A future finished before anyone asked for its condition shares a no-op
+    one (executor._Finished); cf.wait takes futures' conditions in id order,
+    so two threads waiting on overlapping sets must still never deadlock,
+    and every wait must see every result."""
+    import threading
+    with Executor(2) as ex:
+        done = [ex.submit(H.square, i) for i in range(50)]
+        assert [f.result(H.DEADLINE) for f in done] == [i * i for i in range(50)]
+        pending = [ex.submit(H.busy_square, i, 0.002) for i in range(50)]
+        mixed = done + pending
+        out, errors = [], []
+
+        def waiter(fs):
+            try:
+                for _ in range(20):
+                    d, nd = cf.wait(fs, timeout=H.DEADLINE)
+                    assert not nd
+                    out.append(sorted(f.result() for f in d))
+                    assert sorted(f.result() for f in cf.as_completed(fs, timeout=H.DEADLINE)) == out[-1]
+            except BaseException as e:  # noqa: B036 - reported to the test
+                errors.append(e)
+
+        ts = [threading.Thread(target=waiter, args=(x,)) for x in (mixed, mixed[::-1])]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(H.DEADLINE)
+        assert not any(t.is_alive() for t in ts) and not errors
+        assert len(out) == 40 and all(r == sorted([i * i for i in range(50)] * 2) for r in out)
+        called = []
+        done[0].add_done_callback(called.append)  # a finished future calls it at once
+        assert called == [done[0]] and done[0].cancel() is False and done[0].done()

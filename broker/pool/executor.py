@@ -14,6 +14,8 @@ import os
 import threading
 import time
 import weakref
+from _thread import RLock as _RLock
+from collections import deque as _deque
 from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING, RUNNING, InvalidStateError
 
 from ._engine import Engine, check_positive
@@ -116,10 +118,69 @@ class _FutureBase(concurrent.futures.Future):
             pass
 
 
+class _Condition(threading.Condition):
+    """threading.Condition over an RLock in 3 objects, not 9 (its __init__
+    stores 5 bound methods of the lock; these delegate instead): cf.wait
+    and as_completed make one for every future they are given."""
+
+    def __init__(self):
+        self._lock = _RLock()
+        self._waiters = _deque()
+
+    def acquire(self, blocking=True, timeout=-1):
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self):
+        self._lock.release()
+
+    def _release_save(self):
+        return self._lock._release_save()
+
+    def _acquire_restore(self, x):
+        self._lock._acquire_restore(x)
+
+    def _is_owned(self):
+        return self._lock._is_owned()
+
+
+class _Finished:
+    """The condition of a future that finished before anyone asked for one:
+    its state never changes again, so there is nothing to lock, wait for or
+    notify (cf.wait still takes, waits on and releases it)."""
+
+    def acquire(self, blocking=True, timeout=-1):
+        return True
+
+    def release(self):
+        pass
+
+    def __enter__(self):
+        return True
+
+    def __exit__(self, *exc):
+        return None
+
+    def wait(self, timeout=None):
+        return True
+
+    def wait_for(self, predicate, timeout=None):
+        return predicate()
+
+    def notify(self, n=1):
+        pass
+
+    def notify_all(self):
+        pass
+
+
+_FINISHED = _Finished()
+
+
 class _CondSlot:
     """A non-data descriptor: the first read of ``_condition`` makes it and
     stores it in the instance dict, which then shadows this (later reads
-    are plain attribute reads: cf.wait reads it 3 times a future)."""
+    are plain attribute reads: cf.wait reads it 3 times a future).  A future
+    already FINISHED gets the shared no-op one."""
 
     def __get__(self, obj, cls=None):
         if obj is None:
@@ -128,7 +189,7 @@ class _CondSlot:
         with _cond_lock:
             c = d.get("_condition")
             if c is None:
-                c = d["_condition"] = threading.Condition()
+                c = d["_condition"] = _FINISHED if obj._state == FINISHED else _Condition()
         return c
 
 
