@@ -446,6 +446,10 @@ class Engine(Manager):
         views = ffi.new("log_view *[]", [self.rlog._v])
         offs = ffi.new("uint64_t[]", 1)
         dbase, dsize, doff = status.done_notify()
+        # a short spin first (shm.pool.spin.us): a tiny task's result comes within it, and the thread
+        # waits anyway; then the futex (a spin without a yield: only the waiting thread's own core)
+        mode = lib.LOG_WAIT_SLEEP if self.conf["shm.wait"] == "sleep" else lib.LOG_WAIT_ADAPTIVE
+        spin = 0 if mode == lib.LOG_WAIT_SLEEP else int(self.conf["shm.pool.spin.us"] * 1000)
         with self._lock:
             if self.finished:
                 return  # the mappings are going: wait on the future as usual
@@ -470,7 +474,7 @@ class Engine(Manager):
                 if left <= 0:
                     return
                 offs[0] = self._roff
-                lib.log_wait_many_ex(views, offs, 1, left, lib.LOG_WAIT_SLEEP, 0, dbase, dsize, doff, d)
+                lib.log_wait_many_ex(views, offs, 1, left, mode, spin, dbase, dsize, doff, d)
         finally:
             with self._lock:
                 self._helpers -= 1
