@@ -19,7 +19,7 @@ import time
 
 from ._native import ffi, lib
 from .errors import ClosedError, CorruptSegmentError
-from .log import BLOCK, PartitionLog, wait_many
+from .log import BLOCK, PartitionLog, Waiter, wait_many
 from .segment import Segment, unlink
 
 LEASE_SUFFIX = ".q"
@@ -63,6 +63,7 @@ class WorkQueue:
         self._stats = ffi.new("q_stats *")
         self._qaddr = int(ffi.cast("uintptr_t", self._q))
         self._qtake = log._fast.qtake
+        self._waiter = None  # wait_item's, made on first use
 
     # -- lifecycle
     @classmethod
@@ -233,8 +234,13 @@ class WorkQueue:
         take's wait offset) or a release after *seq* was read: True when
         either came (a take may now succeed), False on timeout."""
         self._check()
-        notify = (self._qbuf, self._qseg.size, lib.Q_RELEASE_OFF, seq)
-        return wait_many([self.log], [at], timeout, mode, spin_us, notify=notify) is not None
+        w, self._waiter = self._waiter, None  # one made per queue, reused (a second thread makes its own)
+        if w is None:
+            w = Waiter([self.log], (self._qbuf, self._qseg.size, lib.Q_RELEASE_OFF))
+        try:
+            return w.wait([at], timeout, mode, spin_us, seq) is not None
+        finally:
+            self._waiter = w
 
     def ack(self, offset, owner):
         """Done with *offset*: True, or False if it had been released (its

@@ -236,22 +236,24 @@ class _QueueBase:
         a, fq = self._att, held.fq
         check = a._member.sup_check
         mode = self._wait_mode
-        while True:
-            try:
-                seq = a.wq.release_seq()  # before the attempt: a release after it ends the wait
-            except ClosedError:
-                return NotImplemented
-            r = fq.get()
-            if r.__class__ is not int:
-                return r
-            left = _CHUNK if deadline is None else min(_CHUNK, deadline - time.monotonic())
-            if left <= 0:
-                return r
-            try:
-                if not a.wq.wait_item(r, seq, left, mode) and check is not None:
+        wq = a.wq
+        try:
+            while True:
+                seq = wq.release_seq()  # before the attempt: a release after it ends the wait
+                r = fq.get()
+                if r.__class__ is not int:
+                    return r
+                left = _CHUNK if deadline is None else min(_CHUNK, deadline - time.monotonic())
+                if left <= 0:
+                    return r
+                if wq.wait_item(r, seq, left, mode):
+                    r = fq.get()  # woken: the item is likely there (the latency path: no other call first)
+                    if r.__class__ is not int:
+                        return r
+                elif check is not None:
                     check()  # a chunk passed with nothing: is the supervisor there (dead getters' items)?
-            except ClosedError:
-                return NotImplemented
+        except ClosedError:
+            return NotImplemented
 
     def _decode(self, held, m, off, data):
         """The object of a taken item's record, now held by this thread."""
