@@ -30,7 +30,8 @@ CONSUMER = {"group.id", "auto.offset.reset", "enable.auto.commit", "auto.commit.
             "heartbeat.interval.ms", "partition.assignment.strategy", "group.instance.id", "isolation.level",
             "fetch.min.bytes", "fetch.max.bytes", "fetch.wait.max.ms", "max.partition.fetch.bytes",
             "fetch.message.max.bytes", "queued.min.messages", "queued.max.messages.kbytes", "on_commit",
-            "group.protocol", "group.remote.assignor", "check.crcs", "allow.auto.create.topics"}
+            "group.protocol", "group.remote.assignor", "check.crcs", "allow.auto.create.topics",
+            "shm.latency.histogram"}
 ADMIN = set()
 # broker.Queue & co (broker/pool/queue.py): the ring of each queue, with the topic keys' names
 QUEUE = {"retention.bytes", "max.message.bytes", "shm.slots"}
@@ -211,6 +212,8 @@ VALIDATORS = {
     "queued.min.messages": _int(1, 10000000), "queued.max.messages.kbytes": _int(1, 2097151),
     "on_commit": _callable, "group.protocol": _enum("classic", "consumer"), "group.remote.assignor": _str,
     "check.crcs": _bool,
+    # produce->poll latency per group and partition, in shared memory (broker/latency_hist.py)
+    "shm.latency.histogram": _bool,
     "allow.auto.create.topics": _not_implemented(
         "topics created on first use", "create them first (AdminClient.create_topics or `shmbroker topics "
         "--create`)", allowed=(False,)),

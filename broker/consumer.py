@@ -28,6 +28,7 @@ from shm.errors import ClosedError, KafkaError, KafkaException, UnknownTopicErro
 from shm.log import Waiter
 
 from . import config as _config
+from . import latency_hist
 from .admin import cluster_metadata, log_start, offset_for_time
 from .membership import GroupMember
 from .message import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORED, Message, TopicPartition, eof_event
@@ -67,6 +68,7 @@ class Consumer(GroupMember):
         self._cur = None  # the partition whose fetched batch is being handed out
         self._closed = False
         self._init_group(conf)
+        self._lat = latency_hist.Recorder(self) if latency_hist.option(conf, self._group) else None
         self._waiter = None  # (partition set, Waiter) of the last wait
         self._laps = {}  # (topic, partition) -> [records lost to laps, resets]
         self._nsw = memoryview(self._ns.seg.mm).cast("Q")  # the destroyed flag, read per fetched batch
@@ -143,6 +145,8 @@ class Consumer(GroupMember):
         log.on_wait = self._sup_check
         part = _Part(TopicPartition(tp.topic, tp.partition), log, 0, info.retention_ms)
         self._jump(part, self._start_offset(log, tp.offset, part.tp, info.retention_ms))
+        if self._lat is not None:
+            self._lat.attach(part, info)  # shm.latency.histogram
         self._parts[key] = part
         self._order.append(key)
 
@@ -313,6 +317,8 @@ class Consumer(GroupMember):
         if r.status == "ok":
             part.pos = r[0] + 1
             part.eof_sent = False
+            if self._lat is not None:
+                part.log._fast.lat_record(r[4])
             return _mk(Message, (part.tp.topic, part.tp.partition, r[0], r[2], r[1], r[3], None, r[4], None))
         return self._next()  # a status: the general path handles it
 
@@ -463,6 +469,12 @@ class Consumer(GroupMember):
             out[tp] = {"lag": lag, "records_lost_to_laps": lost, "lap_resets": resets}
         return out
 
+    def latency(self):
+        """stats()'s companion with shm.latency.histogram=true, per assigned
+        TopicPartition: {"count", "p50", "p99", "p99.9", "max", ...} of the
+        produce->poll latencies (us) the group's consumers measured on it."""
+        return latency_hist.consumer_latency(self)
+
     def list_topics(self, topic=None, timeout=-1):
         self._check()
         return cluster_metadata(self._ns, topic)
@@ -478,6 +490,8 @@ class Consumer(GroupMember):
             for key in list(self._parts):
                 self._remove(key)
             unregister_client(self)
+            if self._lat is not None:
+                self._lat.close()
             if self._gs is not None:
                 self._gw.release()
                 self._gs.close()

@@ -59,6 +59,7 @@ import numpy as np
 
 from shm._native import lib
 from shm.errors import KafkaError, KafkaException, NamespaceError
+from shm.segment import unlink
 
 from .namespace import (CENTRY, COMMITS_OFF, GENTRY, GMEMBER, GMEMBER_OFF, GTABLE_OFF, MAX_COMMITS, MAX_GMEMBERS,
                         MAX_GROUPS, META_SIZE, proc_start_ticks)
@@ -235,6 +236,8 @@ class Groups:
             with self.ns.seq_write(off):
                 self.store(off + 8, 0)
                 self.store(off + 32, 0)
+            from .latency_hist import segment_name
+            unlink(segment_name(self.ns.name, gidx))  # its latency histograms (shm.latency.histogram) go with it
 
     def _free_chain_ends(self):
         """Under the lock: free every deleted entry that no probe chain

@@ -20,6 +20,7 @@
 #include <limits.h>
 
 #include "shmlog.c"
+#include "shmlat.h"
 /* the work queue's C (WorkQueue.take_fast), in this unit too; its static
  * helpers share names with the log's */
 #define lap_of q_lap_of
@@ -48,7 +49,31 @@ typedef struct {
     uint64_t bcap;
     log_rec *recs;
     uint64_t nrecs;
+    /* shm.latency.histogram: the slot this consumer's reads count into
+     * (ext/shmlat.h), NULL when off; lat_view holds the segment's mapping
+     * exported (it cannot be unmapped while we point into it) */
+    volatile uint64_t *lat;
+    Py_buffer lat_view;
 } FastLog;
+
+static void lat_release(FastLog *self)
+{
+    if (self->lat) {
+        self->lat = NULL;
+        PyBuffer_Release(&self->lat_view);
+    }
+}
+
+/* The produce->poll latency of a record stamped ts (ns), into the slot.
+ * Records carry CLOCK_REALTIME stamps (shmlog.c's wall_ns(): Kafka's
+ * CreateTime, also what time.time_ns() gives a producer), so "now" must be
+ * the same clock: a monotonic "now" minus a wall-clock stamp means nothing.
+ * A wall-clock step can make one latency negative or huge; lat_record
+ * clamps such values and counts them apart. */
+static inline void lat_count(FastLog *self, long long ts)
+{
+    lat_record(self->lat, wall_ns() - (int64_t)ts);
+}
 
 static int FastLog_init(FastLog *self, PyObject *args, PyObject *kw)
 {
@@ -83,6 +108,7 @@ static void FastLog_dealloc(FastLog *self)
     free(self->buf);
     free(self->bbuf);
     free(self->recs);
+    lat_release(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -236,6 +262,11 @@ static PyObject *FastLog_poll_message(FastLog *self, PyObject *const *args, Py_s
     }
     PyObject *r = FastLog_poll(self, args, 2);
     if (!r || r == Py_None || Py_TYPE(r) != (PyTypeObject *)self->record_type) return r;
+    if (self->lat) { /* shm.latency.histogram: the record is handed out now */
+        long long ts = PyLong_AsLongLong(PyTuple_GET_ITEM(r, 4));
+        if (ts == -1 && PyErr_Occurred()) PyErr_Clear();
+        else lat_count(self, ts);
+    }
     return record_to_message(r, args[2], args[3]);
 }
 
@@ -325,6 +356,56 @@ static PyObject *FastLog_read_batch(FastLog *self, PyObject *const *args, Py_ssi
 static PyObject *FastLog_invalidate(FastLog *self, PyObject *unused)
 {
     self->v = NULL;
+    lat_release(self);
+    Py_RETURN_NONE;
+}
+
+/* set_latency(buffer, offset): count the latency of every record this
+ * view hands out (poll_message, LatQueue.popleft, lat_record) into the
+ * LAT_SLOT_BYTES slot at offset of buffer (a writable mapping of the
+ * group's latency segment); set_latency(None) stops.  The buffer stays
+ * exported until then (or invalidate, or our end). */
+static PyObject *FastLog_set_latency(FastLog *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs == 1 && args[0] == Py_None) {
+        lat_release(self);
+        Py_RETURN_NONE;
+    }
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "set_latency(buffer, offset) or set_latency(None)");
+        return NULL;
+    }
+    Py_ssize_t off = PyLong_AsSsize_t(args[1]);
+    if (off == -1 && PyErr_Occurred()) return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    /* the slot must lie inside the mapping, 8-byte aligned: the offset comes
+     * from a table in shared memory, so it is checked here, not trusted */
+    if (off < 0 || off % 8 || ((uintptr_t)view.buf) % 8 || view.len < (Py_ssize_t)LAT_SLOT_BYTES ||
+        off > view.len - (Py_ssize_t)LAT_SLOT_BYTES) {
+        PyBuffer_Release(&view);
+        PyErr_Format(PyExc_ValueError, "latency slot at offset %zd does not fit the %zd-byte segment", off, view.len);
+        return NULL;
+    }
+    if (!self->v) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "log closed");
+        return NULL;
+    }
+    lat_release(self);
+    self->lat_view = view;
+    self->lat = (volatile uint64_t *)((char *)view.buf + off);
+    Py_RETURN_NONE;
+}
+
+/* lat_record(timestamp_ns): count the latency of a record stamped
+ * timestamp_ns (wall clock) handed out now - the Python paths' call; a
+ * no-op while no slot is set. */
+static PyObject *FastLog_lat_record(FastLog *self, PyObject *ts_obj)
+{
+    long long ts = PyLong_AsLongLong(ts_obj);
+    if (ts == -1 && PyErr_Occurred()) return NULL;
+    if (self->lat) lat_count(self, ts);
     Py_RETURN_NONE;
 }
 
@@ -382,6 +463,10 @@ static PyMethodDef FastLog_methods[] = {
     {"read_messages", (PyCFunction)(void (*)(void))FastLog_read_messages, METH_FASTCALL,
      "read_messages(offset, max_records, topic, partition) -> (Messages or None, next_offset, stop status)"},
     {"invalidate", (PyCFunction)FastLog_invalidate, METH_NOARGS, "stop using the view (the log was closed)"},
+    {"set_latency", (PyCFunction)(void (*)(void))FastLog_set_latency, METH_FASTCALL,
+     "set_latency(buffer, offset) or set_latency(None): shm.latency.histogram's slot"},
+    {"lat_record", (PyCFunction)FastLog_lat_record, METH_O,
+     "lat_record(timestamp_ns): count one record's produce->poll latency, handed out now"},
     {NULL},
 };
 
@@ -396,6 +481,126 @@ static PyTypeObject FastLogType = {
     .tp_dealloc = (destructor)FastLog_dealloc,
     .tp_methods = FastLog_methods,
 };
+
+/* ---- LatQueue: a consumer's fetched batch, counted when handed out ----------
+ * LatQueue(fastlog) is a collections.deque whose popleft() also counts the
+ * produce->poll latency of the Message it returns into fastlog's latency
+ * slot (shm.latency.histogram).  The consumer fetches up to 256 records in
+ * one call and hands them out one poll() at a time: counting at hand-out,
+ * not at fetch, times each record to the poll that returns it and counts
+ * exactly the records delivered (a batch dropped by seek() or close() is
+ * not counted; its records are counted when read again).  A C subclass of
+ * deque, made at module init (the deque type is only known then); the
+ * FastLog reference sits after deque's own fields. */
+static PyTypeObject LatQueueType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shm._fastlog.LatQueue",
+    .tp_flags = Py_TPFLAGS_DEFAULT, /* GC support (flag, traverse, clear) comes from deque */
+    .tp_doc = "a deque whose popleft() counts each Message's produce->poll latency (shm.latency.histogram)",
+};
+static Py_ssize_t latq_off;      /* where the FastLog reference sits */
+static PyObject *deque_popleft;  /* collections.deque.popleft */
+
+#define LATQ_FL(o) (*(FastLog **)((char *)(o) + latq_off))
+
+static int LatQueue_init(PyObject *self, PyObject *args, PyObject *kw)
+{
+    PyObject *fl;
+    if (!PyArg_ParseTuple(args, "O!", &FastLogType, &fl)) return -1;
+    PyObject *empty = PyTuple_New(0);
+    if (!empty) return -1;
+    int rc = LatQueueType.tp_base->tp_init(self, empty, NULL); /* an unbounded deque */
+    Py_DECREF(empty);
+    if (rc < 0) return -1;
+    Py_INCREF(fl);
+    Py_XSETREF(LATQ_FL(self), (FastLog *)fl);
+    return 0;
+}
+
+static void LatQueue_dealloc(PyObject *self)
+{
+    Py_CLEAR(LATQ_FL(self)); /* a FastLog references no queue: no cycle through it */
+    LatQueueType.tp_base->tp_dealloc(self);
+}
+
+static PyObject *LatQueue_popleft(PyObject *self, PyObject *unused)
+{
+    PyObject *m = PyObject_CallOneArg(deque_popleft, self);
+    FastLog *fl = LATQ_FL(self);
+    if (m && fl && fl->lat && message_type && PyObject_TypeCheck(m, (PyTypeObject *)message_type) &&
+        PyTuple_GET_SIZE(m) == 9 && PyTuple_GET_ITEM(m, 6) == Py_None) { /* a record, not an event */
+        long long ts = PyLong_AsLongLong(PyTuple_GET_ITEM(m, 7));
+        if (ts == -1 && PyErr_Occurred()) PyErr_Clear();
+        else lat_count(fl, ts);
+    }
+    return m;
+}
+
+static PyMethodDef LatQueue_methods[] = {
+    {"popleft", LatQueue_popleft, METH_NOARGS, "deque.popleft(), counting the Message's produce->poll latency"},
+    {NULL},
+};
+
+static int latqueue_ready(PyObject *m)
+{
+    PyObject *coll = PyImport_ImportModule("collections");
+    if (!coll) return -1;
+    PyObject *dq = PyObject_GetAttrString(coll, "deque");
+    Py_DECREF(coll);
+    if (!dq) return -1;
+    if (!PyType_Check(dq) || ((PyTypeObject *)dq)->tp_itemsize) {
+        Py_DECREF(dq);
+        PyErr_SetString(PyExc_TypeError, "collections.deque is not the type LatQueue extends");
+        return -1;
+    }
+    deque_popleft = PyObject_GetAttrString(dq, "popleft");
+    if (!deque_popleft) { Py_DECREF(dq); return -1; }
+    PyTypeObject *base = (PyTypeObject *)dq; /* our reference keeps it, as tp_base */
+    latq_off = (base->tp_basicsize + (Py_ssize_t)sizeof(void *) - 1) & ~((Py_ssize_t)sizeof(void *) - 1);
+    LatQueueType.tp_base = base;
+    LatQueueType.tp_basicsize = latq_off + (Py_ssize_t)sizeof(FastLog *);
+    LatQueueType.tp_init = LatQueue_init;
+    LatQueueType.tp_dealloc = LatQueue_dealloc;
+    LatQueueType.tp_methods = LatQueue_methods;
+    if (PyType_Ready(&LatQueueType) < 0) return -1;
+    Py_INCREF(&LatQueueType);
+    if (PyModule_AddObject(m, "LatQueue", (PyObject *)&LatQueueType) < 0) {
+        Py_DECREF(&LatQueueType);
+        return -1;
+    }
+    return 0;
+}
+
+/* lat_layout() -> the latency slot's layout, for broker/latency_hist.py */
+static PyObject *lat_layout(PyObject *m, PyObject *unused)
+{
+    return Py_BuildValue("{sisisisisisisLsi}", "counts", (int)LAT_COUNTS, "slot_bytes", (int)LAT_SLOT_BYTES,
+                         "slot_words", (int)LAT_SLOT_WORDS, "unit_mag", (int)LAT_UNIT_MAG,
+                         "sub_half_mag", (int)LAT_SUB_HALF_MAG, "below", (int)LAT_BELOW, "max_ns",
+                         (long long)LAT_MAX_NS, "above", (int)LAT_ABOVE);
+}
+
+/* lat_index(ns) -> the counts index the core uses for ns (clamped as
+ * lat_record clamps); lat_lowest(i) -> the lowest ns of index i */
+static PyObject *py_lat_index(PyObject *m, PyObject *arg)
+{
+    long long ns = PyLong_AsLongLong(arg);
+    if (ns == -1 && PyErr_Occurred()) return NULL;
+    if (ns < 0) ns = 0;
+    if (ns > LAT_MAX_NS) ns = LAT_MAX_NS;
+    return PyLong_FromUnsignedLong(lat_index((uint64_t)ns));
+}
+
+static PyObject *py_lat_lowest(PyObject *m, PyObject *arg)
+{
+    long i = PyLong_AsLong(arg);
+    if (i == -1 && PyErr_Occurred()) return NULL;
+    if (i < 0 || i >= (long)LAT_COUNTS) {
+        PyErr_Format(PyExc_ValueError, "a latency counts index is in [0, %d)", (int)LAT_COUNTS);
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong(lat_lowest((uint32_t)i));
+}
 
 /* ---- Produce: Producer.produce's lean path --------------------------------
  * Produce(lean, fallback, null_key_random): calling it with (topic, value)
@@ -493,6 +698,9 @@ static PyObject *build_id(PyObject *m, PyObject *unused) { return PyUnicode_From
 static PyMethodDef module_methods[] = {
     {"build_id", build_id, METH_NOARGS, "the build id compiled in"},
     {"set_message_type", set_message_type, METH_O, "register the broker's Message type (a tuple subclass)"},
+    {"lat_layout", lat_layout, METH_NOARGS, "the latency histogram slot's layout (ext/shmlat.h)"},
+    {"lat_index", py_lat_index, METH_O, "lat_index(ns) -> the latency counts index of ns"},
+    {"lat_lowest", py_lat_lowest, METH_O, "lat_lowest(index) -> the lowest ns counted at index"},
     {NULL},
 };
 
@@ -517,6 +725,10 @@ PyMODINIT_FUNC PyInit__fastlog(void)
     Py_INCREF(&ProduceType);
     if (PyModule_AddObject(m, "Produce", (PyObject *)&ProduceType) < 0) {
         Py_DECREF(&ProduceType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (latqueue_ready(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

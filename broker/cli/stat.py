@@ -71,9 +71,54 @@ def pool_lines(prev, now, prev_t):
     return out
 
 
+def latency_lines(ns):
+    """The produce->poll latency section (consumers with shm.latency.histogram=true)."""
+    from broker import groups as G
+    from broker.latency_hist import stat_lines
+    gs = G.Groups(ns)
+    try:
+        names = gs.groups()
+    finally:
+        gs.close()
+    return stat_lines(ns, names)
+
+
+def write_hgrm(args):
+    """`stat --hgrm FILE`: the selected latency histograms, merged, as HdrHistogram's percentile text (us)."""
+    from broker import groups as G
+    from broker.latency_hist import merged
+    from . import UsageError, _fail
+    if args.group is None and (args.topic is not None or args.partition is not None):
+        raise UsageError("--topic and --partition select within a group: give --group too")
+    ns = _attach(args)
+    try:
+        gs = G.Groups(ns)
+        try:
+            names = gs.groups()
+        finally:
+            gs.close()
+        st, picked = merged(ns, names, args.group, args.topic, args.partition)
+    finally:
+        ns.close()
+    if not picked:
+        return _fail("no latency histogram matches in namespace %s: consumers record them with "
+                     "shm.latency.histogram=true in their config" % ns.name)
+    try:
+        st.write_hgrm(args.hgrm)
+    except ModuleNotFoundError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail("cannot write %s: %s" % (args.hgrm, exc.strerror or exc))
+    print("Wrote %s: %d records, produce->poll latency of %s" % (args.hgrm, st.count, ", ".join(
+        "%s %s[%d]" % x for x in picked)))
+    return 0
+
+
 def cmd_stat(args):
     import time
     from shm.errors import KafkaException
+    if args.hgrm is not None:
+        return write_hgrm(args)
     try:
         ns = _attach(args)
     except KafkaException:
@@ -122,6 +167,7 @@ def cmd_stat(args):
                 for r in rows:
                     out.append("%-16s %-16s %9d %12s %12d %8s %10d %-8s %s" % (name, r[1], r[2], r[3], r[4], r[5],
                                                                                r[11], r[9], state))
+            out.extend(latency_lines(ns))
             out.extend(pool_lines(prev, now, prev_t))
             print("\n".join(out), flush=True)
             prev_t = now
@@ -142,3 +188,9 @@ def add(tool):
              "process pool (broker.pool.Executor/Pool) on the host")
     t.add_argument("--interval", type=pos_float, default=1.0, help="seconds between refreshes")
     t.add_argument("--count", type=nonneg_int, help="print this many snapshots, then exit")
+    t.add_argument("--hgrm", metavar="FILE", help="write the produce->poll latency histograms of consumers with "
+                   "shm.latency.histogram=true (merged; --group, --topic, --partition select) as HdrHistogram's "
+                   "percentile distribution (values in us) to FILE, and exit")
+    t.add_argument("--group", help="with --hgrm: only this consumer group")
+    t.add_argument("--topic", help="with --hgrm and --group: only this topic")
+    t.add_argument("--partition", type=nonneg_int, help="with --hgrm, --group and --topic: only this partition")
