@@ -4,8 +4,9 @@
  *
  * One slot per (consumer group, partition): a small header and a fixed
  * array of counters laid out as HdrHistogram's (log-linear): 2 significant
- * digits - 128 sub-buckets per power of two, so a value >= 1 us is off by
- * at most 1/128 of itself - with 8 ns units at the bottom, up to 60 s.
+ * digits - 128 sub-buckets per power of two, so from 1 us up a bucket is
+ * at most 1% of its values wide (1/128 from 1024 ns) - with 8 ns units at
+ * the bottom, up to 60 s.
  *
  *   slot[0] key (topic id << 16 | partition; 0: free)   - written by
  *           latency_hist.py under the namespace lock, never here
