@@ -70,6 +70,16 @@ static void lat_release(FastLog *self)
  * the same clock: a monotonic "now" minus a wall-clock stamp means nothing.
  * A wall-clock step can make one latency negative or huge; lat_record
  * clamps such values and counts them apart. */
+/* A record's timestamp (an int of ns) as a C integer; -1 with an exception
+ * set if it is not one.  PyLong_AsLong where long is 64-bit: CPython's
+ * PyLong_AsLongLong goes through a byte-array conversion for multi-digit
+ * ints (every ns timestamp), twice as slow. */
+#if LONG_MAX == LLONG_MAX
+#define lat_stamp(o) ((long long)PyLong_AsLong(o))
+#else
+#define lat_stamp(o) PyLong_AsLongLong(o)
+#endif
+
 static inline void lat_count(FastLog *self, long long ts)
 {
     lat_record(self->lat, wall_ns() - (int64_t)ts);
@@ -263,7 +273,7 @@ static PyObject *FastLog_poll_message(FastLog *self, PyObject *const *args, Py_s
     PyObject *r = FastLog_poll(self, args, 2);
     if (!r || r == Py_None || Py_TYPE(r) != (PyTypeObject *)self->record_type) return r;
     if (self->lat) { /* shm.latency.histogram: the record is handed out now */
-        long long ts = PyLong_AsLongLong(PyTuple_GET_ITEM(r, 4));
+        long long ts = lat_stamp(PyTuple_GET_ITEM(r, 4));
         if (ts == -1 && PyErr_Occurred()) PyErr_Clear();
         else lat_count(self, ts);
     }
@@ -403,7 +413,7 @@ static PyObject *FastLog_set_latency(FastLog *self, PyObject *const *args, Py_ss
  * no-op while no slot is set. */
 static PyObject *FastLog_lat_record(FastLog *self, PyObject *ts_obj)
 {
-    long long ts = PyLong_AsLongLong(ts_obj);
+    long long ts = lat_stamp(ts_obj);
     if (ts == -1 && PyErr_Occurred()) return NULL;
     if (self->lat) lat_count(self, ts);
     Py_RETURN_NONE;
@@ -500,6 +510,7 @@ static PyTypeObject LatQueueType = {
 };
 static Py_ssize_t latq_off;      /* where the FastLog reference sits */
 static PyObject *deque_popleft;  /* collections.deque.popleft */
+static PyCFunction deque_popleft_c; /* its C function, called directly when it is a plain METH_NOARGS one */
 
 #define LATQ_FL(o) (*(FastLog **)((char *)(o) + latq_off))
 
@@ -525,11 +536,11 @@ static void LatQueue_dealloc(PyObject *self)
 
 static PyObject *LatQueue_popleft(PyObject *self, PyObject *unused)
 {
-    PyObject *m = PyObject_CallOneArg(deque_popleft, self);
+    PyObject *m = deque_popleft_c ? deque_popleft_c(self, NULL) : PyObject_CallOneArg(deque_popleft, self);
     FastLog *fl = LATQ_FL(self);
     if (m && fl && fl->lat && message_type && PyObject_TypeCheck(m, (PyTypeObject *)message_type) &&
         PyTuple_GET_SIZE(m) == 9 && PyTuple_GET_ITEM(m, 6) == Py_None) { /* a record, not an event */
-        long long ts = PyLong_AsLongLong(PyTuple_GET_ITEM(m, 7));
+        long long ts = lat_stamp(PyTuple_GET_ITEM(m, 7));
         if (ts == -1 && PyErr_Occurred()) PyErr_Clear();
         else lat_count(fl, ts);
     }
@@ -555,6 +566,10 @@ static int latqueue_ready(PyObject *m)
     }
     deque_popleft = PyObject_GetAttrString(dq, "popleft");
     if (!deque_popleft) { Py_DECREF(dq); return -1; }
+    if (Py_IS_TYPE(deque_popleft, &PyMethodDescr_Type)) { /* skip the descriptor's call protocol per record */
+        PyMethodDef *md = ((PyMethodDescrObject *)deque_popleft)->d_method;
+        if (md && (md->ml_flags & ~METH_COEXIST) == METH_NOARGS) deque_popleft_c = md->ml_meth;
+    }
     PyTypeObject *base = (PyTypeObject *)dq; /* our reference keeps it, as tp_base */
     latq_off = (base->tp_basicsize + (Py_ssize_t)sizeof(void *) - 1) & ~((Py_ssize_t)sizeof(void *) - 1);
     LatQueueType.tp_base = base;
