@@ -191,7 +191,7 @@ class Worker:
                 return 1
         slot.state(IDLE)
         wq, log = self.wq, self.wq.log
-        take, ack, send = wq.try_take, wq.ack, self.send
+        take, take_fast, ack, send = wq.try_take, wq.take_fast, wq.ack, self.send
         views = ffi.new("log_view *[]", [log._v])
         offs = ffi.new("uint64_t[]", 1)
         status = self.status
@@ -204,25 +204,29 @@ class Worker:
         clock = time.monotonic
         max_tasks, max_mem = spec.max_tasks, spec.max_memory
         last_mem = 0
+        done = -1  # the task whose result is sent: acked in the C call that takes the next (take_fast)
         while True:
-            off, rec, _ = take(pid)
-            if off is None:
-                if spin:  # a short spin that yields the CPU to whoever can run (2 cores, a busy parent)
-                    end = clock() + spin
-                    while off is None and clock() < end:
-                        yield_()
-                        off, rec, _ = take(pid)
+            r = take_fast(pid, done, pid)  # one C call, the GIL kept; data: a writable bytearray
+            done = -1
+            if r is None and spin:  # a short spin that yields the CPU to whoever can run (2 cores, a busy parent)
+                end = clock() + spin
+                while r is None and clock() < end:
+                    yield_()
+                    r = take_fast(pid)
+            if r is None:
+                k = kick()  # before the last look: a kick after it wakes the wait below
+                off, rec, _ = take(pid)
                 if off is None:
-                    k = kick()  # before the last look: a kick after it wakes the wait below
-                    off, rec, _ = take(pid)
-                    if off is None:
-                        if status.stopped():
-                            return 0
-                        offs[0] = rec
-                        wait(views, offs, 1, chunk, mode, 0, xbase, xsize, xoff, k)
-                        continue
-            p = log._rbuf + rec.key_len + rec.hdr_len
-            data = bytearray(ffi.buffer(p, rec.val_len))  # writable: inline numpy arrays come back writable
+                    if status.stopped():
+                        return 0
+                    offs[0] = rec
+                    wait(views, offs, 1, chunk, mode, 0, xbase, xsize, xoff, k)
+                    continue
+                p = log._rbuf + rec.key_len + rec.hdr_len
+                data = bytearray(ffi.buffer(p, rec.val_len))  # writable: inline numpy arrays come back writable
+            else:
+                off, data, _ = r
+                r = None
             slot.start(off)
             t0 = time.monotonic()
             try:
@@ -244,15 +248,17 @@ class Worker:
                 payload = args = kw = None
                 send(off, ERR, (e, format_tb(e)))
                 e = None
-            ack(off, pid)
+            done = off
             slot.finish()
             if max_tasks is not None and slot.tasks >= max_tasks:
+                ack(off, pid)
                 return 0
             if max_mem is not None:
                 now = time.monotonic()
                 if now - last_mem >= 0.005 or now - t0 >= 0.001:  # psutil costs ~15 us: not per tiny task
                     last_mem = now
                     if _over(max_mem):
+                        ack(off, pid)
                         return 0
 
 
