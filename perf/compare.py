@@ -46,7 +46,7 @@ sys.path[:0] = [_HERE, os.path.join(_HERE, "..")]
 
 import compare_measure as M  # noqa: E402
 import compare_report as R  # noqa: E402
-from compare_peers import ALL, BY_NAME  # noqa: E402
+from compare_peers import ALL, BY_NAME, PREFIX  # noqa: E402
 
 FULL = {"runs": 3, "rates": "10000,100000", "lat_records": 20000, "warmup": 2000,
         "sweep_rates": "1000,3000,10000,30000,100000,300000,1000000,3000000", "sweep_seconds": 0.5,
@@ -95,6 +95,8 @@ def parser():
     p.add_argument("--saturation", type=float, default=0.9, help="a rate is held when at least this share of it "
                    "is reached (default: %(default)s)")
     p.add_argument("--no-plots", action="store_true", help="write no PNGs")
+    p.add_argument("--prefix", default="sbcmp", help="names of the run's shm segments, namespaces and services "
+                   "start with this and the pid (default: %(default)s)")
     return p
 
 
@@ -152,6 +154,9 @@ def options(argv=None):
     a.peers = [p.name for p in ALL if not names or p.name in names or
                ("shmbroker" in names and p.name.startswith("shmbroker"))]
     a.pins = (0, 1) if a.pin else (None, None)
+    if not a.prefix.replace("_", "").isalnum() or not a.prefix[0].isalpha():
+        raise SystemExit("compare.py: error: --prefix takes letters, digits and _, starting with a letter")
+    PREFIX[0] = a.prefix
     return a
 
 

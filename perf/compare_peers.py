@@ -48,11 +48,12 @@ RING_DATA = 1 << 26  # bytes of a shmbroker ring (and of the naive ring)
 RING_SLOTS = 1 << 16
 SHM_OVERHEAD = 64  # a record's header in a ring, roughly (to size how often the consumer frees room)
 _seq = [0]
+PREFIX = ["sbcmp"]  # of every name a run makes (shm segments, namespaces, services): --prefix
 
 
-def unique(stem):
+def unique(stem=None):
     _seq[0] += 1
-    return "%s%dx%d" % (stem, os.getpid(), _seq[0])
+    return "%s%dx%d" % (stem or PREFIX[0], os.getpid(), _seq[0])
 
 
 def free_every(size, data=RING_DATA, slots=RING_SLOTS):
@@ -123,7 +124,7 @@ class ShmRaw(Peer):
 
     def setup(self, env, size):
         from shm import PartitionLog
-        name = "/" + unique("sbcmp")
+        name = "/" + unique()
         log = PartitionLog.create(name, slot_count=RING_SLOTS, data_capacity=RING_DATA,
                                   max_record=max(size, 64), overflow="block")
         log.close()
@@ -193,7 +194,7 @@ class ShmKafka(Peer):
         if ShmKafka._ns is None:
             from broker.supervisor import wait_supervisor
             from broker.admin import AdminClient, NewTopic
-            ns = unique("sbcmp")
+            ns = unique()
             with AdminClient({"shm.namespace": ns}) as a:  # starts its supervisor
                 a.create_topics([NewTopic("warm", 1)])["warm"].result()
             wait_supervisor(ns)  # its start-up (a Python process) must not overlap a measurement
@@ -396,8 +397,8 @@ class Iceoryx2(Peer):
 
     def setup(self, env, size):
         if Iceoryx2._prefix is None:
-            Iceoryx2._prefix = unique("sbcmp") + "_"
-        return {"service": unique("sbcmp"), "size": size, "prefix": Iceoryx2._prefix,
+            Iceoryx2._prefix = unique() + "_"
+        return {"service": unique(), "size": size, "prefix": Iceoryx2._prefix,
                 "root": os.path.join(env.tmp, "iceoryx2") + "/"}
 
     def finish(self):
