@@ -33,7 +33,6 @@ Read RESULTS.md from the targets down; compare ratios within one run, not
 absolute figures across machines.  A progress line goes to stderr when it is
 a terminal.
 """
-import argparse
 import os
 import platform
 import shutil
@@ -45,6 +44,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [_HERE, os.path.join(_HERE, "..")]
 
 import compare_measure as M  # noqa: E402
+from perfutil import Progress, parser as new_parser  # noqa: E402
 import compare_report as R  # noqa: E402
 from compare_peers import ALL, BY_NAME, PREFIX  # noqa: E402
 
@@ -73,49 +73,31 @@ SECTIONS = ("floors", "latency", "sweep", "throughput")
 
 
 def parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = new_parser(__doc__)
     p.add_argument("--out", default="compare-results", metavar="DIR", help="where RESULTS.md, results.json and "
-                   "the PNGs go (default: compare-results)")
+                   "the PNGs go")
     p.add_argument("--quick", action="store_true", help="the smaller defaults in brackets below (under 8 min)")
     p.add_argument("--only", action="append", metavar="NAMES", help="comma-separated peers to measure (default: "
-                   "all): shmbroker (both of its), " + ", ".join(x.name for x in ALL))
-    p.add_argument("--sections", default=",".join(SECTIONS), help="which measures (default: %(default)s)")
+                   "all): shmbroker (both of its), " + ", ".join(x.name for x in ALL) + "%(default).0s")
+    p.add_argument("--sections", default=",".join(SECTIONS), help="which measures")
     p.add_argument("--pin", action="store_true", help="pin the producer to CPU 0 and the consumer to CPU 1")
-    p.add_argument("--modes", default="spin,adaptive,sleep", help="shmbroker wait modes (default: %(default)s)")
+    p.add_argument("--modes", default="spin,adaptive,sleep", help="shmbroker wait modes")
     for k, full in FULL.items():
         p.add_argument("--" + k.replace("_", "-"), type=TYPES[k], default=None,
-                       help="%s (default: %s; --quick: %s)" % (HELP[k], full, QUICK[k]))
+                       help="%s (default: %s; --quick: %s)%%(default).0s" % (HELP[k], full, QUICK[k]))
     p.add_argument("--size", type=int, default=64, help="record size of the latency runs and the batch rows "
-                   "(default: %(default)s)")
-    p.add_argument("--batch", type=int, default=1024, help="records a call in the batch rows (default: %(default)s)")
+                   "")
+    p.add_argument("--batch", type=int, default=1024, help="records a call in the batch rows")
     p.add_argument("--pace-spin-us", type=float, default=100.0, help="the paced producer spins (rather than "
-                   "sleeps) this close to each due time (default: %(default)s)")
+                   "sleeps) this close to each due time")
     p.add_argument("--stall-timeout", type=float, default=30.0, help="seconds without a record before a "
-                   "measurement fails (default: %(default)s)")
+                   "measurement fails")
     p.add_argument("--saturation", type=float, default=0.9, help="a rate is held when at least this share of it "
-                   "is reached (default: %(default)s)")
+                   "is reached")
     p.add_argument("--no-plots", action="store_true", help="write no PNGs")
     p.add_argument("--prefix", default="sbcmp", help="names of the run's shm segments, namespaces and services "
-                   "start with this and the pid (default: %(default)s)")
+                   "start with this and the pid")
     return p
-
-
-class Progress:
-    """A line on stderr, rewritten in place, when stderr is a terminal."""
-
-    def __init__(self):
-        self.on = sys.stderr.isatty()
-        self.t0 = time.monotonic()
-
-    def __call__(self, text):
-        if self.on:
-            sys.stderr.write("\r[%4.0f s] %s\x1b[K" % (time.monotonic() - self.t0, text[:150]))
-            sys.stderr.flush()
-
-    def done(self):
-        if self.on:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
 
 
 def _ints(s, what):
@@ -188,7 +170,7 @@ def _rotate(xs, k):
 
 
 def run(a):
-    from broker.latency import PERF_EXTRA, Stage, have_hdrh
+    from broker.latency import PERF_EXTRA, have_hdrh
     if not have_hdrh():
         raise SystemExit("compare.py needs the hdrhistogram package: %s" % PERF_EXTRA)
     os.makedirs(a.out, exist_ok=True)

@@ -7,6 +7,8 @@ import math
 import os
 import statistics
 
+from perfutil import verdict
+
 PCTS = ("p50", "p90", "p99", "p99.9", "p99.99", "max")
 
 
@@ -114,7 +116,7 @@ def targets(res):
 def target_lines(res):
     lines = []
     for text, met, ratio, detail in targets(res):
-        word = "n/a" if met is None else ("met" if met else "MISSED")
+        word = verdict(met)
         lines.append("target %s: %s (%s)" % (text, word, detail if ratio is None else "ratio %sx; %s" % (
             g(ratio), detail)))
     return lines
