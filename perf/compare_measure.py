@@ -181,9 +181,11 @@ def _consumer(conn, peer, spec, job):
             due, sent = unpack(b)
             corr[i] = now - due
             raw[i] = now - sent
+            if not i:
+                t_first = now
         cpu = time.process_time() - cpu0
         close()
-        out = {"t_last": now, "got": n, "cpu": cpu}
+        out = {"t_first": t_first, "t_last": now, "got": n, "cpu": cpu}
         for name, vals in (("corrected", corr), ("uncorrected", raw)):
             st = Stage(name)
             for v in vals:
@@ -291,8 +293,11 @@ def latency_run(peer, mode, env, size, rate, n, warm, opts):
         pr, cr = _run(peer, spec, job, opts.pins, est * 3 + opts.stall_timeout + 30)
     finally:
         p.teardown(spec)
-    span = max(cr["t_last"], pr["t1"]) - pr["t0"]
-    reached = n / (span / 1e9) if span > 0 else 0.0
+    # the rate held: the slower of the producer's sends and the consumer's arrivals (a consumer that
+    # falls behind receives at its own pace, below the offered rate)
+    sent = (n - 1) / max(1e-9, (pr["t1"] - pr["t0"]) / 1e9)
+    got = (n - 1) / max(1e-9, (cr["t_last"] - cr["t_first"]) / 1e9)
+    reached = min(sent, got) if n > 1 else rate
     return {"corrected": Stage.decode(cr["corrected"], "corrected"),
             "uncorrected": Stage.decode(cr["uncorrected"], "uncorrected"),
             "rate": rate, "reached": reached, "saturated": reached < opts.saturation * rate,
