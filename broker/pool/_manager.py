@@ -1,6 +1,9 @@
 """The manager thread of a pool engine (a mixin of _engine.Engine): it
-waits on the worker sentinels, so a death is seen at once; gives the dead
-worker's tasks back (``release(failed=True)``: they run again) or, at
+hears of a worker's death from the slot's watcher thread (the worker's
+death-watch mutex owner-died: before the kernel tears the dead worker's
+memory down) and gives its tasks back at once; it waits on the worker
+sentinels (the process has exited), then reaps it and gives back whatever
+is left (``release(failed=True)``: they run again) or, at
 max_attempts, ends them (``ack``) and fails their futures with
 WorkerCrashedError/TaskTimeoutError; tombstones the result the dead worker
 was writing; starts a replacement; kills workers over task_timeout; and
@@ -11,13 +14,15 @@ import os
 import signal
 import threading
 import time
+import warnings
 
-from shm.errors import ClosedError, TaskTimeoutError
+from shm.errors import ClosedError, CorruptSegmentError, TaskTimeoutError
 
 from . import _serde, _worker
-from ._status import EXITED, RUNNING, STARTING
+from ._status import EXITED, OWNER_DIED, RUNNING, STARTING
 
 STARTUP_DEATHS = 3  # workers dying before they are ready, in a row: the pool is broken
+WATCH_CHUNK_NS = 100_000_000  # a watcher's wait in C (GIL released) between looks at the stop flag
 
 
 def worker_crashed(msg, pid=None, exitcode=None, attempts=None):
@@ -63,6 +68,37 @@ class Manager:
         except (BlockingIOError, OSError):
             pass  # full: the manager wakes anyway; closed: it is gone
 
+    def _watch_slot(self, slot):
+        """Thread, one per worker slot for the pool's life: wait (in C, no
+        GIL) for the death of the slot's worker, whichever worker that is;
+        tell the manager at once.  Why a thread per slot: a pthread mutex is
+        waited on alone (one waiter per lock call); the threads sleep in the
+        kernel and look at the stop flag every WATCH_CHUNK_NS; _destroy
+        wakes and joins them before the segment is unmapped."""
+        try:
+            wait = self.status.watcher(slot)
+            while not self._watch_stop:
+                rc, pid = wait(WATCH_CHUNK_NS)
+                if rc == OWNER_DIED and pid:  # pid 0: it died before it published itself (it took nothing)
+                    self.notices[slot] += 1
+                    self._deaths.append((slot, pid))
+                    self._poke()
+        except CorruptSegmentError as e:
+            self.watch_error = e
+            warnings.warn(str(e), RuntimeWarning)
+
+    def _stop_watchers(self):
+        """Stop the watcher threads: True once none is left in C on the status mapping."""
+        self._watch_stop = True
+        if not self._watchers:
+            return True
+        for slot in range(len(self._watchers)):
+            self.status.unwatch(slot)  # one waiting for a holder; one waiting on the mutex: its chunk ends
+        end = time.monotonic() + 10 * WATCH_CHUNK_NS / 1e9
+        for t in self._watchers:
+            t.join(max(0.0, end - time.monotonic()))
+        return not any(t.is_alive() for t in self._watchers)
+
     def _manage(self):
         try:
             self._manage_loop()
@@ -90,6 +126,8 @@ class Manager:
                         pass
                 except BlockingIOError:
                     pass
+            while self._deaths:
+                self._on_early_death(*self._deaths.popleft())
             for slot, p in procs.items():
                 if p.sentinel in ready or p.exitcode is not None:
                     self._on_exit(slot, p)
@@ -122,6 +160,27 @@ class Manager:
                     except Exception as e:
                         self._break(worker_crashed("cannot start a pool worker: %s: %s" % (type(e).__name__, e)))
             self._publish()
+
+    def _on_early_death(self, slot, pid):
+        """The watcher of *slot* heard worker *pid* die (its death-watch mutex
+        owner-died, ext/shmrobust.c).  Safe to act on at once: the kernel
+        walks a thread's robust list only when that thread exits (or execs),
+        so the worker's main thread - the only one that takes, acks and
+        writes results - never runs again and nothing it held can still be
+        acked.  So its tasks go back now, before the kernel has torn its
+        memory down and the sentinel fires.  Only re-runs: a task at its last
+        attempt fails in _on_exit, which knows the exit code for the error;
+        reaping, the result log's repair, the start-up accounting, the exit's
+        count and the replacement stay _on_exit's (by then held(pid) holds
+        only those last attempts: nothing is given back or counted twice)."""
+        p = self._workers.get(slot)
+        if p is None or p.pid != pid or self.terminating:
+            return  # reaped already (the sentinel came first and _on_exit gave its tasks back); terminate: all fail
+        timed = self._timed_out.get(pid)
+        released = [o for o in self.wq.held(pid) if self._give_back(o, pid, None, timed == o, early=True)]
+        if released:
+            self.status.kick()  # idle workers sleep until a new task: the given-back ones are older
+        self._publish()
 
     def _on_exit(self, slot, p):
         p.join()
@@ -159,19 +218,23 @@ class Manager:
             self._restart_at = 0.0
         self._publish()
 
-    def _give_back(self, o, pid, code, timed):
+    def _give_back(self, o, pid, code, timed, early=False):
+        """Task *o* of dead worker *pid*: re-run it, or end it at max_attempts
+        (early: leave that to _on_exit).  True if it was released to run again."""
         wq = self.wq
         with self._lock:
             sink = self._tasks.get(o)
             feeding = self._feeding
         if sink is None and not feeding:
             wq.ack(o, pid)  # its result came: nothing to re-run
-            return
+            return False
         attempts = wq.attempts(o) + 1
         if sink is None or attempts < self.max_attempts:
             wq.release(o, pid, failed=True)  # runs again on another worker
             self.retried += 1
-            return
+            return True
+        if early:
+            return False  # its future fails with the exit code, which only the sentinel's _on_exit knows
         with self._lock:
             if self._tasks.get(o) is sink:
                 del self._tasks[o]
@@ -197,6 +260,7 @@ class Manager:
         self.completed()
         if self.closing:
             self._poke()
+        return False
 
     def _check_timeouts(self):
         now = time.monotonic_ns()
@@ -267,9 +331,10 @@ class Manager:
         self._destroy()
 
     def _destroy(self):
+        watched = self._stop_watchers()
         for obj in ("wq", "rlog", "status"):
             o = getattr(self, obj, None)
-            if o is not None:
+            if o is not None and (watched or obj != "status"):  # a watcher still in C: the mapping stays
                 o.close()
         _worker.remove_pool_segments(self.prefix)
         for fd in (self._wake_r, self._wake_w):

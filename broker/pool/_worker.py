@@ -28,6 +28,7 @@ import time
 import traceback
 
 from shm._native import ffi, lib
+from shm.errors import CorruptSegmentError
 from shm.log import PartitionLog
 from shm.segment import SHM_DIR, Segment, unlink
 from shm.workqueue import WorkQueue
@@ -126,6 +127,13 @@ class Worker:
         self.pid = os.getpid()
         p = spec.prefix
         self.status = PoolStatus.attach(p + ".s")
+        # before anything else (it takes no task before): our slot's death-watch mutex, held by this
+        # (main) thread for life, so the owner hears of our death before the kernel tears our memory down
+        # (_status.py, ext/shmrobust.c).  Not held (a corrupt segment): only the slower sentinel then.
+        try:
+            self.held = self.status.hold(slot, self.pid)
+        except CorruptSegmentError:
+            self.held = False
         self.slot = WorkerSlot(self.status, slot, self.pid)
         self.wq = WorkQueue.attach(p + ".t")
         self.rlog = PartitionLog.attach(p + ".r")
@@ -136,7 +144,8 @@ class Worker:
         self.slot.state(EXITED)
         self.wq.close()
         self.rlog.close()
-        self.status.close()
+        if not self.held:  # held: the mutex stays mapped until we exit (our robust list points into it)
+            self.status.close()
 
     # -- results
     def send(self, off, status, payload=None):
