@@ -215,8 +215,8 @@ uint32_t q_attempts(q_view *q, uint64_t o);
 int q_cancel(q_view *q, log_view *lv, uint64_t o);
 
 /* ---- early notice of a pool worker's death (shmrobust.c): a robust,
- * process-shared mutex per worker slot, held by the worker's main thread for
- * life; the kernel marks it owner-died before it tears the dead worker's
+ * process-shared mutex per worker slot, held by the worker's main thread
+ * until it exits cleanly; the kernel marks it owner-died before it tears the dead worker's
  * memory down.  area: byte offset of the slots in the mapping (64-aligned);
  * every call checks i < slots <= SHM_ROBUST_MAX_SLOTS and that the slots lie
  * inside [base, base + size) (LOG_E_BAD_ARG), and that the mutex is of the
@@ -238,5 +238,8 @@ int shm_robust_hold(void *base, uint64_t size, uint64_t area, uint64_t slots, ui
  * the mutex is free again and the holder word 0. */
 int shm_robust_watch(void *base, uint64_t size, uint64_t area, uint64_t slots, uint64_t i, int64_t timeout_ns,
                      uint32_t *pid);
+/* The holder, at a clean exit: unlock (the watcher then gets
+ * SHM_ROBUST_ACQUIRED: not a death).  LOG_E_BAD_LAYOUT if we do not hold it. */
+int shm_robust_let_go(void *base, uint64_t size, uint64_t area, uint64_t slots, uint64_t i);
 /* Wake slot i's watcher if it sleeps waiting for a holder (a pool stopping). */
 void shm_robust_wake(void *base, uint64_t size, uint64_t area, uint64_t slots, uint64_t i);

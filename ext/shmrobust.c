@@ -10,8 +10,8 @@
  * the kernel walks each exiting thread's robust futex list: every robust
  * mutex the thread holds gets FUTEX_OWNER_DIED and one waiter is woken, who
  * locks it with EOWNERDEAD.  A worker's main thread locks its slot's mutex
- * at start and never unlocks it; a watcher thread of the parent waits to
- * lock it and so hears of the death before the teardown.
+ * at start and unlocks it only when it exits cleanly; a watcher thread of
+ * the parent waits to lock it and so hears of a death before the teardown.
  *
  * Safety (what the parent may do on EOWNERDEAD: give the worker's tasks to
  * others at once).  EOWNERDEAD for the worker's main thread means that
@@ -27,7 +27,11 @@
  *       word: the watcher sleeps on it while it is 0.
  *   68  reserved
  * Holder protocol (slot reuse: the replacement worker locks the same mutex):
- *   worker   lock; holder = pid (release); wake holder
+ *   worker   lock; holder = pid (release); wake holder.  At a clean exit
+ *            (Python's, which may unmap the segment: the thread's robust
+ *            list must not point into unmapped memory, or the kernel cannot
+ *            mark the mutex and it stays locked for good) it unlocks: the
+ *            watcher acquires it - a clean exit, not a death.
  *   watcher  while holder == 0: sleep on it.  Then lock (timed, in chunks):
  *            EOWNERDEAD or acquired -> read holder, clear it to 0 WHILE
  *            HOLDING the mutex, consistent, unlock; report the pid read.
@@ -225,6 +229,17 @@ int shm_robust_watch(void *base, uint64_t size, uint64_t area, uint64_t slots, u
     if (pthread_mutex_unlock(&s->m)) return LOG_E_BAD_LAYOUT;
     *pid = h;
     return rc == EOWNERDEAD ? SHM_ROBUST_OWNER_DIED : SHM_ROBUST_ACQUIRED;
+}
+
+int shm_robust_let_go(void *base, uint64_t size, uint64_t area, uint64_t slots, uint64_t i)
+{
+    struct robust_slot *s = slot_at(base, size, area, slots, i);
+    if (!s) return LOG_E_BAD_ARG;
+    if (!kind_ok(&s->m)) return LOG_E_BAD_LAYOUT;
+    /* the holder word stays: the watcher that now locks the free mutex reads
+     * and clears it (ACQUIRED), under the mutex as after a death.  The
+     * unlock's release orders our earlier stores before its lock */
+    return pthread_mutex_unlock(&s->m) ? LOG_E_BAD_LAYOUT : LOG_OK; /* EPERM: we do not hold it */
 }
 
 void shm_robust_wake(void *base, uint64_t size, uint64_t area, uint64_t slots, uint64_t i)

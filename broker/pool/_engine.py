@@ -144,6 +144,9 @@ class Engine(Manager):
         self._watch_stop = False
         self.watch_error = None  # a watcher that stopped: the status segment was corrupt (CorruptSegmentError)
         self.notices = [0] * workers  # deaths each slot's watcher heard of (one writer per item)
+        self.clean_exits = [0] * workers  # clean exits each slot's watcher heard of (the worker let go)
+        self.false_notices = 0  # owner-died reports of a worker the kernel says is not exiting (ignored)
+        self.early_retried = 0  # of `retried`, the tasks given back on a watcher's notice (before the sentinel)
         self._feeder = None
         self._rlock = threading.Lock()  # one reader of the results log at a time
         self._roff = 0  # the next result offset (under _rlock)

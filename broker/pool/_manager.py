@@ -19,7 +19,7 @@ import warnings
 from shm.errors import ClosedError, CorruptSegmentError, TaskTimeoutError
 
 from . import _serde, _worker
-from ._status import EXITED, OWNER_DIED, RUNNING, STARTING
+from ._status import ACQUIRED, EXITED, OWNER_DIED, RUNNING, STARTING
 
 STARTUP_DEATHS = 3  # workers dying before they are ready, in a row: the pool is broken
 WATCH_CHUNK_NS = 100_000_000  # a watcher's wait in C (GIL released) between looks at the stop flag
@@ -41,6 +41,31 @@ def describe_exit(code):
         except ValueError:
             return "signal %d" % -code
     return "exit code %d" % code
+
+
+PF_EXITING = 0x4  # include/linux/sched.h: set by do_exit (exit_signals) before it releases the robust list
+_PROC = os.path.exists("/proc/self/stat")
+
+
+def exiting(pid):
+    """Has process *pid* (an unreaped child of ours: its pid is not reused)
+    begun to exit?  /proc/<pid>/stat's flags are its main thread's task
+    flags: PF_EXITING from the start of do_exit on; a zombie has exited.
+    False when there is no /proc to tell: no early give-back then."""
+    if not _PROC:
+        return False
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return True  # reaped meanwhile
+    except OSError:
+        return False
+    fields = data[data.rindex(b")") + 2:].split()  # after the command name, which may hold anything
+    try:
+        return fields[0] in (b"Z", b"X", b"x") or int(fields[6]) & PF_EXITING != 0
+    except (IndexError, ValueError):
+        return False
 
 
 def _signal(p, sig):
@@ -83,6 +108,8 @@ class Manager:
                     self.notices[slot] += 1
                     self._deaths.append((slot, pid))
                     self._poke()
+                elif rc == ACQUIRED and pid:  # it let go: a clean exit (it acked all it took), not a death
+                    self.clean_exits[slot] += 1
         except CorruptSegmentError as e:
             self.watch_error = e
             warnings.warn(str(e), RuntimeWarning)
@@ -176,9 +203,15 @@ class Manager:
         p = self._workers.get(slot)
         if p is None or p.pid != pid or self.terminating:
             return  # reaped already (the sentinel came first and _on_exit gave its tasks back); terminate: all fail
+        if not exiting(pid):
+            # the kernel says it is not exiting: the mutex's word was written by someone else (a corrupt
+            # segment) or the worker exec'd; never hand out the tasks of a live worker - the sentinel will tell
+            self.false_notices += 1
+            return
         timed = self._timed_out.get(pid)
         released = [o for o in self.wq.held(pid) if self._give_back(o, pid, None, timed == o, early=True)]
         if released:
+            self.early_retried += len(released)
             self.status.kick()  # idle workers sleep until a new task: the given-back ones are older
         self._publish()
 

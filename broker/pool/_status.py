@@ -15,8 +15,8 @@ Layout (little-endian u64 words; one writer per word):
   of its task (CLOCK_MONOTONIC ns), tasks done;
   then, at the byte offset in header word 16 (64-aligned, right after the
   slots), one 128-byte death-watch slot per worker (ext/shmrobust.c): a
-  robust process-shared mutex the worker's main thread holds for life and
-  the pid of its holder.  The kernel marks it owner-died as the worker
+  robust process-shared mutex the worker's main thread holds until it
+  exits cleanly, and the pid of its holder.  The kernel marks it owner-died as the worker
   dies, before it tears the worker's memory down (the sentinel comes only
   after that): the owner's watcher threads hear of a death that early.
 
@@ -197,11 +197,11 @@ class PoolStatus:
 
     def hold(self, i, pid, timeout=2.0):
         """A worker: lock slot *i*'s death-watch mutex and publish *pid* as
-        its holder.  Held for the process's life, never unlocked (a clean
-        exit shows as owner-died too: harmless, the worker holds no task
-        then); the mapping must then stay until exit (the thread's robust
-        list points into it).  True if held; False if the mutex stayed
-        locked *timeout* seconds (no early notice for this worker)."""
+        its holder.  Held until let_go (a clean exit); while held the
+        mapping must stay (the thread's robust list points into it: the
+        kernel could not mark the mutex owner-died, and it would stay locked
+        for good).  True if held; False if the mutex stayed locked *timeout*
+        seconds (no early notice for this worker)."""
         if not 0 <= i < self.slots:
             raise IndexError("worker slot %d of %d" % (i, self.slots))
         rc = lib.shm_robust_hold(self.cbuf, self.seg.size, self.robust, self.slots, i, pid, int(timeout * 1e9))
@@ -209,6 +209,11 @@ class PoolStatus:
             return False
         self._robust_check(i, rc)
         return True
+
+    def let_go(self, i):
+        """The holder of slot *i*, exiting cleanly: unlock (its watcher hears
+        a clean exit, not a death)."""
+        self._robust_check(i, lib.shm_robust_let_go(self.cbuf, self.seg.size, self.robust, self.slots, i))
 
     def watcher(self, i):
         """A wait function for slot *i*'s watcher thread: ``wait(timeout_ns)``
