@@ -17,10 +17,9 @@ so those can be garbage-collected while busy):
   watcher threads (_manager.py, one per worker slot) wait on the slot's
                  death-watch mutex (_status.py, ext/shmrobust.c): the kernel
                  marks it owner-died as the worker dies, before its memory is
-                 torn down; they tell the manager at once;
-  manager thread (_manager.py) gives a dead worker's tasks back when its watcher tells,
-                 and waits on the worker sentinels (the process has exited):
-                 gives the dead worker's tasks back (``release(failed=True)``)
+                 torn down; the watcher gives the dead worker's tasks back at once;
+  manager thread (_manager.py) waits on the worker sentinels (the process has exited):
+                 reaps it, gives back what is left of its tasks (``release(failed=True)``)
                  or, at max_attempts, ends them (``ack``) and fails their
                  futures with WorkerCrashedError/TaskTimeoutError; tombstones
                  the dead worker's half-written result; starts a replacement;
@@ -139,7 +138,7 @@ class Engine(Manager):
         self._restart_at = 0.0  # no replacement before this (monotonic): a back-off after such deaths
         self._unclaimed = None  # (offsets, when) of result slots claimed by a dead worker, to tombstone
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._deaths = collections.deque()  # (slot, pid) the watcher threads heard die, for the manager
+        self._give_lock = threading.Lock()  # a dead worker's give-back: its watcher's or the manager's
         self._watchers = []
         self._watch_stop = False
         self.watch_error = None  # a watcher that stopped: the status segment was corrupt (CorruptSegmentError)

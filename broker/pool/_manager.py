@@ -1,9 +1,9 @@
-"""The manager thread of a pool engine (a mixin of _engine.Engine): it
-hears of a worker's death from the slot's watcher thread (the worker's
-death-watch mutex owner-died: before the kernel tears the dead worker's
-memory down) and gives its tasks back at once; it waits on the worker
-sentinels (the process has exited), then reaps it and gives back whatever
-is left (``release(failed=True)``: they run again) or, at
+"""The manager thread of a pool engine (a mixin of _engine.Engine), and
+the watcher threads.  A slot's watcher hears of its worker's death from
+the worker's death-watch mutex (owner-died: before the kernel tears the
+dead worker's memory down) and gives its tasks back at once.  The manager
+waits on the worker sentinels (the process has exited), reaps it and
+gives back whatever is left (``release(failed=True)``: they run again) or, at
 max_attempts, ends them (``ack``) and fails their futures with
 WorkerCrashedError/TaskTimeoutError; tombstones the result the dead worker
 was writing; starts a replacement; kills workers over task_timeout; and
@@ -95,24 +95,28 @@ class Manager:
 
     def _watch_slot(self, slot):
         """Thread, one per worker slot for the pool's life: wait (in C, no
-        GIL) for the death of the slot's worker, whichever worker that is;
-        tell the manager at once.  Why a thread per slot: a pthread mutex is
-        waited on alone (one waiter per lock call); the threads sleep in the
-        kernel and look at the stop flag every WATCH_CHUNK_NS; _destroy
-        wakes and joins them before the segment is unmapped."""
+        GIL) for the death of the slot's worker, whichever worker that is,
+        and give its tasks back at once (_on_early_death).  Why a thread per
+        slot: a pthread mutex is waited on alone (one waiter per lock call);
+        the threads sleep in the kernel and look at the stop flag every
+        WATCH_CHUNK_NS; _destroy wakes and joins them before the segments
+        are unmapped.  Why here and not in the manager thread: one thread
+        wake fewer between the death and the re-run (on a busy machine each
+        wake may wait for a CPU)."""
         try:
             wait = self.status.watcher(slot)
             while not self._watch_stop:
                 rc, pid = wait(WATCH_CHUNK_NS)
                 if rc == OWNER_DIED and pid:  # pid 0: it died before it published itself (it took nothing)
                     self.notices[slot] += 1
-                    self._deaths.append((slot, pid))
-                    self._poke()
+                    self._on_early_death(slot, pid)
                 elif rc == ACQUIRED and pid:  # it let go: a clean exit (it acked all it took), not a death
                     self.clean_exits[slot] += 1
-        except CorruptSegmentError as e:
+        except Exception as e:  # CorruptSegmentError; anything else is a bug: the sentinel still tells
             self.watch_error = e
-            warnings.warn(str(e), RuntimeWarning)
+            warnings.warn(str(e) if isinstance(e, CorruptSegmentError) else
+                          "a pool's death watch of slot %d stopped: %s: %s; its deaths are handled when the "
+                          "process has exited" % (slot, type(e).__name__, e), RuntimeWarning)
 
     def _stop_watchers(self):
         """Stop the watcher threads: True once none is left in C on the status mapping."""
@@ -153,8 +157,6 @@ class Manager:
                         pass
                 except BlockingIOError:
                     pass
-            while self._deaths:
-                self._on_early_death(*self._deaths.popleft())
             for slot, p in procs.items():
                 if p.sentinel in ready or p.exitcode is not None:
                     self._on_exit(slot, p)
@@ -189,31 +191,36 @@ class Manager:
             self._publish()
 
     def _on_early_death(self, slot, pid):
-        """The watcher of *slot* heard worker *pid* die (its death-watch mutex
-        owner-died, ext/shmrobust.c).  Safe to act on at once: the kernel
-        walks a thread's robust list only when that thread exits (or execs),
-        so the worker's main thread - the only one that takes, acks and
-        writes results - never runs again and nothing it held can still be
-        acked.  So its tasks go back now, before the kernel has torn its
+        """In *slot*'s watcher thread: worker *pid* died (its death-watch
+        mutex owner-died, ext/shmrobust.c).  Safe to act on at once: the
+        kernel walks a thread's robust list only when that thread exits (or
+        execs), so the worker's main thread - the only one that takes, acks
+        and writes results - never runs again and nothing it held can still
+        be acked.  So its tasks go back now, before the kernel has torn its
         memory down and the sentinel fires.  Only re-runs: a task at its last
         attempt fails in _on_exit, which knows the exit code for the error;
         reaping, the result log's repair, the start-up accounting, the exit's
-        count and the replacement stay _on_exit's (by then held(pid) holds
-        only those last attempts: nothing is given back or counted twice)."""
+        count and the replacement stay the manager's _on_exit.  Both give
+        back under _give_lock, and whichever comes second finds in held(pid)
+        only what the first left (the last attempts): nothing is given back
+        or counted twice."""
         p = self._workers.get(slot)
-        if p is None or p.pid != pid or self.terminating:
-            return  # reaped already (the sentinel came first and _on_exit gave its tasks back); terminate: all fail
+        if p is None or p.pid != pid or self.terminating or self._watch_stop:
+            return  # reaped already (the sentinel came first, _on_exit gave its tasks back); stopping: all fail
+        # an unreaped child: its pid is not reused, so the kernel's word on it is about our worker
         if not exiting(pid):
-            # the kernel says it is not exiting: the mutex's word was written by someone else (a corrupt
-            # segment) or the worker exec'd; never hand out the tasks of a live worker - the sentinel will tell
-            self.false_notices += 1
+            # not exiting: the mutex's word was written by someone else (a corrupt segment) or the worker
+            # exec'd; never hand out the tasks of a live worker - the sentinel will tell
+            with self._give_lock:
+                self.false_notices += 1
             return
-        timed = self._timed_out.get(pid)
-        released = [o for o in self.wq.held(pid) if self._give_back(o, pid, None, timed == o, early=True)]
-        if released:
+        with self._give_lock:
+            timed = self._timed_out.get(pid)
+            released = [o for o in self.wq.held(pid) if self._give_back(o, pid, None, timed == o, early=True)]
             self.early_retried += len(released)
+        if released:
             self.status.kick()  # idle workers sleep until a new task: the given-back ones are older
-        self._publish()
+            self._publish()
 
     def _on_exit(self, slot, p):
         p.join()
@@ -223,10 +230,11 @@ class Manager:
             _, state, _, _, _ = self.status.running(slot)
         except Exception:
             state = None
-        timed = self._timed_out.pop(pid, None)
-        held = [] if self.terminating else self.wq.held(pid)  # terminate: _shut_down fails what is left
-        for o in held:
-            self._give_back(o, pid, code, timed == o)
+        with self._give_lock:  # the watcher may give back early meanwhile (_on_early_death)
+            timed = self._timed_out.pop(pid, None)
+            held = [] if self.terminating else self.wq.held(pid)  # terminate: _shut_down fails what is left
+            for o in held:
+                self._give_back(o, pid, code, timed == o)
         if held:
             self.status.kick()  # idle workers sleep until a new task: the given-back ones are older
         self.rlog.repair_dead(pid)  # its half-written result (claimed, not committed): a tombstone
@@ -252,8 +260,9 @@ class Manager:
         self._publish()
 
     def _give_back(self, o, pid, code, timed, early=False):
-        """Task *o* of dead worker *pid*: re-run it, or end it at max_attempts
-        (early: leave that to _on_exit).  True if it was released to run again."""
+        """Task *o* of dead worker *pid* (caller holds _give_lock): re-run it,
+        or end it at max_attempts (early: leave that to _on_exit).  True if
+        it was released to run again."""
         wq = self.wq
         with self._lock:
             sink = self._tasks.get(o)
@@ -367,7 +376,7 @@ class Manager:
         watched = self._stop_watchers()
         for obj in ("wq", "rlog", "status"):
             o = getattr(self, obj, None)
-            if o is not None and (watched or obj != "status"):  # a watcher still in C: the mapping stays
+            if o is not None and watched:  # a watcher still running (it may give back): the mappings stay
                 o.close()
         _worker.remove_pool_segments(self.prefix)
         for fd in (self._wake_r, self._wake_w):
