@@ -169,8 +169,10 @@ int shm_robust_init(void *base, uint64_t size, uint64_t area, uint64_t slots, ui
     memset(s, 0, sizeof *s);
     int rc = pthread_mutex_init(&s->m, &a);
     pthread_mutexattr_destroy(&a);
-    /* no fence of our own: the segment's creator publishes the whole header
-     * with a release store of its magic after this (PoolStatus.create) */
+    /* no fence of our own: the creator writes the magic after every slot's
+     * init (PoolStatus.create), and the processes that use the mutexes
+     * (workers, the creator's threads) start after the segment is made: the
+     * process or thread creation orders our stores before their loads */
     return rc ? LOG_E_BAD_LAYOUT : LOG_OK;
 }
 
