@@ -57,6 +57,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -65,6 +66,7 @@
 #include <sys/syscall.h>
 
 #include "shmlog.h"
+#include "shmlog_atomic.h"
 
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 30))
 #define HAVE_CLOCKLOCK 1
@@ -78,6 +80,7 @@ struct robust_slot {
     uint8_t pad2[SHM_ROBUST_SLOT - 72];
 };
 _Static_assert(sizeof(pthread_mutex_t) <= 64, "pthread_mutex_t fits its 64 bytes");
+_Static_assert(offsetof(struct robust_slot, holder) == 64, "holder word");
 _Static_assert(sizeof(struct robust_slot) == SHM_ROBUST_SLOT, "robust slot size");
 
 /* Slot i of the area at base + area (slots of them), or NULL if any of it
@@ -102,31 +105,28 @@ static int make_attr(pthread_mutexattr_t *a)
 }
 
 #ifdef __GLIBC__
-/* The __kind word glibc writes into a mutex made by make_attr (a private
- * template, once per process; racing first calls compute the same value). */
-static int want_kind(void)
+/* The __kind word glibc writes into a mutex made by make_attr: from a
+ * private template, once per process. */
+static pthread_once_t kind_once = PTHREAD_ONCE_INIT;
+static int kind_want = -1;
+static void find_kind(void)
 {
-    static int kind = -1;
-    int k = __atomic_load_n(&kind, __ATOMIC_RELAXED); /* a cache: any thread may fill it, all with one value */
-    if (k >= 0) return k;
     pthread_mutexattr_t a;
     pthread_mutex_t t;
-    if (make_attr(&a)) return -1;
-    int rc = pthread_mutex_init(&t, &a);
+    if (make_attr(&a)) return;
+    if (!pthread_mutex_init(&t, &a)) {
+        kind_want = t.__data.__kind;
+        pthread_mutex_destroy(&t);
+    }
     pthread_mutexattr_destroy(&a);
-    if (rc) return -1;
-    k = t.__data.__kind;
-    pthread_mutex_destroy(&t);
-    __atomic_store_n(&kind, k, __ATOMIC_RELAXED); /* a cache, as above */
-    return k;
 }
-/* Is the shared mutex of the kind we make?  A relaxed read: the kind is
- * written once by init (the segment's creator) and published with the
- * segment's magic; this guards against garbage, not against a race. */
+/* Is the shared mutex of the kind we make?  Relaxed: the kind is written
+ * once by init, before any user of the mutex starts; this guards against
+ * garbage, not against a race. */
 static int kind_ok(pthread_mutex_t *m)
 {
-    int k = want_kind();
-    return k >= 0 && __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) == k;
+    pthread_once(&kind_once, find_kind);
+    return kind_want >= 0 && (int)atom_load_relaxed32((const uint32_t *)&m->__data.__kind) == kind_want;
 }
 #else
 static int kind_ok(pthread_mutex_t *m) { (void)m; return 1; }
@@ -185,7 +185,10 @@ int shm_robust_hold(void *base, uint64_t size, uint64_t area, uint64_t slots, ui
     int rc = lock_for(&s->m, timeout_ns);
     int prev_died = 0;
     if (rc == EOWNERDEAD) { /* a worker died between its lock and its holder store: it took nothing */
-        if (pthread_mutex_consistent(&s->m)) return LOG_E_BAD_LAYOUT;
+        if (pthread_mutex_consistent(&s->m)) { /* not robust after all: a garbage mutex */
+            pthread_mutex_unlock(&s->m); /* we hold it: never leave it locked (it is unrecoverable now) */
+            return LOG_E_BAD_LAYOUT;
+        }
         prev_died = 1;
         rc = 0;
     }
@@ -194,7 +197,7 @@ int shm_robust_hold(void *base, uint64_t size, uint64_t area, uint64_t slots, ui
     /* release: after our lock (whose CAS wrote the mutex word); pairs with the
      * watcher's acquire load of holder, so a watcher that sees our pid finds
      * the mutex locked by us (or owner-died) */
-    __atomic_store_n(&s->holder, pid, __ATOMIC_RELEASE);
+    atom_store_release32(&s->holder, pid);
     /* a watcher sleeping while holder == 0: the kernel compares the word, so a
      * watcher that read 0 before our store is woken or does not sleep */
     syscall(SYS_futex, &s->holder, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
@@ -209,7 +212,7 @@ int shm_robust_watch(void *base, uint64_t size, uint64_t area, uint64_t slots, u
     *pid = 0;
     /* acquire: pairs with shm_robust_hold's release store (seeing the pid, we
      * see the holder's lock of the mutex) */
-    if (__atomic_load_n(&s->holder, __ATOMIC_ACQUIRE) == 0) {
+    if (atom_load_acquire32(&s->holder) == 0) {
         struct timespec ts = { timeout_ns / 1000000000, timeout_ns % 1000000000 };
         /* sleeps only while the word is still 0 (the kernel compares): pairs
          * with the holder's store then FUTEX_WAKE */
@@ -222,13 +225,13 @@ int shm_robust_watch(void *base, uint64_t size, uint64_t area, uint64_t slots, u
     if (rc != 0 && rc != EOWNERDEAD) return LOG_E_BAD_LAYOUT;
     /* We hold the mutex.  acquire: pairs with the holder's release store (the
      * dead holder's pid, if it stored it before dying) */
-    uint32_t h = __atomic_load_n(&s->holder, __ATOMIC_ACQUIRE);
+    uint32_t h = atom_load_acquire32(&s->holder);
     /* clear it while we hold the mutex (see the holder protocol); the next
      * holder's store comes after its lock, after our unlock, whose release
      * orders this store before it */
-    __atomic_store_n(&s->holder, 0u, __ATOMIC_RELAXED);
-    if (rc == EOWNERDEAD && pthread_mutex_consistent(&s->m)) return LOG_E_BAD_LAYOUT;
-    if (pthread_mutex_unlock(&s->m)) return LOG_E_BAD_LAYOUT;
+    atom_store_relaxed32(&s->holder, 0u);
+    int bad = rc == EOWNERDEAD && pthread_mutex_consistent(&s->m) != 0; /* a garbage mutex: unrecoverable */
+    if (pthread_mutex_unlock(&s->m) || bad) return LOG_E_BAD_LAYOUT; /* we held it: never left locked */
     *pid = h;
     return rc == EOWNERDEAD ? SHM_ROBUST_OWNER_DIED : SHM_ROBUST_ACQUIRED;
 }
