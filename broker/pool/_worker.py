@@ -5,7 +5,10 @@ task from the work queue (its lease carries this process's pid), run it,
 append the result to the results log, ack the task.  Between tasks it
 sleeps on the task log's futex (and the status segment's stop word).  A
 watcher thread sleeps on a pidfd of the pool's owner: if the owner dies,
-the worker removes the pool's segments and exits at once.
+the worker removes the pool's segments and exits at once.  From start to
+its clean exit the main thread holds its slot's death-watch mutex
+(_status.py): if it dies instead, the kernel marks the mutex owner-died
+and the owner's watcher of the slot hears of it early.
 
 Records (both directions a pickle-5 ``_serde`` payload behind a header):
   task   ``<BH`` kind, length of the function's pickle (0: the function is in
@@ -28,6 +31,7 @@ import time
 import traceback
 
 from shm._native import ffi, lib
+from shm.errors import CorruptSegmentError
 from shm.log import PartitionLog
 from shm.segment import SHM_DIR, Segment, unlink
 from shm.workqueue import WorkQueue
@@ -124,19 +128,46 @@ class Worker:
     def __init__(self, spec, slot):
         self.spec = spec
         self.pid = os.getpid()
+        self.index = slot
         p = spec.prefix
         self.status = PoolStatus.attach(p + ".s")
-        self.slot = WorkerSlot(self.status, slot, self.pid)
-        self.wq = WorkQueue.attach(p + ".t")
-        self.rlog = PartitionLog.attach(p + ".r")
+        # before it takes any task: our slot's death-watch mutex, held by this (main) thread until close(),
+        # so the owner hears of our death before the kernel tears our memory down (_status.py,
+        # ext/shmrobust.c).  Not held (a corrupt segment): the owner hears of it by the sentinel only.
+        try:
+            self.held = self.status.hold(slot, self.pid)
+        except CorruptSegmentError:
+            self.held = False
+        try:
+            self.slot = WorkerSlot(self.status, slot, self.pid)
+            self.wq = WorkQueue.attach(p + ".t")
+            self.rlog = PartitionLog.attach(p + ".r")
+        except BaseException:
+            self._let_go()
+            raise
         self.rlog.block_timeout = None  # results wait for room; the owner watcher ends us if nobody reads
         self.fns = {}
 
-    def close(self):
-        self.slot.state(EXITED)
-        self.wq.close()
-        self.rlog.close()
+    def _let_go(self):
+        """Unlock the death-watch mutex (a clean exit, not a death), then
+        unmap the status segment: never unmapped while held, or the kernel
+        could not mark it owner-died and it would stay locked for good (a
+        spawn worker's interpreter exit would unmap it)."""
+        if self.held:
+            self.held = False
+            try:
+                self.status.let_go(self.index)
+            except CorruptSegmentError:
+                return  # overwritten meanwhile: leave the mapping (the process exits soon)
         self.status.close()
+
+    def close(self):
+        try:
+            self.slot.state(EXITED)
+            self.wq.close()
+            self.rlog.close()
+        finally:
+            self._let_go()
 
     # -- results
     def send(self, off, status, payload=None):
