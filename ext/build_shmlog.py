@@ -18,7 +18,7 @@ _bid = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_bid)
 build_id = _bid.build_id
 
-SOURCES = ["shmlog.c", "shmqueue.c"]
+SOURCES = ["shmlog.c", "shmqueue.c", "shmrobust.c"]
 HEADERS = ["shmlog.h", "shmlog_atomic.h"]
 
 ffi = FFI()
@@ -44,6 +44,7 @@ ffi.set_source(
     define_macros=DEFINES,
     extra_compile_args=cflags,
     extra_link_args=ldflags,
+    libraries=["pthread"],  # shmrobust.c's robust mutexes (a stub in glibc >= 2.34, needed before)
 )
 
 if __name__ == "__main__":

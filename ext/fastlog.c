@@ -458,7 +458,20 @@ static PyObject *FastLog_qtake(FastLog *self, PyObject *const *args, Py_ssize_t 
     return Py_BuildValue("(LNk)", (long long)r, val, (unsigned long)attempts);
 }
 
+/* set_floor(offset) -> status: log_set_floor keeping the GIL.  cffi drops
+ * the GIL around every call; a thread that drops it once per batch while
+ * another thread of the process runs Python waits for it back (up to the
+ * switch interval): the pool's result thread beside a submitting thread. */
+static PyObject *FastLog_set_floor(FastLog *self, PyObject *arg)
+{
+    unsigned long long off = PyLong_AsUnsignedLongLong(arg);
+    if (off == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    if (!self->v) Py_RETURN_NONE;
+    return PyLong_FromLong(log_set_floor(self->v, (uint64_t)off));
+}
+
 static PyMethodDef FastLog_methods[] = {
+    {"set_floor", (PyCFunction)FastLog_set_floor, METH_O, "set_floor(offset) -> status, or None (closed)"},
     {"qtake", (PyCFunction)(void (*)(void))FastLog_qtake, METH_FASTCALL,
      "qtake(q_addr, owner, ack_off, ack_owner) -> (offset, value, attempts), status, or None"},
     {"append", (PyCFunction)(void (*)(void))FastLog_append, METH_FASTCALL | METH_KEYWORDS,

@@ -213,3 +213,33 @@ uint32_t q_attempts(q_view *q, uint64_t o);
 /* Cancel offset o while no taker has it: it is never taken (counted as
  * skipped).  LOG_OK, or LOG_E_OFFSET if it is taken, done or not in the ring. */
 int q_cancel(q_view *q, log_view *lv, uint64_t o);
+
+/* ---- early notice of a pool worker's death (shmrobust.c): a robust,
+ * process-shared mutex per worker slot, held by the worker's main thread
+ * until it exits cleanly; the kernel marks it owner-died before it tears the dead worker's
+ * memory down.  area: byte offset of the slots in the mapping (64-aligned);
+ * every call checks i < slots <= SHM_ROBUST_MAX_SLOTS and that the slots lie
+ * inside [base, base + size) (LOG_E_BAD_ARG), and that the mutex is of the
+ * kind init made (LOG_E_BAD_LAYOUT). */
+enum { SHM_ROBUST_SLOT = 128, SHM_ROBUST_MAX_SLOTS = 65536 };
+enum { SHM_ROBUST_OWNER_DIED = 1, SHM_ROBUST_ACQUIRED = 2, SHM_ROBUST_TIMEOUT = 3, SHM_ROBUST_NO_HOLDER = 4 };
+/* The segment's creator, once per slot, before any process uses it. */
+int shm_robust_init(void *base, uint64_t size, uint64_t area, uint64_t slots, uint64_t i);
+/* A worker: lock slot i's mutex (waiting at most timeout_ns), then publish
+ * pid as its holder.  0 held; 1 held, and a previous holder had died before
+ * it published its pid; LOG_E_TIMEOUT not held. */
+int shm_robust_hold(void *base, uint64_t size, uint64_t area, uint64_t slots, uint64_t i, uint32_t pid,
+                    int64_t timeout_ns);
+/* The watcher of slot i, at most timeout_ns: SHM_ROBUST_NO_HOLDER (nobody
+ * published a pid yet), SHM_ROBUST_TIMEOUT (the holder lives),
+ * SHM_ROBUST_OWNER_DIED (the holder *pid died; 0 if it died before it
+ * published its pid), SHM_ROBUST_ACQUIRED (the mutex was free: *pid had
+ * published itself but did not hold it; not a death).  After the last two
+ * the mutex is free again and the holder word 0. */
+int shm_robust_watch(void *base, uint64_t size, uint64_t area, uint64_t slots, uint64_t i, int64_t timeout_ns,
+                     uint32_t *pid);
+/* The holder, at a clean exit: unlock (the watcher then gets
+ * SHM_ROBUST_ACQUIRED: not a death).  LOG_E_BAD_LAYOUT if we do not hold it. */
+int shm_robust_let_go(void *base, uint64_t size, uint64_t area, uint64_t slots, uint64_t i);
+/* Wake slot i's watcher if it sleeps waiting for a holder (a pool stopping). */
+void shm_robust_wake(void *base, uint64_t size, uint64_t area, uint64_t slots, uint64_t i);

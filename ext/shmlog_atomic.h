@@ -17,6 +17,12 @@ static inline uint32_t atom_load_acquire32(const volatile uint32_t *p)
 { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static inline uint32_t atom_load_seqcst32(const volatile uint32_t *p)
 { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline uint32_t atom_load_relaxed32(const volatile uint32_t *p)
+{ return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline void atom_store_release32(volatile uint32_t *p, uint32_t v)
+{ __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline void atom_store_relaxed32(volatile uint32_t *p, uint32_t v)
+{ __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 static inline void atom_store_release64(volatile uint64_t *p, uint64_t v)
 { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 static inline void atom_store_seqcst32(volatile uint32_t *p, uint32_t v)

@@ -8,11 +8,15 @@ the medians of the rounds are compared side by side.
 
     python perf/ab_bench.py /path/to/tree_a /path/to/tree_b --rounds 5
 
+How to read it: a line per round and tree, then a table of the medians of
+the rounds, A and B side by side, and B's change against A ("+" is better
+for B, whichever way the figure goes).  No targets.  A progress line goes
+to stderr while a tree runs, when stderr is a terminal.
+
 Each tree must hold a built shm/ (`pip install -e .` or `python setup.py
 build_ext --inplace` in a checkout of the commit to measure); its own
 perf/ scripts run against its own packages (PYTHONPATH and cwd = the tree).
 """
-import argparse
 import json
 import os
 import re
@@ -20,6 +24,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+
+from perfutil import Progress, parser as new_parser
 
 METRICS = [  # (key, label, higher is better)
     ("spin_over_floor", "ring: spin p50 / Python floor (x)", False),
@@ -61,20 +67,23 @@ def run_tree(tree, args):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("a")
-    ap.add_argument("b")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap = new_parser(__doc__)
+    ap.add_argument("a", help="tree A (a checkout with a built shm/)")
+    ap.add_argument("b", help="tree B")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds")
     ap.add_argument("--samples", type=int, default=20000, help="latency samples per run")
     ap.add_argument("--records", type=int, default=1_000_000, help="64 B records per throughput run")
     ap.add_argument("--repeats", type=int, default=3, help="throughput repeats per run (their median is taken)")
-    ap.add_argument("--json", help="also write every round's figures here")
+    ap.add_argument("--json", help="also write every round's figures here%(default).0s")
     args = ap.parse_args(argv)
     trees = [("A", os.path.abspath(args.a)), ("B", os.path.abspath(args.b))]
     got = {"A": [], "B": []}
+    progress = Progress()
     for r in range(args.rounds):
         for name, path in (trees if r % 2 == 0 else trees[::-1]):
+            progress("round %d/%d: tree %s" % (r + 1, args.rounds, name))
             res = run_tree(path, args)
+            progress.done()
             got[name].append(res)
             print("round %d %s: %s" % (r + 1, name, "  ".join("%s %.2f" % (k, res[k]) for k, _, _ in METRICS)),
                   flush=True)

@@ -6,14 +6,18 @@ is compared, never absolute times from different moments.
 
     python perf/ab_latency.py /path/to/tree_a /path/to/tree_b --rounds 6
 
-Each tree must hold a built shm/ (e.g. `python setup.py build_ext --inplace`
+How to read it: a line per round and tree (floor, spin p50, their ratio),
+then each tree's median ratio: the lower median is the faster build; single
+rounds vary a lot on a shared machine, so trust the medians of many rounds.
+No targets.  Each tree must hold a built shm/ (e.g. `python setup.py build_ext --inplace`
 in a copy of the repository at another commit).
 """
-import argparse
 import json
 import statistics
 import subprocess
 import sys
+
+from perfutil import Progress, parser as new_parser
 
 CODE = r'''
 import sys, json
@@ -26,21 +30,24 @@ print(json.dumps([f, s]))
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("a")
-    ap.add_argument("b")
-    ap.add_argument("--rounds", type=int, default=6)
-    ap.add_argument("--samples", type=int, default=8000)
+    ap = new_parser(__doc__)
+    ap.add_argument("a", help="tree A (a checkout with a built shm/)")
+    ap.add_argument("b", help="tree B")
+    ap.add_argument("--rounds", type=int, default=6, help="alternating rounds")
+    ap.add_argument("--samples", type=int, default=8000, help="spin latency samples per round (the floor: half)")
     args = ap.parse_args(argv)
     trees = [("A", args.a), ("B", args.b)]
     ratios = {"A": [], "B": []}
+    progress = Progress()
     for r in range(args.rounds):
         for name, path in (trees if r % 2 == 0 else trees[::-1]):
+            progress("round %d/%d: tree %s" % (r + 1, args.rounds, name))
             out = subprocess.run([sys.executable, "-c", CODE, path, str(args.samples)], capture_output=True,
                                  text=True, cwd=path, timeout=600)
             if out.returncode:
                 print(out.stderr, file=sys.stderr)
                 return 1
+            progress.done()
             f, s = json.loads(out.stdout.strip().splitlines()[-1])
             ratios[name].append(s / f)
             print("round %d %s: floor %.3f us, spin p50 %.3f us, ratio %.2f" % (r + 1, name, f, s, s / f), flush=True)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Process pools and queues side by side (issue 9): ours against the pools
-and queues people already use, same worker count, in one run.
+"""Process pools and queues side by side: ours against the pools and queues
+people already use, same worker count, in one run.
 
 Pools: concurrent.futures.ProcessPoolExecutor (the reference of every ratio),
 multiprocessing.Pool, loky, pebble's ProcessPool, broker.pool.Executor and
@@ -24,16 +24,21 @@ rounds, latencies the percentiles of every round's samples):
   (sleep-paced), and items/s of 64 B objects from one putter process to one
   getter process, one call per item.
 
-    python perf/pool_bench.py                       # the issue's run
+    python perf/pool_bench.py                       # the full run
     python perf/pool_bench.py --tasks 2000 --kills 5 --big-mb 10 --json out.json
 
-Targets (issue 9): submit >= 10x ProcessPoolExecutor and >= 2x
+How to read it: each table gives a figure per contender and its ratio to
+the reference (ProcessPoolExecutor for pools, multiprocessing.Queue for
+queues; "vs" columns: times better).  The targets close the run, each
+marked met or MISSED (n/a when its inputs were not measured).  A progress
+line goes to stderr while a round runs, when stderr is a terminal.
+
+Targets: submit >= 10x ProcessPoolExecutor and >= 2x
 multiprocessing.Pool's apply_async; map no slower than the fastest peer;
 round trip p50 <= 50 us; big array >= 5x faster than ProcessPoolExecutor;
 kill -> running again p99 <= 10 ms; queue p50 >= 30x below
 multiprocessing.Queue and items/s >= 3x faster-fifo.
 """
-import argparse
 import json
 import multiprocessing as mp
 import os
@@ -47,6 +52,7 @@ import numpy as np
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [_HERE, os.path.join(_HERE, "..")]
 
+from perfutil import Progress, parser as new_parser, verdict  # noqa: E402
 from pool_contenders import (STAMP, Stamps, Stuck, check_child, pool_contenders, queue_getter,  # noqa: E402
                              queue_contenders, recv, short, bounded, echo, full_strength, noop, pct,
                              victim)
@@ -204,7 +210,7 @@ REF, QREF = "ProcessPoolExecutor", "multiprocessing.Queue"
 
 
 def parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = new_parser(__doc__)
     p.add_argument("--workers", type=int, default=2, help="worker processes of every pool")
     p.add_argument("--tasks", type=int, default=20000, help="no-op tasks per submit and per map run")
     p.add_argument("--chunksizes", type=int, nargs="+", default=[1, 8, 64, 512], help="map chunksizes tried")
@@ -218,20 +224,21 @@ def parser():
     p.add_argument("--lost-timeout", type=float, default=2.0,
                    help="seconds after a kill before a task neither re-run nor failed is called lost")
     p.add_argument("--queue-samples", type=int, default=20000, help="put->get latency samples per round")
-    p.add_argument("--queue-warmup", type=int, default=2000)
+    p.add_argument("--queue-warmup", type=int, default=2000, help="put->get samples dropped first")
     p.add_argument("--pace-us", type=float, default=20.0, help="sleep between latency puts")
     p.add_argument("--queue-items", type=int, default=200000, help="64 B items per throughput run")
     p.add_argument("--ff-bytes", type=int, default=64 << 20, help="faster-fifo's max_size_bytes")
     p.add_argument("--rounds", type=int, default=3, help="rounds; the contenders' order reverses each round")
     p.add_argument("--start-method", choices=["default", "fork", "spawn", "forkserver"], default="default",
                    help="for every pool but loky (its own) and for the queue getters")
-    p.add_argument("--pools", nargs="+", choices=sorted(POOLS), default=sorted(POOLS))
-    p.add_argument("--queues", nargs="+", choices=sorted(QUEUES), default=sorted(QUEUES))
+    p.add_argument("--pools", nargs="+", choices=sorted(POOLS), default=sorted(POOLS), help="pools to measure")
+    p.add_argument("--queues", nargs="+", choices=sorted(QUEUES), default=sorted(QUEUES), help="queues to measure")
     p.add_argument("--sections", nargs="+", choices=["tasks", "big", "kill", "queue"],
-                   default=["tasks", "big", "kill", "queue"])
+                   default=["tasks", "big", "kill", "queue"], help="which measures")
     p.add_argument("--timeout", type=float, default=120.0, help="deadline of every wait, seconds")
-    p.add_argument("--namespace", default="poolbench%d" % os.getpid(), help="broker.Queue's namespace")
-    p.add_argument("--json", metavar="FILE", help="write every figure and the flags here")
+    p.add_argument("--namespace", default="poolbench%d" % os.getpid(), help="broker.Queue's namespace (default: "
+                   "poolbench<pid>)%(default).0s")
+    p.add_argument("--json", metavar="FILE", help="write every figure and the flags here%(default).0s")
     return p
 
 
@@ -272,12 +279,12 @@ def summarize_pool(raw):
 
 
 def targets(pools, kills, queues):
-    print("\n== targets (issue 9) ==")
+    print("\n== targets ==")
     ppe, mpp = pools.get(REF, {}), pools.get("multiprocessing.Pool", {})
     peers = [r["map"] for n, r in pools.items() if not n.startswith("broker") and r.get("map")]
 
     def line(what, ok):
-        print("%-68s %s" % (what, "n/a" if ok is None else ("PASS" if ok else "FAIL")))
+        print("%-68s %s" % (what, verdict(ok)))
     for name in ("broker.pool.Executor", "broker.pool.Pool"):
         r = pools.get(name)
         if r is None and name not in kills:
@@ -314,6 +321,7 @@ def main(argv=None):
     from shm.bench import _tight_sleep_slack
     _tight_sleep_slack()
     report = {"flags": vars(a), "skipped": {}, "pools": {}, "kills": {}, "queues": {}}
+    progress = Progress()
     cands, skipped = pool_contenders()
     want = {POOLS[k] for k in a.pools}
     cands = [c for c in cands if c.name in want]
@@ -334,7 +342,9 @@ def main(argv=None):
             for rnd in range(a.rounds):
                 for c in (cands if rnd % 2 == 0 else cands[::-1]):
                     t0 = time.monotonic()
+                    progress("round %d/%d: %s" % (rnd + 1, a.rounds, c.name))
                     pool_round(c, a, st, ctx, big, raw[c.name])
+                    progress.done()
                     print("round %d %-22s %.1f s" % (rnd + 1, c.name, time.monotonic() - t0), flush=True)
             report["pools"] = {n: summarize_pool(r) for n, r in raw.items()}
             pool_table(report["pools"], REF)
@@ -344,7 +354,9 @@ def main(argv=None):
                   "re-runs it; one kill otherwise) ==" % (a.kills, a.kill_warmup), flush=True)
             print("%-22s %9s %9s %9s %5s  %s" % ("pool", "p50 ms", "p99 ms", "max ms", "n", "what happens"))
             for c in cands:
+                progress("kills: %s" % c.name)
                 k = report["kills"][c.name] = kill_run(c, a, st, ctx)
+                progress.done()
                 g = k["gap"]
                 what = k["outcome"] + ("; " + k["after"] if "after" in k else "")
                 print("%-22s %9s %9s %9s %5s  %s" % (c.name, _fmt(g and g["p50"] / 1000, "%.2f"),
@@ -364,10 +376,12 @@ def main(argv=None):
             raw = {n: {"lat": [], "rate": [], "put_rate": []} for n, _ in qs}
             for rnd in range(a.rounds):
                 for n, make in (qs if rnd % 2 == 0 else qs[::-1]):
+                    progress("queues round %d/%d: %s" % (rnd + 1, a.rounds, n))
                     raw[n]["lat"].extend(queue_run(make, a, qctx, True).tolist())
                     got, put = queue_run(make, a, qctx, False)
                     raw[n]["rate"].append(got)
                     raw[n]["put_rate"].append(put)
+                    progress.done()
             for n, r in raw.items():
                 report["queues"][n] = {"lat": pct(r["lat"]), "rate": statistics.median(r["rate"]),
                                        "put_rate": statistics.median(r["put_rate"]), "rounds": r["rate"]}

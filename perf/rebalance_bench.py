@@ -11,9 +11,15 @@ CLOCK_MONOTONIC stamps through an anonymous shared mapping; the victim is
 SIGSTOPped before the stamp is reset and the kill is timed, so nothing it
 does can be mistaken for a survivor's work.
 
+How to read it: three lines of percentiles in milliseconds (kill -> first
+record, kill -> all partitions resumed, subscribe -> first record) over the
+timed kills; the warm-up kills are reported apart.  No targets; the README
+compares them with a Kafka broker's session timeout.  A progress line goes
+to stderr every kill when stderr is a terminal (and "N kills" to stdout
+every 10 kills unless --quiet).
+
     python perf/rebalance_bench.py --kills 60 --members 3 --partitions 6
 """
-import argparse
 import mmap
 import os
 import signal
@@ -29,6 +35,7 @@ from broker import groups as G  # noqa: E402
 from broker.admin import AdminClient, NewTopic  # noqa: E402
 from broker.namespace import Namespace, destroy  # noqa: E402
 from broker.procs import fork, reap  # noqa: E402
+from perfutil import Progress, parser as new_parser  # noqa: E402
 
 STOP, KILL_T = 0, 1
 FIRST = 8  # + partition: first record consumed on it since the reset
@@ -36,16 +43,17 @@ JOIN = 4096  # + 2 * member: subscribe() stamp, first record stamp
 
 
 def parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--kills", type=int, default=60)
+    p = new_parser(__doc__)
+    p.add_argument("--kills", type=int, default=60, help="timed kills (after the warm-up ones)")
     p.add_argument("--warmup", type=int, default=5, help="kills first, reported apart (fresh processes' first "
                    "rebalances: page faults after fork, first attaches)")
-    p.add_argument("--members", type=int, default=3)
-    p.add_argument("--partitions", type=int, default=6)
+    p.add_argument("--members", type=int, default=3, help="consumer processes in the group")
+    p.add_argument("--partitions", type=int, default=6, help="partitions of the topic")
     p.add_argument("--strategy", default="range", help="partition.assignment.strategy")
     p.add_argument("--rate", type=float, default=1000, help="records a second produced to each partition")
-    p.add_argument("--namespace", default="rebalbench%d" % os.getpid())
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--namespace", default="rebalbench%d" % os.getpid(), help="the namespace the run makes and "
+                   "destroys (default: rebalbench<pid>)%(default).0s")
+    p.add_argument("--quiet", action="store_true", help="no 'N kills' lines")
     p.add_argument("--verbose", action="store_true", help="print every kill's numbers")
     return p
 
@@ -127,6 +135,7 @@ def run(args):
                 sorted(p for ps in view.values() for p in ps) == list(range(args.partitions))
         wait_for(stable, 30, "the group to form")
         first, last, joins = [], [], []
+        progress = Progress()
         for k in range(args.warmup + args.kills):
             if k == args.warmup:
                 warm = (first, last, joins)
@@ -157,7 +166,10 @@ def run(args):
                 print("  kill %3d: first %.2f ms, all %.2f ms, join %.2f ms" % (k, first[-1] / 1e6, last[-1] / 1e6,
                                                                            joins[-1] / 1e6), flush=True)
             elif not args.quiet and (k + 1) % 10 == 0:
+                progress.done()
                 print("  %d kills" % (k + 1), flush=True)
+            progress("kill %d/%d" % (k + 1, args.warmup + args.kills))
+        progress.done()
         gs.close()
         n.close()
         if args.warmup:

@@ -477,8 +477,10 @@ class PartitionLog:
     def set_floor(self, offset):
         """Let block-mode producers overwrite records below *offset* (every
         group has committed past them)."""
-        self._check_open()
-        rc = lib.log_set_floor(self._v, offset)
+        rc = self._fast.set_floor(offset) if "_fast" in self.__dict__ else None  # keeps the GIL (ext/fastlog.c)
+        if rc is None:
+            self._check_open()
+            rc = lib.log_set_floor(self._v, offset)
         if rc != lib.LOG_OK:
             self._raise(rc)
 

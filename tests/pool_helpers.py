@@ -95,6 +95,42 @@ def first_run_blocks(marks, started, value):
     return value, os.getpid()
 
 
+def hog_then_block(marks, started, nbytes, value):
+    """The first run writes *nbytes* of its own memory, announces *started*
+    and blocks (to be killed); a re-run returns (value, its pid, the state of
+    the killed pid as the re-run started: None if it was reaped already, else
+    psutil's status - the process exiting or a zombie)."""
+    global _HOG
+    first = runs(marks) == 0
+    mark(marks)
+    if first:
+        _HOG = b"\1" * nbytes  # written: private pages the kernel tears down when the process dies
+        announce(started)
+        while True:
+            time.sleep(1)
+    with open(started) as f:
+        killed = int(f.read())
+    try:
+        state = psutil.Process(killed).status()
+    except psutil.NoSuchProcess:
+        state = None
+    return value, os.getpid(), state
+
+
+def announce_run_and_block(stem):
+    """Every run announces ``<stem>.<run>`` (0, 1, ...) and blocks: killed at each."""
+    n = runs(stem + ".marks")
+    mark(stem + ".marks")
+    announce("%s.%d" % (stem, n))
+    while True:
+        time.sleep(1)
+
+
+def mark_and_getpid(marks):
+    mark(marks)
+    return os.getpid()
+
+
 def crash_at(marks, point, value):
     """The first run arms a crash point of this worker's result log (SIGKILL
     while it writes its result); a re-run returns (value, runs)."""

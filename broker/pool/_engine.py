@@ -14,8 +14,12 @@ Threads of the parent (daemons; they never reference the Executor/Pool,
 so those can be garbage-collected while busy):
   result thread  reads result batches, completes futures (callbacks run here)
                  - or a thread waiting in result() does, sparing a hop;
-  manager thread (_manager.py) waits on the worker sentinels (a death is seen at once):
-                 gives the dead worker's tasks back (``release(failed=True)``)
+  watcher threads (_manager.py, one per worker slot) wait on the slot's
+                 death-watch mutex (_status.py, ext/shmrobust.c): the kernel
+                 marks it owner-died as the worker dies, before its memory is
+                 torn down; the watcher gives the dead worker's tasks back at once;
+  manager thread (_manager.py) waits on the worker sentinels (the process has exited):
+                 reaps it, gives back what is left of its tasks (``release(failed=True)``)
                  or, at max_attempts, ends them (``ack``) and fails their
                  futures with WorkerCrashedError/TaskTimeoutError; tombstones
                  the dead worker's half-written result; starts a replacement;
@@ -29,6 +33,7 @@ its whole life (a retry keeps it), so results carry it.
 """
 import atexit
 import collections
+import functools
 import itertools
 import os
 import pickle
@@ -133,6 +138,14 @@ class Engine(Manager):
         self._restart_at = 0.0  # no replacement before this (monotonic): a back-off after such deaths
         self._unclaimed = None  # (offsets, when) of result slots claimed by a dead worker, to tombstone
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._give_lock = threading.Lock()  # a dead worker's give-back: its watcher's or the manager's
+        self._watchers = []
+        self._watch_stop = False
+        self.watch_error = None  # a watcher that stopped: the status segment was corrupt (CorruptSegmentError)
+        self.notices = [0] * workers  # deaths each slot's watcher heard of (one writer per item)
+        self.clean_exits = [0] * workers  # clean exits each slot's watcher heard of (the worker let go)
+        self.false_notices = 0  # owner-died reports of a worker the kernel says is not exiting (ignored)
+        self.early_retried = 0  # of `retried`, the tasks given back on a watcher's notice (before the sentinel)
         self._feeder = None
         self._rlock = threading.Lock()  # one reader of the results log at a time
         self._roff = 0  # the next result offset (under _rlock)
@@ -152,6 +165,8 @@ class Engine(Manager):
             self._max_record = self.wq.log.max_record
             self._feed_event = threading.Event()
             self._register_exit()
+            self._watchers = [self._thread(functools.partial(self._watch_slot, slot), "watch-%d" % slot)
+                              for slot in range(workers)]
             for slot in range(workers):
                 self._start_worker(slot)
         except BaseException:

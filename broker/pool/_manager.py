@@ -1,6 +1,9 @@
-"""The manager thread of a pool engine (a mixin of _engine.Engine): it
-waits on the worker sentinels, so a death is seen at once; gives the dead
-worker's tasks back (``release(failed=True)``: they run again) or, at
+"""The manager thread of a pool engine (a mixin of _engine.Engine), and
+the watcher threads.  A slot's watcher hears of its worker's death from
+the worker's death-watch mutex (owner-died: before the kernel tears the
+dead worker's memory down) and gives its tasks back at once.  The manager
+waits on the worker sentinels (the process has exited), reaps it and
+gives back whatever is left (``release(failed=True)``: they run again) or, at
 max_attempts, ends them (``ack``) and fails their futures with
 WorkerCrashedError/TaskTimeoutError; tombstones the result the dead worker
 was writing; starts a replacement; kills workers over task_timeout; and
@@ -11,13 +14,15 @@ import os
 import signal
 import threading
 import time
+import warnings
 
-from shm.errors import ClosedError, TaskTimeoutError
+from shm.errors import ClosedError, CorruptSegmentError, TaskTimeoutError
 
 from . import _serde, _worker
-from ._status import EXITED, RUNNING, STARTING
+from ._status import ACQUIRED, EXITED, OWNER_DIED, RUNNING, STARTING
 
 STARTUP_DEATHS = 3  # workers dying before they are ready, in a row: the pool is broken
+WATCH_CHUNK_NS = 100_000_000  # a watcher's wait in C (GIL released) between looks at the stop flag
 
 
 def worker_crashed(msg, pid=None, exitcode=None, attempts=None):
@@ -36,6 +41,31 @@ def describe_exit(code):
         except ValueError:
             return "signal %d" % -code
     return "exit code %d" % code
+
+
+PF_EXITING = 0x4  # include/linux/sched.h: set by do_exit (exit_signals) before it releases the robust list
+_PROC = os.path.exists("/proc/self/stat")
+
+
+def exiting(pid):
+    """Has process *pid* (an unreaped child of ours: its pid is not reused)
+    begun to exit?  /proc/<pid>/stat's flags are its main thread's task
+    flags: PF_EXITING from the start of do_exit on; a zombie has exited.
+    False when there is no /proc to tell: no early give-back then."""
+    if not _PROC:
+        return False
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return True  # reaped meanwhile
+    except OSError:
+        return False
+    fields = data[data.rindex(b")") + 2:].split()  # after the command name, which may hold anything
+    try:
+        return fields[0] in (b"Z", b"X", b"x") or int(fields[6]) & PF_EXITING != 0
+    except (IndexError, ValueError):
+        return False
 
 
 def _signal(p, sig):
@@ -62,6 +92,43 @@ class Manager:
             os.write(self._wake_w, b"x")
         except (BlockingIOError, OSError):
             pass  # full: the manager wakes anyway; closed: it is gone
+
+    def _watch_slot(self, slot):
+        """Thread, one per worker slot for the pool's life: wait (in C, no
+        GIL) for the death of the slot's worker, whichever worker that is,
+        and give its tasks back at once (_on_early_death).  Why a thread per
+        slot: a pthread mutex is waited on alone (one waiter per lock call);
+        the threads sleep in the kernel and look at the stop flag every
+        WATCH_CHUNK_NS; _destroy wakes and joins them before the segments
+        are unmapped.  Why here and not in the manager thread: one thread
+        wake fewer between the death and the re-run (on a busy machine each
+        wake may wait for a CPU)."""
+        try:
+            wait = self.status.watcher(slot)
+            while not self._watch_stop:
+                rc, pid = wait(WATCH_CHUNK_NS)
+                if rc == OWNER_DIED and pid:  # pid 0: it died before it published itself (it took nothing)
+                    self.notices[slot] += 1
+                    self._on_early_death(slot, pid)
+                elif rc == ACQUIRED and pid:  # it let go: a clean exit (it acked all it took), not a death
+                    self.clean_exits[slot] += 1
+        except Exception as e:  # CorruptSegmentError; anything else is a bug: the sentinel still tells
+            self.watch_error = e
+            warnings.warn(str(e) if isinstance(e, CorruptSegmentError) else
+                          "a pool's death watch of slot %d stopped: %s: %s; its deaths are handled when the "
+                          "process has exited" % (slot, type(e).__name__, e), RuntimeWarning)
+
+    def _stop_watchers(self):
+        """Stop the watcher threads: True once none is left in C on the status mapping."""
+        self._watch_stop = True
+        if not self._watchers:
+            return True
+        for slot in range(len(self._watchers)):
+            self.status.unwatch(slot)  # one waiting for a holder; one waiting on the mutex: its chunk ends
+        end = time.monotonic() + 10 * WATCH_CHUNK_NS / 1e9
+        for t in self._watchers:
+            t.join(max(0.0, end - time.monotonic()))
+        return not any(t.is_alive() for t in self._watchers)
 
     def _manage(self):
         try:
@@ -123,6 +190,38 @@ class Manager:
                         self._break(worker_crashed("cannot start a pool worker: %s: %s" % (type(e).__name__, e)))
             self._publish()
 
+    def _on_early_death(self, slot, pid):
+        """In *slot*'s watcher thread: worker *pid* died (its death-watch
+        mutex owner-died, ext/shmrobust.c).  Safe to act on at once: the
+        kernel walks a thread's robust list only when that thread exits (or
+        execs), so the worker's main thread - the only one that takes, acks
+        and writes results - never runs again and nothing it held can still
+        be acked.  So its tasks go back now, before the kernel has torn its
+        memory down and the sentinel fires.  Only re-runs: a task at its last
+        attempt fails in _on_exit, which knows the exit code for the error;
+        reaping, the result log's repair, the start-up accounting, the exit's
+        count and the replacement stay the manager's _on_exit.  Both give
+        back under _give_lock, and whichever comes second finds in held(pid)
+        only what the first left (the last attempts): nothing is given back
+        or counted twice."""
+        p = self._workers.get(slot)
+        if p is None or p.pid != pid or self.terminating or self._watch_stop:
+            return  # reaped already (the sentinel came first, _on_exit gave its tasks back); stopping: all fail
+        # an unreaped child: its pid is not reused, so the kernel's word on it is about our worker
+        if not exiting(pid):
+            # not exiting: the mutex's word was written by someone else (a corrupt segment) or the worker
+            # exec'd; never hand out the tasks of a live worker - the sentinel will tell
+            with self._give_lock:
+                self.false_notices += 1
+            return
+        with self._give_lock:
+            timed = self._timed_out.get(pid)
+            released = [o for o in self.wq.held(pid) if self._give_back(o, pid, None, timed == o, early=True)]
+            self.early_retried += len(released)
+        if released:
+            self.status.kick()  # idle workers sleep until a new task: the given-back ones are older
+            self._publish()
+
     def _on_exit(self, slot, p):
         p.join()
         code, pid = p.exitcode, p.pid
@@ -131,10 +230,11 @@ class Manager:
             _, state, _, _, _ = self.status.running(slot)
         except Exception:
             state = None
-        timed = self._timed_out.pop(pid, None)
-        held = [] if self.terminating else self.wq.held(pid)  # terminate: _shut_down fails what is left
-        for o in held:
-            self._give_back(o, pid, code, timed == o)
+        with self._give_lock:  # the watcher may give back early meanwhile (_on_early_death)
+            timed = self._timed_out.pop(pid, None)
+            held = [] if self.terminating else self.wq.held(pid)  # terminate: _shut_down fails what is left
+            for o in held:
+                self._give_back(o, pid, code, timed == o)
         if held:
             self.status.kick()  # idle workers sleep until a new task: the given-back ones are older
         self.rlog.repair_dead(pid)  # its half-written result (claimed, not committed): a tombstone
@@ -159,19 +259,24 @@ class Manager:
             self._restart_at = 0.0
         self._publish()
 
-    def _give_back(self, o, pid, code, timed):
+    def _give_back(self, o, pid, code, timed, early=False):
+        """Task *o* of dead worker *pid* (caller holds _give_lock): re-run it,
+        or end it at max_attempts (early: leave that to _on_exit).  True if
+        it was released to run again."""
         wq = self.wq
         with self._lock:
             sink = self._tasks.get(o)
             feeding = self._feeding
         if sink is None and not feeding:
             wq.ack(o, pid)  # its result came: nothing to re-run
-            return
+            return False
         attempts = wq.attempts(o) + 1
         if sink is None or attempts < self.max_attempts:
             wq.release(o, pid, failed=True)  # runs again on another worker
             self.retried += 1
-            return
+            return True
+        if early:
+            return False  # its future fails with the exit code, which only the sentinel's _on_exit knows
         with self._lock:
             if self._tasks.get(o) is sink:
                 del self._tasks[o]
@@ -197,6 +302,7 @@ class Manager:
         self.completed()
         if self.closing:
             self._poke()
+        return False
 
     def _check_timeouts(self):
         now = time.monotonic_ns()
@@ -267,9 +373,10 @@ class Manager:
         self._destroy()
 
     def _destroy(self):
+        watched = self._stop_watchers()
         for obj in ("wq", "rlog", "status"):
             o = getattr(self, obj, None)
-            if o is not None:
+            if o is not None and watched:  # a watcher still running (it may give back): the mappings stay
                 o.close()
         _worker.remove_pool_segments(self.prefix)
         for fd in (self._wake_r, self._wake_w):

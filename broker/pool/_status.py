@@ -12,22 +12,30 @@ Layout (little-endian u64 words; one writer per word):
   created time (CLOCK_MONOTONIC ns, one clock for every process), the stop
   flag.
   then one 64-byte slot per worker: pid, state, offset of its task, start
-  of its task (CLOCK_MONOTONIC ns), tasks done.
+  of its task (CLOCK_MONOTONIC ns), tasks done;
+  then, at the byte offset in header word 16 (64-aligned, right after the
+  slots), one 128-byte death-watch slot per worker (ext/shmrobust.c): a
+  robust process-shared mutex the worker's main thread holds until it
+  exits cleanly, and the pid of its holder.  The kernel marks it owner-died as the worker
+  dies, before it tears the worker's memory down (the sentinel comes only
+  after that): the owner's watcher threads hear of a death that early.
 
 Counters and slots are plain aligned 8-byte stores and loads (single-copy
 atomic on the CPUs we build for), a monitor's view: readers tolerate a
 slot caught between two tasks.  The futex words go through the C core
-(shm_futex_wake32 increments and wakes; waits compare in the kernel).
+(shm_futex_wake32 increments and wakes; waits compare in the kernel); so
+do the death-watch slots, which the C side bounds-checks again.
 """
 import os
 import re
 import time
 
 from shm._native import ffi, lib
+from shm.errors import CorruptSegmentError
 from shm.segment import SHM_DIR, Segment, unlink
 
 MAGIC = 0x4C4F4F50424D4853  # "SHMBPOOL"
-VERSION = 1
+VERSION = 2  # 2: the death-watch slots
 HEADER = 256
 SLOT = 64
 KIND_EXECUTOR, KIND_POOL = 1, 2
@@ -41,6 +49,11 @@ DONE_OFF = 12 * 8  # u32 futex word: moves when futures complete while threads w
 W_CREATED = 13
 W_STOP = 14  # 1: workers leave (then the kick word moves)
 W_PIDNS = 15  # the owner's pid namespace (inode of /proc/self/ns/pid; 0 unknown): its pids mean something here
+W_ROBUST = 16  # byte offset of the death-watch slots
+ROBUST_SLOT = lib.SHM_ROBUST_SLOT
+# shm_robust_watch's outcomes
+OWNER_DIED, ACQUIRED, NO_HOLDER, WATCH_TIMEOUT = (lib.SHM_ROBUST_OWNER_DIED, lib.SHM_ROBUST_ACQUIRED,
+                                                  lib.SHM_ROBUST_NO_HOLDER, lib.SHM_ROBUST_TIMEOUT)
 # worker slot words
 S_PID, S_STATE, S_OFF, S_START, S_TASKS = 0, 1, 2, 3, 4
 FREE, STARTING, IDLE, RUNNING, EXITED = 0, 1, 2, 3, 4
@@ -51,6 +64,11 @@ _NAME_RE = re.compile(r"^shmb\.pool\.(\d+)\.(\d+)\.s$")
 
 def status_name(prefix):
     return prefix + ".s"
+
+
+def robust_area(slots):
+    """Byte offset of the death-watch slots: right after the worker slots (64-aligned)."""
+    return HEADER + slots * SLOT
 
 
 class PoolStatus:
@@ -64,16 +82,29 @@ class PoolStatus:
             self.close()
             raise ValueError("%s is not a shmbroker pool status segment" % seg.name)
         self.slots = int(self.mv[W_SLOTS])
-        if HEADER + self.slots * SLOT > seg.size:
+        self.robust = int(self.mv[W_ROBUST])
+        if not 0 < self.slots <= lib.SHM_ROBUST_MAX_SLOTS or self.robust != robust_area(self.slots) \
+                or self.robust + self.slots * ROBUST_SLOT > seg.size:
             self.close()
-            raise ValueError("%s is shorter than its %d worker slots" % (seg.name, self.slots))
+            raise CorruptSegmentError("%s: its %d worker slots do not fit its %d bytes: the segment is corrupt "
+                                      "(or of another shmbroker version); close the pool and start a new one"
+                                      % (seg.name, self.slots, seg.size))
         self.cbuf = ffi.from_buffer(seg.mm)
 
     @classmethod
     def create(cls, name, kind, slots, max_workers):
-        size = HEADER + slots * SLOT
+        area = robust_area(slots)
+        size = area + slots * ROBUST_SLOT
         seg = Segment.create(name, size)
         try:
+            buf = ffi.from_buffer(seg.mm)
+            try:
+                for i in range(slots):
+                    if lib.shm_robust_init(buf, size, area, slots, i) != lib.LOG_OK:
+                        raise OSError("cannot make the robust mutexes of a pool's status segment here "
+                                      "(pthread_mutexattr_setrobust failed)")
+            finally:
+                ffi.release(buf)
             mv = memoryview(seg.mm).cast("Q")
             mv[W_VERSION] = VERSION << 32 | kind
             mv[W_OWNER] = os.getpid()
@@ -81,6 +112,7 @@ class PoolStatus:
             mv[W_MAXW] = max_workers
             mv[W_CREATED] = time.monotonic_ns()
             mv[W_PIDNS] = pid_namespace()
+            mv[W_ROBUST] = area
             mv[W_MAGIC] = MAGIC  # last: attachers check it
             mv.release()
             return cls(seg)
@@ -149,6 +181,59 @@ class PoolStatus:
     def bump_done(self):
         if self.cbuf is not None:  # not closed
             lib.shm_futex_wake32(self.cbuf, self.seg.size, DONE_OFF)
+
+    # -- death watch (ext/shmrobust.c)
+    def _robust_check(self, i, rc):
+        if rc == lib.LOG_E_BAD_ARG:
+            raise CorruptSegmentError("%s: death-watch slot %d is outside the segment's %d slots or %d bytes: the "
+                                      "segment is corrupt; close the pool and start a new one"
+                                      % (self.name, i, self.slots, self.seg.size))
+        if rc == lib.LOG_E_BAD_LAYOUT:
+            raise CorruptSegmentError("%s: the mutex of death-watch slot %d is not one this pool made (its bytes "
+                                      "were overwritten): a dead worker of that slot is noticed only once it has "
+                                      "exited; close the pool and start a new one to get the early notice back"
+                                      % (self.name, i))
+        return rc
+
+    def hold(self, i, pid, timeout=2.0):
+        """A worker: lock slot *i*'s death-watch mutex and publish *pid* as
+        its holder.  Held until let_go (a clean exit); while held the
+        mapping must stay (the thread's robust list points into it: the
+        kernel could not mark the mutex owner-died, and it would stay locked
+        for good).  True if held; False if the mutex stayed locked *timeout*
+        seconds (no early notice for this worker)."""
+        if not 0 <= i < self.slots:
+            raise IndexError("worker slot %d of %d" % (i, self.slots))
+        rc = lib.shm_robust_hold(self.cbuf, self.seg.size, self.robust, self.slots, i, pid, int(timeout * 1e9))
+        if rc == lib.LOG_E_TIMEOUT:
+            return False
+        self._robust_check(i, rc)
+        return True
+
+    def let_go(self, i):
+        """The holder of slot *i*, exiting cleanly: unlock (its watcher hears
+        a clean exit, not a death)."""
+        self._robust_check(i, lib.shm_robust_let_go(self.cbuf, self.seg.size, self.robust, self.slots, i))
+
+    def watcher(self, i):
+        """A wait function for slot *i*'s watcher thread: ``wait(timeout_ns)``
+        -> (OWNER_DIED | ACQUIRED | NO_HOLDER | WATCH_TIMEOUT, pid); blocks in
+        C without the GIL."""
+        if not 0 <= i < self.slots:
+            raise IndexError("worker slot %d of %d" % (i, self.slots))
+        out = ffi.new("uint32_t *")
+        call, cbuf, size, area, slots = lib.shm_robust_watch, self.cbuf, self.seg.size, self.robust, self.slots
+        check = self._robust_check
+
+        def wait(timeout_ns):
+            rc = check(i, call(cbuf, size, area, slots, i, timeout_ns, out))
+            return rc, int(out[0])
+        return wait
+
+    def unwatch(self, i):
+        """Wake slot *i*'s watcher if it waits for a holder (the pool stops)."""
+        if self.cbuf is not None:
+            lib.shm_robust_wake(self.cbuf, self.seg.size, self.robust, self.slots, i)
 
     # -- owner's counters
     def publish(self, submitted, done, retried, failed, cancelled, timeouts):

@@ -5,7 +5,10 @@ task from the work queue (its lease carries this process's pid), run it,
 append the result to the results log, ack the task.  Between tasks it
 sleeps on the task log's futex (and the status segment's stop word).  A
 watcher thread sleeps on a pidfd of the pool's owner: if the owner dies,
-the worker removes the pool's segments and exits at once.
+the worker removes the pool's segments and exits at once.  From start to
+its clean exit the main thread holds its slot's death-watch mutex
+(_status.py): if it dies instead, the kernel marks the mutex owner-died
+and the owner's watcher of the slot hears of it early.
 
 Records (both directions a pickle-5 ``_serde`` payload behind a header):
   task   ``<BH`` kind, length of the function's pickle (0: the function is in
@@ -28,6 +31,7 @@ import time
 import traceback
 
 from shm._native import ffi, lib
+from shm.errors import CorruptSegmentError
 from shm.log import PartitionLog
 from shm.segment import SHM_DIR, Segment, unlink
 from shm.workqueue import WorkQueue
@@ -124,19 +128,46 @@ class Worker:
     def __init__(self, spec, slot):
         self.spec = spec
         self.pid = os.getpid()
+        self.index = slot
         p = spec.prefix
         self.status = PoolStatus.attach(p + ".s")
-        self.slot = WorkerSlot(self.status, slot, self.pid)
-        self.wq = WorkQueue.attach(p + ".t")
-        self.rlog = PartitionLog.attach(p + ".r")
+        # before it takes any task: our slot's death-watch mutex, held by this (main) thread until close(),
+        # so the owner hears of our death before the kernel tears our memory down (_status.py,
+        # ext/shmrobust.c).  Not held (a corrupt segment): the owner hears of it by the sentinel only.
+        try:
+            self.held = self.status.hold(slot, self.pid)
+        except CorruptSegmentError:
+            self.held = False
+        try:
+            self.slot = WorkerSlot(self.status, slot, self.pid)
+            self.wq = WorkQueue.attach(p + ".t")
+            self.rlog = PartitionLog.attach(p + ".r")
+        except BaseException:
+            self._let_go()
+            raise
         self.rlog.block_timeout = None  # results wait for room; the owner watcher ends us if nobody reads
         self.fns = {}
 
-    def close(self):
-        self.slot.state(EXITED)
-        self.wq.close()
-        self.rlog.close()
+    def _let_go(self):
+        """Unlock the death-watch mutex (a clean exit, not a death), then
+        unmap the status segment: never unmapped while held, or the kernel
+        could not mark it owner-died and it would stay locked for good (a
+        spawn worker's interpreter exit would unmap it)."""
+        if self.held:
+            self.held = False
+            try:
+                self.status.let_go(self.index)
+            except CorruptSegmentError:
+                return  # overwritten meanwhile: leave the mapping (the process exits soon)
         self.status.close()
+
+    def close(self):
+        try:
+            self.slot.state(EXITED)
+            self.wq.close()
+            self.rlog.close()
+        finally:
+            self._let_go()
 
     # -- results
     def send(self, off, status, payload=None):
@@ -191,7 +222,7 @@ class Worker:
                 return 1
         slot.state(IDLE)
         wq, log = self.wq, self.wq.log
-        take, ack, send = wq.try_take, wq.ack, self.send
+        take, take_fast, ack, send = wq.try_take, wq.take_fast, wq.ack, self.send
         views = ffi.new("log_view *[]", [log._v])
         offs = ffi.new("uint64_t[]", 1)
         status = self.status
@@ -204,25 +235,29 @@ class Worker:
         clock = time.monotonic
         max_tasks, max_mem = spec.max_tasks, spec.max_memory
         last_mem = 0
+        done = -1  # the task whose result is sent: acked in the C call that takes the next (take_fast)
         while True:
-            off, rec, _ = take(pid)
-            if off is None:
-                if spin:  # a short spin that yields the CPU to whoever can run (2 cores, a busy parent)
-                    end = clock() + spin
-                    while off is None and clock() < end:
-                        yield_()
-                        off, rec, _ = take(pid)
+            r = take_fast(pid, done, pid)  # one C call, the GIL kept; data: a writable bytearray
+            done = -1
+            if r is None and spin:  # a short spin that yields the CPU to whoever can run (2 cores, a busy parent)
+                end = clock() + spin
+                while r is None and clock() < end:
+                    yield_()
+                    r = take_fast(pid)
+            if r is None:
+                k = kick()  # before the last look: a kick after it wakes the wait below
+                off, rec, _ = take(pid)
                 if off is None:
-                    k = kick()  # before the last look: a kick after it wakes the wait below
-                    off, rec, _ = take(pid)
-                    if off is None:
-                        if status.stopped():
-                            return 0
-                        offs[0] = rec
-                        wait(views, offs, 1, chunk, mode, 0, xbase, xsize, xoff, k)
-                        continue
-            p = log._rbuf + rec.key_len + rec.hdr_len
-            data = bytearray(ffi.buffer(p, rec.val_len))  # writable: inline numpy arrays come back writable
+                    if status.stopped():
+                        return 0
+                    offs[0] = rec
+                    wait(views, offs, 1, chunk, mode, 0, xbase, xsize, xoff, k)
+                    continue
+                p = log._rbuf + rec.key_len + rec.hdr_len
+                data = bytearray(ffi.buffer(p, rec.val_len))  # writable: inline numpy arrays come back writable
+            else:
+                off, data, _ = r
+                r = None
             slot.start(off)
             t0 = time.monotonic()
             try:
@@ -244,15 +279,17 @@ class Worker:
                 payload = args = kw = None
                 send(off, ERR, (e, format_tb(e)))
                 e = None
-            ack(off, pid)
+            done = off
             slot.finish()
             if max_tasks is not None and slot.tasks >= max_tasks:
+                ack(off, pid)
                 return 0
             if max_mem is not None:
                 now = time.monotonic()
                 if now - last_mem >= 0.005 or now - t0 >= 0.001:  # psutil costs ~15 us: not per tiny task
                     last_mem = now
                     if _over(max_mem):
+                        ack(off, pid)
                         return 0
 
 
