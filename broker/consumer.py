@@ -30,7 +30,7 @@ from shm.log import Waiter
 from . import config as _config
 from .admin import cluster_metadata, log_start, offset_for_time
 from .membership import GroupMember
-from .message import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORED, Message, TopicPartition, eof_event
+from .message import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORED, Message, TopicPartition, eof_event, event
 from .namespace import DESTROYED_OFF, MEMBER_CONSUMER, Namespace, register_client, unregister_client, unknown_partition
 from .lifecycle import client_check
 
@@ -103,7 +103,7 @@ class Consumer(GroupMember):
         was overwritten, so the records skipped from it are counted as lost."""
         lo, hi = log_start(log, retention_ms), log.watermarks()[1]
         if self._reset == "error":
-            self._events.append(Message(tp.topic, tp.partition, at, error=KafkaError(
+            self._events.append(event(tp.topic, tp.partition, at, KafkaError(
                 KafkaError._AUTO_OFFSET_RESET, "offset %s of %s[%d] is %s (the partition holds [%d, %d)) and "
                 "auto.offset.reset=error: seek() to resume" % (at, tp.topic, tp.partition, "overwritten" if lapped
                                                                  else "out of range", lo, hi))))
@@ -133,11 +133,11 @@ class Consumer(GroupMember):
         try:
             info = self._ns.topic(tp.topic)
         except UnknownTopicError as exc:
-            self._events.append(Message(tp.topic, tp.partition, error=exc.args[0]))
+            self._events.append(event(tp.topic, tp.partition, None, exc.args[0]))
             return
         if not 0 <= tp.partition < info.partitions:
-            self._events.append(Message(tp.topic, tp.partition,
-                                        error=unknown_partition(tp.topic, info.partitions, tp.partition)))
+            self._events.append(event(tp.topic, tp.partition, None,
+                                      unknown_partition(tp.topic, info.partitions, tp.partition)))
             return
         log = self._ns.open_partition(info, tp.partition)
         log.on_wait = self._sup_check
@@ -205,7 +205,7 @@ class Consumer(GroupMember):
                     return None
         except UnknownTopicError as exc:
             self._remove((tp.topic, tp.partition))
-            return Message(tp.topic, tp.partition, part.pos, error=exc.args[0])
+            return event(tp.topic, tp.partition, part.pos, exc.args[0])
         if msgs:
             part.buf.extend(msgs)
             part.eof_sent = False

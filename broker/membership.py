@@ -21,7 +21,7 @@ from shm.errors import KafkaError, KafkaException, UnknownTopicError
 
 from . import config as _config
 from . import groups as G
-from .message import OFFSET_INVALID, OFFSET_STORED, Message, TopicPartition
+from .message import OFFSET_INVALID, OFFSET_STORED, TopicPartition, event
 from .namespace import DESTROYED_OFF, META_SIZE, unknown_partition
 from .subscription import regex_risk
 
@@ -181,7 +181,7 @@ class GroupMember:
         cb = self._sub[3] or self._sub[2]
         if cb is not None and lost:
             cb(self, lost)
-        self._events.append(Message(None, -1, None, error=KafkaError(
+        self._events.append(event(None, None, None, KafkaError(
             KafkaError._MAX_POLL_EXCEEDED, "Application maximum poll interval (%d ms) exceeded or session timed "
             "out: this member left the group and its partitions were reassigned; it rejoins now"
             % self._maxpoll_ms)))

@@ -13,7 +13,7 @@ from shm.errors import ClosedError, KafkaException, QueueFullError, UnknownTopic
 from . import config as _config
 from . import partitioner as _partitioner
 from .admin import cluster_metadata
-from .message import Message, RecordMetadata
+from .message import RecordMetadata, make_message
 from .lifecycle import client_check
 from .namespace import MEMBER_PRODUCER, Namespace, register_client, unregister_client, unknown_partition
 
@@ -131,7 +131,7 @@ class Producer:
         ts_ns = int(timestamp) * 1_000_000 if timestamp else time.time_ns()
         p, off = self._append(topic, value, key, partition, headers, ts_ns)
         if cb is not None:
-            msg = Message(topic, p, off, key, value, headers, None, ts_ns, (time.monotonic_ns() - t0) / 1e9)
+            msg = make_message(topic, p, off, key, value, headers, None, ts_ns, (time.monotonic_ns() - t0) / 1e9)
             self._pending.append((cb, msg))
 
     def poll(self, timeout=-1):
