@@ -211,9 +211,7 @@ VALIDATORS = {
     "queued.min.messages": _int(1, 10000000), "queued.max.messages.kbytes": _int(1, 2097151),
     "on_commit": _callable, "group.protocol": _enum("classic", "consumer"), "group.remote.assignor": _str,
     "check.crcs": _bool,
-    "allow.auto.create.topics": _not_implemented(
-        "topics created on first use", "create them first (AdminClient.create_topics or `shmbroker topics "
-        "--create`)", allowed=(False,)),
+    "allow.auto.create.topics": _bool,  # with the namespace's auto.create.topics.enable (broker/autocreate.py)
 }
 
 # Topic configs (NewTopic.config).  The first five shape the partition rings (their ranges are checked with

@@ -33,6 +33,7 @@ from .membership import GroupMember
 from .message import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORED, Message, TopicPartition, eof_event, event
 from .namespace import DESTROYED_OFF, MEMBER_CONSUMER, Namespace, register_client, unregister_client, unknown_partition
 from .lifecycle import client_check
+from .autocreate import auto_create, client_logger, not_on_one_host
 
 _FETCH = 256
 _mk = tuple.__new__  # Message(...) without running Python code
@@ -50,12 +51,21 @@ class _Part:
 
 
 class Consumer(GroupMember):
+    """A consumer with confluent-kafka's API: manual assignment or a consumer group (subscribe).
+
+    :param dict config: librdkafka's keys (``group.id``, ``auto.offset.reset``, ``enable.auto.commit``, ...) and
+        shmbroker's (``shm.namespace``, ``shm.wait``, ...); keyword arguments are merged in.
+    :raises ConfigError: for an unknown key or a bad value.
+    """
+
     def __init__(self, config=None, **kwargs):
         conf = _config.parse(config, kwargs, "consumer")
         self._conf = conf
         self._ns = Namespace(_config.resolve_namespace(conf), mode=conf.get("shm.mode"))
         self._reset = _config.AUTO_OFFSET_RESET[conf.get("auto.offset.reset", "latest")]
         self._eof = _config.as_bool(conf.get("enable.partition.eof", False))
+        self._auto_create = _config.as_bool(conf.get("allow.auto.create.topics", False))  # librdkafka's default
+        self._log = client_logger(conf, "consumer")
         self._wait_mode = conf.get("shm.wait", "adaptive")
         # the first spin, in C, before waiting: adaptive spins 50 us, spin in 1 ms chunks
         self._spin_ns = {"adaptive": 50_000, "spin": 1_000_000, "sleep": 0}[self._wait_mode]
@@ -77,8 +87,17 @@ class Consumer(GroupMember):
 
     # -- assignment
     def _check(self):
+        """:raises ClosedError: (a RuntimeError) if the consumer is closed."""
         if self._closed:
-            raise ClosedError("this Consumer is closed: create a new one")
+            raise ClosedError("Consumer closed")
+
+    def _topic_info(self, name):
+        """:returns: the TopicInfo of *name*, created first if ``allow.auto.create.topics`` and the namespace
+            allow it.
+        :raises UnknownTopicError: if it does not exist (and is not created)."""
+        if self._auto_create:
+            return auto_create(self._ns, name, self._log)
+        return self._ns.topic(name)
 
     def _start_offset(self, log, offset, tp, retention_ms=-1):
         lo, hi = log_start(log, retention_ms), log.watermarks()[1]
@@ -131,7 +150,7 @@ class Consumer(GroupMember):
         if key in self._parts:
             return
         try:
-            info = self._ns.topic(tp.topic)
+            info = self._topic_info(tp.topic)
         except UnknownTopicError as exc:
             self._events.append(event(tp.topic, tp.partition, None, exc.args[0]))
             return
@@ -353,8 +372,10 @@ class Consumer(GroupMember):
     def consume(self, num_messages=1, timeout=-1):
         """Up to *num_messages* messages, waiting at most *timeout* for the first."""
         self._check()
-        if not isinstance(num_messages, int) or not 1 <= num_messages <= 1000000:
-            raise ValueError("num_messages must be an int in [1, 1000000], got %r" % (num_messages,))
+        if not isinstance(num_messages, int) or not 0 <= num_messages <= 1000000:
+            raise ValueError("num_messages must be between 0 and 1000000 (1M)")
+        if num_messages == 0:
+            return []
         first = self.poll(timeout)
         if first is None:
             return []
@@ -429,12 +450,25 @@ class Consumer(GroupMember):
                 log.close()
 
     def offsets_for_times(self, partitions, timeout=None):
-        """For each TopicPartition whose offset is a timestamp (epoch ms): the
-        first offset at or after it (the high watermark if none)."""
+        """For each TopicPartition whose offset is a timestamp (epoch ms): the first offset at or after it (the
+        high watermark if none).  A partition that cannot be looked up (unknown topic or partition) comes back
+        with OFFSET_INVALID and its ``error`` set, as librdkafka reports it; the others are answered.
+
+        :param list partitions: TopicPartitions, offset = a timestamp in ms.
+        :param float timeout: unused (the lookup is local).
+        :returns: TopicPartitions with the offsets.
+        :rtype: list
+        """
         self._check()
         out = []
         for tp in partitions:
-            log, _, owned = self._log_for(tp)
+            try:
+                log, _, owned = self._log_for(tp)
+            except KafkaException as exc:
+                got = TopicPartition(tp.topic, tp.partition, OFFSET_INVALID)
+                got.error = exc.args[0]
+                out.append(got)
+                continue
             try:
                 out.append(TopicPartition(tp.topic, tp.partition, offset_for_time(log, tp.offset)))
             finally:
@@ -467,8 +501,22 @@ class Consumer(GroupMember):
         self._check()
         return cluster_metadata(self._ns, topic)
 
+    def consumer_group_metadata(self):
+        """:returns: an opaque description of this consumer's group, for ``send_offsets_to_transaction`` (which
+            needs a Kafka cluster).
+        :rtype: ConsumerGroupMetadata"""
+        self._check()
+        return ConsumerGroupMetadata(self._group, self.memberid())
+
+    def set_sasl_credentials(self, username, password):
+        """SASL authenticates to brokers over a network; one host has none.
+
+        :raises KafkaException: ``_NOT_IMPLEMENTED``, always."""
+        self._check()
+        raise not_on_one_host("SASL credentials")
+
     def close(self):
-        """Commit (with auto-commit), leave the group at once, detach."""
+        """Commit (with auto-commit), leave the group at once, detach.  Closing again does nothing."""
         if not self._closed:
             if self._slot is not None:
                 try:
@@ -490,3 +538,17 @@ class Consumer(GroupMember):
 
     def __exit__(self, *exc):
         self.close()
+
+
+class ConsumerGroupMetadata:
+    """What ``Consumer.consumer_group_metadata()`` returns.
+
+    :param str group_id: the group. :param str member_id: this member's id, or None."""
+
+    __slots__ = ("group_id", "member_id")
+
+    def __init__(self, group_id, member_id=None):
+        self.group_id, self.member_id = group_id, member_id
+
+    def __repr__(self):
+        return "ConsumerGroupMetadata(%r, %r)" % (self.group_id, self.member_id)
