@@ -65,6 +65,19 @@ def client_logger(conf, kind):
     return log
 
 
+def check_statistics(conf):
+    """librdkafka's statistics (``stats_cb`` with ``statistics.interval.ms`` > 0) describe brokers and network
+    queues a host has none of: refused, with where the counters are instead.
+
+    :param dict conf: the client's config.
+    :raises ConfigError: if statistics callbacks are asked for."""
+    if conf.get("stats_cb") is not None and int(conf.get("statistics.interval.ms", 0) or 0) > 0:
+        from shm.errors import ConfigError
+        raise ConfigError("stats_cb with statistics.interval.ms > 0 asks for librdkafka's statistics, which need a "
+                          "Kafka cluster (they describe brokers and network queues): on one host read "
+                          "Consumer.stats() / lag() or run `shmbroker stat`, or set statistics.interval.ms=0")
+
+
 def not_on_one_host(feature):
     """:param str feature: what was asked for.
     :returns: the KafkaException (``_NOT_IMPLEMENTED``) for a Kafka feature that needs a cluster."""

@@ -37,7 +37,8 @@ QUEUE = {"retention.bytes", "max.message.bytes", "shm.slots"}
 IGNORED_PREFIXES = ("security.", "ssl.", "sasl.", "socket.", "reconnect.", "retry.", "metadata.", "topic.metadata.",
                     "api.version.", "broker.", "client.dns.", "connections.", "enable.ssl.", "enable.sasl.",
                     "allow.auto.", "ssl_", "sasl_", "topic.")
-IGNORED = {"api.version.request", "client.rack", "default.topic.config"}
+IGNORED = {"api.version.request", "client.rack", "default.topic.config", "log.thread.name", "log.queue",
+           "log.connection.close", "enable.random.seed", "internal.termination.signal"}
 
 AUTO_OFFSET_RESET = {"smallest": "earliest", "earliest": "earliest", "beginning": "earliest",
                      "largest": "latest", "latest": "latest", "end": "latest", "error": "error"}
@@ -285,6 +286,8 @@ def parse(config, kwargs, kind):
             raise TypeError("config must be a dict, got %s" % type(config).__name__)
         conf.update(config)
     conf.update(kwargs)
+    for k in [k for k, v in conf.items() if v is None]:
+        del conf[k]  # None unsets a key, as librdkafka's NULL
     allowed = COMMON | {"producer": PRODUCER, "consumer": CONSUMER, "admin": ADMIN, "queue": QUEUE}[kind]
     for k in list(conf):
         if not isinstance(k, str):

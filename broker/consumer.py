@@ -33,7 +33,7 @@ from .membership import GroupMember
 from .message import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORED, Message, TopicPartition, eof_event, event
 from .namespace import DESTROYED_OFF, MEMBER_CONSUMER, Namespace, register_client, unregister_client, unknown_partition
 from .lifecycle import client_check
-from .autocreate import auto_create, client_logger, not_on_one_host
+from .autocreate import auto_create, check_statistics, client_logger, not_on_one_host
 
 _FETCH = 256
 _mk = tuple.__new__  # Message(...) without running Python code
@@ -60,6 +60,7 @@ class Consumer(GroupMember):
 
     def __init__(self, config=None, **kwargs):
         conf = _config.parse(config, kwargs, "consumer")
+        check_statistics(conf)  # before anything is opened
         self._conf = conf
         self._ns = Namespace(_config.resolve_namespace(conf), mode=conf.get("shm.mode"))
         self._reset = _config.AUTO_OFFSET_RESET[conf.get("auto.offset.reset", "latest")]
@@ -398,8 +399,8 @@ class Consumer(GroupMember):
     def _part(self, tp):
         part = self._parts.get((tp.topic, tp.partition))
         if part is None:
-            raise KafkaException(KafkaError(KafkaError._STATE, "%s[%d] is not assigned to this consumer: assign() it "
-                                            "first" % (tp.topic, tp.partition)))
+            raise KafkaException(KafkaError(KafkaError._STATE, "Local: Erroneous state: %s[%d] is not assigned to this "
+                                            "consumer: assign() it first" % (tp.topic, tp.partition)))
         return part
 
     def seek(self, partition):

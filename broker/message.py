@@ -17,10 +17,19 @@ TIMESTAMP_LOG_APPEND_TIME = 2
 
 @functools.total_ordering
 class TopicPartition:
-    """A topic partition and an offset.  Equality, order and hash use topic
-    and partition only, as confluent-kafka's do."""
+    """A topic partition and an offset.  Equality, order and hash use topic and partition only, as
+    confluent-kafka's do.
 
-    __slots__ = ("topic", "partition", "offset", "metadata", "leader_epoch", "error")
+    :param str topic: the topic.
+    :param int partition: the partition (-1: none).
+    :param int offset: an offset, or one of the logical offsets ``OFFSET_BEGINNING`` (-2), ``OFFSET_END`` (-1),
+        ``OFFSET_STORED`` (-1000: the group's committed offset) and ``OFFSET_INVALID`` (-1001, the default).
+    :param str metadata: commit metadata.
+    :param int leader_epoch: the leader epoch (one host: None).
+
+    Attributes ``topic``, ``partition``, ``offset``, ``metadata``, ``leader_epoch`` and ``error`` (the
+    partition's KafkaError in a result, else None).
+    """
 
     def __init__(self, topic, partition=-1, offset=OFFSET_INVALID, metadata=None, leader_epoch=None):
         if not isinstance(topic, str):
@@ -33,6 +42,7 @@ class TopicPartition:
         self.error = None
 
     def _key(self):
+        """:returns: (topic, partition): what equality, order and hash use."""
         return (self.topic, self.partition)
 
     def __eq__(self, other):
@@ -58,6 +68,14 @@ class TopicPartition:
 def _need_message(obj):
     if not isinstance(obj, Message):
         raise TypeError("descriptor needs a Message, got %s" % type(obj).__name__)
+
+
+def _set(msg, i, v):
+    """Override field *i* of *msg* with *v* (the tuple itself is immutable)."""
+    _need_message(msg)
+    if msg._ov is None:
+        msg._ov = {}
+    msg._ov[i] = v
 
 
 class Message(tuple):
@@ -109,15 +127,6 @@ class Message(tuple):
             return None if ov is None else ov.get(i)
         return self[i] if ov is None or i not in ov else ov[i]
 
-    def _set(self, i, v):
-        """Override field *i* with *v* (the tuple itself is immutable).
-
-        :raises TypeError: if *self* is not a Message."""
-        _need_message(self)
-        if self._ov is None:
-            self._ov = {}
-        self._ov[i] = v
-
     def topic(self):
         """:returns: the topic name (None for some events).
         :rtype: str"""
@@ -160,7 +169,8 @@ class Message(tuple):
 
     def timestamp(self):
         """:returns: ``(TIMESTAMP_CREATE_TIME, epoch ms)`` for a record; ``(TIMESTAMP_NOT_AVAILABLE, -1)`` for
-            an event; ``(TIMESTAMP_NOT_AVAILABLE, 0)`` for a Message made without one.
+            an event; ``(TIMESTAMP_NOT_AVAILABLE, 0)`` for a Message made without one; a Message made by hand
+            keeps the type it was given (``TIMESTAMP_LOG_APPEND_TIME`` too).
         :rtype: (int, int)"""
         ts = self[7]
         if ts:
@@ -199,31 +209,31 @@ class Message(tuple):
         """Set the topic.
 
         :param str topic: the new topic."""
-        self._set(0, topic)
+        _set(self, 0, topic)
 
     def set_headers(self, headers):
         """Replace the headers (a serializer's job, as ``DeserializingConsumer``'s).
 
         :param list headers: the new headers."""
-        self._set(5, headers)
+        _set(self, 5, headers)
 
     def set_key(self, key):
         """Replace the key (a deserializer's job).
 
         :param key: the new key, any object."""
-        self._set(3, key)
+        _set(self, 3, key)
 
     def set_value(self, value):
         """Replace the value (a deserializer's job).
 
         :param value: the new value, any object."""
-        self._set(4, value)
+        _set(self, 4, value)
 
     def set_error(self, error):
         """Set the error.
 
         :param KafkaError error: the new error (None: a record)."""
-        self._set(6, error)
+        _set(self, 6, error)
 
     def _fields(self):
         """:returns: the 11 constructor arguments that rebuild this Message (confluent-kafka's pickled form)."""

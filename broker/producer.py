@@ -17,7 +17,7 @@ from .admin import cluster_metadata
 from .message import RecordMetadata, make_message
 from .lifecycle import client_check
 from .namespace import MEMBER_PRODUCER, Namespace, register_client, unregister_client, unknown_partition
-from .autocreate import auto_create, client_logger, not_on_one_host
+from .autocreate import auto_create, check_statistics, client_logger, not_on_one_host
 
 _POLL_CHUNK = 0.02  # an idle poll(timeout) sleeps in chunks this long: Ctrl-C and other threads' reports wake it
 
@@ -56,6 +56,7 @@ class Producer:
 
     def __init__(self, config=None, **kwargs):
         conf = _config.parse(config, kwargs, "producer")
+        check_statistics(conf)  # before anything is opened
         self._conf = conf
         self._ns = Namespace(_config.resolve_namespace(conf), mode=conf.get("shm.mode"))
         self._partition_for = _partitioner.get(conf.get("partitioner", self.DEFAULT_PARTITIONER))
@@ -242,7 +243,9 @@ class Producer:
         :class:`KafkaError`) in its dict and the others go on.
 
         :param str topic: the topic. :param list messages: the records.
-        :param int partition: the default partition (-1: the partitioner's choice).
+        :param int partition: the partition of every record (-1: the partitioner's choice).  As in
+            confluent-kafka 2.15 (librdkafka's batch call without ``RD_KAFKA_MSG_F_PARTITION``), a record's own
+            ``partition`` is type-checked but not used: produce() it alone to pick its partition.
         :param callback: the default delivery callback (alias *on_delivery*).
         :returns: the number of records appended.
         :rtype: int
@@ -274,9 +277,8 @@ class Producer:
                                           "use produce(..., timestamp=) for record %d" % i)
         good = 0
         for m in messages:
-            p = m.get("partition")
-            try:
-                self.produce(topic, m.get("value"), m.get("key"), partition if p is None else p,
+            try:  # a record's own 'partition' is checked above but, as librdkafka's batch call, the batch's applies
+                self.produce(topic, m.get("value"), m.get("key"), partition,
                              on_delivery=m.get("callback") or default_cb, headers=m.get("headers"))
             except (KafkaException, BufferError) as exc:
                 err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else KafkaError(

@@ -37,7 +37,10 @@ class Producer(_producer.Producer):
     :raises TypeError: without any configuration.
     """
 
-    DEFAULT_PARTITIONER = "consistent_random"  # librdkafka's default
+    @property
+    def DEFAULT_PARTITIONER(self):
+        """:returns: the partitioner when the config names none: librdkafka's ``consistent_random``."""
+        return "consistent_random"
 
     def __init__(self, config=None, **kwargs):
         _need_config(config, kwargs)

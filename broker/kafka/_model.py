@@ -109,8 +109,9 @@ class ElectionType(enum.Enum):
     UNCLEAN = 1
 
 
-class AcknowledgeType(enum.IntEnum):
-    """How a share consumer acknowledges a record.
+@_ordered_by_value
+class AcknowledgeType(enum.Enum):
+    """How a share consumer acknowledges a record; ``int()`` gives librdkafka's number.
 
     :cvar ACCEPT: 1, processed. :cvar RELEASE: 2, give it to another member. :cvar REJECT: 3, never again.
     """
@@ -118,6 +119,11 @@ class AcknowledgeType(enum.IntEnum):
     ACCEPT = 1
     RELEASE = 2
     REJECT = 3
+
+    def __int__(self):
+        return self.value
+
+    __index__ = __int__
 
 
 class Messages:
@@ -160,8 +166,6 @@ class Uuid:
 
     :param int most_significant_bits: the high 64 bits. :param int least_significant_bits: the low 64 bits.
     """
-
-    __slots__ = ("_msb", "_lsb")
 
     def __init__(self, most_significant_bits, least_significant_bits):
         self._msb = int(most_significant_bits)

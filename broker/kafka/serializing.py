@@ -27,7 +27,10 @@ class SerializingProducer(_producer.Producer):
         or str.
     """
 
-    DEFAULT_PARTITIONER = "consistent_random"  # librdkafka's default, as broker.kafka.Producer
+    @property
+    def DEFAULT_PARTITIONER(self):
+        """:returns: the partitioner when the config names none: librdkafka's ``consistent_random``."""
+        return "consistent_random"
 
     def __init__(self, conf):
         rest, (self._key_serializer, self._value_serializer) = _split(conf, _SER_KEYS)
