@@ -41,11 +41,12 @@ _DESTROYED_W = DESTROYED_OFF // 8
 
 
 class _Part:
-    __slots__ = ("tp", "log", "pos", "paused", "eof_sent", "stopped", "buf", "retention_ms")
+    __slots__ = ("tp", "log", "pos", "paused", "eof_sent", "stopped", "buf", "retention_ms", "start")
 
     def __init__(self, tp, log, pos, retention_ms=-1):
         self.tp, self.log, self.pos = tp, log, pos
         self.retention_ms = retention_ms
+        self.start = pos  # where reading (re)started: a commit of it commits nothing consumed
         self.paused = self.eof_sent = self.stopped = False
         self.buf = collections.deque()
 
@@ -163,6 +164,7 @@ class Consumer(GroupMember):
         log.on_wait = self._sup_check
         part = _Part(TopicPartition(tp.topic, tp.partition), log, 0, info.retention_ms)
         self._jump(part, self._start_offset(log, tp.offset, part.tp, info.retention_ms))
+        part.start = part.pos
         self._parts[key] = part
         self._order.append(key)
 
@@ -175,6 +177,10 @@ class Consumer(GroupMember):
             part.log.close()
 
     def assign(self, partitions):
+        """Replace the assignment (manual: no group rebalancing).
+
+        :param list partitions: TopicPartitions; each offset is where to start (OFFSET_STORED/INVALID: the
+            committed offset, else auto.offset.reset)."""
         self._check()
         for key in list(self._parts):
             self._remove(key)
@@ -182,19 +188,30 @@ class Consumer(GroupMember):
             self._add(tp)
 
     def incremental_assign(self, partitions):
+        """Add partitions to the assignment.
+
+        :param list partitions: TopicPartitions, offsets as in :meth:`assign`."""
         self._check()
         for tp in partitions:
             self._add(tp)
 
     def incremental_unassign(self, partitions):
+        """Remove partitions from the assignment.
+
+        :param list partitions: TopicPartitions."""
         self._check()
         for tp in partitions:
             self._remove((tp.topic, tp.partition))
 
     def unassign(self):
+        """Drop the whole assignment.
+
+        :raises RuntimeError: if the consumer is closed."""
         self.assign([])
 
     def assignment(self):
+        """:returns: the assigned TopicPartitions.
+        :rtype: list"""
         self._check()
         return [TopicPartition(t, p) for t, p in self._order]
 
@@ -371,7 +388,13 @@ class Consumer(GroupMember):
                 return msg
 
     def consume(self, num_messages=1, timeout=-1):
-        """Up to *num_messages* messages, waiting at most *timeout* for the first."""
+        """Up to *num_messages* messages, waiting at most *timeout* for the first.
+
+        :param int num_messages: at most this many, in [0, 1000000].
+        :param float timeout: seconds to wait for the first (-1: forever).
+        :returns: the messages (events included), maybe none.
+        :rtype: list
+        :raises ValueError: if *num_messages* is out of range."""
         self._check()
         if not isinstance(num_messages, int) or not 0 <= num_messages <= 1000000:
             raise ValueError("num_messages must be between 0 and 1000000 (1M)")
@@ -404,14 +427,22 @@ class Consumer(GroupMember):
         return part
 
     def seek(self, partition):
+        """Move an assigned partition's position.
+
+        :param TopicPartition partition: the partition and its new offset (or a logical one).
+        :raises KafkaException: ``_STATE`` if it is not assigned."""
         self._check()
         part = self._part(partition)
         self._cur = None
         part.buf.clear()
         part.eof_sent = False
         self._jump(part, self._start_offset(part.log, partition.offset, part.tp, part.retention_ms))
+        part.start = part.pos
 
     def position(self, partitions):
+        """:param list partitions: TopicPartitions.
+        :returns: them with the next offset to read (OFFSET_INVALID if not assigned).
+        :rtype: list"""
         self._check()
         out = []
         for tp in partitions:
@@ -421,12 +452,18 @@ class Consumer(GroupMember):
         return out
 
     def pause(self, partitions):
+        """Stop reading assigned partitions until :meth:`resume`.
+
+        :param list partitions: TopicPartitions."""
         self._check()
         self._cur = None
         for tp in partitions:
             self._part(tp).paused = True
 
     def resume(self, partitions):
+        """Read paused partitions again.
+
+        :param list partitions: TopicPartitions."""
         self._check()
         for tp in partitions:
             self._part(tp).paused = False
@@ -442,6 +479,10 @@ class Consumer(GroupMember):
         return self._ns.open_partition(info, tp.partition), info.retention_ms, True
 
     def get_watermark_offsets(self, partition, timeout=None, cached=False):
+        """:param TopicPartition partition: the partition.
+        :param float timeout: unused (local). :param bool cached: unused (always current).
+        :returns: (low, high) watermarks: the first retained offset and the next offset to be written.
+        :rtype: tuple"""
         self._check()
         log, rms, owned = self._log_for(partition)
         try:
@@ -499,6 +540,8 @@ class Consumer(GroupMember):
         return out
 
     def list_topics(self, topic=None, timeout=-1):
+        """:param str topic: one topic, or None for all. :param float timeout: unused.
+        :returns: the namespace's ClusterMetadata."""
         self._check()
         return cluster_metadata(self._ns, topic)
 
@@ -517,7 +560,9 @@ class Consumer(GroupMember):
         raise not_on_one_host("SASL credentials")
 
     def close(self):
-        """Commit (with auto-commit), leave the group at once, detach.  Closing again does nothing."""
+        """Commit (with auto-commit), leave the group at once, detach.  Closing again does nothing.
+
+        :rtype: None"""
         if not self._closed:
             if self._slot is not None:
                 try:

@@ -150,6 +150,9 @@ class GroupMember:
         self._ns.wake_supervisor()
 
     def unsubscribe(self):
+        """Leave the group (on_revoke runs) and drop the assignment.
+
+        :raises RuntimeError: if the consumer is closed."""
         self._check()
         self._leave()
         self._sub = None
@@ -335,7 +338,8 @@ class GroupMember:
             offs = list(offsets)
         else:
             self._groups()
-            offs = [tp for tp in self._positions() if tp.offset != self._committed_offset(tp)]
+            offs = [tp for tp in self._positions() if tp.offset != self._committed_offset(tp) and not (
+                self._auto_store and tp.offset == self._parts[(tp.topic, tp.partition)].start)]
             if not offs:  # librdkafka: nothing consumed (or stored) since the last commit
                 err = KafkaError(KafkaError._NO_OFFSET, "Local: No offset stored: nothing consumed since the last "
                                  "commit")
@@ -366,7 +370,10 @@ class GroupMember:
             self._stored[(tp.topic, tp.partition)] = tp.offset
 
     def committed(self, partitions, timeout=None):
-        """The group's committed offset of each partition (OFFSET_INVALID if none)."""
+        """:param list partitions: TopicPartitions.
+        :param float timeout: unused (local).
+        :returns: them with the group's committed offsets (OFFSET_INVALID where none).
+        :rtype: list"""
         self._check()
         out = []
         for tp in partitions:

@@ -333,7 +333,12 @@ class Producer:
 
     # -- native extras
     def send(self, topic, value, key=None, partition=None, headers=None, timestamp_ns=None):
-        """Append one record and return its RecordMetadata (no callback)."""
+        """Native extra: append one record, no callback.
+
+        :param str topic: the topic. :param value: the value. :param key: the key.
+        :param int partition: the partition (None: the partitioner's). :param headers: the headers.
+        :param int timestamp_ns: epoch ns (None: now).
+        :returns: its RecordMetadata (topic, partition, offset, timestamp_ns)."""
         self._check()
         value, key = _as_bytes(value, "value"), _as_bytes(key, "key")
         ts = timestamp_ns if timestamp_ns is not None else time.time_ns()
@@ -341,8 +346,12 @@ class Producer:
         return RecordMetadata(topic, p, off, ts)
 
     def send_batch(self, topic, values, partition):
-        """Append a batch (bytes-likes or a 2-D uint8 array, one row a
-        record) to one partition with consecutive offsets; the first."""
+        """Native extra: append a batch to one partition with consecutive offsets.
+
+        :param str topic: the topic. :param values: bytes-likes, or a 2-D uint8 array (one row a record).
+        :param int partition: the partition.
+        :returns: the first offset.
+        :rtype: int"""
         self._check()
         info, logs = self._handle(topic)
         if not isinstance(partition, int) or not 0 <= partition < info.partitions:

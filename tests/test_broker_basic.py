@@ -360,7 +360,7 @@ def test_kafka_dropin_defaults_and_more_api(ns):
         assert all(m.timestamp() == (1, 1000 + 10 * i) for i, m in enumerate(reports))
         assert all(m.latency() is not None and m.latency() >= 0 for m in reports)
         assert sorted(p.list_topics().topics) == ["k"]
-    with kafka.Consumer(conf(ns, **{"auto.offset.reset": "smallest"})) as c:
+    with kafka.Consumer(conf(ns, **{"auto.offset.reset": "smallest", "group.id": "g"})) as c:  # group.id: required
         c.assign([TopicPartition("k", 0)])
         c.incremental_assign([TopicPartition("k", q) for q in range(1, 5)])
         assert sorted(c.assignment()) == [TopicPartition("k", q) for q in range(5)]
