@@ -286,8 +286,8 @@ def parse(config, kwargs, kind):
             raise TypeError("config must be a dict, got %s" % type(config).__name__)
         conf.update(config)
     conf.update(kwargs)
-    for k in [k for k, v in conf.items() if v is None]:
-        del conf[k]  # None unsets a key, as librdkafka's NULL
+    for k in [k for k, v in conf.items() if v is None and isinstance(k, str) and not k.startswith("shm.")]:
+        del conf[k]  # None unsets a librdkafka key, as its NULL (shmbroker's own keys still want a value)
     allowed = COMMON | {"producer": PRODUCER, "consumer": CONSUMER, "admin": ADMIN, "queue": QUEUE}[kind]
     for k in list(conf):
         if not isinstance(k, str):
