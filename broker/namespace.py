@@ -45,6 +45,7 @@ NEXT_ID_OFF = 64
 TOPICS_GEN_OFF = 72  # bumped after every topic create/delete: readers cache the registry until it moves
 DESTROYED_OFF = 80  # set by destroy() before it unlinks anything: live clients raise NamespaceError
 TOKEN_OFF = 88  # counter of registration tokens handed out (the owners that claims carry)
+AUTO_CREATE_OFF = 96  # auto.create.topics.enable (broker/autocreate.py): 0 default (on, as Kafka's), 1 off, 2 on
 TOKEN_BASE = 1 << 22  # pids are below it, so a token never equals a pid
 TOKEN_SPAN = (1 << 26) - TOKEN_BASE  # the C core's tag holds 26 owner bits
 SUP_OFF = GROUPS_OFF  # the running supervisor's pid (0: none)
