@@ -15,7 +15,8 @@ from . import partitioner as _partitioner
 from .admin import cluster_metadata
 from .message import Message, RecordMetadata
 from .lifecycle import client_check
-from .namespace import MEMBER_PRODUCER, Namespace, register_client, unregister_client, unknown_partition
+from .namespace import (MEMBER_PRODUCER, TOPICS_GEN_OFF, Namespace, register_client, unregister_client,
+                        unknown_partition)
 
 
 _fork_gen = 0  # bumped in a forked child: cheaper than os.getpid() per call
@@ -54,6 +55,8 @@ class Producer:
         self._topics = {}  # name -> (TopicInfo, [PartitionLog])
         self._lean = {}  # name -> (partitions, [PartitionLog]) when no default callback is set
         self._gen = _fork_gen
+        self._nsw = memoryview(self._ns.seg.mm).cast("Q")  # the registry generation, read by _refresh_topics
+        self._topics_gen = self._nsw[TOPICS_GEN_OFF // 8]
         self._closed = False
         register_client(self, MEMBER_PRODUCER)  # the supervisor repairs our claims if we die
         self._sup_check = client_check(conf, self._ns.name)  # also from waiting appends and flush()
@@ -86,6 +89,20 @@ class Producer:
         info, logs = self._topics.pop(topic, (None, ()))
         for log in logs:
             log.close()
+
+    def _refresh_topics(self):
+        """Drop the handle of a topic that create_partitions grew, so the
+        partitioner spreads over the new count (Kafka's producer sees new
+        partitions at its next metadata refresh; here at the next poll(),
+        flush() or produce() that is not the lean path)."""
+        gen = self._nsw[TOPICS_GEN_OFF // 8]
+        if gen != self._topics_gen:
+            self._topics_gen = gen
+            now = self._ns.topics()
+            for t, (info, _) in list(self._topics.items()):
+                cur = now.get(t)
+                if cur is not None and cur.topic_id == info.topic_id and cur.partitions != info.partitions:
+                    self._forget(t)
 
     def _check(self):
         if self._closed:
@@ -121,6 +138,7 @@ class Producer:
     def produce(self, topic, value=None, key=None, partition=-1, on_delivery=None, callback=None, timestamp=0,
                 headers=None):
         self._check()
+        self._refresh_topics()
         value = _as_bytes(value, "value")
         key = _as_bytes(key, "key")
         cb = on_delivery or callback or self._default_cb
@@ -139,6 +157,7 @@ class Producer:
         synchronous here, so nothing new arrives while waiting: it never
         sleeps."""
         self._check()
+        self._refresh_topics()
         n = 0
         pending = self._pending
         while pending:
@@ -188,6 +207,7 @@ class Producer:
             for t in list(self._topics):
                 self._forget(t)
             unregister_client(self)
+            self._nsw.release()
             self._ns.close()
             self._closed = True
             self.__dict__.pop("produce", None)
