@@ -16,7 +16,8 @@ from . import partitioner as _partitioner
 from .admin import cluster_metadata
 from .message import RecordMetadata, make_message
 from .lifecycle import client_check
-from .namespace import MEMBER_PRODUCER, Namespace, register_client, unregister_client, unknown_partition
+from .namespace import (MEMBER_PRODUCER, TOPICS_GEN_OFF, Namespace, register_client, unregister_client,
+                        unknown_partition)
 from .autocreate import auto_create, check_statistics, client_logger, not_on_one_host
 
 _POLL_CHUNK = 0.02  # an idle poll(timeout) sleeps in chunks this long: Ctrl-C and other threads' reports wake it
@@ -69,6 +70,8 @@ class Producer:
         self._topics = {}  # name -> (TopicInfo, [PartitionLog])
         self._lean = {}  # name -> (partitions, [PartitionLog]) when no default callback is set
         self._gen = _fork_gen
+        self._nsw = memoryview(self._ns.seg.mm).cast("Q")  # the registry generation, read by _refresh_topics
+        self._topics_gen = self._nsw[TOPICS_GEN_OFF // 8]
         self._closed = False
         register_client(self, MEMBER_PRODUCER)  # the supervisor repairs our claims if we die
         self._sup_check = client_check(conf, self._ns.name)  # also from waiting appends and flush()
@@ -104,6 +107,20 @@ class Producer:
         info, logs = self._topics.pop(topic, (None, ()))
         for log in logs:
             log.close()
+
+    def _refresh_topics(self):
+        """Drop the handle of a topic that create_partitions grew, so the
+        partitioner spreads over the new count (Kafka's producer sees new
+        partitions at its next metadata refresh; here at the next poll(),
+        flush() or produce() that is not the lean path)."""
+        gen = self._nsw[TOPICS_GEN_OFF // 8]
+        if gen != self._topics_gen:
+            self._topics_gen = gen
+            now = self._ns.topics()
+            for t, (info, _) in list(self._topics.items()):
+                cur = now.get(t)
+                if cur is not None and cur.topic_id == info.topic_id and cur.partitions != info.partitions:
+                    self._forget(t)
 
     def _check(self):
         """:raises ClosedError: (a RuntimeError) if the producer is closed."""
@@ -155,6 +172,7 @@ class Producer:
         :raises KafkaException: MessageTooLargeError, an unknown partition, ...
         """
         self._check()
+        self._refresh_topics()
         value = _as_bytes(value, "value")
         key = _as_bytes(key, "key")
         if self._max_bytes is not None and len(value or b"") + len(key or b"") > self._max_bytes:
@@ -193,6 +211,7 @@ class Producer:
         :rtype: int
         """
         self._check()
+        self._refresh_topics()
         n = self._serve()
         if n or timeout == 0:
             return n
@@ -215,6 +234,7 @@ class Producer:
         self._check()
         if self._sup_check is not None:
             self._sup_check()
+        self._refresh_topics()
         self._serve()
         return len(self._pending)
 
@@ -368,6 +388,7 @@ class Producer:
             for t in list(self._topics):
                 self._forget(t)
             unregister_client(self)
+            self._nsw.release()
             self._ns.close()
             self._closed = True
             self.__dict__.pop("produce", None)

@@ -13,15 +13,15 @@ Module-level names: :class:`Producer`, :class:`Consumer`, :class:`SerializingPro
 from broker import consumer as _consumer
 from broker import partitioner as _partitioner
 from broker import producer as _producer
-from broker.admin import ConsumerGroupState, ConsumerGroupTopicPartitions
 from broker.message import (OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORED, TIMESTAMP_CREATE_TIME,
                             TIMESTAMP_LOG_APPEND_TIME, TIMESTAMP_NOT_AVAILABLE, Message, TopicPartition)
 from shm._version import __version__
 from shm.errors import KafkaError, KafkaException
 
-from ._model import (AcknowledgeType, ConsumerGroupType, ElectionType, IsolationLevel, Messages, Node,
-                     TopicCollection, TopicPartitionInfo, Uuid)
+from ._model import (AcknowledgeType, ConsumerGroupState, ConsumerGroupTopicPartitions, ConsumerGroupType,
+                     ElectionType, IsolationLevel, Messages, Node, TopicCollection, TopicPartitionInfo, Uuid)
 from .serializing import DeserializingConsumer, SerializingProducer
+
 
 def _need_config(config, kwargs):
     """:raises TypeError: if no configuration is given (confluent-kafka requires one)."""
