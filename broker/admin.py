@@ -246,10 +246,8 @@ class AdminClient(NotOnOneHost):
 
         def one(n):
             if n.replica_assignment is not None and any(r != [0] for r in n.replica_assignment):
-                raise O.error(KafkaError.INVALID_REPLICA_ASSIGNMENT if hasattr(KafkaError, "INVALID_REPLICA_"
-                                                                               "ASSIGNMENT") else 39,
-                              "replica_assignment %r: one host has one broker, id 0 (use [[0], ...] or None)"
-                              % (n.replica_assignment,))
+                raise O.error(KafkaError.INVALID_REPLICA_ASSIGNMENT, "replica_assignment %r: one host has one "
+                              "broker, id 0 (use [[0], ...] or None)" % (n.replica_assignment,))
             self._ns.add_partitions(n.topic, n.new_total_count, validate_only=validate)
         return {n.topic: _done(one, n) for n in new_partitions}
 

@@ -16,14 +16,9 @@ from shm.errors import ConfigError, KafkaError, KafkaException
 from . import config as _config
 from .admin_model import (DeletedRecords, DescribeClusterResult, ListOffsetsResultInfo, TopicDescription,
                           TopicPartitionInfo, host_node, topic_uuid)
+from .autocreate import not_on_one_host
 from .admin_types import AclOperation, AlterConfigOpType, ConfigEntry, ConfigSource, ResourceType
 from .namespace import TOPIC_DEFAULTS, _pow2_at_least, unknown_partition
-
-# KafkaError codes this module uses that shm/errors.py's table may not have yet (librdkafka's numbers)
-INVALID_REQUEST = getattr(KafkaError, "INVALID_REQUEST", 42)
-POLICY_VIOLATION = getattr(KafkaError, "POLICY_VIOLATION", 44)
-SECURITY_DISABLED = getattr(KafkaError, "SECURITY_DISABLED", 54)
-NOT_IMPLEMENTED = getattr(KafkaError, "_NOT_IMPLEMENTED", -170)
 
 RING_KEYS = ("retention.bytes", "max.message.bytes", "shm.overflow", "shm.slots")
 FIXED = {"cleanup.policy": "delete", "message.timestamp.type": "CreateTime"}  # what every topic here does
@@ -35,12 +30,6 @@ ALL_OPERATIONS = [AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE, Ac
 
 def error(code, msg):
     return KafkaException(KafkaError(code, msg))
-
-
-def unsupported(what, why):
-    """The KafkaException of a Kafka feature that cannot exist on one host."""
-    code = SECURITY_DISABLED if "ACL" in what else NOT_IMPLEMENTED
-    return error(code, "%s: not supported on one host (shmbroker): %s" % (what, why))
 
 
 # -- topic configs
@@ -269,10 +258,10 @@ def describe_configs(ns, res):
         return describe_topic_configs(ns.topic(res.name))
     if res.restype is ResourceType.BROKER:
         if str(res.name) != "0":
-            raise error(INVALID_REQUEST, "no broker %r: one host is one broker, id 0" % (res.name,))
+            raise error(KafkaError.INVALID_REQUEST, "no broker %r: one host is one broker, id 0" % (res.name,))
         return describe_broker_configs(ns.name)
-    raise unsupported("describe_configs of a %s resource" % res.restype.name,
-                      "only topics (and the broker, id 0) have configs here")
+    raise not_on_one_host("describe_configs of a %s resource" % res.restype.name,
+                          "only topics (and the broker, id 0) have configs here")
 
 
 def alter_configs(ns, res, incremental, validate_only):
@@ -283,6 +272,6 @@ def alter_configs(ns, res, incremental, validate_only):
     if res.restype is ResourceType.TOPIC:
         return alter_topic(ns, res.name, changes, incremental, validate_only)
     if res.restype is ResourceType.BROKER:
-        raise error(POLICY_VIOLATION, "broker configs are fixed on one host: set topic configs (retention.ms) "
+        raise error(KafkaError.POLICY_VIOLATION, "broker configs are fixed on one host: set topic configs (retention.ms) "
                     "on each topic instead")
-    raise unsupported("altering the configs of a %s resource" % res.restype.name, "only topics have configs here")
+    raise not_on_one_host("altering the configs of a %s resource" % res.restype.name, "only topics have configs here")

@@ -2,7 +2,7 @@
 names, enum values (librdkafka's) and constructor checks, so code that
 builds them runs unchanged.  Only configs are implemented on one host; ACLs
 and SCRAM credentials are importable and their AdminClient methods fail with
-a clear "not supported on one host" KafkaException (admin_ops.unsupported)."""
+a clear "not supported on one host" KafkaException (autocreate.not_on_one_host)."""
 import enum
 import functools
 

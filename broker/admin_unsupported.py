@@ -5,11 +5,13 @@ KafkaException saying why the feature cannot exist here, never an
 AttributeError."""
 import concurrent.futures
 
+from shm.errors import KafkaError
+
 from . import admin_checks as C
-from . import admin_ops as O
 from . import admin_types as T
 from .admin_model import ElectionType
 from .admin_types import AclBinding, AclBindingFilter
+from .autocreate import WHY_SASL, not_on_one_host
 from .message import TopicPartition
 
 _TIMEOUTS = ("request_timeout", "operation_timeout")
@@ -57,13 +59,12 @@ class NotOnOneHost:
 
     @staticmethod
     def _no_acls():
-        return O.unsupported("ACLs", "a namespace belongs to the user who created it (shm.mode sets who else may "
-                             "use it); there is no authorizer")
+        return not_on_one_host("ACLs", "a namespace belongs to the user who created it (shm.mode sets who else may "
+                               "use it); there is no authorizer", KafkaError.SECURITY_DISABLED)
 
     @staticmethod
     def _no_scram():
-        return O.unsupported("SASL/SCRAM credentials", "clients reach the namespace through shared memory, "
-                             "without authentication; shm.mode sets who may use it")
+        return not_on_one_host("SASL/SCRAM credentials", WHY_SASL)
 
     def describe_user_scram_credentials(self, users=None, **kwargs):
         """:param list users: user names, or None for all
@@ -89,7 +90,7 @@ class NotOnOneHost:
         :raises KafkaException: there is no SASL on one host"""
         if not isinstance(username, str) or not isinstance(password, str):
             raise TypeError("username and password must be str")
-        raise O.unsupported("SASL", "clients reach the namespace through shared memory, without authentication")
+        raise not_on_one_host("SASL", WHY_SASL)
 
     def elect_leaders(self, election_type, partitions=None, **kwargs):
         """:param ElectionType election_type: PREFERRED or UNCLEAN
@@ -108,6 +109,6 @@ class NotOnOneHost:
                 if tp.partition < 0:
                     raise ValueError("partition must be >= 0, got %d" % tp.partition)
         C.options(kwargs, _TIMEOUTS)
-        return _failed(O.unsupported("Leader election", "one host keeps one replica of each partition, which is "
-                                     "always its leader"))
+        return _failed(not_on_one_host("Leader election", "one host keeps one replica of each partition, which is "
+                                       "always its leader"))
 

@@ -78,10 +78,16 @@ def check_statistics(conf):
                           "Consumer.stats() / lag() or run `shmbroker stat`, or set statistics.interval.ms=0")
 
 
-def not_on_one_host(feature):
-    """:param str feature: what was asked for.
-    :returns: the KafkaException (``_NOT_IMPLEMENTED``) for a Kafka feature that needs a cluster."""
-    return KafkaException(KafkaError(KafkaError._NOT_IMPLEMENTED, "%s need a Kafka cluster: shmbroker runs on one "
-                                     "host, where a record is in its partition when produce() returns and no "
-                                     "network client authenticates; this call works once the code runs against "
-                                     "Kafka" % feature))
+# why a feature cannot exist on one host, for not_on_one_host
+WHY_TRANSACTIONS = "a record is in its partition when produce() returns: there is nothing to commit or abort"
+WHY_SASL = "clients reach the namespace through shared memory, without authentication; shm.mode sets who may use it"
+
+
+def not_on_one_host(what, why, code=KafkaError._NOT_IMPLEMENTED):
+    """The one error of a Kafka feature that needs a cluster (clients and AdminClient alike).
+
+    :param str what: the feature asked for. :param str why: why one host cannot have it.
+    :param int code: the KafkaError code (``_NOT_IMPLEMENTED``; ``SECURITY_DISABLED`` for ACLs, as Kafka's).
+    :returns: the KafkaException to raise (or to put in a Future)."""
+    return KafkaException(KafkaError(code, "%s: not supported on one host (shmbroker): %s; the same call works "
+                                     "once the code runs against a Kafka cluster" % (what, why)))

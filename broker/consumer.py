@@ -33,7 +33,7 @@ from .membership import GroupMember
 from .message import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORED, Message, TopicPartition, eof_event, event
 from .namespace import DESTROYED_OFF, MEMBER_CONSUMER, Namespace, register_client, unregister_client, unknown_partition
 from .lifecycle import client_check
-from .autocreate import auto_create, check_statistics, client_logger, not_on_one_host
+from .autocreate import WHY_SASL, auto_create, check_statistics, client_logger, not_on_one_host
 
 _FETCH = 256
 _mk = tuple.__new__  # Message(...) without running Python code
@@ -557,7 +557,7 @@ class Consumer(GroupMember):
 
         :raises KafkaException: ``_NOT_IMPLEMENTED``, always."""
         self._check()
-        raise not_on_one_host("SASL credentials")
+        raise not_on_one_host("SASL credentials", WHY_SASL)
 
     def close(self):
         """Commit (with auto-commit), leave the group at once, detach.  Closing again does nothing.

@@ -18,7 +18,8 @@ from .message import RecordMetadata, make_message
 from .lifecycle import client_check
 from .namespace import (MEMBER_PRODUCER, TOPICS_GEN_OFF, Namespace, register_client, unregister_client,
                         unknown_partition)
-from .autocreate import auto_create, check_statistics, client_logger, not_on_one_host
+from .autocreate import (WHY_SASL, WHY_TRANSACTIONS, auto_create, check_statistics, client_logger,
+                         not_on_one_host)
 
 _POLL_CHUNK = 0.02  # an idle poll(timeout) sleeps in chunks this long: Ctrl-C and other threads' reports wake it
 
@@ -314,42 +315,42 @@ class Producer:
 
         :raises KafkaException: ``_NOT_IMPLEMENTED``, always."""
         self._check()
-        raise not_on_one_host("transactions")
+        raise not_on_one_host("Transactions", WHY_TRANSACTIONS)
 
     def begin_transaction(self):
         """Transactions need a Kafka cluster.
 
         :raises KafkaException: ``_NOT_IMPLEMENTED``, always."""
         self._check()
-        raise not_on_one_host("transactions")
+        raise not_on_one_host("Transactions", WHY_TRANSACTIONS)
 
     def send_offsets_to_transaction(self, positions, group_metadata, timeout=-1):
         """Transactions need a Kafka cluster.
 
         :raises KafkaException: ``_NOT_IMPLEMENTED``, always."""
         self._check()
-        raise not_on_one_host("transactions")
+        raise not_on_one_host("Transactions", WHY_TRANSACTIONS)
 
     def commit_transaction(self, timeout=-1):
         """Transactions need a Kafka cluster.
 
         :raises KafkaException: ``_NOT_IMPLEMENTED``, always."""
         self._check()
-        raise not_on_one_host("transactions")
+        raise not_on_one_host("Transactions", WHY_TRANSACTIONS)
 
     def abort_transaction(self, timeout=-1):
         """Transactions need a Kafka cluster.
 
         :raises KafkaException: ``_NOT_IMPLEMENTED``, always."""
         self._check()
-        raise not_on_one_host("transactions")
+        raise not_on_one_host("Transactions", WHY_TRANSACTIONS)
 
     def set_sasl_credentials(self, username, password):
         """SASL authenticates to brokers over a network; one host has none.
 
         :raises KafkaException: ``_NOT_IMPLEMENTED``, always."""
         self._check()
-        raise not_on_one_host("SASL credentials")
+        raise not_on_one_host("SASL credentials", WHY_SASL)
 
     # -- native extras
     def send(self, topic, value, key=None, partition=None, headers=None, timestamp_ns=None):

@@ -435,13 +435,13 @@ def test_cluster_only_features_raise_clear_errors(ns):
     p = Producer(conf(ns))
     for call in (p.init_transactions, p.begin_transaction, p.commit_transaction, p.abort_transaction,
                  lambda: p.send_offsets_to_transaction([], None), lambda: p.set_sasl_credentials("u", "p")):
-        with pytest.raises(KafkaException, match="need a Kafka cluster") as e:
+        with pytest.raises(KafkaException, match="not supported on one host") as e:
             call()
         assert e.value.args[0].code() == KafkaError._NOT_IMPLEMENTED
     p.close()
     c = ck.Consumer(conf(ns, **{"group.id": "g"}))
     assert c.consumer_group_metadata().group_id == "g"
-    with pytest.raises(KafkaException, match="need a Kafka cluster"):
+    with pytest.raises(KafkaException, match="SASL credentials: not supported on one host"):
         c.set_sasl_credentials("u", "p")
     c.close()
     from broker.errors import ConfigError
