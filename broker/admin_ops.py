@@ -16,7 +16,7 @@ from shm.errors import ConfigError, KafkaError, KafkaException
 from . import config as _config
 from .admin_model import (DeletedRecords, DescribeClusterResult, ListOffsetsResultInfo, TopicDescription,
                           TopicPartitionInfo, host_node, topic_uuid)
-from .autocreate import not_on_one_host
+from .autocreate import NUM_PARTITIONS, auto_create_enabled, not_on_one_host
 from .admin_types import AclOperation, AlterConfigOpType, ConfigEntry, ConfigSource, ResourceType
 from .namespace import TOPIC_DEFAULTS, _pow2_at_least, unknown_partition
 
@@ -58,13 +58,16 @@ def describe_topic_configs(info):
     return out
 
 
-def describe_broker_configs(ns_name):
+def describe_broker_configs(ns):
     """{name: ConfigEntry} of the host's one broker: the topic defaults under
-    Kafka's broker names, read-only (a namespace has no broker settings to alter)."""
+    Kafka's broker names and the namespace's auto.create.topics.enable,
+    read-only (as on Kafka, where they are static broker configs)."""
     vals = {"broker.id": "0", "log.retention.bytes": str(TOPIC_DEFAULTS["retention.bytes"]),
             "log.retention.ms": str(TOPIC_DEFAULTS["retention.ms"]), "message.max.bytes": str(1 << 20),
-            "log.cleanup.policy": "delete", "num.partitions": "1", "default.replication.factor": "1"}
-    return {k: ConfigEntry(k, v, ConfigSource.STATIC_BROKER_CONFIG, is_read_only=True, is_default=True)
+            "log.cleanup.policy": "delete", "num.partitions": str(NUM_PARTITIONS), "default.replication.factor": "1",
+            "auto.create.topics.enable": "true" if auto_create_enabled(ns) else "false"}
+    return {k: ConfigEntry(k, v, ConfigSource.STATIC_BROKER_CONFIG, is_read_only=True,
+                           is_default=(k, v) != ("auto.create.topics.enable", "false"))
             for k, v in vals.items()}
 
 
@@ -259,7 +262,7 @@ def describe_configs(ns, res):
     if res.restype is ResourceType.BROKER:
         if str(res.name) != "0":
             raise error(KafkaError.INVALID_REQUEST, "no broker %r: one host is one broker, id 0" % (res.name,))
-        return describe_broker_configs(ns.name)
+        return describe_broker_configs(ns)
     raise not_on_one_host("describe_configs of a %s resource" % res.restype.name,
                           "only topics (and the broker, id 0) have configs here")
 
@@ -272,6 +275,6 @@ def alter_configs(ns, res, incremental, validate_only):
     if res.restype is ResourceType.TOPIC:
         return alter_topic(ns, res.name, changes, incremental, validate_only)
     if res.restype is ResourceType.BROKER:
-        raise error(KafkaError.POLICY_VIOLATION, "broker configs are fixed on one host: set topic configs (retention.ms) "
-                    "on each topic instead")
+        raise error(KafkaError.POLICY_VIOLATION, "broker configs are fixed on one host: set topic configs "
+                    "(retention.ms) on each topic instead")
     raise not_on_one_host("altering the configs of a %s resource" % res.restype.name, "only topics have configs here")

@@ -89,6 +89,21 @@ def test_describe_configs_values_and_sources(ns):
         fails(fs[bad[2]], KafkaError._UNKNOWN_TOPIC)
 
 
+def test_broker_config_auto_create_follows_the_namespace(ns):
+    from broker.autocreate import set_auto_create
+    b = ConfigResource(ResourceType.BROKER, "0")
+    with AdminClient(conf(ns)) as a:
+        e = a.describe_configs([b])[b].result()["auto.create.topics.enable"]
+        assert (e.value, e.is_default, e.is_read_only) == ("true", True, True)  # Kafka's default
+        set_auto_create(a._ns, False)
+        e = a.describe_configs([b])[b].result()["auto.create.topics.enable"]
+        assert (e.value, e.is_default) == ("false", False)
+        with pytest.raises(KafkaException, match="unknown topic 'nope'.*auto.create.topics.enable is off"):
+            with Producer(conf(ns)) as p:
+                p.produce("nope", b"v")
+        assert a.describe_configs([b])[b].result()["num.partitions"].value == "1"
+
+
 def test_incremental_alter_configs_round_trip(ns):
     with AdminClient(conf(ns)) as a:
         topic(a, "t")
