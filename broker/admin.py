@@ -11,10 +11,11 @@ from . import admin_checks as C
 from . import admin_ops as O
 from . import config as _config
 from . import groups as G
-from .admin_model import (ConsumerGroupState, ConsumerGroupTopicPartitions, ConsumerGroupType,  # noqa: F401
-                          DeletedRecords, DescribeClusterResult, ElectionType, GroupMember, GroupMetadata,
-                          IsolationLevel, ListOffsetsResultInfo, NewPartitions, Node, OffsetSpec, TopicCollection,
-                          TopicDescription, TopicPartitionInfo, Uuid, host_node)
+from .admin_model import (ConsumerGroupDescription, ConsumerGroupListing, ConsumerGroupState,  # noqa: F401
+                          ConsumerGroupTopicPartitions, ConsumerGroupType, DeletedRecords, DescribeClusterResult,
+                          ElectionType, GroupMember, GroupMetadata, IsolationLevel, ListConsumerGroupsResult,
+                          ListOffsetsResultInfo, MemberAssignment, MemberDescription, NewPartitions, Node, OffsetSpec,
+                          TopicCollection, TopicDescription, TopicPartitionInfo, Uuid, host_node)
 from .admin_ops import log_start, offset_for_time  # noqa: F401 (the consumer's; re-exported)
 from .admin_types import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,  # noqa: F401
                           AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource, ResourcePatternType,
@@ -27,55 +28,6 @@ from .namespace import Namespace, check_topic_name, topic_geometry
 
 _STATES = {"Stable": ConsumerGroupState.STABLE, "Empty": ConsumerGroupState.EMPTY,
            "PreparingRebalance": ConsumerGroupState.PREPARING_REBALANCING}
-
-
-class ConsumerGroupListing:
-    """A group in list_consumer_groups' answer.
-
-    :param str group_id: the group
-    :param bool is_simple_consumer_group: False (every group here has members that subscribe)
-    :param ConsumerGroupState state: its state
-    :param ConsumerGroupType type: its protocol (CONSUMER: the coordinator assigns)
-    """
-
-    def __init__(self, group_id, is_simple_consumer_group, state=None, type=None):
-        self.group_id, self.is_simple_consumer_group, self.state, self.type = \
-            group_id, is_simple_consumer_group, state, type
-        self.group_type = type
-
-    def __repr__(self):
-        return "ConsumerGroupListing(%s, %s)" % (self.group_id, self.state)
-
-
-class ListConsumerGroupsResult:
-    def __init__(self, valid=None, errors=None):
-        self.valid, self.errors = valid or [], errors or []
-
-
-class MemberAssignment:
-    def __init__(self, topic_partitions=None):
-        self.topic_partitions = topic_partitions or []
-
-
-class MemberDescription:
-    def __init__(self, member_id, client_id, host, assignment, group_instance_id=None, pid=None, alive=None):
-        self.member_id, self.client_id, self.host, self.assignment = member_id, client_id, host, assignment
-        self.group_instance_id = group_instance_id
-        self.pid, self.alive = pid, alive  # native extras: the member's process and whether it lives
-
-    def __repr__(self):
-        return "MemberDescription(%s, pid %s)" % (self.member_id, self.pid)
-
-
-class ConsumerGroupDescription:
-    def __init__(self, group_id, is_simple_consumer_group, members, partition_assignor, state, coordinator=None,
-                 authorized_operations=None):
-        self.group_id, self.is_simple_consumer_group, self.members = group_id, is_simple_consumer_group, members
-        self.partition_assignor, self.state, self.coordinator = partition_assignor, state, coordinator
-        self.authorized_operations = authorized_operations
-
-    def __repr__(self):
-        return "ConsumerGroupDescription(%s, %s, %d members)" % (self.group_id, self.state, len(self.members))
 
 
 class NewTopic:
@@ -104,6 +56,11 @@ class NewTopic:
 
 
 class PartitionMetadata:
+    """A partition in list_topics' answer: the host (broker 0) is its leader, replica and in-sync replica.
+
+    :param int pid: the partition id (the ``id`` attribute).
+    """
+
     def __init__(self, pid):
         self.id, self.leader, self.replicas, self.isrs, self.error = pid, 0, [0], [0], None
 
@@ -112,6 +69,12 @@ class PartitionMetadata:
 
 
 class TopicMetadata:
+    """A topic in list_topics' answer.
+
+    :param str topic: the topic. :param int partitions: its partition count (``partitions`` maps each id to its
+        PartitionMetadata). :param KafkaError error: why it could not be described (an unknown topic), or None.
+    """
+
     def __init__(self, topic, partitions, error=None):
         self.topic = topic
         self.partitions = {p: PartitionMetadata(p) for p in range(partitions)}
@@ -122,6 +85,11 @@ class TopicMetadata:
 
 
 class BrokerMetadata:
+    """The one broker of list_topics' answer: id 0, host ``shm://<namespace>``, port 0.
+
+    :param str ns: the namespace.
+    """
+
     def __init__(self, ns):
         self.id, self.host, self.port = 0, "shm://" + ns, 0
 
@@ -130,6 +98,11 @@ class BrokerMetadata:
 
 
 class ClusterMetadata:
+    """What list_topics returns: the namespace as a one-broker cluster (id ``shm-<namespace>``).
+
+    :param str ns: the namespace. :param dict topics: {name: TopicMetadata}.
+    """
+
     def __init__(self, ns, topics):
         self.cluster_id = "shm-" + ns
         self.controller_id = 0
@@ -547,7 +520,9 @@ class AdminClient(NotOnOneHost):
             time.sleep(left)
 
     def close(self):
-        """Detach from the namespace."""
+        """Detach from the namespace (the AdminClient is unusable afterwards).
+
+        :returns: None."""
         if self._gs is not None:
             self._gs.close()
             self._gs = None

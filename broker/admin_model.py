@@ -359,8 +359,87 @@ class ListOffsetsResultInfo:
         return "ListOffsetsResultInfo(offset=%d, timestamp=%d)" % (self.offset, self.timestamp)
 
 
+class ConsumerGroupListing:
+    """A group in list_consumer_groups' answer.
+
+    :param str group_id: the group
+    :param bool is_simple_consumer_group: False (every group here has members that subscribe)
+    :param ConsumerGroupState state: its state
+    :param ConsumerGroupType type: its protocol (CONSUMER: the coordinator assigns); also ``group_type``
+    """
+
+    def __init__(self, group_id, is_simple_consumer_group, state=None, type=None):
+        self.group_id, self.is_simple_consumer_group, self.state, self.type = \
+            group_id, is_simple_consumer_group, state, type
+        self.group_type = type
+
+    def __repr__(self):
+        return "ConsumerGroupListing(%s, %s)" % (self.group_id, self.state)
+
+
+class ListConsumerGroupsResult:
+    """What list_consumer_groups' future holds.
+
+    :param list valid: ConsumerGroupListing objects. :param list errors: KafkaException objects (none here).
+    """
+
+    def __init__(self, valid=None, errors=None):
+        self.valid, self.errors = valid or [], errors or []
+
+
+class MemberAssignment:
+    """The partitions a group member is assigned.
+
+    :param list topic_partitions: TopicPartition objects.
+    """
+
+    def __init__(self, topic_partitions=None):
+        self.topic_partitions = topic_partitions or []
+
+
+class MemberDescription:
+    """A member in describe_consumer_groups' answer.
+
+    :param str member_id: its member id. :param str client_id: its client.id.
+    :param str host: ``localhost/<pid>``. :param MemberAssignment assignment: its partitions.
+    :param str group_instance_id: its group.instance.id, or None.
+    :param int pid: native extra: the member's process. :param bool alive: native extra: whether it lives.
+    """
+
+    def __init__(self, member_id, client_id, host, assignment, group_instance_id=None, pid=None, alive=None):
+        self.member_id, self.client_id, self.host, self.assignment = member_id, client_id, host, assignment
+        self.group_instance_id = group_instance_id
+        self.pid, self.alive = pid, alive  # native extras: the member's process and whether it lives
+
+    def __repr__(self):
+        return "MemberDescription(%s, pid %s)" % (self.member_id, self.pid)
+
+
+class ConsumerGroupDescription:
+    """A group in describe_consumer_groups' answer.
+
+    :param str group_id: the group. :param bool is_simple_consumer_group: False here.
+    :param list members: MemberDescription objects. :param str partition_assignor: the assignment strategy.
+    :param ConsumerGroupState state: its state. :param Node coordinator: the host.
+    :param list authorized_operations: AclOperation values, if asked for.
+    """
+
+    def __init__(self, group_id, is_simple_consumer_group, members, partition_assignor, state, coordinator=None,
+                 authorized_operations=None):
+        self.group_id, self.is_simple_consumer_group, self.members = group_id, is_simple_consumer_group, members
+        self.partition_assignor, self.state, self.coordinator = partition_assignor, state, coordinator
+        self.authorized_operations = authorized_operations
+
+    def __repr__(self):
+        return "ConsumerGroupDescription(%s, %s, %d members)" % (self.group_id, self.state, len(self.members))
+
+
 class GroupMember:
-    """A member in list_groups' GroupMetadata (the legacy API)."""
+    """A member in list_groups' GroupMetadata (the legacy API).
+
+    :param str id: member id. :param str client_id: its client.id. :param str client_host: its host.
+    :param bytes metadata: protocol metadata. :param bytes assignment: protocol assignment.
+    """
 
     def __init__(self, id=None, client_id=None, client_host=None, metadata=None, assignment=None):
         self.id, self.client_id, self.client_host = id, client_id, client_host
@@ -368,7 +447,12 @@ class GroupMember:
 
 
 class GroupMetadata:
-    """A group in list_groups' answer (the legacy API)."""
+    """A group in list_groups' answer (the legacy API).
+
+    :param BrokerMetadata broker: its coordinator (the host). :param str id: the group.
+    :param KafkaError error: None. :param str state: its state name. :param str protocol_type: "consumer".
+    :param str protocol: its assignment strategy. :param list members: GroupMember objects.
+    """
 
     def __init__(self, broker=None, id=None, error=None, state=None, protocol_type="consumer", protocol=None,
                  members=None):

@@ -6,16 +6,15 @@ a clear "not supported on one host" KafkaException (autocreate.not_on_one_host).
 import enum
 import functools
 
-
-class _Ordered(enum.Enum):
-    def __lt__(self, other):
-        if type(other) is not type(self):
-            return NotImplemented
-        return self.value < other.value
+from .admin_model import OrderedEnum as _Ordered
 
 
 class ResourceType(_Ordered):
-    """A Kafka resource type (librdkafka's numbering)."""
+    """A Kafka resource type (librdkafka's numbering).
+
+    :cvar TOPIC: 2, a topic (the one type with configs here). :cvar BROKER: 4, a broker ("0": the host).
+        UNKNOWN 0, ANY 1 (filters), GROUP 3 and TRANSACTIONAL_ID 5 as Kafka's.
+    """
     UNKNOWN = 0  #: not known or not set
     ANY = 1  #: matches any resource in a filter
     TOPIC = 2  #: a topic, named by its name
@@ -25,7 +24,11 @@ class ResourceType(_Ordered):
 
 
 class ResourcePatternType(_Ordered):
-    """How an ACL binding's resource name matches."""
+    """How an ACL binding's resource name matches (ACLs are not supported on one host).
+
+    :cvar LITERAL: 3, the exact name. :cvar PREFIXED: 4, names starting with it. UNKNOWN 0, ANY 1, MATCH 2 as
+        Kafka's (filters).
+    """
     UNKNOWN = 0
     ANY = 1
     MATCH = 2
@@ -34,7 +37,12 @@ class ResourcePatternType(_Ordered):
 
 
 class AclOperation(_Ordered):
-    """An operation an ACL binding allows or denies."""
+    """An operation an ACL binding allows or denies (also what ``authorized_operations`` lists).
+
+    :cvar READ: 3. :cvar WRITE: 4. :cvar CREATE: 5. :cvar DELETE: 6. :cvar ALTER: 7. :cvar DESCRIBE: 8.
+        UNKNOWN 0, ANY 1, ALL 2, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12 as
+        Kafka's.
+    """
     UNKNOWN = 0
     ANY = 1
     ALL = 2
@@ -51,7 +59,10 @@ class AclOperation(_Ordered):
 
 
 class AclPermissionType(_Ordered):
-    """Whether an ACL binding allows or denies."""
+    """Whether an ACL binding allows or denies.
+
+    :cvar DENY: 2. :cvar ALLOW: 3. UNKNOWN 0 and ANY 1 (filters) as Kafka's.
+    """
     UNKNOWN = 0
     ANY = 1
     DENY = 2
@@ -59,14 +70,21 @@ class AclPermissionType(_Ordered):
 
 
 class ScramMechanism(_Ordered):
-    """A SASL/SCRAM mechanism."""
+    """A SASL/SCRAM mechanism (SCRAM credentials are not supported on one host).
+
+    :cvar SCRAM_SHA_256: 1. :cvar SCRAM_SHA_512: 2. UNKNOWN 0.
+    """
     UNKNOWN = 0
     SCRAM_SHA_256 = 1
     SCRAM_SHA_512 = 2
 
 
 class AlterConfigOpType(enum.Enum):
-    """The operation of an entry in incremental_alter_configs."""
+    """The operation of an entry in incremental_alter_configs.
+
+    :cvar SET: 0, set the value. :cvar DELETE: 1, revert to the default. :cvar APPEND: 2, add to a list config.
+    :cvar SUBTRACT: 3, remove from a list config.
+    """
     SET = 0  #: set the value
     DELETE = 1  #: revert to the default
     APPEND = 2  #: add to a list config
@@ -74,7 +92,12 @@ class AlterConfigOpType(enum.Enum):
 
 
 class ConfigSource(enum.Enum):
-    """Where a described config value comes from."""
+    """Where a described config value comes from.
+
+    :cvar DYNAMIC_TOPIC_CONFIG: 1, set on the topic (at creation or by an alter).
+    :cvar STATIC_BROKER_CONFIG: 4, the host's broker configs. :cvar DEFAULT_CONFIG: 5, the default.
+        UNKNOWN_CONFIG 0, DYNAMIC_BROKER_CONFIG 2, DYNAMIC_DEFAULT_BROKER_CONFIG 3, GROUP_CONFIG 8 as Kafka's.
+    """
     UNKNOWN_CONFIG = 0
     DYNAMIC_TOPIC_CONFIG = 1  #: set on the topic (at creation or by an alter)
     DYNAMIC_BROKER_CONFIG = 2
