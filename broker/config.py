@@ -38,7 +38,8 @@ QUEUE = {"retention.bytes", "max.message.bytes", "shm.slots"}
 IGNORED_PREFIXES = ("security.", "ssl.", "sasl.", "socket.", "reconnect.", "retry.", "metadata.", "topic.metadata.",
                     "api.version.", "broker.", "client.dns.", "connections.", "enable.ssl.", "enable.sasl.",
                     "allow.auto.", "ssl_", "sasl_", "topic.")
-IGNORED = {"api.version.request", "client.rack", "default.topic.config"}
+IGNORED = {"api.version.request", "client.rack", "default.topic.config", "log.thread.name", "log.queue",
+           "log.connection.close", "enable.random.seed", "internal.termination.signal"}
 
 AUTO_OFFSET_RESET = {"smallest": "earliest", "earliest": "earliest", "beginning": "earliest",
                      "largest": "latest", "latest": "latest", "end": "latest", "error": "error"}
@@ -214,9 +215,7 @@ VALIDATORS = {
     "check.crcs": _bool,
     # produce->poll latency per group and partition, in shared memory (broker/latency_hist.py)
     "shm.latency.histogram": _bool,
-    "allow.auto.create.topics": _not_implemented(
-        "topics created on first use", "create them first (AdminClient.create_topics or `shmbroker topics "
-        "--create`)", allowed=(False,)),
+    "allow.auto.create.topics": _bool,  # with the namespace's auto.create.topics.enable (broker/autocreate.py)
 }
 
 # Topic configs (NewTopic.config).  The first five shape the partition rings (their ranges are checked with
@@ -290,6 +289,8 @@ def parse(config, kwargs, kind):
             raise TypeError("config must be a dict, got %s" % type(config).__name__)
         conf.update(config)
     conf.update(kwargs)
+    for k in [k for k, v in conf.items() if v is None and isinstance(k, str) and not k.startswith("shm.")]:
+        del conf[k]  # None unsets a librdkafka key, as its NULL (shmbroker's own keys still want a value)
     allowed = COMMON | {"producer": PRODUCER, "consumer": CONSUMER, "admin": ADMIN, "queue": QUEUE}[kind]
     for k in list(conf):
         if not isinstance(k, str):

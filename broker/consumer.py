@@ -31,9 +31,10 @@ from . import config as _config
 from . import latency_hist
 from .admin import cluster_metadata, log_start, offset_for_time
 from .membership import GroupMember
-from .message import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORED, Message, TopicPartition, eof_event
+from .message import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORED, Message, TopicPartition, eof_event, event
 from .namespace import DESTROYED_OFF, MEMBER_CONSUMER, Namespace, register_client, unregister_client, unknown_partition
 from .lifecycle import client_check
+from .autocreate import WHY_SASL, auto_create, check_statistics, client_logger, not_on_one_host
 
 _FETCH = 256
 _mk = tuple.__new__  # Message(...) without running Python code
@@ -41,22 +42,33 @@ _DESTROYED_W = DESTROYED_OFF // 8
 
 
 class _Part:
-    __slots__ = ("tp", "log", "pos", "paused", "eof_sent", "stopped", "buf", "retention_ms")
+    __slots__ = ("tp", "log", "pos", "paused", "eof_sent", "stopped", "buf", "retention_ms", "start")
 
     def __init__(self, tp, log, pos, retention_ms=-1):
         self.tp, self.log, self.pos = tp, log, pos
         self.retention_ms = retention_ms
+        self.start = pos  # where reading (re)started: a commit of it commits nothing consumed
         self.paused = self.eof_sent = self.stopped = False
         self.buf = collections.deque()
 
 
 class Consumer(GroupMember):
+    """A consumer with confluent-kafka's API: manual assignment or a consumer group (subscribe).
+
+    :param dict config: librdkafka's keys (``group.id``, ``auto.offset.reset``, ``enable.auto.commit``, ...) and
+        shmbroker's (``shm.namespace``, ``shm.wait``, ...); keyword arguments are merged in.
+    :raises ConfigError: for an unknown key or a bad value.
+    """
+
     def __init__(self, config=None, **kwargs):
         conf = _config.parse(config, kwargs, "consumer")
+        check_statistics(conf)  # before anything is opened
         self._conf = conf
         self._ns = Namespace(_config.resolve_namespace(conf), mode=conf.get("shm.mode"))
         self._reset = _config.AUTO_OFFSET_RESET[conf.get("auto.offset.reset", "latest")]
         self._eof = _config.as_bool(conf.get("enable.partition.eof", False))
+        self._auto_create = _config.as_bool(conf.get("allow.auto.create.topics", False))  # librdkafka's default
+        self._log = client_logger(conf, "consumer")
         self._wait_mode = conf.get("shm.wait", "adaptive")
         # the first spin, in C, before waiting: adaptive spins 50 us, spin in 1 ms chunks
         self._spin_ns = {"adaptive": 50_000, "spin": 1_000_000, "sleep": 0}[self._wait_mode]
@@ -79,8 +91,17 @@ class Consumer(GroupMember):
 
     # -- assignment
     def _check(self):
+        """:raises ClosedError: (a RuntimeError) if the consumer is closed."""
         if self._closed:
-            raise ClosedError("this Consumer is closed: create a new one")
+            raise ClosedError("Consumer closed")
+
+    def _topic_info(self, name):
+        """:returns: the TopicInfo of *name*, created first if ``allow.auto.create.topics`` and the namespace
+            allow it.
+        :raises UnknownTopicError: if it does not exist (and is not created)."""
+        if self._auto_create:
+            return auto_create(self._ns, name, self._log)
+        return self._ns.topic(name)
 
     def _start_offset(self, log, offset, tp, retention_ms=-1):
         lo, hi = log_start(log, retention_ms), log.watermarks()[1]
@@ -105,7 +126,7 @@ class Consumer(GroupMember):
         was overwritten, so the records skipped from it are counted as lost."""
         lo, hi = log_start(log, retention_ms), log.watermarks()[1]
         if self._reset == "error":
-            self._events.append(Message(tp.topic, tp.partition, at, error=KafkaError(
+            self._events.append(event(tp.topic, tp.partition, at, KafkaError(
                 KafkaError._AUTO_OFFSET_RESET, "offset %s of %s[%d] is %s (the partition holds [%d, %d)) and "
                 "auto.offset.reset=error: seek() to resume" % (at, tp.topic, tp.partition, "overwritten" if lapped
                                                                  else "out of range", lo, hi))))
@@ -133,18 +154,19 @@ class Consumer(GroupMember):
         if key in self._parts:
             return
         try:
-            info = self._ns.topic(tp.topic)
+            info = self._topic_info(tp.topic)
         except UnknownTopicError as exc:
-            self._events.append(Message(tp.topic, tp.partition, error=exc.args[0]))
+            self._events.append(event(tp.topic, tp.partition, None, exc.args[0]))
             return
         if not 0 <= tp.partition < info.partitions:
-            self._events.append(Message(tp.topic, tp.partition,
-                                        error=unknown_partition(tp.topic, info.partitions, tp.partition)))
+            self._events.append(event(tp.topic, tp.partition, None,
+                                      unknown_partition(tp.topic, info.partitions, tp.partition)))
             return
         log = self._ns.open_partition(info, tp.partition)
         log.on_wait = self._sup_check
         part = _Part(TopicPartition(tp.topic, tp.partition), log, 0, info.retention_ms)
         self._jump(part, self._start_offset(log, tp.offset, part.tp, info.retention_ms))
+        part.start = part.pos
         if self._lat is not None:
             self._lat.attach(part, info)  # shm.latency.histogram
         self._parts[key] = part
@@ -159,6 +181,10 @@ class Consumer(GroupMember):
             part.log.close()
 
     def assign(self, partitions):
+        """Replace the assignment (manual: no group rebalancing).
+
+        :param list partitions: TopicPartitions; each offset is where to start (OFFSET_STORED/INVALID: the
+            committed offset, else auto.offset.reset)."""
         self._check()
         for key in list(self._parts):
             self._remove(key)
@@ -166,19 +192,30 @@ class Consumer(GroupMember):
             self._add(tp)
 
     def incremental_assign(self, partitions):
+        """Add partitions to the assignment.
+
+        :param list partitions: TopicPartitions, offsets as in :meth:`assign`."""
         self._check()
         for tp in partitions:
             self._add(tp)
 
     def incremental_unassign(self, partitions):
+        """Remove partitions from the assignment.
+
+        :param list partitions: TopicPartitions."""
         self._check()
         for tp in partitions:
             self._remove((tp.topic, tp.partition))
 
     def unassign(self):
+        """Drop the whole assignment.
+
+        :raises RuntimeError: if the consumer is closed."""
         self.assign([])
 
     def assignment(self):
+        """:returns: the assigned TopicPartitions.
+        :rtype: list"""
         self._check()
         return [TopicPartition(t, p) for t, p in self._order]
 
@@ -209,7 +246,7 @@ class Consumer(GroupMember):
                     return None
         except UnknownTopicError as exc:
             self._remove((tp.topic, tp.partition))
-            return Message(tp.topic, tp.partition, part.pos, error=exc.args[0])
+            return event(tp.topic, tp.partition, part.pos, exc.args[0])
         if msgs:
             part.buf.extend(msgs)
             part.eof_sent = False
@@ -357,10 +394,18 @@ class Consumer(GroupMember):
                 return msg
 
     def consume(self, num_messages=1, timeout=-1):
-        """Up to *num_messages* messages, waiting at most *timeout* for the first."""
+        """Up to *num_messages* messages, waiting at most *timeout* for the first.
+
+        :param int num_messages: at most this many, in [0, 1000000].
+        :param float timeout: seconds to wait for the first (-1: forever).
+        :returns: the messages (events included), maybe none.
+        :rtype: list
+        :raises ValueError: if *num_messages* is out of range."""
         self._check()
-        if not isinstance(num_messages, int) or not 1 <= num_messages <= 1000000:
-            raise ValueError("num_messages must be an int in [1, 1000000], got %r" % (num_messages,))
+        if not isinstance(num_messages, int) or not 0 <= num_messages <= 1000000:
+            raise ValueError("num_messages must be between 0 and 1000000 (1M)")
+        if num_messages == 0:
+            return []
         first = self.poll(timeout)
         if first is None:
             return []
@@ -383,19 +428,27 @@ class Consumer(GroupMember):
     def _part(self, tp):
         part = self._parts.get((tp.topic, tp.partition))
         if part is None:
-            raise KafkaException(KafkaError(KafkaError._STATE, "%s[%d] is not assigned to this consumer: assign() it "
-                                            "first" % (tp.topic, tp.partition)))
+            raise KafkaException(KafkaError(KafkaError._STATE, "Local: Erroneous state: %s[%d] is not assigned to this "
+                                            "consumer: assign() it first" % (tp.topic, tp.partition)))
         return part
 
     def seek(self, partition):
+        """Move an assigned partition's position.
+
+        :param TopicPartition partition: the partition and its new offset (or a logical one).
+        :raises KafkaException: ``_STATE`` if it is not assigned."""
         self._check()
         part = self._part(partition)
         self._cur = None
         part.buf.clear()
         part.eof_sent = False
         self._jump(part, self._start_offset(part.log, partition.offset, part.tp, part.retention_ms))
+        part.start = part.pos
 
     def position(self, partitions):
+        """:param list partitions: TopicPartitions.
+        :returns: them with the next offset to read (OFFSET_INVALID if not assigned).
+        :rtype: list"""
         self._check()
         out = []
         for tp in partitions:
@@ -405,12 +458,18 @@ class Consumer(GroupMember):
         return out
 
     def pause(self, partitions):
+        """Stop reading assigned partitions until :meth:`resume`.
+
+        :param list partitions: TopicPartitions."""
         self._check()
         self._cur = None
         for tp in partitions:
             self._part(tp).paused = True
 
     def resume(self, partitions):
+        """Read paused partitions again.
+
+        :param list partitions: TopicPartitions."""
         self._check()
         for tp in partitions:
             self._part(tp).paused = False
@@ -426,6 +485,10 @@ class Consumer(GroupMember):
         return self._ns.open_partition(info, tp.partition), info.retention_ms, True
 
     def get_watermark_offsets(self, partition, timeout=None, cached=False):
+        """:param TopicPartition partition: the partition.
+        :param float timeout: unused (local). :param bool cached: unused (always current).
+        :returns: (low, high) watermarks: the first retained offset and the next offset to be written.
+        :rtype: tuple"""
         self._check()
         log, rms, owned = self._log_for(partition)
         try:
@@ -435,12 +498,25 @@ class Consumer(GroupMember):
                 log.close()
 
     def offsets_for_times(self, partitions, timeout=None):
-        """For each TopicPartition whose offset is a timestamp (epoch ms): the
-        first offset at or after it (the high watermark if none)."""
+        """For each TopicPartition whose offset is a timestamp (epoch ms): the first offset at or after it (the
+        high watermark if none).  A partition that cannot be looked up (unknown topic or partition) comes back
+        with OFFSET_INVALID and its ``error`` set, as librdkafka reports it; the others are answered.
+
+        :param list partitions: TopicPartitions, offset = a timestamp in ms.
+        :param float timeout: unused (the lookup is local).
+        :returns: TopicPartitions with the offsets.
+        :rtype: list
+        """
         self._check()
         out = []
         for tp in partitions:
-            log, _, owned = self._log_for(tp)
+            try:
+                log, _, owned = self._log_for(tp)
+            except KafkaException as exc:
+                got = TopicPartition(tp.topic, tp.partition, OFFSET_INVALID)
+                got.error = exc.args[0]
+                out.append(got)
+                continue
             try:
                 out.append(TopicPartition(tp.topic, tp.partition, offset_for_time(log, tp.offset)))
             finally:
@@ -476,11 +552,29 @@ class Consumer(GroupMember):
         return latency_hist.consumer_latency(self)
 
     def list_topics(self, topic=None, timeout=-1):
+        """:param str topic: one topic, or None for all. :param float timeout: unused.
+        :returns: the namespace's ClusterMetadata."""
         self._check()
         return cluster_metadata(self._ns, topic)
 
+    def consumer_group_metadata(self):
+        """:returns: an opaque description of this consumer's group, for ``send_offsets_to_transaction`` (which
+            needs a Kafka cluster).
+        :rtype: ConsumerGroupMetadata"""
+        self._check()
+        return ConsumerGroupMetadata(self._group, self.memberid())
+
+    def set_sasl_credentials(self, username, password):
+        """SASL authenticates to brokers over a network; one host has none.
+
+        :raises KafkaException: ``_NOT_IMPLEMENTED``, always."""
+        self._check()
+        raise not_on_one_host("SASL credentials", WHY_SASL)
+
     def close(self):
-        """Commit (with auto-commit), leave the group at once, detach."""
+        """Commit (with auto-commit), leave the group at once, detach.  Closing again does nothing.
+
+        :rtype: None"""
         if not self._closed:
             if self._slot is not None:
                 try:
@@ -504,3 +598,17 @@ class Consumer(GroupMember):
 
     def __exit__(self, *exc):
         self.close()
+
+
+class ConsumerGroupMetadata:
+    """What ``Consumer.consumer_group_metadata()`` returns.
+
+    :param str group_id: the group. :param str member_id: this member's id, or None."""
+
+    __slots__ = ("group_id", "member_id")
+
+    def __init__(self, group_id, member_id=None):
+        self.group_id, self.member_id = group_id, member_id
+
+    def __repr__(self):
+        return "ConsumerGroupMetadata(%r, %r)" % (self.group_id, self.member_id)

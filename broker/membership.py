@@ -21,7 +21,7 @@ from shm.errors import KafkaError, KafkaException, UnknownTopicError
 
 from . import config as _config
 from . import groups as G
-from .message import OFFSET_INVALID, OFFSET_STORED, Message, TopicPartition
+from .message import OFFSET_INVALID, OFFSET_STORED, TopicPartition, event
 from .namespace import DESTROYED_OFF, META_SIZE, unknown_partition
 from .subscription import regex_risk
 
@@ -86,6 +86,10 @@ class GroupMember:
             if cb is not None and not callable(cb):
                 raise TypeError("rebalance callbacks must be callable")
         gs = self._groups()
+        if self._auto_create:  # allow.auto.create.topics: as a Kafka broker creates them on a subscribe
+            for t in topics:
+                if not t.startswith("^"):
+                    self._topic_info(t)
         self._sub = (list(topics), on_assign, on_revoke, on_lost)
         if self._slot is None:
             if self._order:
@@ -146,6 +150,9 @@ class GroupMember:
         self._ns.wake_supervisor()
 
     def unsubscribe(self):
+        """Leave the group (on_revoke runs) and drop the assignment.
+
+        :raises RuntimeError: if the consumer is closed."""
         self._check()
         self._leave()
         self._sub = None
@@ -181,7 +188,7 @@ class GroupMember:
         cb = self._sub[3] or self._sub[2]
         if cb is not None and lost:
             cb(self, lost)
-        self._events.append(Message(None, -1, None, error=KafkaError(
+        self._events.append(event(None, None, None, KafkaError(
             KafkaError._MAX_POLL_EXCEEDED, "Application maximum poll interval (%d ms) exceeded or session timed "
             "out: this member left the group and its partitions were reassigned; it rejoins now"
             % self._maxpoll_ms)))
@@ -309,40 +316,64 @@ class GroupMember:
                 log.close()
 
     def commit(self, message=None, offsets=None, asynchronous=True):
-        """Commit a message's offset + 1, the given offsets, or the current
-        positions.  A member commits only partitions it owns (a replaced
-        member is refused: ILLEGAL_GENERATION).  Synchronous: returns the
-        committed TopicPartitions; asynchronous: None, and on_commit runs from
-        poll()."""
+        """Commit a message's offset + 1, the given offsets, or the current positions.  A member commits only
+        partitions it owns (a replaced member is refused: ILLEGAL_GENERATION).
+
+        :param Message message: commit its offset + 1.
+        :param list offsets: TopicPartitions to commit.
+        :param bool asynchronous: return at once (on_commit runs from poll()); False: return the result.
+        :returns: the committed TopicPartitions (synchronous), else None.
+        :raises ValueError: if both *message* and *offsets* are given.
+        :raises KafkaException: ``_NO_OFFSET`` (synchronous) when there is nothing new to commit, as librdkafka.
+        """
         self._check()
         if message is not None and offsets is not None:
-            raise KafkaException(KafkaError(KafkaError._INVALID_ARG, "commit() takes message or offsets, not both"))
+            raise ValueError("message and offsets are mutually exclusive")
         if message is not None:
             if message.error() is not None:
-                raise KafkaException(KafkaError(KafkaError._INVALID_ARG, "cannot commit an event message"))
+                raise KafkaException(KafkaError(KafkaError._INVALID_ARG, "Cannot commit offsets for message with "
+                                                "error: '%s'" % message.error().str()))
             offs = [TopicPartition(message.topic(), message.partition(), message.offset() + 1)]
         elif offsets is not None:
             offs = list(offsets)
         else:
             self._groups()
-            offs = self._positions()
-            if not offs:
-                raise KafkaException(KafkaError(KafkaError._NO_OFFSET, "no offsets to commit: nothing consumed "
-                                                "since the last commit"))
+            offs = [tp for tp in self._positions() if tp.offset != self._committed_offset(tp) and not (
+                self._auto_store and tp.offset == self._parts[(tp.topic, tp.partition)].start)]
+            if not offs:  # librdkafka: nothing consumed (or stored) since the last commit
+                err = KafkaError(KafkaError._NO_OFFSET, "Local: No offset stored: nothing consumed since the last "
+                                 "commit")
+                if self._on_commit is not None:
+                    self._commit_events.append((err, [TopicPartition(t, p, OFFSET_INVALID) for t, p in self._order]))
+                if asynchronous:
+                    return None
+                raise KafkaException(err)
         done = self._commit_list(offs, asynchronous)
         return None if asynchronous else done
 
     def store_offsets(self, message=None, offsets=None):
-        """Store offsets for the next (auto-)commit; needs
-        enable.auto.offset.store=false to matter, as in librdkafka."""
+        """Store offsets for the next (auto-)commit; needs enable.auto.offset.store=false to matter, as in
+        librdkafka.
+
+        :param Message message: store its offset + 1.
+        :param list offsets: TopicPartitions to store.
+        :raises ValueError: unless exactly one of *message* and *offsets* is given.
+        """
         self._check()
+        if message is not None and offsets is not None:
+            raise ValueError("message and offsets are mutually exclusive")
+        if message is None and offsets is None:
+            raise ValueError("expected either message or offsets")
         if message is not None:
             self._stored[(message.topic(), message.partition())] = message.offset() + 1
         for tp in offsets or ():
             self._stored[(tp.topic, tp.partition)] = tp.offset
 
     def committed(self, partitions, timeout=None):
-        """The group's committed offset of each partition (OFFSET_INVALID if none)."""
+        """:param list partitions: TopicPartitions.
+        :param float timeout: unused (local).
+        :returns: them with the group's committed offsets (OFFSET_INVALID where none).
+        :rtype: list"""
         self._check()
         out = []
         for tp in partitions:
@@ -411,7 +442,9 @@ class GroupMember:
             gw[self._w_inpoll] = 0
 
     def memberid(self):
-        """This member's id in its group (None when not subscribed)."""
+        """:returns: this member's id in its group (None when not subscribed).
+        :rtype: str"""
+        self._check()
         if self._slot is None:
             return None
         return "shm-%d-%d-%d" % (os.getpid(), self._slot, self._token & 0xFFFFFFFF)

@@ -17,10 +17,19 @@ TIMESTAMP_LOG_APPEND_TIME = 2
 
 @functools.total_ordering
 class TopicPartition:
-    """A topic partition and an offset.  Equality, order and hash use topic
-    and partition only, as confluent-kafka's do."""
+    """A topic partition and an offset.  Equality, order and hash use topic and partition only, as
+    confluent-kafka's do.
 
-    __slots__ = ("topic", "partition", "offset", "metadata", "leader_epoch", "error")
+    :param str topic: the topic.
+    :param int partition: the partition (-1: none).
+    :param int offset: an offset, or one of the logical offsets ``OFFSET_BEGINNING`` (-2), ``OFFSET_END`` (-1),
+        ``OFFSET_STORED`` (-1000: the group's committed offset) and ``OFFSET_INVALID`` (-1001, the default).
+    :param str metadata: commit metadata.
+    :param int leader_epoch: the leader epoch (one host: None).
+
+    Attributes ``topic``, ``partition``, ``offset``, ``metadata``, ``leader_epoch`` and ``error`` (the
+    partition's KafkaError in a result, else None).
+    """
 
     def __init__(self, topic, partition=-1, offset=OFFSET_INVALID, metadata=None, leader_epoch=None):
         if not isinstance(topic, str):
@@ -33,6 +42,7 @@ class TopicPartition:
         self.error = None
 
     def _key(self):
+        """:returns: (topic, partition): what equality, order and hash use."""
         return (self.topic, self.partition)
 
     def __eq__(self, other):
@@ -55,74 +65,204 @@ class TopicPartition:
     __str__ = __repr__
 
 
+def _need_message(obj):
+    if not isinstance(obj, Message):
+        raise TypeError("descriptor needs a Message, got %s" % type(obj).__name__)
+
+
+def _set(msg, i, v):
+    """Override field *i* of *msg* with *v* (the tuple itself is immutable)."""
+    _need_message(msg)
+    if msg._ov is None:
+        msg._ov = {}
+    msg._ov[i] = v
+
+
 class Message(tuple):
-    """A consumed record, a delivery report, or an event (error() set).
+    """A consumed record, a delivery report, or an event (``error()`` set).
 
-    A tuple (topic, partition, offset, key, value, headers, error,
-    timestamp_ns, latency) so the consumer builds one without running
-    Python code; set_key/set_value/set_headers keep an override."""
+    ``Message(topic, partition, offset, key, value, headers, error, timestamp, latency, leader_epoch,
+    delivery_count)``, every argument optional, as confluent-kafka's (for tests and mocks): *timestamp* is a
+    ``(type, epoch ms)`` tuple, negative partition, offset, latency and leader_epoch mean "none".
 
-    _ov = None  # {field index: value} once a set_* method was called
+    :param str topic: the topic. :param int partition: the partition. :param int offset: the offset.
+
+    Inside it is a tuple (topic, partition, offset, key, value, headers, error, timestamp, latency) that the
+    consumer builds without running Python code (timestamp: epoch ns from a partition, 0 for an event, None
+    or a ``(type, ms)`` tuple for a Message made by hand); the ``set_*`` methods keep an override.
+    Messages compare equal field by field (latency aside), are not ordered, not hashable, and pickle.
+    """
+
+    _ov = None  # {field index: value} once a set_* method was called; 9: leader_epoch, 10: delivery_count
 
     def __new__(cls, topic=None, partition=None, offset=None, key=None, value=None, headers=None, error=None,
-                timestamp_ns=0, latency=None):
-        return tuple.__new__(cls, (topic, partition, offset, key, value, headers, error, timestamp_ns, latency))
+                timestamp=None, latency=None, leader_epoch=None, delivery_count=None):
+        if timestamp is not None:
+            if not isinstance(timestamp, tuple) or len(timestamp) != 2:
+                raise TypeError("timestamp must be a tuple of (int, int): (timestamp type, epoch ms), got %r"
+                                % (timestamp,))
+            timestamp = (int(timestamp[0]), int(timestamp[1]))
+        if type(partition) is int and partition < 0:
+            partition = None
+        if type(offset) is int and offset < 0:
+            offset = None
+        if latency is not None and latency < 0:
+            latency = None
+        m = tuple.__new__(cls, (topic, partition, offset, key, value, headers, error, timestamp, latency))
+        if (leader_epoch is not None and leader_epoch >= 0) or (delivery_count is not None and delivery_count > 0):
+            m._ov = {9: leader_epoch if leader_epoch is not None and leader_epoch >= 0 else None,
+                     10: delivery_count if delivery_count is not None and delivery_count > 0 else None}
+        return m
+
+    def __init__(self, *args, **kwargs):
+        """Fields are set by ``__new__`` (a tuple); this only checks the type, as confluent-kafka does.
+
+        :raises TypeError: if *self* is not a Message."""
+        _need_message(self)
 
     def _get(self, i):
+        """:returns: field *i*, or the value a ``set_*`` method gave it."""
         ov = self._ov
+        if i > 8:
+            return None if ov is None else ov.get(i)
         return self[i] if ov is None or i not in ov else ov[i]
 
-    def _set(self, i, v):
-        if self._ov is None:
-            self._ov = {}
-        self._ov[i] = v
-
     def topic(self):
-        return self[0]
+        """:returns: the topic name (None for some events).
+        :rtype: str"""
+        v = self[0]
+        return v if self._ov is None else self._get(0)
 
     def partition(self):
+        """:returns: the partition (None for events that have none).
+        :rtype: int"""
         return self[1]
 
     def offset(self):
+        """:returns: the record's offset (None if it has none).
+        :rtype: int"""
         return self[2]
 
     def key(self):
-        return self[3] if self._ov is None else self._get(3)
+        """:returns: the record's key (None if it has none).
+        :rtype: bytes"""
+        v = self[3]
+        return v if self._ov is None else self._get(3)
 
     def value(self):
-        return self[4] if self._ov is None else self._get(4)
+        """:returns: the record's value; for an event, None.
+        :rtype: bytes"""
+        v = self[4]
+        return v if self._ov is None else self._get(4)
 
     def headers(self):
-        return self[5] if self._ov is None else self._get(5)
+        """:returns: the record's headers as a list of (key, value) tuples, or None.
+        :rtype: list"""
+        v = self[5]
+        return v if self._ov is None else self._get(5)
 
     def error(self):
-        return self[6]
+        """:returns: None for a record; a :class:`KafkaError` for an error or event (``_PARTITION_EOF``, ...).
+        :rtype: KafkaError or None"""
+        v = self[6]
+        return v if self._ov is None else self._get(6)
 
     def timestamp(self):
-        """(TIMESTAMP_CREATE_TIME, epoch ms), or (TIMESTAMP_NOT_AVAILABLE, -1)."""
+        """:returns: ``(TIMESTAMP_CREATE_TIME, epoch ms)`` for a record; ``(TIMESTAMP_NOT_AVAILABLE, -1)`` for
+            an event; ``(TIMESTAMP_NOT_AVAILABLE, 0)`` for a Message made without one; a Message made by hand
+            keeps the type it was given (``TIMESTAMP_LOG_APPEND_TIME`` too).
+        :rtype: (int, int)"""
         ts = self[7]
-        if not ts:
-            return (TIMESTAMP_NOT_AVAILABLE, -1)
-        return (TIMESTAMP_CREATE_TIME, ts // 1_000_000)
+        if ts:
+            return (TIMESTAMP_CREATE_TIME, ts // 1_000_000) if type(ts) is int else ts
+        return (TIMESTAMP_NOT_AVAILABLE, -1) if ts == 0 else (TIMESTAMP_NOT_AVAILABLE, 0)
 
     def timestamp_ns(self):
-        return self[7]
+        """Native extra: the producer's timestamp in epoch nanoseconds (0 if none).
+
+        :rtype: int"""
+        ts = self[7]
+        if type(ts) is int:
+            return ts
+        if ts is None or ts[0] == TIMESTAMP_NOT_AVAILABLE:
+            return 0
+        return ts[1] * 1_000_000
 
     def latency(self):
-        """Seconds from produce() to the delivery report (producer side)."""
+        """:returns: seconds from ``produce()`` to the delivery report (producer side), else None.
+        :rtype: float"""
         return self[8]
 
     def leader_epoch(self):
-        return None
+        """:returns: the partition leader's epoch (one host has no leaders: None unless given).
+        :rtype: int"""
+        _need_message(self)
+        return self._get(9)
+
+    def delivery_count(self):
+        """:returns: how many times a share group delivered the record (None: not from a share group).
+        :rtype: int"""
+        _need_message(self)
+        return self._get(10)
+
+    def set_topic(self, topic):
+        """Set the topic.
+
+        :param str topic: the new topic."""
+        _set(self, 0, topic)
 
     def set_headers(self, headers):
-        self._set(5, headers)
+        """Replace the headers (a serializer's job, as ``DeserializingConsumer``'s).
+
+        :param list headers: the new headers."""
+        _set(self, 5, headers)
 
     def set_key(self, key):
-        self._set(3, key)
+        """Replace the key (a deserializer's job).
+
+        :param key: the new key, any object."""
+        _set(self, 3, key)
 
     def set_value(self, value):
-        self._set(4, value)
+        """Replace the value (a deserializer's job).
+
+        :param value: the new value, any object."""
+        _set(self, 4, value)
+
+    def set_error(self, error):
+        """Set the error.
+
+        :param KafkaError error: the new error (None: a record)."""
+        _set(self, 6, error)
+
+    def _fields(self):
+        """:returns: the 11 constructor arguments that rebuild this Message (confluent-kafka's pickled form)."""
+        p, o, lat = self[1], self[2], self[8]
+        le, dc = self._get(9), self._get(10)
+        return (self.topic(), -1 if p is None else p, OFFSET_INVALID if o is None else o, self.key(), self.value(),
+                self.headers(), self.error(), self.timestamp(), -1.0 if lat is None else lat,
+                -1 if le is None else le, -1 if dc is None else dc)
+
+    def __reduce__(self):
+        return (type(self), self._fields())
+
+    def __eq__(self, other):
+        if self is other:
+            return True
+        if not isinstance(other, Message):
+            return NotImplemented
+        a, b = self._fields(), other._fields()
+        return a[:8] == b[:8] and a[9] == b[9]  # latency aside, as confluent-kafka
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __lt__(self, other):
+        return NotImplemented
+
+    __le__ = __gt__ = __ge__ = __lt__
+    __hash__ = None
 
     def __len__(self):
         v = self.value()
@@ -132,10 +272,26 @@ class Message(tuple):
         return True  # a message is an event even with an empty value
 
     def __repr__(self):
-        if self[6] is not None:
-            return "Message(topic=%r, partition=%r, offset=%r, error=%r)" % (self[0], self[1], self[2], self[6])
-        return "Message(topic=%r, partition=%r, offset=%r, key=%r, len=%d)" % (
-            self[0], self[1], self[2], self.key(), len(self))
+        if self.error() is not None:
+            return "Message(topic=%r, partition=%r, offset=%r, error=%r)" % (self.topic(), self[1], self[2],
+                                                                             self.error())
+        v = self.value()
+        return "Message(topic=%r, partition=%r, offset=%r, key=%r, len=%s)" % (
+            self.topic(), self[1], self[2], self.key(), len(v) if isinstance(v, (bytes, str)) else "?")
+
+    __str__ = __repr__
+
+
+def make_message(topic, partition, offset, key, value, headers, error, timestamp_ns, latency):
+    """A Message from our own paths, without running ``__new__``'s checks.
+
+    :returns: the Message (*timestamp_ns*: epoch ns, 0 for an event)."""
+    return tuple.__new__(Message, (topic, partition, offset, key, value, headers, error, timestamp_ns, latency))
+
+
+def event(topic, partition, offset, error):
+    """:returns: an event Message (``error()`` set, timestamp ``(TIMESTAMP_NOT_AVAILABLE, -1)``)."""
+    return tuple.__new__(Message, (topic, partition, offset, None, None, None, error, 0, None))
 
 
 _fastlog.set_message_type(Message)  # the C poll builds these directly
@@ -154,7 +310,8 @@ class RecordMetadata:
 
 
 def eof_event(topic, partition, offset):
-    return Message(topic, partition, offset, error=KafkaError(KafkaError._PARTITION_EOF, "Broker: No more messages"))
+    """:returns: the ``_PARTITION_EOF`` event of a partition read to its end."""
+    return event(topic, partition, offset, KafkaError(KafkaError._PARTITION_EOF, "Broker: No more messages"))
 
 
 def wall_ns():

@@ -45,6 +45,7 @@ NEXT_ID_OFF = 64
 TOPICS_GEN_OFF = 72  # bumped after every topic create/delete: readers cache the registry until it moves
 DESTROYED_OFF = 80  # set by destroy() before it unlinks anything: live clients raise NamespaceError
 TOKEN_OFF = 88  # counter of registration tokens handed out (the owners that claims carry)
+AUTO_CREATE_OFF = 96  # auto.create.topics.enable (broker/autocreate.py): 0 default (on, as Kafka's), 1 off, 2 on
 TOKEN_BASE = 1 << 22  # pids are below it, so a token never equals a pid
 TOKEN_SPAN = (1 << 26) - TOKEN_BASE  # the C core's tag holds 26 owner bits
 SUP_OFF = GROUPS_OFF  # the running supervisor's pid (0: none)
@@ -480,6 +481,72 @@ class Namespace:
                     unlink(seg)
                 raise
         return TopicInfo(name, tid, partitions, slots, data, maxmsg, rms, ovf)
+
+    def topics_generation(self):
+        """The registry's generation: it moves on every topic create,
+        delete, growth or config change (clients compare it to their cache)."""
+        return lib.shm_load64(self._cbuf, META_SIZE, TOPICS_GEN_OFF)
+
+    def _find_entry(self, name):
+        """(index, raw entry) of active topic *name*; the caller holds the lock."""
+        for i in range(MAX_TOPICS):
+            e = self._read_entry(i)
+            if e is not None and e[1] == ACTIVE and e[10][:e[9]] == name.encode():
+                return i, e
+        raise UnknownTopicError("unknown topic %r in namespace %r: create it first (AdminClient.create_topics or "
+                                "`shmbroker topics --create --topic %s`)" % (name, self.name, name))
+
+    def add_partitions(self, name, total, validate_only=False):
+        """Grow topic *name* to *total* partitions (Kafka's CreatePartitions):
+        new partition segments with the topic's geometry, then the entry.
+        Keyed records of the new count land by the partitioner over *total*,
+        as on Kafka.  Returns the new TopicInfo."""
+        check_topic_name(name)
+        with self._locked():
+            i, e = self._find_entry(name)
+            t = self._decode(e)
+            if not isinstance(total, int) or isinstance(total, bool) or not t.partitions < total <= 4096:
+                why = ("topic %r already has %d partitions: the new total must be higher (partitions are never "
+                       "removed, as on Kafka)" % (name, t.partitions)) if isinstance(total, int) and \
+                    total <= t.partitions else "a topic has at most 4096 partitions, got %r" % (total,)
+                raise KafkaException(KafkaError(KafkaError.INVALID_PARTITIONS, why))
+            each = lib.log_segment_size(t.slot_count, t.data_capacity)
+            if (total - t.partitions) * each > shm_free():
+                raise self._no_room(name, total - t.partitions, each)
+            if validate_only:
+                return t._replace(partitions=total)
+            made = []
+            try:
+                for p in range(t.partitions, total):
+                    seg = self.partition_segment(t.topic_id, p)
+                    unlink(seg)  # a leftover of a grower that died before publishing the count
+                    try:
+                        log = PartitionLog.create(seg, slot_count=t.slot_count, data_capacity=t.data_capacity,
+                                                  max_record=t.max_message_bytes, overflow=t.overflow, mode=self.mode)
+                    except ConfigError:
+                        raise self._no_room(name, total - t.partitions, each) from None
+                    made.append(seg)
+                    log.close()
+                self._write_entry(i, (ACTIVE, total) + tuple(e[3:]))
+                lib.shm_fetch_add64(self._cbuf, META_SIZE, TOPICS_GEN_OFF, 1)  # after the entry: readers refresh
+            except BaseException:
+                for seg in made:
+                    unlink(seg)
+                raise
+        self.wake_supervisor()  # groups subscribed to the topic get the new partitions now
+        return t._replace(partitions=total)
+
+    def set_retention_ms(self, name, retention_ms):
+        """Change topic *name*'s retention.ms (the one topic config that is
+        not the ring's shape); returns the new TopicInfo."""
+        check_topic_name(name)
+        with self._locked():
+            i, e = self._find_entry(name)
+            fields = list(e[1:])
+            fields[6] = int(retention_ms)
+            self._write_entry(i, tuple(fields))
+            lib.shm_fetch_add64(self._cbuf, META_SIZE, TOPICS_GEN_OFF, 1)  # after the entry: readers refresh
+        return self._decode(self._read_entry(i))
 
     @staticmethod
     def _no_room(name, partitions, each):

@@ -85,7 +85,7 @@
 #endif
 
 #define LOG_MAGIC 0x31474f4c4d485321ULL /* "!SHMLOG1" little-endian */
-#define LOG_VERSION 3u /* 3: the finished watermark, 26-bit owners (registration tokens), waiters flag */
+#define LOG_VERSION 4u /* 3: the finished watermark, 26-bit owners (registration tokens), waiters flag; 4: trim */
 
 #define LAP_BITS 36
 #define LAP_MASK ((1ULL << LAP_BITS) - 1)
@@ -148,7 +148,11 @@ struct log_header {
     uint64_t data_limit;
     uint32_t deleted;  /* set once by log_mark_deleted; on the data-limit line, which appends read anyway */
     uint32_t pad7a;
-    uint8_t pad7[1024 - 912];
+    /* the log start set by log_trim (Kafka's DeleteRecords): offsets below
+     * it read as LAPPED; only rises.  On the data-limit line, which every
+     * read loads anyway, so the check costs no extra cache line */
+    uint64_t trim;
+    uint8_t pad7[1024 - 920];
     /* 1024: the finished watermarks: every offset below done_lo is COMMITTED
      * or TOMBSTONE, and no unfinished writer holds a data byte below
      * done_hi.  Each only rises (CAS-max), in steps, by producers. */
@@ -187,6 +191,7 @@ _Static_assert(offsetof(struct log_header, laps_seen) == 640, "reader counters")
 _Static_assert(offsetof(struct log_header, tombstones) == 768, "repair counters");
 _Static_assert(offsetof(struct log_header, data_limit) == 896, "data limit line");
 _Static_assert(offsetof(struct log_header, deleted) == 904, "deleted flag");
+_Static_assert(offsetof(struct log_header, trim) == 912, "trim word");
 _Static_assert(offsetof(struct log_header, room_waits) == 536, "room waits");
 _Static_assert(offsetof(struct log_header, done_lo) == 1024, "finished watermark line");
 _Static_assert(offsetof(struct log_header, done_hi) == 1032, "finished byte mark");
@@ -317,7 +322,7 @@ static uint32_t layout_hash(void)
         offsetof(struct log_slot, pos), offsetof(struct log_slot, checksum), LAP_BITS, OWNER_BITS,
         offsetof(struct log_header, data_limit), offsetof(struct log_header, deleted),
         offsetof(struct log_header, done_lo), offsetof(struct log_header, done_hi),
-        offsetof(struct log_header, room_waits),
+        offsetof(struct log_header, room_waits), offsetof(struct log_header, trim),
     };
     uint64_t h = hash_bytes((const uint8_t *)parts, sizeof parts, 0x5348424b);
     return (uint32_t)(h ^ (h >> 32));
@@ -1011,6 +1016,8 @@ int64_t log_append_batch(log_view *v, const char *data, const uint32_t *lens, ui
 static int read_one(log_view *v, uint64_t o, log_rec *rec, uint8_t *buf, uint64_t cap)
 {
     if (o < v->start) return LOG_LAPPED;
+    /* acquire: pairs with log_trim's CAS; trimmed records read as lapped */
+    if (o < atom_load_acquire64(&v->h->trim)) return LOG_LAPPED;
     struct log_slot *s = &v->slots[o & v->mask];
     uint64_t want = lap_of(v, o);
     /* acquire: pairs with write_record's release-store of COMMITTED */
@@ -1415,6 +1422,8 @@ int log_watermarks(log_view *v, uint64_t *low, uint64_t *high)
     uint64_t lo = v->start;
     if (hi > v->start + v->n && hi - v->n > lo) lo = hi - v->n;
     if (hi < lo) hi = lo; /* a corrupted claim word cannot make low > high */
+    uint64_t tr = atom_load_acquire64(&v->h->trim); /* pairs with log_trim's CAS */
+    if (tr > lo) lo = tr < hi ? tr : hi;
     /* binary search for the first offset not overwritten */
     uint64_t a = lo, b = hi;
     while (a < b) {
@@ -1450,6 +1459,7 @@ int log_get_stats(log_view *v, log_stats *out)
     out->block_waits = stat_get(&h->block_waits);
     out->room_waits = stat_get(&h->room_waits);
     out->done = atom_load_acquire64(&h->done_lo); /* a snapshot; pairs with raise_done's CAS */
+    out->trim = atom_load_acquire64(&h->trim); /* pairs with log_trim's CAS */
     out->waiters = atom_load_acquire32(&h->waiters); /* a snapshot; pairs with the sleepers' flag stores */
     return LOG_OK;
 }
@@ -1486,6 +1496,19 @@ int log_set_floor(log_view *v, uint64_t floor)
     log_wake_blocked(v);
     return LOG_OK;
 }
+
+int log_trim(log_view *v, uint64_t offset)
+{
+    if (!v || !v->h) return LOG_E_BAD_ARG;
+    if (offset > claim_offset(v)) return LOG_E_OFFSET;
+    /* CAS-max (acq_rel): pairs with read_one's and log_watermarks' acquire loads */
+    raise_word(&v->h->trim, offset);
+    /* block mode: nobody reads below the trim again, so producers may reuse it */
+    if (v->overflow == LOG_BLOCK) log_set_floor(v, offset);
+    wake_readers(v, 1); /* a reader waiting below it learns at once */
+    return LOG_OK;
+}
+uint64_t log_get_trim(log_view *v) { return atom_load_acquire64(&v->h->trim); /* pairs with log_trim */ }
 
 /* acquire: pairs with log_set_floor's release store */
 uint64_t log_get_floor(log_view *v) { return atom_load_acquire64(&v->h->floor); }

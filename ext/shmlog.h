@@ -67,6 +67,7 @@ typedef struct {
     uint64_t wakeups, retries, block_waits, room_waits;
     uint64_t waiters;        /* 1 while a reader may sleep on the partition (a flag the next waker clears) */
     uint64_t done;           /* the finished watermark: every offset below is committed or a tombstone */
+    uint64_t trim;           /* log_trim's start (0: never trimmed) */
 } log_stats;
 
 /* layout constants, shared with Python (cffi reads them from here) */
@@ -136,6 +137,12 @@ int log_watermarks(log_view *v, uint64_t *low, uint64_t *high);
 int log_get_stats(log_view *v, log_stats *out);
 
 int log_set_floor(log_view *v, uint64_t floor);
+/* Kafka's DeleteRecords: offsets below offset (at most the claim offset,
+ * else LOG_E_OFFSET) read as LOG_LAPPED from now on and the low watermark
+ * is at least offset; only moves forward (a lower offset is a no-op).
+ * Block mode: also raises the floor to it. */
+int log_trim(log_view *v, uint64_t offset);
+uint64_t log_get_trim(log_view *v);
 uint64_t log_get_floor(log_view *v);
 /* the claim offset: every offset below it is claimed (maybe not yet written) */
 uint64_t log_claimed(log_view *v);

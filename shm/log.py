@@ -489,6 +489,22 @@ class PartitionLog:
         self._check_open()
         return lib.log_get_floor(self._v)
 
+    # -- Kafka's DeleteRecords
+    def trim(self, offset):
+        """Delete the records below *offset* (at most the high watermark):
+        reads below it see Lapped, the low watermark becomes at least
+        *offset*.  Only moves forward; returns the new low watermark."""
+        self._check_open()
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            raise ValueError("trim offset must be a non-negative int, got %r" % (offset,))
+        rc = lib.log_trim(self._v, offset)
+        if rc == lib.LOG_E_OFFSET:
+            raise OffsetOutOfRangeError("cannot delete records below offset %d of %s: its high watermark is %d"
+                                        % (offset, _label(self._seg.name), self.watermarks()[1]))
+        if rc != lib.LOG_OK:
+            self._raise(rc)
+        return self.watermarks()[0]
+
     def mark_deleted(self):
         """Topic deletion: later appends raise UnknownTopicError, readers at
         the end are woken and told."""

@@ -82,6 +82,8 @@ def encode_headers(headers):
     """[(str, bytes|str|None), ...] or a dict -> bytes (length-prefixed)."""
     if not headers:
         return b""
+    if not isinstance(headers, (list, dict)):
+        raise TypeError("headers must be a list of (key, value) pairs or a dict, got %s" % type(headers).__name__)
     items = headers.items() if isinstance(headers, dict) else headers
     out = []
     for item in items:
@@ -95,7 +97,12 @@ def encode_headers(headers):
         if v is None:
             out.append(_H.pack(len(kb), -1) + kb)
             continue
-        vb = v.encode() if isinstance(v, str) else bytes(v)
+        if isinstance(v, str):
+            vb = v.encode()
+        elif isinstance(v, (bytes, bytearray, memoryview)):
+            vb = bytes(v)
+        else:
+            raise TypeError("header value must be bytes, str or None, got %s for header %r" % (type(v).__name__, k))
         out.append(_H.pack(len(kb), len(vb)) + kb + vb)
     return b"".join(out)
 

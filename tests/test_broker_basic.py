@@ -207,7 +207,8 @@ def test_bad_input_and_errors(ns):
         Consumer(conf(ns, **{"auto.offset.reset": "sometimes"}))
     p = Producer(conf(ns))
     p.produce("t", b"first", partition=0)
-    with pytest.raises(UnknownTopicError, match="create it"):
+    _no_auto_create(ns)
+    with pytest.raises(UnknownTopicError, match="auto.create.topics.enable is off: create it"):
         p.produce("nosuch", b"x")
     with pytest.raises(KafkaException, match="partition 5"):
         p.produce("t", b"x", partition=5)
@@ -230,8 +231,17 @@ def test_bad_input_and_errors(ns):
         p.produce("t", b"x")
 
 
+def _no_auto_create(ns):
+    """Turn the namespace's auto.create.topics.enable off (tests of the unknown-topic errors)."""
+    from broker.autocreate import set_auto_create
+    from broker.namespace import Namespace
+    with Namespace(ns) as n:
+        set_auto_create(n, False)
+
+
 def test_deleted_topic_gives_clear_error(ns):
     make_topic(ns, "t", 1)
+    _no_auto_create(ns)  # else the producer creates it again, as a Kafka broker would
     p = Producer(conf(ns))
     c = Consumer(conf(ns))
     p.produce("t", b"a")
@@ -350,7 +360,7 @@ def test_kafka_dropin_defaults_and_more_api(ns):
         assert all(m.timestamp() == (1, 1000 + 10 * i) for i, m in enumerate(reports))
         assert all(m.latency() is not None and m.latency() >= 0 for m in reports)
         assert sorted(p.list_topics().topics) == ["k"]
-    with kafka.Consumer(conf(ns, **{"auto.offset.reset": "smallest"})) as c:
+    with kafka.Consumer(conf(ns, **{"auto.offset.reset": "smallest", "group.id": "g"})) as c:  # group.id: required
         c.assign([TopicPartition("k", 0)])
         c.incremental_assign([TopicPartition("k", q) for q in range(1, 5)])
         assert sorted(c.assignment()) == [TopicPartition("k", q) for q in range(5)]

@@ -63,8 +63,7 @@ def test_every_key_has_a_validator():
 
 @pytest.mark.parametrize("kind, key, value, words", [
     ("producer", "transactional.id", "tx-1", "transactions"),
-    ("producer", "delivery.report.only.error", "true", "delivery reports for failed records only"),
-    ("consumer", "allow.auto.create.topics", True, "topics created on first use")])
+    ("producer", "delivery.report.only.error", "true", "delivery reports for failed records only")])
 def test_unimplemented_client_features_are_refused(kind, key, value, words):
     with pytest.raises(ConfigError, match="%s.*which shmbroker does not implement" % words):
         config.parse({key: value}, {}, kind)
