@@ -65,19 +65,6 @@ def client_logger(conf, kind):
     return log
 
 
-def check_statistics(conf):
-    """librdkafka's statistics (``stats_cb`` with ``statistics.interval.ms`` > 0) describe brokers and network
-    queues a host has none of: refused, with where the counters are instead.
-
-    :param dict conf: the client's config.
-    :raises ConfigError: if statistics callbacks are asked for."""
-    if conf.get("stats_cb") is not None and int(conf.get("statistics.interval.ms", 0) or 0) > 0:
-        from shm.errors import ConfigError
-        raise ConfigError("stats_cb with statistics.interval.ms > 0 asks for librdkafka's statistics, which need a "
-                          "Kafka cluster (they describe brokers and network queues): on one host read "
-                          "Consumer.stats() / lag() or run `shmbroker stat`, or set statistics.interval.ms=0")
-
-
 # why a feature cannot exist on one host, for not_on_one_host
 WHY_TRANSACTIONS = "a record is in its partition when produce() returns: there is nothing to commit or abort"
 WHY_SASL = "clients reach the namespace through shared memory, without authentication; shm.mode sets who may use it"

@@ -12,7 +12,7 @@ import logging
 import os
 import re
 
-from shm.errors import ConfigError, InvalidNameError
+from shm.errors import ConfigError, InvalidNameError, KafkaError
 
 _log = logging.getLogger("broker.config")
 
@@ -24,7 +24,8 @@ PRODUCER = {"partitioner", "on_delivery", "acks", "request.required.acks", "ling
             "message.max.bytes", "queue.buffering.max.messages", "queue.buffering.max.kbytes", "retries",
             "message.send.max.retries", "delivery.timeout.ms", "message.timeout.ms", "request.timeout.ms",
             "max.in.flight.requests.per.connection", "max.in.flight", "sticky.partitioning.linger.ms",
-            "delivery.report.only.error", "dr_cb", "dr_msg_cb", "retry.backoff.ms", "transactional.id"}
+            "delivery.report.only.error", "dr_cb", "dr_msg_cb", "retry.backoff.ms", "transactional.id",
+            "partitioner_cb"}
 CONSUMER = {"group.id", "auto.offset.reset", "enable.auto.commit", "auto.commit.interval.ms",
             "enable.auto.offset.store", "enable.partition.eof", "session.timeout.ms", "max.poll.interval.ms",
             "heartbeat.interval.ms", "partition.assignment.strategy", "group.instance.id", "isolation.level",
@@ -145,8 +146,21 @@ def _mode(key, v):
 
 
 def _partitioner(key, v):
+    """librdkafka's wording (``Invalid value for configuration property "partitioner": murmur``), then ours."""
     from .partitioner import PARTITIONERS
-    return _enum(*sorted(PARTITIONERS))(key, v)
+    if isinstance(v, str) and v in PARTITIONERS:
+        return v
+    raise ConfigError("Invalid value for configuration property \"%s\": %s: use one of %s"
+                      % (key, v, ", ".join(sorted(PARTITIONERS))))
+
+
+def _partitioner_cb(key, v):
+    """librdkafka takes a partitioner callback only through rd_kafka_topic_conf_set_partitioner_cb(), which
+    confluent-kafka does not expose: its Producer refuses the key with this wording, and so do we."""
+    raise ConfigError(KafkaError(KafkaError._INVALID_ARG, "Property \"%s\" must be set through dedicated "
+                                 ".._set_..() function: confluent-kafka has none for it; name a built-in "
+                                 "partitioner (partitioner=murmur2_random, ...) or pass partition= to produce()"
+                                 % key))
 
 
 def _strategies(key, v):
@@ -187,7 +201,8 @@ VALIDATORS = {
     "error_cb": _callable, "stats_cb": _callable, "throttle_cb": _callable, "oauth_cb": _callable, "logger": _any,
     "statistics.interval.ms": _int(0, 86400000), "debug": _str, "log_level": _int(0, 7),
     # producers
-    "partitioner": _partitioner, "on_delivery": _callable, "dr_cb": _callable, "dr_msg_cb": _callable,
+    "partitioner": _partitioner, "partitioner_cb": _partitioner_cb, "on_delivery": _callable, "dr_cb": _callable,
+    "dr_msg_cb": _callable,
     "acks": _acks, "request.required.acks": _acks, "linger.ms": _num(0, 900000),
     "queue.buffering.max.ms": _num(0, 900000), "batch.size": _int(1, _INT32), "batch.num.messages": _int(1, 1000000),
     "compression.type": _COMPRESSION, "compression.codec": _COMPRESSION, "enable.idempotence": _bool,

@@ -29,12 +29,14 @@ from shm.log import Waiter
 
 from . import config as _config
 from . import latency_hist
-from .admin import cluster_metadata, log_start, offset_for_time
+from .admin import log_start
 from .membership import GroupMember
+from .consumer_queries import Queries
 from .message import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORED, Message, TopicPartition, eof_event, event
 from .namespace import DESTROYED_OFF, MEMBER_CONSUMER, Namespace, register_client, unregister_client, unknown_partition
 from .lifecycle import client_check
-from .autocreate import WHY_SASL, auto_create, check_statistics, client_logger, not_on_one_host
+from .autocreate import WHY_SASL, auto_create, client_logger, not_on_one_host
+from . import stats as _stats
 
 _FETCH = 256
 _mk = tuple.__new__  # Message(...) without running Python code
@@ -52,7 +54,7 @@ class _Part:
         self.buf = collections.deque()
 
 
-class Consumer(GroupMember):
+class Consumer(GroupMember, Queries):
     """A consumer with confluent-kafka's API: manual assignment or a consumer group (subscribe).
 
     :param dict config: librdkafka's keys (``group.id``, ``auto.offset.reset``, ``enable.auto.commit``, ...) and
@@ -62,7 +64,6 @@ class Consumer(GroupMember):
 
     def __init__(self, config=None, **kwargs):
         conf = _config.parse(config, kwargs, "consumer")
-        check_statistics(conf)  # before anything is opened
         self._conf = conf
         self._ns = Namespace(_config.resolve_namespace(conf), mode=conf.get("shm.mode"))
         self._reset = _config.AUTO_OFFSET_RESET[conf.get("auto.offset.reset", "latest")]
@@ -73,6 +74,10 @@ class Consumer(GroupMember):
         # the first spin, in C, before waiting: adaptive spins 50 us, spin in 1 ms chunks
         self._spin_ns = {"adaptive": 50_000, "spin": 1_000_000, "sleep": 0}[self._wait_mode]
         self._parts = {}  # (topic, partition) -> _Part
+        # (topic, partition) -> [offset, paused]: assigned, but the topic or partition does not exist (yet); as
+        # librdkafka, it stays in the assignment and is read once it exists
+        self._missing = {}
+        self._missing_gen = None
         self._order = []  # keys, in turn order
         self._turn = 0
         self._events = collections.deque()
@@ -88,6 +93,8 @@ class Consumer(GroupMember):
         self._sup_check = client_check(conf, self._ns.name)  # from our waits: a dead supervisor is restarted
         if self._sup_check is not None:
             self._sup_check()
+        if _stats.Statistics.wanted(conf):
+            _stats.attach_consumer(self, conf)
 
     # -- assignment
     def _check(self):
@@ -151,16 +158,18 @@ class Consumer(GroupMember):
 
     def _add(self, tp):
         key = (tp.topic, tp.partition)
-        if key in self._parts:
+        if key in self._parts or key in self._missing:
             return
         try:
             info = self._topic_info(tp.topic)
         except UnknownTopicError as exc:
             self._events.append(event(tp.topic, tp.partition, None, exc.args[0]))
+            self._missing[key] = [tp.offset, False]
             return
         if not 0 <= tp.partition < info.partitions:
             self._events.append(event(tp.topic, tp.partition, None,
                                       unknown_partition(tp.topic, info.partitions, tp.partition)))
+            self._missing[key] = [tp.offset, False]
             return
         log = self._ns.open_partition(info, tp.partition)
         log.on_wait = self._sup_check
@@ -172,7 +181,24 @@ class Consumer(GroupMember):
         self._parts[key] = part
         self._order.append(key)
 
+    def _promote(self):
+        """Start reading the assigned partitions that did not exist, once they do (a topic created, a
+        partition added: the namespace's topic generation moved)."""
+        gen = self._ns.topics_generation()
+        if gen == self._missing_gen:
+            return
+        self._missing_gen = gen
+        topics = self._ns.topics()
+        for (t, p), (offset, paused) in list(self._missing.items()):
+            info = topics.get(t)
+            if info is not None and p < info.partitions:
+                del self._missing[(t, p)]
+                self._add(TopicPartition(t, p, offset))
+                if (t, p) in self._parts:
+                    self._parts[(t, p)].paused = paused
+
     def _remove(self, key):
+        self._missing.pop(key, None)
         part = self._parts.pop(key, None)
         self._cur = None
         self._waiter = None
@@ -186,7 +212,7 @@ class Consumer(GroupMember):
         :param list partitions: TopicPartitions; each offset is where to start (OFFSET_STORED/INVALID: the
             committed offset, else auto.offset.reset)."""
         self._check()
-        for key in list(self._parts):
+        for key in list(self._parts) + list(self._missing):
             self._remove(key)
         for tp in partitions:
             self._add(tp)
@@ -214,10 +240,15 @@ class Consumer(GroupMember):
         self.assign([])
 
     def assignment(self):
-        """:returns: the assigned TopicPartitions.
+        """:returns: the assigned TopicPartitions, those whose topic or partition does not exist yet included
+            (as librdkafka's).
         :rtype: list"""
         self._check()
-        return [TopicPartition(t, p) for t, p in self._order]
+        return [TopicPartition(t, p) for t, p in self._assigned_keys()]
+
+    def _assigned_keys(self):
+        """:returns: the (topic, partition) keys of the assignment: read ones, then missing ones."""
+        return self._order + list(self._missing) if self._missing else self._order
 
     # -- reading
     @staticmethod
@@ -366,6 +397,8 @@ class Consumer(GroupMember):
         if cur is not None and cur.buf and not self._events and self._slot is None:
             return cur.buf.popleft()
         self._check()
+        if self._missing:
+            self._promote()
         if self._slot is not None or self._commit_events or self._rejoin:
             return self._poll_member(timeout)
         return self._poll(timeout)
@@ -374,7 +407,7 @@ class Consumer(GroupMember):
         msg = self._next()
         if msg is not None:
             return msg
-        if len(self._order) == 1 and not self._events:
+        if len(self._order) == 1 and not self._events and not self._missing:
             part = self._parts[self._order[0]]
             if not part.paused and not part.stopped and not part.buf and part.retention_ms < 0:
                 try:
@@ -388,7 +421,11 @@ class Consumer(GroupMember):
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return None
-            self._wait(left)
+            if self._missing:  # look for them now and then
+                self._wait(0.1 if left is None else min(left, 0.1))
+                self._promote()
+            else:
+                self._wait(left)
             msg = self._next()
             if msg is not None:
                 return msg
@@ -464,7 +501,10 @@ class Consumer(GroupMember):
         self._check()
         self._cur = None
         for tp in partitions:
-            self._part(tp).paused = True
+            if (tp.topic, tp.partition) in self._missing:
+                self._missing[(tp.topic, tp.partition)][1] = True
+            else:
+                self._part(tp).paused = True
 
     def resume(self, partitions):
         """Read paused partitions again.
@@ -472,90 +512,10 @@ class Consumer(GroupMember):
         :param list partitions: TopicPartitions."""
         self._check()
         for tp in partitions:
-            self._part(tp).paused = False
-
-    def _log_for(self, tp):
-        """(log, retention_ms, owned): the assigned partition's, or opened for the call."""
-        part = self._parts.get((tp.topic, tp.partition))
-        if part is not None:
-            return part.log, part.retention_ms, False
-        info = self._ns.topic(tp.topic)
-        if not 0 <= tp.partition < info.partitions:
-            raise KafkaException(unknown_partition(tp.topic, info.partitions, tp.partition))
-        return self._ns.open_partition(info, tp.partition), info.retention_ms, True
-
-    def get_watermark_offsets(self, partition, timeout=None, cached=False):
-        """:param TopicPartition partition: the partition.
-        :param float timeout: unused (local). :param bool cached: unused (always current).
-        :returns: (low, high) watermarks: the first retained offset and the next offset to be written.
-        :rtype: tuple"""
-        self._check()
-        log, rms, owned = self._log_for(partition)
-        try:
-            return log_start(log, rms), log.watermarks()[1]
-        finally:
-            if owned:
-                log.close()
-
-    def offsets_for_times(self, partitions, timeout=None):
-        """For each TopicPartition whose offset is a timestamp (epoch ms): the first offset at or after it (the
-        high watermark if none).  A partition that cannot be looked up (unknown topic or partition) comes back
-        with OFFSET_INVALID and its ``error`` set, as librdkafka reports it; the others are answered.
-
-        :param list partitions: TopicPartitions, offset = a timestamp in ms.
-        :param float timeout: unused (the lookup is local).
-        :returns: TopicPartitions with the offsets.
-        :rtype: list
-        """
-        self._check()
-        out = []
-        for tp in partitions:
-            try:
-                log, _, owned = self._log_for(tp)
-            except KafkaException as exc:
-                got = TopicPartition(tp.topic, tp.partition, OFFSET_INVALID)
-                got.error = exc.args[0]
-                out.append(got)
-                continue
-            try:
-                out.append(TopicPartition(tp.topic, tp.partition, offset_for_time(log, tp.offset)))
-            finally:
-                if owned:
-                    log.close()
-        return out
-
-    def lag(self):
-        """{TopicPartition: high watermark - position} for the assignment."""
-        self._check()
-        out = {}
-        for (t, p), part in self._parts.items():
-            pos = part.buf[0][2] if part.buf else part.pos
-            out[TopicPartition(t, p)] = max(0, part.log.watermarks()[1] - pos)
-        return out
-
-    def stats(self):
-        """lag()'s companion, per assigned TopicPartition: {"lag": records
-        behind the high watermark, "records_lost_to_laps": records a lap of
-        an overwrite topic took before this consumer read them (skipped by
-        auto.offset.reset earliest/latest), "lap_resets": how many times}
-        (librdkafka reports such per-partition counters in its statistics)."""
-        out = {}
-        for tp, lag in self.lag().items():
-            lost, resets = self._laps.get((tp.topic, tp.partition), (0, 0))
-            out[tp] = {"lag": lag, "records_lost_to_laps": lost, "lap_resets": resets}
-        return out
-
-    def latency(self):
-        """stats()'s companion with shm.latency.histogram=true, per assigned
-        TopicPartition: {"count", "p50", "p99", "p99.9", "max", ...} of the
-        produce->poll latencies (us) the group's consumers measured on it."""
-        return latency_hist.consumer_latency(self)
-
-    def list_topics(self, topic=None, timeout=-1):
-        """:param str topic: one topic, or None for all. :param float timeout: unused.
-        :returns: the namespace's ClusterMetadata."""
-        self._check()
-        return cluster_metadata(self._ns, topic)
+            if (tp.topic, tp.partition) in self._missing:
+                self._missing[(tp.topic, tp.partition)][1] = False
+            else:
+                self._part(tp).paused = False
 
     def consumer_group_metadata(self):
         """:returns: an opaque description of this consumer's group, for ``send_offsets_to_transaction`` (which

@@ -344,7 +344,8 @@ class GroupMember:
                 err = KafkaError(KafkaError._NO_OFFSET, "Local: No offset stored: nothing consumed since the last "
                                  "commit")
                 if self._on_commit is not None:
-                    self._commit_events.append((err, [TopicPartition(t, p, OFFSET_INVALID) for t, p in self._order]))
+                    self._commit_events.append((err, [TopicPartition(t, p, OFFSET_INVALID)
+                                                            for t, p in self._assigned_keys()]))
                 if asynchronous:
                     return None
                 raise KafkaException(err)
@@ -372,12 +373,16 @@ class GroupMember:
     def committed(self, partitions, timeout=None):
         """:param list partitions: TopicPartitions.
         :param float timeout: unused (local).
-        :returns: them with the group's committed offsets (OFFSET_INVALID where none).
+        :returns: them with the group's committed offsets (OFFSET_INVALID where none, a topic that does not
+            exist included: Kafka's OffsetFetch answers so).
         :rtype: list"""
         self._check()
         out = []
         for tp in partitions:
-            c = self._committed_offset(tp)
+            try:
+                c = self._committed_offset(tp)
+            except UnknownTopicError:
+                c = None
             out.append(TopicPartition(tp.topic, tp.partition, OFFSET_INVALID if c is None else c))
         return out
 

@@ -14,12 +14,12 @@ from shm.errors import (ClosedError, KafkaError, KafkaException, MessageTooLarge
 from . import config as _config
 from . import partitioner as _partitioner
 from .admin import cluster_metadata
-from .message import RecordMetadata, make_message
+from .message import OFFSET_INVALID, RecordMetadata, make_message
 from .lifecycle import client_check
 from .namespace import (MEMBER_PRODUCER, TOPICS_GEN_OFF, Namespace, register_client, unregister_client,
                         unknown_partition)
-from .autocreate import (WHY_SASL, WHY_TRANSACTIONS, auto_create, check_statistics, client_logger,
-                         not_on_one_host)
+from .autocreate import WHY_SASL, WHY_TRANSACTIONS, auto_create, client_logger, not_on_one_host
+from .stats import Statistics
 
 _POLL_CHUNK = 0.02  # an idle poll(timeout) sleeps in chunks this long: Ctrl-C and other threads' reports wake it
 
@@ -58,7 +58,6 @@ class Producer:
 
     def __init__(self, config=None, **kwargs):
         conf = _config.parse(config, kwargs, "producer")
-        check_statistics(conf)  # before anything is opened
         self._conf = conf
         self._ns = Namespace(_config.resolve_namespace(conf), mode=conf.get("shm.mode"))
         self._partition_for = _partitioner.get(conf.get("partitioner", self.DEFAULT_PARTITIONER))
@@ -80,9 +79,11 @@ class Producer:
             self._sup_check()
         self._no_key = conf.get("partitioner", self.DEFAULT_PARTITIONER) in (
             "random", "murmur2_random", "consistent_random", "fnv1a_random")  # a NULL key goes anywhere
-        # produce()'s lean path in C (ext/fastlog.c): (topic, value[, partition=]) of an open
-        # topic with no callbacks; everything else comes back to the method below
-        self.produce = _fastlog.Produce(self._lean, types.MethodType(type(self).produce, self), self._no_key)
+        self._stats = Statistics(conf, "producer", self._stats_fields) if Statistics.wanted(conf) else None
+        if self._stats is None:  # (statistics count every record: the method below does)
+            # produce()'s lean path in C (ext/fastlog.c): (topic, value[, partition=]) of an open
+            # topic with no callbacks; everything else comes back to the method below
+            self.produce = _fastlog.Produce(self._lean, types.MethodType(type(self).produce, self), self._no_key)
 
     # -- topics
     def _handle(self, topic):
@@ -186,22 +187,57 @@ class Producer:
                                  "(queue.buffering.max.messages)" % len(self._pending))
         t0 = time.monotonic_ns()
         ts_ns = int(timestamp) * 1_000_000 if timestamp else time.time_ns()
+        if partition is not None and partition >= 0 and self._unknown_partition(topic, partition):
+            if cb is not None:  # librdkafka: a record queued before the topic's metadata came fails in its report
+                err = unknown_partition(topic, self._topics[topic][0].partitions, partition)
+                self._pending.append((cb, make_message(topic, partition, OFFSET_INVALID, key, value, headers, err,
+                                                       ts_ns, (time.monotonic_ns() - t0) / 1e9)))
+            return
         p, off = self._append(topic, value, key, partition, headers, ts_ns)
+        if self._stats is not None:
+            self._stats.count_tx(len(value or b"") + len(key or b""))
         if cb is not None:
             msg = make_message(topic, p, off, key, value, headers, None, ts_ns, (time.monotonic_ns() - t0) / 1e9)
             self._pending.append((cb, msg))
 
+    def _unknown_partition(self, topic, partition):
+        """Whether *partition* is past *topic*'s partitions, as librdkafka's producer sees it: for a topic this
+        producer already knows (its metadata came), produce() raises ``_UNKNOWN_PARTITION``; the first record
+        to a topic new to it goes through, as librdkafka queues it until the metadata comes, and then fails in
+        its delivery report (returns True).
+
+        :raises KafkaException: ``_UNKNOWN_PARTITION`` for a known topic."""
+        known = topic in self._topics
+        n = self._handle(topic)[0].partitions
+        if partition < n:
+            return False
+        if known:
+            raise KafkaException(unknown_partition(topic, n, partition))
+        return True
+
     def _serve(self):
-        """Run the queued delivery callbacks.
+        """Run the queued delivery callbacks (and the statistics callback when due).
 
         :returns: how many ran."""
+        if self._stats is not None:
+            self._stats.emit()
         n = 0
         pending = self._pending
         while pending:
             cb, msg = pending.popleft()
-            cb(None, msg)
+            cb(msg[6], msg)  # the record's error: None, or why it was not appended
             n += 1
         return n
+
+    def _stats_fields(self, doc):
+        """The producer's part of the statistics document (see broker.stats)."""
+        doc["msg_cnt"] = len(self._pending)  # reports waiting for poll(): librdkafka's queued messages
+        doc["msg_max"] = self._max_pending
+        doc["msg_size_max"] = self._max_bytes or 0
+        doc["topics"] = {t: {"topic": t, "age": 0, "metadata_age": 0, "batchsize": {}, "batchcnt": {},
+                             "partitions": {str(p): {"partition": p, "broker": 0, "leader": 0, "desired": False,
+                                                     "unknown": False} for p in range(info.partitions)}}
+                         for t, (info, _) in self._topics.items()}
 
     def poll(self, timeout=-1):
         """Serve queued delivery reports.  With none queued, wait up to *timeout* for one (another thread's
@@ -221,6 +257,10 @@ class Producer:
             left = _POLL_CHUNK if deadline is None else min(_POLL_CHUNK, deadline - time.monotonic())
             if left <= 0:
                 return 0
+            if self._stats is not None:
+                left = min(left, self._stats.left())
+                if self._stats.emit():
+                    continue
             time.sleep(left)
             self._check()
         return self._serve()
@@ -364,6 +404,8 @@ class Producer:
         value, key = _as_bytes(value, "value"), _as_bytes(key, "key")
         ts = timestamp_ns if timestamp_ns is not None else time.time_ns()
         p, off = self._append(topic, value, key, partition, headers, ts)
+        if self._stats is not None:
+            self._stats.count_tx(len(value or b"") + len(key or b""))
         return RecordMetadata(topic, p, off, ts)
 
     def send_batch(self, topic, values, partition):
