@@ -205,18 +205,16 @@ def test_message_from_poll_and_events(ns):
     c.close()
 
 
-def test_message_construction_stays_cheap():
-    """The consumer and producer build Messages without __new__: make_message costs what a tuple does."""
+def test_message_construction_stays_cheap(monkeypatch):
+    """The consumer and producer build Messages without __new__'s checks (a
+    plain tuple construction): make_message works with __new__ refusing."""
     from broker.message import make_message
-    n = 20000
-    t0 = time.perf_counter()
-    for _ in range(n):
-        make_message("t", 0, 1, None, b"v", None, None, 5, None)
-    fast = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for _ in range(n):
-        Message("t", 0, 1, None, b"v", None, None, (1, 5), None)
-    assert fast < time.perf_counter() - t0  # the hand-made path checks more
+
+    def refuse(*a, **k):
+        raise AssertionError("Message.__new__ ran on the fast path")
+    monkeypatch.setattr(Message, "__new__", refuse)
+    m = make_message("t", 0, 1, None, b"v", None, None, 5, None)
+    assert type(m) is Message and (m.topic(), m.partition(), m.offset(), m.value()) == ("t", 0, 1, b"v")
 
 
 # -- 3. KafkaError and produce_batch
