@@ -21,7 +21,7 @@ from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED
 from ._engine import Engine, check_positive
 from ._progress import progress as _progress
 from ._status import KIND_EXECUTOR
-from ._worker import CALL, OK, OK_NONE, STAR
+from ._worker import CALL, MAP, OK, OK_NONE, STAR
 
 __all__ = ["Executor", "RemoteTraceback"]
 
@@ -301,18 +301,20 @@ class Executor(concurrent.futures.Executor):
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
         end = None if timeout is None else timeout + time.monotonic()
-        items = list(zip(*iterables))
+        # one iterable: chunks of plain items, fn(x) (MAP); several: tuples of arguments, fn(*a) (STAR)
+        kind = MAP if len(iterables) == 1 else STAR
+        items = list(iterables[0]) if kind == MAP else list(zip(*iterables))
         bar = _progress(len(items), getattr(fn, "__name__", "map")) if progress else None
         fs, sizes = [], []
         try:
             if chunksize == 1:
                 for args in items:
-                    fs.append(self.submit(fn, *args))
+                    fs.append(self.submit(fn, args) if kind == MAP else self.submit(fn, *args))
                     sizes.append(1)
             else:
                 for i in range(0, len(items), chunksize):
                     chunk = items[i:i + chunksize]
-                    fs.append(self._submit_chunk(fn, chunk))
+                    fs.append(self._submit_chunk(fn, chunk, kind))
                     sizes.append(len(chunk))
         except BaseException:
             for f in fs:
@@ -325,7 +327,7 @@ class Executor(concurrent.futures.Executor):
                 f.add_done_callback(lambda _f, n=n: bar.update(n))
         return self._results(fs, end, chunksize > 1, bar)
 
-    def _submit_chunk(self, fn, chunk):
+    def _submit_chunk(self, fn, chunk, kind=STAR):
         if self._shutdown_thread:
             raise RuntimeError("cannot schedule new futures after shutdown")
         eng = self._engine
@@ -333,7 +335,7 @@ class Executor(concurrent.futures.Executor):
             raise eng.broken
         f = _Future()
         f._engine = eng
-        eng.submit(STAR, fn, (chunk,), f)
+        eng.submit(kind, fn, (chunk,), f)
         return f
 
     @staticmethod
