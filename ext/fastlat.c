@@ -86,13 +86,7 @@ static int latqueue_ready(PyObject *m)
     LatQueueType.tp_init = LatQueue_init;
     LatQueueType.tp_dealloc = LatQueue_dealloc;
     LatQueueType.tp_methods = LatQueue_methods;
-    if (PyType_Ready(&LatQueueType) < 0) return -1;
-    Py_INCREF(&LatQueueType);
-    if (PyModule_AddObject(m, "LatQueue", (PyObject *)&LatQueueType) < 0) {
-        Py_DECREF(&LatQueueType);
-        return -1;
-    }
-    return 0;
+    return PyModule_AddType(m, &LatQueueType);
 }
 
 /* lat_layout() -> the latency slot's layout, for broker/latency_hist.py */

@@ -529,28 +529,13 @@ static struct PyModuleDef fastlog_module = {
 
 PyMODINIT_FUNC PyInit__fastlog(void)
 {
-    if (PyType_Ready(&FastLogType) < 0 || PyType_Ready(&ProduceType) < 0) return NULL;
     if (!str_partition && !(str_partition = PyUnicode_InternFromString("partition"))) return NULL;
     if (!str_timestamp_ns && !(str_timestamp_ns = PyUnicode_InternFromString("timestamp_ns"))) return NULL;
     PyObject *m = PyModule_Create(&fastlog_module);
     if (!m) return NULL;
-    Py_INCREF(&FastLogType);
-    if (PyModule_AddObject(m, "FastLog", (PyObject *)&FastLogType) < 0) {
-        Py_DECREF(&FastLogType);
-        Py_DECREF(m);
-        return NULL;
-    }
-    Py_INCREF(&ProduceType);
-    if (PyModule_AddObject(m, "Produce", (PyObject *)&ProduceType) < 0) {
-        Py_DECREF(&ProduceType);
-        Py_DECREF(m);
-        return NULL;
-    }
-    if (latqueue_ready(m) < 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
-    if (fastqueue_ready(m) < 0) {
+    /* PyModule_AddType: PyType_Ready, then the type under its tp_name's last part */
+    if (PyModule_AddType(m, &FastLogType) < 0 || PyModule_AddType(m, &ProduceType) < 0 || latqueue_ready(m) < 0 ||
+        fastqueue_ready(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -345,11 +345,5 @@ static int fastqueue_ready(PyObject *m)
 {
     if (!str_locked && !(str_locked = PyUnicode_InternFromString("locked"))) return -1;
     if (!str_append && !(str_append = PyUnicode_InternFromString("append"))) return -1;
-    if (PyType_Ready(&FastQueueType) < 0) return -1;
-    Py_INCREF(&FastQueueType);
-    if (PyModule_AddObject(m, "FastQueue", (PyObject *)&FastQueueType) < 0) {
-        Py_DECREF(&FastQueueType);
-        return -1;
-    }
-    return 0;
+    return PyModule_AddType(m, &FastQueueType);
 }
