@@ -19,7 +19,7 @@ import time
 
 from ._native import ffi, lib
 from .errors import ClosedError, CorruptSegmentError
-from .log import BLOCK, PartitionLog, Waiter, wait_many
+from .log import BLOCK, PartitionLog, Waiter
 from .segment import Segment, unlink
 
 LEASE_SUFFIX = ".q"
@@ -203,25 +203,24 @@ class WorkQueue:
         # miss reads the release word, before the attempt the sleep follows
         off, at, attempts = self.try_take(owner)
         if off is not None:
-            p = self.log._rbuf + at.key_len + at.hdr_len
-            return off, (bytearray(ffi.buffer(p, at.val_len)) if writable else ffi.unpack(p, at.val_len)), attempts
+            return off, self._value(at, writable), attempts
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         while True:
-            # the release word before the attempt: a release after it ends the sleep below
-            seq = lib.shm_load64(self._qbuf, self._qseg.size, lib.Q_RELEASE_OFF) & 0xFFFFFFFF
+            seq = self.release_seq()  # before the attempt: a release after it ends the sleep below
             off, at, attempts = self.try_take(owner)
             if off is not None:
-                rec = at
-                p = self.log._rbuf + rec.key_len + rec.hdr_len
-                value = bytearray(ffi.buffer(p, rec.val_len)) if writable else ffi.unpack(p, rec.val_len)
-                return off, value, attempts
+                return off, self._value(at, writable), attempts
             left = _CHUNK if deadline is None else min(_CHUNK, deadline - time.monotonic())
             if left <= 0:
                 return None, None, 0
             # a new record at `at`, or a release (an item given back below it)
-            notify = (self._qbuf, self._qseg.size, lib.Q_RELEASE_OFF, seq)
-            if wait_many([self.log], [at], left, notify=notify) is None and on_wait is not None:
+            if not self.wait_item(at, seq, left) and on_wait is not None:
                 on_wait()
+
+    def _value(self, rec, writable):
+        """The value of the record try_take left in the read buffer."""
+        p = self.log._rbuf + rec.key_len + rec.hdr_len
+        return bytearray(ffi.buffer(p, rec.val_len)) if writable else ffi.unpack(p, rec.val_len)
 
     def release_seq(self):
         """The release word, read before a take attempt whose miss

@@ -21,6 +21,27 @@ _counter = itertools.count()
 #: crashing process, and its shadow memory inflates every process's RSS
 UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
 
+try:  # the perf tools' plots: the [perf] extra's matplotlib
+    if UNDER_ASAN:
+        raise ImportError("matplotlib's C++ extension cannot run under the ASan preload")
+    import matplotlib  # noqa: F401
+    HAVE_MPL = True
+except ImportError:
+    HAVE_MPL = False
+
+
+def conf(ns, **kw):
+    """A client config for namespace *ns*."""
+    c = {"bootstrap.servers": "shm://" + ns}
+    c.update(kw)
+    return c
+
+
+def make_topic(ns, name="t", partitions=1, **config):
+    from broker.admin import AdminClient, NewTopic
+    with AdminClient(conf(ns)) as a:
+        a.create_topics([NewTopic(name, partitions, config=config)])[name].result()
+
 
 class LogFactory:
     """Creates partition logs under a prefix unique to one test; ``cleanup``

@@ -9,18 +9,7 @@ from broker.admin import AdminClient, NewTopic, OffsetSpec
 from broker.errors import (ClosedError, ConfigError, InvalidNameError, MessageTooLargeError, QueueFullError,
                            TopicExistsError, UnknownTopicError)
 
-from conftest import while_blocked
-
-
-def conf(ns, **kw):
-    c = {"bootstrap.servers": "shm://" + ns}
-    c.update(kw)
-    return c
-
-
-def make_topic(ns, name="t", partitions=1, **config):
-    with AdminClient(conf(ns)) as a:
-        a.create_topics([NewTopic(name, partitions, config=config)])[name].result()
+from conftest import conf, make_topic, while_blocked
 
 
 def drain(c, n, timeout=10):

@@ -13,18 +13,11 @@ import pytest
 
 from broker import latency
 
-from conftest import UNDER_ASAN
+from conftest import HAVE_MPL
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 LAT_RECORDS = 300
 
-try:
-    if UNDER_ASAN:
-        raise ImportError("matplotlib's C++ extension cannot run under the ASan preload")
-    import matplotlib  # noqa: F401
-    HAVE_MPL = True
-except ImportError:
-    HAVE_MPL = False
 
 
 def _mine(prefix):

@@ -16,19 +16,10 @@ import broker.kafka as ck
 from broker.autocreate import auto_create_enabled, set_auto_create
 from broker.kafka import (KafkaError, KafkaException, Message, Producer, TopicPartition, TIMESTAMP_CREATE_TIME,
                           TIMESTAMP_LOG_APPEND_TIME, TIMESTAMP_NOT_AVAILABLE)
-from broker.kafka.admin import AdminClient, NewTopic
+from broker.kafka.admin import AdminClient
 from broker.namespace import Namespace
 
-
-def conf(ns, **kw):
-    c = {"bootstrap.servers": "shm://" + ns}
-    c.update(kw)
-    return c
-
-
-def make_topic(ns, name, partitions=1):
-    with AdminClient(conf(ns)) as a:
-        a.create_topics([NewTopic(name, partitions)])[name].result()
+from conftest import conf, make_topic
 
 
 # -- 1. modules and names

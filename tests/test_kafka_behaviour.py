@@ -8,18 +8,9 @@ import pytest
 
 import broker.kafka as ck
 from broker.kafka import KafkaError, KafkaException, TopicPartition
-from broker.kafka.admin import AdminClient, NewPartitions, NewTopic
+from broker.kafka.admin import AdminClient, NewPartitions
 
-
-def conf(ns, **kw):
-    c = {"bootstrap.servers": "shm://" + ns}
-    c.update(kw)
-    return c
-
-
-def make_topic(ns, name, partitions=1):
-    with AdminClient(conf(ns)) as a:
-        a.create_topics([NewTopic(name, partitions)])[name].result()
+from conftest import conf, make_topic
 
 
 def poll_until(c, pred, timeout, what):

@@ -14,15 +14,8 @@ import pytest
 from broker import latency
 from broker.latency import Pacer, Stage, Stages
 
-from conftest import UNDER_ASAN
+from conftest import HAVE_MPL
 
-try:
-    if UNDER_ASAN:
-        raise ImportError("matplotlib's C++ extension cannot run under the ASan preload")
-    import matplotlib  # noqa: F401
-    HAVE_MPL = True
-except ImportError:
-    HAVE_MPL = False
 needs_extra = pytest.mark.skipif(not (latency.have_hdrh() and HAVE_MPL),
                                  reason="the shmbroker[perf] extra (hdrhistogram, matplotlib) is not installed, "
                                         "or this is the ASan pass")
