@@ -39,8 +39,14 @@ static int LatQueue_init(PyObject *self, PyObject *args, PyObject *kw)
 
 static void LatQueue_dealloc(PyObject *self)
 {
-    Py_CLEAR(LATQ_FL(self)); /* a FastLog references no queue: no cycle through it */
+    /* deque's dealloc untracks the object first; the FastLog is released
+     * after it, since its dealloc may run Python code (and so the GC), which
+     * must not find this object still tracked at refcount 0.  A FastLog
+     * references no queue: no cycle through it. */
+    FastLog *fl = LATQ_FL(self);
+    LATQ_FL(self) = NULL;
     LatQueueType.tp_base->tp_dealloc(self);
+    Py_XDECREF(fl);
 }
 
 static PyObject *LatQueue_popleft(PyObject *self, PyObject *unused)

@@ -6,6 +6,7 @@ codes into records, read statuses or exceptions (one funnel: ``_raise``).
 """
 import os
 import re
+import threading
 import time
 import types
 import weakref
@@ -48,6 +49,7 @@ def _label(name):
     return "partition %s of topic #%s in namespace %r" % (m[3], m[2], m[1]) if m else "partition %s" % name
 
 _live_logs = weakref.WeakSet()
+_release_lock = threading.Lock()  # a log's unmap happens once, by close() or its last waiter
 
 
 def _after_fork_in_child():
@@ -92,6 +94,12 @@ class PartitionLog:
 
     def __init__(self, seg):
         self._seg = seg
+        # threads inside a C call that may block on this mapping (a wait, a
+        # block-mode append): one entry each, list ops being atomic under the
+        # GIL.  close() leaves the unmap to the last of them (_unpin).
+        self._users = []
+        self._closing = False
+        self._on_release = []  # unmaps that go with this one (a work queue's leases)
         self._cbuf = ffi.from_buffer(seg.mm)
         v = lib.log_view_new()
         if v == ffi.NULL:
@@ -170,6 +178,7 @@ class PartitionLog:
             raise
 
     def _release(self):
+        self._closing = True
         _live_logs.discard(self)
         fast = self.__dict__.pop("_fast", None)
         if fast is not None:
@@ -181,11 +190,46 @@ class PartitionLog:
             ffi.release(self._cbuf)
             self._cbuf = None
         self._seg.close()
+        hooks, self._on_release = self._on_release, []
+        for unmap in hooks:
+            unmap()
 
-    def close(self):
-        """Unmap.  Records already appended stay in the segment."""
-        if self._cbuf is not None:
-            self._release()
+    def close(self, then=None):
+        """Unmap.  Records already appended stay in the segment.  A thread
+        of this process waiting on the log in C (a read wait, a block-mode
+        append) keeps the mapping until that call returns, then raises
+        ClosedError: the unmap is left to it, so it never reads unmapped
+        memory.  *then*: another unmap to do with this one."""
+        with _release_lock:
+            if then is not None:
+                if self._cbuf is None:
+                    then()
+                    return
+                self._on_release.append(then)
+            if self._closing:
+                return
+            self._closing = True
+            # no new fast call uses the view; the slow paths see _closing and raise ClosedError
+            fast = self.__dict__.pop("_fast", None)
+            if fast is not None:
+                fast.invalidate()
+            self.__dict__.pop("append", None)
+            self.__dict__.pop("read", None)
+            if not self._users:
+                self._release()
+
+    def _pin(self):
+        """Before a C call that may block on the mapping (GIL released)."""
+        if self._closing:
+            self._check_open()
+        self._users.append(None)
+
+    def _unpin(self):
+        self._users.pop()
+        if self._closing:
+            with _release_lock:
+                if not self._users and self._cbuf is not None:
+                    self._release()
 
     def unlink(self):
         self._seg.unlink()
@@ -196,7 +240,7 @@ class PartitionLog:
 
     @property
     def closed(self):
-        return self._cbuf is None
+        return self._closing
 
     def __enter__(self):
         return self
@@ -233,6 +277,7 @@ class PartitionLog:
             left = _WAIT_CHUNK_NS if end is None else min(_WAIT_CHUNK_NS, end - time.monotonic_ns())
             if left <= 0:
                 return lib.LOG_E_TIMEOUT
+            self._check_open()  # closed by another thread between chunks
             r = call(left)
             if r != lib.LOG_E_TIMEOUT:
                 return r
@@ -289,7 +334,7 @@ class PartitionLog:
         self._raise_status(rc, self._seg.name, what)
 
     def _check_open(self):
-        if self._cbuf is None:
+        if self._closing:
             from .errors import ClosedError
             raise ClosedError("partition log %s is closed: attach it again" % self._seg.name)
 
@@ -313,9 +358,13 @@ class PartitionLog:
             k, kl = _as_buffer(key, "key")
         h = encode_headers(headers) if headers else b""
         ts = timestamp_ns or 0
-        r = self._append(v, val, vl, k, kl, h or _NULL, len(h), ts, self._chunk_ns)
-        if r == lib.LOG_E_TIMEOUT:
-            r = self._wait_more(lambda ns: self._append(v, val, vl, k, kl, h or _NULL, len(h), ts, ns))
+        self._pin()  # a full ring in block mode waits in the call
+        try:
+            r = self._append(v, val, vl, k, kl, h or _NULL, len(h), ts, self._chunk_ns)
+            if r == lib.LOG_E_TIMEOUT:
+                r = self._wait_more(lambda ns: self._append(v, val, vl, k, kl, h or _NULL, len(h), ts, ns))
+        finally:
+            self._unpin()
         if r < 0:
             self._raise(r, "record of %d bytes (key %d, headers %d)" % (max(vl, 0), max(kl, 0), len(h)))
         return r
@@ -349,9 +398,13 @@ class PartitionLog:
             n = len(vals)
             data = b"".join(vals)
             call = lambda ns: lib.log_append_batch(self._v, data, lens, 0, n, timestamp_ns or 0, ns)  # noqa: E731
-        r = call(self._chunk_ns)
-        if r == lib.LOG_E_TIMEOUT:
-            r = self._wait_more(call)
+        self._pin()
+        try:
+            r = call(self._chunk_ns)
+            if r == lib.LOG_E_TIMEOUT:
+                r = self._wait_more(call)
+        finally:
+            self._unpin()
         if r < 0:
             self._raise(r, "batch of %d records" % n)
         return r
@@ -570,6 +623,8 @@ class Waiter:
         if n > lib.LOG_WAIT_MAX or (n == 0 and notify is None):
             raise ValueError("wait_many takes 1 to %d logs (0 with notify) and as many offsets" % lib.LOG_WAIT_MAX)
         self.logs = list(logs)
+        for log in self.logs:
+            log._check_open()
         self._views = ffi.new("log_view *[]", [log._v for log in logs] or 1)
         self._offs = ffi.new("uint64_t[]", n or 1)
         self._notify = notify[:3] if notify is not None else (ffi.NULL, 0, 0)
@@ -584,14 +639,21 @@ class Waiter:
         if m is None:
             raise ValueError("wait mode must be one of %s, got %r" % (", ".join(WAIT_MODES), mode))
         for i, log in enumerate(logs):
-            log._check_open()
             self._offs[i] = offsets[i]
         xbase, xsize, xoff = self._notify
         deadline = None if timeout is None or timeout < 0 else time.monotonic_ns() + int(timeout * 1e9)
         spin = int(spin_us * 1000)
         while True:
             left = _WAIT_CHUNK_NS if deadline is None else max(0, min(_WAIT_CHUNK_NS, deadline - time.monotonic_ns()))
-            r = lib.log_wait_many_ex(self._views, self._offs, n, left, m, spin, xbase, xsize, xoff, notify_val)
+            pinned = 0
+            try:
+                for log in logs:  # each chunk: another thread may close a log meanwhile (it then raises here)
+                    log._pin()
+                    pinned += 1
+                r = lib.log_wait_many_ex(self._views, self._offs, n, left, m, spin, xbase, xsize, xoff, notify_val)
+            finally:
+                for log in logs[:pinned]:
+                    log._unpin()
             if r >= 0 or r == NOTIFIED:
                 return r
             if r != -1:

@@ -106,11 +106,14 @@ class WorkQueue:
         return (WorkQueue.attach, (self.name, self.maxsize))
 
     def _close_maps(self):
-        if self._qbuf is not None:
-            ffi.release(self._qbuf)
-            self._qbuf = None
-        self._qseg.close()
-        self.log.close()
+        qbuf, qseg = self._qbuf, self._qseg
+        self._qbuf = None
+
+        def unmap():  # with the log's unmap: a thread waiting on both (wait_item) keeps both
+            if qbuf is not None:
+                ffi.release(qbuf)
+            qseg.close()
+        self.log.close(then=unmap)
 
     def close(self):
         if self._qbuf is not None:

@@ -331,3 +331,37 @@ def test_ctrl_c_interrupts_a_blocking_wait(logs, children):
     os.kill(p.pid, signal.SIGINT)
     (what, took), = children.results(timeout=10)
     assert what == "interrupted" and log.watermarks() == (0, 0)
+
+
+def _outcome(call):
+    try:
+        return call()
+    except Exception as e:  # noqa: BLE001 - the outcome is asserted by the caller
+        return e
+
+
+@pytest.mark.parametrize("mode", ["sleep", "adaptive"])
+def test_close_while_another_thread_waits_in_c(logs, mode):
+    """close() from one thread while another sleeps on the log in C: the
+    waiter raises ClosedError (no read of unmapped memory), and the
+    mapping goes when it leaves."""
+    log = logs.create(slot_count=8, data_capacity=256, max_record=64)
+    r = while_blocked(lambda: _outcome(lambda: log.wait(0, timeout=10, mode=mode)),
+                      lambda: log.stats()["waiters"] == 1 and len(log._users) == 1,
+                      "the reader to sleep in C", log.close)
+    assert isinstance(r, ClosedError), r
+    assert log.closed and log._cbuf is None and not log._users  # unmapped by the waiter as it left
+    with pytest.raises(ClosedError):
+        log.wait(0, timeout=0)
+
+
+def test_close_while_another_thread_is_blocked_appending(logs):
+    log = logs.create(slot_count=4, data_capacity=256, max_record=64, overflow="block")
+    for i in range(4):
+        log.append(bytes([i]))
+    log.block_timeout = 10
+    r = while_blocked(lambda: _outcome(lambda: log.append(b"blocked")),
+                      lambda: log.stats()["block_waits"] == 1 and len(log._users) == 1,
+                      "the producer to block in C", log.close)
+    assert isinstance(r, ClosedError), r
+    assert log._cbuf is None and not log._users

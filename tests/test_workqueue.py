@@ -304,3 +304,24 @@ def test_garbage_leases_never_crash_or_hang(wq):
     assert all(val == b"%d" % off for off, val in got)  # whatever it hands out is a real item
     assert len(q.release_owner(3)) <= 6 and len(q.held(3)) == 0
     q.stats()
+
+
+def test_close_while_another_thread_waits_for_an_item(wq):
+    """A take waiting in C on both the log and the lease word (wait_item)
+    while another thread closes the queue: the waiter returns (ClosedError
+    on its next call), and both mappings go when it leaves."""
+    from broker.errors import ClosedError
+    q = wq(slot_count=8, data_capacity=1024)
+    seq = q.release_seq()
+    at = q.log.watermarks()[1]
+    def call():
+        try:
+            return q.wait_item(at, seq, 10, "sleep")
+        except ClosedError as e:
+            return e
+    out = while_blocked(call, lambda: q.log.stats()["waiters"] == 1 and len(q.log._users) == 1,
+                        "the taker to sleep in C", q.close)
+    assert isinstance(out, ClosedError), out  # its wait chunk ended, the next one found the queue closed
+    assert q.closed and q.log._cbuf is None and q._qseg._closed
+    with pytest.raises(ClosedError):
+        q.wait_item(at, seq, 0)
