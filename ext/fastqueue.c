@@ -20,6 +20,13 @@
  *                (nothing to take: the offset whose record to wait for) |
  *                NotImplemented (not taken: the Python path does it)
  *                (any fused ack was done in every case)
+ *   get(wait, mode, spin_ns) -> the same, but when nothing is there it
+ *                first waits up to wait seconds (an int or float; at most
+ *                FQ_CHUNK_NS, one chunk of the caller's wait)
+ *                for a record or a release, GIL released, and tries again:
+ *                a blocking get that finds its item within the chunk returns
+ *                from this one call (the latency path: no Python between the
+ *                record landing and the object returned).
  *
  * The handle's one held item (Held.solo in broker/pool/_qstate.py) lives
  * here, as (thread ident, (offset, token, segments)), so a get can finish
@@ -28,12 +35,16 @@
  * which it re-checks what it needs.
  *
  * Record format (broker/pool/_serde.py): "<BBHI" magic 0xB5, version 1,
- * number of buffers, pickle length; then the pickle stream.  Values read
+ * number of buffers, pickle length; then the pickle stream.  A bytes
+ * object (exactly bytes) that fits is its own item, unpickled: magic 0xB6,
+ * version 1, 0, its length; then its bytes.  Values read
  * from the ring are checked against the record's length before use. */
 
 #define FQ_MAGIC 0xB5
 #define FQ_VERSION 1
+#define FQ_RAW 0xB6 /* the item is a bytes object's bytes (no pickle) */
 #define FQ_HDR 8
+#define FQ_CHUNK_NS 100000000LL /* a get's wait in C returns this often (queue.py's _CHUNK): Ctrl-C, checks */
 
 typedef struct {
     PyObject_HEAD
@@ -48,7 +59,11 @@ typedef struct {
     PyObject *bufs;       /* the out-of-band buffers of the pickle in progress */
     PyObject *bufs_append;
     PyObject *put_lock, *held_lock, *held_add;
+    PyObject *put_locked, *held_locked; /* the locks' bound locked() methods (one lookup, not one per call) */
+    PyObject *empty;      /* () : a solo item's segments */
     PyObject *items;      /* Held.items: the fast get only while it is empty */
+    PyObject *users;      /* the log's _users list: an entry while we wait in C (PartitionLog._pin) */
+    PyObject *idle_release; /* the log's _release_if_idle: after a wait that saw the log closing */
     PyObject *solo;       /* (thread ident, (offset, token, segments)) or NULL */
     char *scratch;        /* header + stream of a put */
     uint64_t scap;
@@ -59,12 +74,13 @@ static PyObject *str_locked, *str_append;
 
 static int FastQueue_init(FastQueue *self, PyObject *args, PyObject *kw)
 {
-    PyObject *fl, *qkeep, *dumps, *loads, *put_lock, *held_lock, *held_add, *items;
+    PyObject *fl, *qkeep, *dumps, *loads, *put_lock, *held_lock, *held_add, *items, *users, *idle_release;
     unsigned long long qaddr, max_record;
     unsigned long owner;
     int ack_on_get;
-    if (!PyArg_ParseTuple(args, "O!KOkpKOOOOOO!", &FastLogType, &fl, &qaddr, &qkeep, &owner, &ack_on_get,
-                          &max_record, &dumps, &loads, &put_lock, &held_lock, &held_add, &PyDict_Type, &items))
+    if (!PyArg_ParseTuple(args, "O!KOkpKOOOOOO!O!O", &FastLogType, &fl, &qaddr, &qkeep, &owner, &ack_on_get,
+                          &max_record, &dumps, &loads, &put_lock, &held_lock, &held_add, &PyDict_Type, &items,
+                          &PyList_Type, &users, &idle_release))
         return -1;
     if (!qaddr || owner > UINT32_MAX || max_record > ((uint64_t)1 << 40)) {
         PyErr_SetString(PyExc_ValueError, "FastQueue: bad lease view, owner token or max_record");
@@ -81,7 +97,13 @@ static int FastQueue_init(FastQueue *self, PyObject *args, PyObject *kw)
     Py_INCREF(put_lock); Py_XSETREF(self->put_lock, put_lock);
     Py_INCREF(held_lock); Py_XSETREF(self->held_lock, held_lock);
     Py_INCREF(held_add); Py_XSETREF(self->held_add, held_add);
+    Py_XSETREF(self->put_locked, PyObject_GetAttr(put_lock, str_locked));
+    Py_XSETREF(self->held_locked, PyObject_GetAttr(held_lock, str_locked));
+    Py_XSETREF(self->empty, PyTuple_New(0));
+    if (!self->put_locked || !self->held_locked || !self->empty) return -1;
     Py_INCREF(items); Py_XSETREF(self->items, items);
+    Py_INCREF(users); Py_XSETREF(self->users, users);
+    Py_INCREF(idle_release); Py_XSETREF(self->idle_release, idle_release);
     Py_XSETREF(self->proto, PyLong_FromLong(5));
     Py_XSETREF(self->kwnames, Py_BuildValue("(s)", "buffer_callback"));
     Py_XSETREF(self->bufs, PyList_New(0));
@@ -102,7 +124,11 @@ static int FastQueue_traverse(FastQueue *self, visitproc visit, void *arg)
     Py_VISIT(self->put_lock);
     Py_VISIT(self->held_lock);
     Py_VISIT(self->held_add);
+    Py_VISIT(self->put_locked);
+    Py_VISIT(self->held_locked);
     Py_VISIT(self->items);
+    Py_VISIT(self->users);
+    Py_VISIT(self->idle_release);
     Py_VISIT(self->solo);
     return 0;
 }
@@ -120,7 +146,12 @@ static int FastQueue_clear(FastQueue *self)
     Py_CLEAR(self->put_lock);
     Py_CLEAR(self->held_lock);
     Py_CLEAR(self->held_add);
+    Py_CLEAR(self->put_locked);
+    Py_CLEAR(self->held_locked);
+    Py_CLEAR(self->empty);
     Py_CLEAR(self->items);
+    Py_CLEAR(self->users);
+    Py_CLEAR(self->idle_release);
     Py_CLEAR(self->solo);
     self->dead = 1;
     return 0;
@@ -134,10 +165,11 @@ static void FastQueue_dealloc(FastQueue *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* 1 if the threading lock is held by anyone, 0 if not, -1 on error */
-static int lock_held(PyObject *lock)
+/* 1 if the threading lock is held by anyone, 0 if not, -1 on error
+ * (locked: the lock's bound locked() method) */
+static int lock_held(PyObject *locked)
 {
-    PyObject *r = PyObject_CallMethodNoArgs(lock, str_locked);
+    PyObject *r = PyObject_CallNoArgs(locked);
     if (!r) return -1;
     int b = PyObject_IsTrue(r);
     Py_DECREF(r);
@@ -149,13 +181,36 @@ static int usable(FastQueue *self)
     return !self->dead && !self->busy && self->fl && self->fl->v;
 }
 
+/* an item's header: little-endian, as _serde's struct "<BBHI" */
+static void fq_header(unsigned char *h, unsigned char magic, uint32_t len)
+{
+    h[0] = magic; h[1] = FQ_VERSION; h[2] = 0; h[3] = 0;
+    h[4] = len & 0xFF; h[5] = (len >> 8) & 0xFF; h[6] = (len >> 16) & 0xFF; h[7] = len >> 24;
+}
+
 static PyObject *FastQueue_put(FastQueue *self, PyObject *obj)
 {
     if (!usable(self)) Py_RETURN_NOTIMPLEMENTED;
-    int held = lock_held(self->put_lock); /* a thread waits to put: after it, in the Python path */
+    int held = lock_held(self->put_locked); /* a thread waits to put: after it, in the Python path */
     if (held != 0) {
         if (held < 0) return NULL;
         Py_RETURN_NOTIMPLEMENTED;
+    }
+    if (PyBytes_CheckExact(obj) && (uint64_t)PyBytes_GET_SIZE(obj) + FQ_HDR <= self->max_record
+        && (uint64_t)PyBytes_GET_SIZE(obj) <= UINT32_MAX) {
+        /* bytes travel as they are: no pickle either side */
+        uint64_t n = FQ_HDR + (uint64_t)PyBytes_GET_SIZE(obj);
+        if (n > self->scap) {
+            uint64_t cap = n < 4096 ? 4096 : n;
+            char *p = realloc(self->scratch, cap);
+            if (!p) return PyErr_NoMemory();
+            self->scratch = p;
+            self->scap = cap;
+        }
+        fq_header((unsigned char *)self->scratch, FQ_RAW, (uint32_t)(n - FQ_HDR));
+        memcpy(self->scratch + FQ_HDR, PyBytes_AS_STRING(obj), n - FQ_HDR);
+        if (log_try_append_value(self->fl->v, self->scratch, n, 0) >= 0) Py_RETURN_NONE;
+        return PyBytes_FromStringAndSize(self->scratch, (Py_ssize_t)n); /* full, or an error: the Python path */
     }
     PyObject *args[3] = {obj, self->proto, self->bufs_append};
     self->busy = 1;
@@ -188,9 +243,7 @@ static PyObject *FastQueue_put(FastQueue *self, PyObject *obj)
         self->scap = cap;
     }
     uint32_t plen = (uint32_t)(n - FQ_HDR);
-    unsigned char *h = (unsigned char *)self->scratch; /* little-endian, as struct "<BBHI" */
-    h[0] = FQ_MAGIC; h[1] = FQ_VERSION; h[2] = 0; h[3] = 0;
-    h[4] = plen & 0xFF; h[5] = (plen >> 8) & 0xFF; h[6] = (plen >> 16) & 0xFF; h[7] = plen >> 24;
+    fq_header((unsigned char *)self->scratch, FQ_MAGIC, plen);
     memcpy(self->scratch + FQ_HDR, PyBytes_AS_STRING(stream), plen);
     Py_DECREF(stream);
     if (!self->fl || !self->fl->v) /* closed while pickle ran */
@@ -203,12 +256,17 @@ static PyObject *FastQueue_put(FastQueue *self, PyObject *obj)
 /* hold (off) for this thread: the solo item if free, else Held.add */
 static int hold(FastQueue *self, unsigned long tid, int64_t off)
 {
-    int lk = self->solo || PyDict_GET_SIZE(self->items) ? 1 : lock_held(self->held_lock);
+    int lk = self->solo || PyDict_GET_SIZE(self->items) ? 1 : lock_held(self->held_locked);
     if (lk < 0) return -1;
-    if (!lk && self->ack_on_get) {
-        PyObject *item = Py_BuildValue("(L k ())", (long long)off, (unsigned long)self->owner);
-        if (!item) return -1;
-        self->solo = Py_BuildValue("(kN)", tid, item);
+    if (!lk && self->ack_on_get) { /* (tid, (off, owner, ())), built without Py_BuildValue's format parsing */
+        PyObject *o = PyLong_FromLongLong((long long)off), *w = PyLong_FromUnsignedLong(self->owner);
+        PyObject *t = PyLong_FromUnsignedLong(tid);
+        PyObject *item = o && w && t ? PyTuple_Pack(3, o, w, self->empty) : NULL;
+        Py_XDECREF(o);
+        Py_XDECREF(w);
+        self->solo = item ? PyTuple_Pack(2, t, item) : NULL;
+        Py_XDECREF(t);
+        Py_XDECREF(item);
         return self->solo ? 0 : -1;
     }
     PyObject *r = PyObject_CallFunction(self->held_add, "L()k", (long long)off, (unsigned long)self->owner);
@@ -217,11 +275,14 @@ static int hold(FastQueue *self, unsigned long tid, int64_t off)
     return 0;
 }
 
-static PyObject *FastQueue_get(FastQueue *self, PyObject *unused)
+/* One take attempt (the fused ack of this thread's solo item first).
+ * Returns the get's result; on a miss, NULL with no error set and *wait_at
+ * the offset whose record to wait for. */
+static PyObject *fq_attempt(FastQueue *self, uint64_t *wait_at_out)
 {
     if (!usable(self)) Py_RETURN_NOTIMPLEMENTED;
     if (PyDict_GET_SIZE(self->items)) Py_RETURN_NOTIMPLEMENTED; /* held items of several: the Python path */
-    int lk = lock_held(self->held_lock); /* another thread is in Held's bookkeeping */
+    int lk = lock_held(self->held_locked); /* another thread is in Held's bookkeeping */
     if (lk != 0) {
         if (lk < 0) return NULL;
         Py_RETURN_NOTIMPLEMENTED;
@@ -251,7 +312,10 @@ static PyObject *FastQueue_get(FastQueue *self, PyObject *unused)
     FastLog *fl = self->fl;
     int64_t r = q_ack_take(self->q, fl->v, ack_off, (uint32_t)ack_tok, self->owner, &rec, fl->buf, fl->cap, &attempts,
                            &wait_at, &ack_rc);
-    if (r == LOG_E_WOULD_BLOCK) return PyLong_FromUnsignedLongLong(wait_at); /* nothing now */
+    if (r == LOG_E_WOULD_BLOCK) { /* nothing now */
+        *wait_at_out = wait_at;
+        return NULL;
+    }
     if (r < 0) Py_RETURN_NOTIMPLEMENTED; /* an error: the Python path raises it */
     if (rec.val_len > fl->cap || rec.key_len + rec.hdr_len > fl->cap - rec.val_len) {
         PyErr_SetString(PyExc_ValueError, "queue get: record larger than the read buffer");
@@ -260,18 +324,22 @@ static PyObject *FastQueue_get(FastQueue *self, PyObject *unused)
     const unsigned char *p = (const unsigned char *)fl->buf + rec.key_len + rec.hdr_len;
     uint64_t vl = rec.val_len;
     uint32_t plen = vl >= FQ_HDR ? (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24 : 0;
-    if (vl < FQ_HDR || p[0] != FQ_MAGIC || p[1] != FQ_VERSION || p[2] || p[3] || plen != vl - FQ_HDR) {
+    if (vl < FQ_HDR || (p[0] != FQ_MAGIC && p[0] != FQ_RAW) || p[1] != FQ_VERSION || p[2] || p[3]
+        || plen != vl - FQ_HDR) {
         /* buffers, segments, or not ours: the caller decodes (and reports) it */
         PyObject *val = PyByteArray_FromStringAndSize((const char *)p, (Py_ssize_t)vl);
         if (!val) return NULL; /* taken, held by nobody: as the Python path when memory runs out */
         return Py_BuildValue("(LN)", (long long)r, val);
     }
     PyObject *stream = PyBytes_FromStringAndSize((const char *)p + FQ_HDR, (Py_ssize_t)plen);
-    if (!stream) return NULL;
-    self->busy = 1;
-    PyObject *obj = PyObject_CallOneArg(self->loads, stream);
-    self->busy = 0;
-    Py_DECREF(stream);
+    if (!stream) return NULL; /* taken, held by nobody: as the Python path when memory runs out */
+    PyObject *obj = stream; /* FQ_RAW: the bytes are the object */
+    if (p[0] == FQ_MAGIC) {
+        self->busy = 1;
+        obj = PyObject_CallOneArg(self->loads, stream);
+        self->busy = 0;
+        Py_DECREF(stream);
+    }
     /* taken either way: held (multiprocessing too consumes an item that fails to unpickle) */
     PyObject *et = NULL, *ev = NULL, *etb = NULL;
     if (!obj) PyErr_Fetch(&et, &ev, &etb); /* hold() calls Python: the error waits */
@@ -287,6 +355,62 @@ static PyObject *FastQueue_get(FastQueue *self, PyObject *unused)
     PyObject *t = PyTuple_Pack(1, obj);
     Py_DECREF(obj);
     return t;
+}
+
+static PyObject *FastQueue_get(FastQueue *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long wait_ns = 0, spin_ns = 0;
+    int mode = LOG_WAIT_ADAPTIVE;
+    if (nargs == 3) {
+        /* seconds, clamped here (min/max/int in Python cost more than the whole take) */
+        double t = PyFloat_AsDouble(args[0]);
+        if (t == -1.0 && PyErr_Occurred()) return NULL;
+        wait_ns = !(t > 0) ? 0 : t >= FQ_CHUNK_NS / 1e9 ? FQ_CHUNK_NS : (long long)(t * 1e9);
+        mode = (int)PyLong_AsLong(args[1]);
+        spin_ns = PyLong_AsLongLong(args[2]);
+        if (PyErr_Occurred()) return NULL;
+        if (mode != LOG_WAIT_ADAPTIVE && mode != LOG_WAIT_SPIN && mode != LOG_WAIT_SLEEP) {
+            PyErr_SetString(PyExc_ValueError, "FastQueue.get: bad wait mode");
+            return NULL;
+        }
+    } else if (nargs != 0) {
+        PyErr_SetString(PyExc_TypeError, "FastQueue.get() takes no arguments or (wait, mode, spin_ns)");
+        return NULL;
+    }
+    uint64_t at = 0;
+    uint32_t seq = 0;
+    q_view *q = self->q;
+    uint32_t *rel = NULL;
+    if (wait_ns > 0 && usable(self)) {
+        rel = word32_at(q->h, q->size, Q_RELEASE_OFF);
+        /* before the attempt, so a release after it ends the wait below; acquire: pairs with
+         * wake_takers' seq_cst increment (shmqueue.c) */
+        if (rel) seq = __atomic_load_n(rel, __ATOMIC_ACQUIRE);
+    }
+    PyObject *res = fq_attempt(self, &at);
+    if (res || PyErr_Occurred()) return res;
+    if (wait_ns <= 0 || !rel || !usable(self)) return PyLong_FromUnsignedLongLong(at);
+    /* wait in C: pinned (PartitionLog._pin), so a close() by another thread leaves the unmap to us */
+    log_view *v = self->fl->v;
+    PyObject *users = self->users;
+    if (PyList_Append(users, Py_None) < 0) return NULL;
+    int w;
+    Py_BEGIN_ALLOW_THREADS
+    w = log_wait_many_ex(&v, &at, 1, wait_ns, mode, spin_ns, q->h, q->size, Q_RELEASE_OFF, seq);
+    Py_END_ALLOW_THREADS
+    Py_ssize_t nu = PyList_GET_SIZE(users);
+    if (nu > 0 && PyList_SetSlice(users, nu - 1, nu, NULL) < 0) return NULL;
+    if (!usable(self)) { /* closed meanwhile (or invalidated): the unmap may be ours; the Python path goes on */
+        PyObject *r = PyObject_CallNoArgs(self->idle_release);
+        if (!r) return NULL;
+        Py_DECREF(r);
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    if (w < 0 && w != -1 && w != -2) Py_RETURN_NOTIMPLEMENTED; /* an error: the Python path raises it */
+    if (w == -1) return PyLong_FromUnsignedLongLong(at); /* the chunk passed with nothing */
+    res = fq_attempt(self, &at);
+    if (res || PyErr_Occurred()) return res;
+    return PyLong_FromUnsignedLongLong(at);
 }
 
 static PyObject *FastQueue_get_solo(FastQueue *self, void *closure)
@@ -315,7 +439,8 @@ static PyObject *FastQueue_invalidate(FastQueue *self, PyObject *unused)
 
 static PyMethodDef FastQueue_methods[] = {
     {"put", (PyCFunction)FastQueue_put, METH_O, "put(obj) -> None | bytes | (stream, buffers) | NotImplemented"},
-    {"get", (PyCFunction)FastQueue_get, METH_NOARGS, "get() -> (obj,) | (offset, bytearray) | wait offset | NotImplemented"},
+    {"get", (PyCFunction)(void (*)(void))FastQueue_get, METH_FASTCALL,
+     "get([wait, mode, spin_ns]) -> (obj,) | (offset, bytearray) | wait offset | NotImplemented"},
     {"invalidate", (PyCFunction)FastQueue_invalidate, METH_NOARGS, "every later call goes to the Python path"},
     {NULL},
 };

@@ -227,9 +227,13 @@ class PartitionLog:
     def _unpin(self):
         self._users.pop()
         if self._closing:
-            with _release_lock:
-                if not self._users and self._cbuf is not None:
-                    self._release()
+            self._release_if_idle()
+
+    def _release_if_idle(self):
+        """After a pinned call saw the log closing: the last one out unmaps."""
+        with _release_lock:
+            if self._closing and not self._users and self._cbuf is not None:
+                self._release()
 
     def unlink(self):
         self._seg.unlink()

@@ -165,7 +165,7 @@ class Held:
         m = att.bind()
         wq = att.wq
         self.fq = FastQueue(wq.log._fast, wq._qaddr, wq._q, m.token, ack_on_get, att.max_record, _dumps, _loads,
-                            att.put_lock, self.lock, self.add, self.items)
+                            att.put_lock, self.lock, self.add, self.items, wq.log._users, wq.log._release_if_idle)
 
     @property
     def solo(self):

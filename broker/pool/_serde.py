@@ -1,7 +1,9 @@
 """Objects to queue records and back: pickle protocol 5 with out-of-band
 buffers.
 
-A record is ``HEADER | buffer table | pickle stream | inline buffers``.
+A record is ``HEADER | buffer table | pickle stream | inline buffers``; a
+bytes object that fits the ring is its own record, unpickled: ``RAW HEADER |
+its bytes`` (ext/fastqueue.c writes and reads both forms too).
 Buffers (numpy arrays, bytearrays, anything exposing ``__reduce_ex__(5)``
 buffers) are never pickled into a bytes copy: small ones (< ``BIG``) follow
 the stream in the record; big ones are written once into a segment of their
@@ -28,6 +30,7 @@ BIG = 1 << 20  # buffers at least this large travel in a segment of their own
 _HDR = struct.Struct("<BBHI")  # magic, version, number of buffers, pickle length
 _BUF = struct.Struct("<BQ")    # kind (0 inline, 1 segment, 2 the stream in a segment), length
 _MAGIC, _VERSION = 0xB5, 1
+_RAW = 0xB6  # the record is a bytes object's bytes: (_RAW, _VERSION, 0, length) + the bytes
 _SEGREF = _BUF.size + 2 + 255  # a table entry naming a segment, at most
 _counter = itertools.count()
 
@@ -72,6 +75,8 @@ def dumps(obj, prefix, big=BIG, limit=None, mode=0o600):
     with *limit* (the ring's largest record), so do the largest others, and
     the pickle stream itself, until the record fits.  Raises what pickle
     raises for an unpicklable object (nothing is left behind)."""
+    if type(obj) is bytes and (limit is None or _HDR.size + len(obj) <= limit):
+        return _HDR.pack(_RAW, _VERSION, 0, len(obj)) + obj, []
     bufs = []
     stream = pickle.dumps(obj, protocol=5, buffer_callback=bufs.append)
     return assemble(stream, bufs, prefix, big, limit, mode)
@@ -165,6 +170,11 @@ def loads(data):
         magic, version, nbufs, plen = _HDR.unpack_from(mv, 0)
         if not nbufs and magic == _MAGIC and version == _VERSION and _HDR.size + plen == len(mv):
             return pickle.loads(mv[_HDR.size:]), []
+        if magic == _RAW:
+            if version != _VERSION or nbufs or _HDR.size + plen != len(mv):
+                raise SerdeError("queue item of raw bytes is malformed (version %d, %d buffers, %d of %d bytes)"
+                                 % (version, nbufs, plen, len(mv) - _HDR.size))
+            return bytes(mv[_HDR.size:]), []
     plen, descr, pos = _table(mv)
     segs = [name for _, _, name in descr if name]
     stream = None

@@ -35,6 +35,7 @@ import weakref
 from queue import Empty, Full
 
 from shm.errors import ClosedError, CorruptSegmentError, NamespaceError, QueueFullError, UnknownTopicError
+from shm.log import WAIT_MODES
 from shm.segment import MissingSegmentError
 from shm.workqueue import WorkQueue
 
@@ -49,7 +50,9 @@ __all__ = ["Queue", "JoinableQueue", "SimpleQueue", "Empty", "Full"]
 DEFAULT_BYTES = 8 << 20  # a queue's ring of data, unless retention.bytes says otherwise
 MAX_MAXSIZE = 1 << 20
 _JOIN_POLL = (0.0002, 0.005)
-_CHUNK = 0.1  # a get waits in chunks of this many seconds (Ctrl-C, the supervisor check)  # join(): first and longest pause between looks at the unfinished count
+_CHUNK = 0.1  # a get waits in chunks of this many seconds (Ctrl-C, the supervisor check); FQ_CHUNK_NS in C
+_monotonic = time.monotonic
+_SPIN_NS = 50_000  # adaptive waits spin this long before they sleep on the futex
 
 
 def _ring(maxsize, conf):
@@ -108,6 +111,7 @@ class _QueueBase:
     def _setup(self, att, wait_mode, creator=False):
         self._att = att
         self._wait_mode = wait_mode
+        self._wmode = WAIT_MODES[wait_mode]
         self._maxsize = att.maxsize
         self._closed = False
         self._creator = creator
@@ -176,8 +180,9 @@ class _QueueBase:
             _serde.discard(segs)
             raise
 
-    def _get(self, wait, r=None):
-        """A get; *r*: what FastQueue.get returned to the caller, if it called it."""
+    def _get(self, wait, r=None, deadline=NotImplemented):
+        """A get; *r*: what FastQueue.get returned to the caller, if it
+        called it; *deadline*: the caller's (time.monotonic()), if it set one."""
         a = self._att
         m = a._member if a._gen == S._gen else a.bind()
         held = self._held if self._gen == S._gen else self._mine()
@@ -187,7 +192,8 @@ class _QueueBase:
             r = held.fq.get()  # one C call (ext/fastqueue.c), the previous item finished in it
         if r.__class__ is tuple:
             return r[0] if len(r) == 1 else self._decode(held, m, *r)
-        deadline = None if wait is None else time.monotonic() + wait
+        if deadline is NotImplemented:
+            deadline = None if wait is None else time.monotonic() + wait
         if r.__class__ is int:  # nothing there now
             if wait == 0:
                 raise Empty
@@ -233,25 +239,18 @@ class _QueueBase:
         """Wait for an item, then take it with FastQueue.get: its result
         (a tuple), an int (nothing came by *deadline*), or NotImplemented
         (the Python path's turn: another thread's item, a closed queue)."""
-        a, fq = self._att, held.fq
-        check = a._member.sup_check
-        mode = self._wait_mode
-        wq = a.wq
+        fq, check, mode = held.fq, self._att._member.sup_check, self._wmode
+        r = at
         try:
             while True:
-                seq = wq.release_seq()  # before the attempt: a release after it ends the wait
-                r = fq.get()
-                if r.__class__ is not int:
-                    return r
-                left = _CHUNK if deadline is None else min(_CHUNK, deadline - time.monotonic())
+                left = _CHUNK if deadline is None else deadline - _monotonic()
                 if left <= 0:
                     return r
-                if wq.wait_item(r, seq, left, mode):
-                    r = fq.get()  # woken: the item is likely there (the latency path: no other call first)
-                    if r.__class__ is not int:
-                        return r
-                elif check is not None:
-                    check()  # a chunk passed with nothing: is the supervisor there (dead getters' items)?
+                r = fq.get(left, mode, _SPIN_NS)  # (a chunk at most)  # waits in C for the item (or a release), then takes it
+                if r.__class__ is not int:
+                    return r
+                if check is not None:
+                    check()  # nothing came: is the supervisor there (dead getters' items)?
         except ClosedError:
             return NotImplemented
 
@@ -301,11 +300,17 @@ class Queue(_QueueBase):
     def get(self, block=True, timeout=None):
         if self._closed:
             raise self._closed_error()
-        if self._gen == S._gen:  # the common case in one C call (ext/fastqueue.c)
-            r = self._held.fq.get()
+        if self._gen == S._gen:  # the common case in one C call (ext/fastqueue.c), waiting in it
+            if not block:
+                r, deadline = self._held.fq.get(), None
+            elif timeout is None:
+                r, deadline = self._held.fq.get(_CHUNK, self._wmode, _SPIN_NS), None
+            else:
+                deadline = _monotonic() + timeout
+                r = self._held.fq.get(timeout, self._wmode, _SPIN_NS)  # waits a chunk at most
             if r.__class__ is tuple and len(r) == 1:
                 return r[0]
-            return self._get(_wait(block, timeout), r)
+            return self._get(_wait(block, timeout), r, deadline)
         return self._get(_wait(block, timeout))
 
     def put_nowait(self, obj):
@@ -392,8 +397,8 @@ class SimpleQueue(_QueueBase):
         if self._closed:
             raise self._closed_error()
         if self._gen == S._gen:  # as Queue.get
-            r = self._held.fq.get()
-            return r[0] if r.__class__ is tuple and len(r) == 1 else self._get(None, r)
+            r = self._held.fq.get(_CHUNK, self._wmode, _SPIN_NS)
+            return r[0] if r.__class__ is tuple and len(r) == 1 else self._get(None, r, None)
         return self._get(None)
 
     def put(self, obj):
