@@ -238,7 +238,7 @@ class Engine(Manager):
             rec = heads[kind] + data
         else:
             segs = []
-            rec = heads[kind] + _serde.head(stream) + stream
+            rec = heads[kind] + _HEAD(_serde._MAGIC, _serde._VERSION, 0, len(stream)) + stream  # _serde.head inline
         if len(rec) > self._max_record:
             name = _worker.spill(rec, self.prefix)
             segs.append(name)
@@ -529,6 +529,7 @@ class Engine(Manager):
 
 _NO_FN = [TASK.pack(k, 0) for k in range(4)]  # task heads by kind, the function in the payload
 _dumps = pickle.dumps
+_HEAD = _serde._HDR.pack
 
 
 def _by_name(fn):

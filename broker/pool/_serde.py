@@ -82,11 +82,6 @@ def dumps(obj, prefix, big=BIG, limit=None, mode=0o600):
     return assemble(stream, bufs, prefix, big, limit, mode)
 
 
-def head(stream):
-    """The header of a record holding *stream* alone (no buffers)."""
-    return _HDR.pack(_MAGIC, _VERSION, 0, len(stream))
-
-
 def assemble(stream, bufs, prefix, big=BIG, limit=None, mode=0o600):
     """dumps, given the pickle *stream* and its out-of-band *bufs*."""
     if not bufs and (limit is None or _HDR.size + len(stream) <= limit):
