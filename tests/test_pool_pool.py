@@ -350,6 +350,32 @@ def test_imap_reads_its_input_as_it_is_consumed():
             yield i
     with Pool(2, **{"shm.pool.slots": 16}) as p:
         it = p.imap(H.square, source())
-        assert [next(it) for _ in range(40)] == [i * i for i in range(40)]
+        assert [it.next(H.DEADLINE) for _ in range(40)] == [i * i for i in range(40)]
         H.wait_until(lambda: len(read) >= 40 + 16, "the feeder to fill its room")
         assert len(read) <= 40 + 16 + 2
+
+
+def test_a_result_wakes_next_while_the_feeder_also_waits():
+    """The imap iterator's condition has two kinds of waiters: next() for a
+    result and the feeder for room.  A result must wake next() even when the
+    feeder has waited longer (a plain notify() woke only the oldest waiter:
+    next() without a timeout then hung for good)."""
+    from broker.pool.pool import IMapIterator
+
+    class Engine:
+        terminating = False
+    it = IMapIterator()
+    feeder = threading.Thread(target=it._wait_room, args=(0, Engine()), daemon=True)
+    feeder.start()
+    H.wait_until(lambda: it._feeder_waits and len(it._cond._waiters) == 1, "the feeder to wait for room")
+    got = []
+    # no timeout: a timed next() would find the item when its own wait ends, hiding the lost wakeup
+    reader = threading.Thread(target=lambda: got.append(it.next()), daemon=True)
+    reader.start()
+    H.wait_until(lambda: len(it._cond._waiters) == 2, "next() to wait beside the feeder")
+    it._put(0, True, 42)
+    reader.join(H.DEADLINE)
+    assert got == [42], "next() was not woken by the result"
+    Engine.terminating = True  # the feeder's wait ends
+    feeder.join(H.DEADLINE)
+    assert not feeder.is_alive()

@@ -274,7 +274,7 @@ class IMapIterator:
                 self._items[i] = (success, value)
             else:
                 self._items.append((success, value))
-            self._cond.notify()
+            self._cond.notify_all()  # the feeder may wait on it too (_wait_room): notify() could wake only it
         if self._bar is not None:
             self._bar.update(len(value) if success and self._chunksize > 1 else 1)
 
@@ -291,7 +291,7 @@ class IMapIterator:
     def _set_length(self, n):
         with self._cond:
             self._length = n
-            self._cond.notify()
+            self._cond.notify_all()  # the feeder may wait on it too (_wait_room): notify() could wake only it
 
     def _close_bar(self):
         if self._bar is not None:
