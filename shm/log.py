@@ -487,6 +487,11 @@ class PartitionLog:
         Skipped...), or None on timeout.  ``spin`` spins the whole timeout,
         ``adaptive`` spins *spin_us* then sleeps on the futex, ``sleep``
         sleeps at once."""
+        fast = self.__dict__.get("_fast")
+        if fast is not None and mode in WAIT_MODES:  # a record already there: one C call, no clock
+            r = fast.poll(offset, 0)
+            if r is not None:
+                return r
         self._check_open()
         if mode not in WAIT_MODES:
             raise ValueError("wait mode must be one of %s, got %r" % (", ".join(WAIT_MODES), mode))
