@@ -1,5 +1,5 @@
 """The ``shmbroker`` command line (also ``python -m broker``): one module per
-tool family (topics, console, groups, stat, ops, perf, portability); this one parses arguments,
+tool family (topics, console, groups, stat, ops, perf, portability, mirror); this one parses arguments,
 dispatches, and turns every error into one line on stderr and exit 1
 (usage errors print the tool's usage and exit 2, as argparse does)."""
 import argparse
@@ -83,8 +83,8 @@ def parser():
         t.set_defaults(fn=fn, parser=t)
         return t
 
-    from . import console, groups, ops, perf, portability, stat, topics
-    for m in (topics, console, groups, ops, stat, perf, portability):
+    from . import console, groups, mirror, ops, perf, portability, stat, topics
+    for m in (topics, console, groups, ops, stat, perf, portability, mirror):
         m.add(tool)
     return p
 

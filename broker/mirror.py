@@ -1,0 +1,395 @@
+"""``shmbroker mirror``: copy topics from one cluster to another, each side a
+shmbroker namespace (``bootstrap.servers=shm://NS``) or a Kafka cluster
+(``host:port,...``, through confluent-kafka: ``pip install shmbroker[kafka]``).
+
+At least once, resumable: the source partitions are assigned by the mirror
+(stream ``i`` of ``--num.streams`` takes every i-th), it starts from its
+group's committed offsets (``auto.offset.reset``, default earliest, where
+there are none) and commits a partition's offset only up to the records the
+target acknowledged (delivery reports).  A SIGKILL at any moment loses
+nothing; a restart sends again at most what was sent after the last commit.
+SIGINT/SIGTERM: stop reading, flush, commit, exit 0.
+
+Each record keeps its key, value, headers (in order, repeated names kept)
+and timestamp (ms).  Its partition is kept when both topics have as many
+partitions; otherwise the target's partitioner places it by key.  A missing
+target topic is created with the source's partition count.  Topics are
+matched by ``--include`` against the whole name (Java's ``Pattern.matches``,
+as MirrorMaker), looked up again every ``metadata.max.age.ms`` (default 5 s
+here) so new topics and partitions are picked up.
+"""
+import collections
+import functools
+import logging
+import re
+import sys
+import threading
+import time
+
+from shm.errors import ConfigError, KafkaError, KafkaException
+
+_log = logging.getLogger("shmbroker.mirror")
+_PARTITION_EOF = KafkaError._PARTITION_EOF
+_BATCH = 500
+_REFRESH_S = 5.0
+
+
+def is_shm(conf):
+    """True if *conf* names a shmbroker namespace (shm://NS or shm.namespace)."""
+    bs = conf.get("bootstrap.servers")
+    return "shm.namespace" in conf or (isinstance(bs, str) and bs.startswith("shm://"))
+
+
+def _kafka(what):
+    try:
+        import confluent_kafka
+        import confluent_kafka.admin  # noqa: F401
+    except ImportError:
+        raise ConfigError("%s is a Kafka cluster (bootstrap.servers is not shm://NS): that side needs "
+                          "confluent-kafka: pip install 'shmbroker[kafka]'" % what) from None
+    return confluent_kafka
+
+
+def clients(conf, what):
+    """(module, admin module) of the client library for one side."""
+    if is_shm(conf):
+        import broker.kafka as mod
+        import broker.kafka.admin as adm
+        return mod, adm
+    mod = _kafka(what)
+    return mod, mod.admin
+
+
+class Tail:
+    """One source partition's records sent and not yet committable: the
+    commit point moves over a prefix of them once each is acknowledged."""
+    __slots__ = ("sent", "acked", "committed", "next")
+
+    def __init__(self, committed):
+        self.sent = collections.deque()
+        self.acked = set()
+        self.committed = committed  # the offset last committed (None: nothing yet)
+        self.next = committed       # the commit point the acks reached
+
+    def ack(self, off):
+        self.acked.add(off)
+        sent, acked = self.sent, self.acked
+        while sent and sent[0] in acked:
+            o = sent.popleft()
+            acked.discard(o)
+            self.next = o + 1
+
+
+class Stats:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.sent = self.delivered = self.failed = 0
+        self.lag = {}  # (topic, partition) -> records behind the source's end
+
+
+class Mirror:
+    """The mirror's state; ``run()`` until ``stop()`` (or a send failure
+    with abort.on.send.failure)."""
+
+    def __init__(self, consumer_conf, producer_conf, include, commit_interval_ms=60000, num_streams=1,
+                 abort_on_send_failure=True, out=None, progress_s=None):
+        if "group.id" not in consumer_conf:
+            raise ConfigError("the consumer config needs group.id: the mirror commits its progress there")
+        try:
+            self.include = re.compile(include)
+        except re.error as exc:
+            raise ConfigError("--include %r is not a valid regular expression: %s" % (include, exc)) from None
+        if num_streams < 1:
+            raise ConfigError("--num.streams must be >= 1, got %d" % num_streams)
+        self.cconf = dict(consumer_conf)
+        self.cconf.setdefault("auto.offset.reset", "earliest")
+        self.cconf["enable.auto.commit"] = False  # commits follow the target's acknowledgements
+        self.cconf.pop("metadata.max.age.ms", None)
+        self.refresh_s = float(consumer_conf.get("metadata.max.age.ms", _REFRESH_S * 1000)) / 1000.0
+        self.pconf = dict(producer_conf)
+        self.commit_s = commit_interval_ms / 1000.0
+        self.nstreams = num_streams
+        self.abort = abort_on_send_failure
+        self.out = out if out is not None else sys.stderr
+        self.progress_s = progress_s if progress_s is not None else (1.0 if self.out.isatty() else 10.0)
+        self.cmod, self.cadm = clients(self.cconf, "the source")
+        self.pmod, self.padm = clients(self.pconf, "the target")
+        self.stats = Stats()
+        self._stop = threading.Event()
+        self.error = None  # the send failure that stopped the mirror (abort.on.send.failure)
+        self._same = {}    # topic -> True if the target has as many partitions as the source
+        self._created = set()
+
+    # -- topics
+    def _source_topics(self, consumer):
+        md = consumer.list_topics(timeout=10)
+        out = {}
+        for name, t in md.topics.items():
+            if name.startswith("__") or t.error is not None or not self.include.fullmatch(name):
+                continue
+            out[name] = len(t.partitions)
+        return out
+
+    def _ensure_target(self, admin, topic, partitions):
+        """Create *topic* on the target if missing; remember whether its
+        partition count equals the source's."""
+        md = admin.list_topics(timeout=10)
+        t = md.topics.get(topic)
+        if t is None or t.error is not None:
+            self._create(admin, topic, partitions)
+            md = admin.list_topics(timeout=10)
+            t = md.topics.get(topic)
+            n = len(t.partitions) if t is not None else partitions
+        else:
+            n = len(t.partitions)
+        self._same[topic] = n == partitions
+        if n != partitions:
+            self._say("topic %s: %d partitions at the source, %d at the target: records are placed by key"
+                      % (topic, partitions, n))
+
+    def _create(self, admin, topic, partitions):
+        try:
+            nt = self.padm.NewTopic(topic, num_partitions=partitions, replication_factor=1) \
+                if self.padm.__name__.startswith("confluent_kafka") else self.padm.NewTopic(topic, partitions)
+            admin.create_topics([nt])[topic].result(30)
+            self._created.add(topic)
+            self._say("created topic %s at the target (%d partitions, as the source)" % (topic, partitions))
+        except Exception as exc:  # ours or confluent-kafka's KafkaException: created meanwhile is fine
+            err = exc.args[0] if exc.args else None
+            if getattr(err, "code", lambda: None)() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+    # -- the run
+    def stop(self):
+        self._stop.set()
+
+    def _say(self, msg):
+        _log.info(msg)
+        print("mirror: %s" % msg, file=self.out, flush=True)
+
+    def run(self):
+        """Mirror until stop(); returns 0, or 1 after a send failure that
+        aborted it (abort.on.send.failure)."""
+        probe = self.cmod.Consumer(dict(self.cconf))
+        admin = self.padm.AdminClient({k: v for k, v in self.pconf.items() if not k.startswith(("linger", "batch",
+                                                                                                 "queue.", "acks",
+                                                                                                 "compression"))})
+        streams = [_Stream(self, i) for i in range(self.nstreams)]
+        threads = []
+        try:
+            topics = {}
+            last_look = 0.0
+            for s in streams:
+                t = threading.Thread(target=s.loop, name="shmbroker-mirror-%d" % s.index, daemon=True)
+                threads.append(t)
+            started = False
+            next_report = time.monotonic() + self.progress_s
+            prev = (time.monotonic(), 0)
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now - last_look >= self.refresh_s or not started:
+                    last_look = now
+                    found = self._source_topics(probe)
+                    for name, n in sorted(found.items()):
+                        if topics.get(name) != n:
+                            self._ensure_target(admin, name, n)
+                    if found != topics:
+                        topics = found
+                        parts = [(t, p) for t in sorted(topics) for p in range(topics[t])]
+                        for s in streams:
+                            s.want([tp for k, tp in enumerate(parts) if k % self.nstreams == s.index])
+                    if not started:
+                        for t in threads:
+                            t.start()
+                        started = True
+                if now >= next_report:
+                    prev = self._report(prev)
+                    next_report = now + self.progress_s
+                if any(not t.is_alive() for t in threads) or self.error is not None:
+                    break
+                self._stop.wait(min(0.2, self.progress_s))
+        finally:
+            self._stop.set()
+            for t in threads:
+                t.join(120)
+            probe.close()
+            for s in streams:
+                s.close()
+        self._report(prev, final=True)
+        if self.error is not None:
+            self._say("stopped: %s (abort.on.send.failure=true)" % self.error)
+            return 1
+        failed = [s.failure for s in streams if s.failure is not None]
+        if failed:
+            self._say("stopped: %s" % failed[0])
+            return 1
+        return 0
+
+    def _report(self, prev, final=False):
+        st = self.stats
+        with st.lock:
+            sent, delivered, failed, lag = st.sent, st.delivered, st.failed, sum(st.lag.values())
+        now = time.monotonic()
+        rate = (delivered - prev[1]) / max(now - prev[0], 1e-9)
+        line = "%s %d records mirrored (%.0f/s), %d in flight, lag %d, %d failed" % (
+            "done:" if final else "", delivered, rate, sent - delivered - failed, lag, failed)
+        if self.out.isatty() and not final:
+            print("\r" + line.strip(), end="", file=self.out, flush=True)
+        else:
+            print(("\n" if self.out.isatty() else "") + "mirror: " + line.strip(), file=self.out, flush=True)
+        return now, delivered
+
+
+class _Stream:
+    """One consumer (its share of the partitions) and one producer."""
+
+    def __init__(self, m, index):
+        self.m, self.index = m, index
+        self.consumer = m.cmod.Consumer(dict(m.cconf))
+        self.producer = m.pmod.Producer(dict(m.pconf))
+        self.tails = {}
+        self._want = None
+        self._lock = threading.Lock()
+        self.failure = None
+
+    def want(self, tps):
+        with self._lock:
+            self._want = list(tps)
+
+    def _reassign(self):
+        with self._lock:
+            want, self._want = self._want, None
+        if want is None:
+            return
+        new = [tp for tp in want if tp not in self.tails]
+        if not new:
+            return
+        mod = self.m.cmod
+        committed = self.consumer.committed([mod.TopicPartition(t, p) for t, p in new], timeout=30)
+        assign = []
+        for tp in committed:
+            off = tp.offset if tp.offset is not None and tp.offset >= 0 else None
+            self.tails[(tp.topic, tp.partition)] = Tail(off)
+            assign.append(mod.TopicPartition(tp.topic, tp.partition, off if off is not None else mod.OFFSET_STORED))
+            if off is not None:
+                self.m._say("%s[%d]: resuming at offset %d (its last commit; records sent after it go again)"
+                            % (tp.topic, tp.partition, off))
+        self.consumer.incremental_assign(assign)
+
+    def _delivered(self, tail, off, err, msg):
+        st = self.m.stats
+        if err is not None:
+            with st.lock:
+                st.failed += 1
+            if self.m.abort:
+                self.m.error = "a record of %s could not be sent: %s" % (msg.topic() if msg else "?", err)
+                self.m.stop()
+                return
+            _log.warning("record dropped (abort.on.send.failure=false): %s", err)
+        else:
+            with st.lock:
+                st.delivered += 1
+        tail.ack(off)  # a dropped record (abort off) does not hold the commit point back
+
+    def _commit(self):
+        mod = self.m.cmod
+        offs = []
+        for (t, p), tail in self.tails.items():
+            if tail.next is not None and tail.next != tail.committed:
+                offs.append((mod.TopicPartition(t, p, tail.next), tail))
+        if not offs:
+            return
+        try:
+            self.consumer.commit(offsets=[tp for tp, _ in offs], asynchronous=False)
+        except Exception as exc:  # ours or confluent-kafka's KafkaException (the source away, a rebalance...)
+            if not isinstance(exc, KafkaException) and type(exc).__name__ != "KafkaException":
+                raise
+            _log.warning("commit failed (tried again at the next interval): %s", exc)
+            return
+        for tp, tail in offs:
+            tail.committed = tp.offset
+
+    def _lag(self):
+        lag = {}
+        for (t, p), tail in self.tails.items():
+            try:
+                lo, hi = self.consumer.get_watermark_offsets(self.m.cmod.TopicPartition(t, p), timeout=1)
+            except Exception:  # a lag figure is not worth stopping for
+                continue
+            pos = tail.sent[-1] + 1 if tail.sent else (tail.next if tail.next is not None else lo)
+            lag[(t, p)] = max(0, hi - pos)
+        with self.m.stats.lock:
+            self.m.stats.lag.update(lag)
+
+    def loop(self):
+        m, consumer, producer = self.m, self.consumer, self.producer
+        produce, poll, st = producer.produce, producer.poll, m.stats
+        same, tails, stop = m._same, self.tails, m._stop
+        next_commit = time.monotonic() + m.commit_s
+        next_lag = 0.0
+        try:
+            while not stop.is_set():
+                self._reassign()
+                if not tails:
+                    stop.wait(0.05)
+                    continue
+                msgs = consumer.consume(_BATCH, 0.1)
+                n = 0
+                for msg in msgs:
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() != _PARTITION_EOF:
+                            _log.warning("source: %s", err)
+                        continue
+                    t, p, off = msg.topic(), msg.partition(), msg.offset()
+                    tail = tails[(t, p)]
+                    tail.sent.append(off)
+                    ts_type, ts = msg.timestamp()
+                    kw = {"partition": p} if same.get(t) else {}
+                    headers = msg.headers()
+                    if headers:
+                        kw["headers"] = headers
+                    cb = functools.partial(self._delivered, tail, off)
+                    while True:
+                        try:
+                            produce(t, msg.value(), msg.key(), timestamp=ts if ts_type else 0, on_delivery=cb, **kw)
+                            break
+                        except BufferError:  # the target is slow or away: wait for room (delivery reports)
+                            poll(0.1)
+                            if stop.is_set() and m.error is not None:
+                                return
+                    n += 1
+                if n:
+                    with st.lock:
+                        st.sent += n
+                poll(0)
+                now = time.monotonic()
+                if now >= next_commit:
+                    self._commit()
+                    next_commit = now + m.commit_s
+                if now >= next_lag:
+                    self._lag()
+                    next_lag = now + 1.0
+        except Exception as exc:  # one line for the user; the others stop too
+            self.failure = "%s: %s" % (type(exc).__name__, exc)
+            m.stop()
+        finally:
+            self._finish()
+
+    def _finish(self):
+        """Flush what was sent (waiting while the target answers), then commit."""
+        left = self.producer.flush(60)
+        if left:
+            self.m._say("%d records were not acknowledged by the target within 60 s: not committed (sent again "
+                        "at the next start)" % left)
+        self._commit()
+        self._lag()
+
+    def close(self):
+        for c in (self.consumer, self.producer):
+            try:
+                close = getattr(c, "close", None)
+                if close is not None:
+                    close()
+            except Exception:  # closing at exit: nothing more to do
+                pass
