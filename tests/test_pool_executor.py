@@ -435,3 +435,28 @@ def test_waits_from_two_threads_over_finished_and_pending_futures():
         called = []
         done[0].add_done_callback(called.append)  # a finished future calls it at once
         assert called == [done[0]] and done[0].cancel() is False and done[0].done()
+
+
+def test_futures_make_their_lists_and_condition_only_when_used(tmp_path):
+    """A burst of futures completed before anyone looks at them carries no
+    condition and no waiter or callback list (fewer objects for the
+    garbage collector); cf.wait, as_completed and callbacks still work on
+    them, and on futures waited for before they finish."""
+    with Executor(1) as ex:
+        fs = [ex.submit(abs, -i) for i in range(200)]
+        H.wait_until(lambda: all(f._state == "FINISHED" for f in fs), "every future to finish")
+        untouched = [f for f in fs if not {"_condition", "_waiters", "_done_callbacks"} & set(vars(f))]
+        assert len(untouched) > 100, len(untouched)  # most were completed by the results thread untouched
+        done, todo = cf.wait(fs, H.DEADLINE)
+        assert len(done) == 200 and not todo
+        assert sorted(f.result() for f in cf.as_completed(fs, H.DEADLINE)) == list(range(200))
+        seen = []
+        fs[0].add_done_callback(lambda f: seen.append(f.result()))  # finished: called at once
+        assert seen == [0]
+        started, go = str(tmp_path / "started"), str(tmp_path / "go")
+        g = ex.submit(H.block_then, started, go, 7)
+        H.wait_file(started)
+        g.add_done_callback(lambda f: seen.append(f.result()))  # before it finishes
+        H.announce(go)
+        assert cf.wait([g], H.DEADLINE).done == {g} and g.result() == 7
+        H.wait_until(lambda: seen == [0, 7], "the callback of a future completed after it was added")
