@@ -189,20 +189,18 @@ class Mirror:
                 now = time.monotonic()
                 if now - last_look >= self.refresh_s or not started:
                     last_look = now
-                    found = self._source_topics(probe)
-                    for name, n in sorted(found.items()):
-                        if topics.get(name) != n:
-                            self._ensure_target(admin, name, n)
-                    if found != topics:
-                        topics = found
-                        parts = [(t, p) for t in sorted(topics) for p in range(topics[t])]
-                        for s in streams:
-                            s.want([tp for k, tp in enumerate(parts) if k % self.nstreams == s.index])
+                    try:
+                        topics = self._refresh(probe, admin, topics, streams)
+                    except Exception as exc:  # either side away: the streams go on, the next look tries again
+                        if not started:
+                            raise
+                        _log.warning("looking up topics failed (tried again in %.0f s): %s", self.refresh_s, exc)
                     if not started:
                         for t in threads:
                             t.start()
                         started = True
                 if now >= next_report:
+                    self._lag(probe, streams)
                     prev = self._report(prev)
                     next_report = now + self.progress_s
                 if any(not t.is_alive() for t in threads) or self.error is not None:
@@ -211,10 +209,12 @@ class Mirror:
         finally:
             self._stop.set()
             for t in threads:
-                t.join(120)
-            probe.close()
+                if t.ident is not None:  # started
+                    t.join(120)
             for s in streams:
                 s.close()
+        self._lag(probe, streams)
+        probe.close()
         self._report(prev, final=True)
         if self.error is not None:
             self._say("stopped: %s (abort.on.send.failure=true)" % self.error)
@@ -224,6 +224,37 @@ class Mirror:
             self._say("stopped: %s" % failed[0])
             return 1
         return 0
+
+    def _refresh(self, probe, admin, topics, streams):
+        """The source's matching topics; new ones (or new partitions) are
+        created at the target if missing and handed out to the streams."""
+        found = self._source_topics(probe)
+        for name, n in sorted(found.items()):
+            if topics.get(name) != n:
+                self._ensure_target(admin, name, n)
+        if found != topics:
+            parts = [(t, p) for t in sorted(found) for p in range(found[t])]
+            for s in streams:
+                s.want([tp for k, tp in enumerate(parts) if k % self.nstreams == s.index])
+        return found
+
+    def _lag(self, probe, streams):
+        """Records behind the source's end, per partition (the probe asks;
+        the streams' loops never wait on it)."""
+        lag = {}
+        end = time.monotonic() + 2.0  # a slow source costs the report, not the copying
+        for s in streams:
+            for (t, p), tail in list(s.tails.items()):
+                if time.monotonic() > end:
+                    break
+                try:
+                    lo, hi = probe.get_watermark_offsets(self.cmod.TopicPartition(t, p), timeout=1)
+                except Exception:  # a lag figure is not worth stopping for
+                    continue
+                pos = tail.sent[-1] + 1 if tail.sent else (tail.next if tail.next is not None else lo)
+                lag[(t, p)] = max(0, hi - pos)
+        with self.stats.lock:
+            self.stats.lag.update(lag)
 
     def _report(self, prev, final=False):
         st = self.stats
@@ -309,24 +340,11 @@ class _Stream:
         for tp, tail in offs:
             tail.committed = tp.offset
 
-    def _lag(self):
-        lag = {}
-        for (t, p), tail in self.tails.items():
-            try:
-                lo, hi = self.consumer.get_watermark_offsets(self.m.cmod.TopicPartition(t, p), timeout=1)
-            except Exception:  # a lag figure is not worth stopping for
-                continue
-            pos = tail.sent[-1] + 1 if tail.sent else (tail.next if tail.next is not None else lo)
-            lag[(t, p)] = max(0, hi - pos)
-        with self.m.stats.lock:
-            self.m.stats.lag.update(lag)
-
     def loop(self):
         m, consumer, producer = self.m, self.consumer, self.producer
         produce, poll, st = producer.produce, producer.poll, m.stats
         same, tails, stop = m._same, self.tails, m._stop
         next_commit = time.monotonic() + m.commit_s
-        next_lag = 0.0
         try:
             while not stop.is_set():
                 self._reassign()
@@ -367,9 +385,6 @@ class _Stream:
                 if now >= next_commit:
                     self._commit()
                     next_commit = now + m.commit_s
-                if now >= next_lag:
-                    self._lag()
-                    next_lag = now + 1.0
         except Exception as exc:  # one line for the user; the others stop too
             self.failure = "%s: %s" % (type(exc).__name__, exc)
             m.stop()
@@ -383,7 +398,6 @@ class _Stream:
             self.m._say("%d records were not acknowledged by the target within 60 s: not committed (sent again "
                         "at the next start)" % left)
         self._commit()
-        self._lag()
 
     def close(self):
         for c in (self.consumer, self.producer):
