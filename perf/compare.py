@@ -95,6 +95,8 @@ def parser():
     p.add_argument("--saturation", type=float, default=0.9, help="a rate is held when at least this share of it "
                    "is reached")
     p.add_argument("--no-plots", action="store_true", help="write no PNGs")
+    p.add_argument("--update-readme", metavar="README", help="also replace the generated block of README's Numbers "
+                   "section (between its perf/compare.py markers) with this run's figures")
     p.add_argument("--prefix", default="sbcmp", help="names of the run's shm segments, namespaces and services "
                    "start with this and the pid")
     return p
@@ -287,6 +289,8 @@ def run(a):
         except ImportError:
             res["skipped"]["plots"] = "matplotlib is not installed (pip install matplotlib)"
     _write(a.out, res)
+    if a.update_readme:
+        R.update_readme(a.update_readme, res)
     for line in R.target_lines(res):
         print(line)
     print("wrote %s (%.0f s)" % (", ".join(os.path.join(a.out, f) for f in ["RESULTS.md", "results.json"] +

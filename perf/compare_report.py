@@ -225,6 +225,56 @@ def markdown(res):
     return "\n".join(L)
 
 
+# ---- the README's Numbers block -----------------------------------------------------------------
+README_BEGIN = "<!-- perf/compare.py: begin (generated: python perf/compare.py --update-readme README.md) -->"
+README_END = "<!-- perf/compare.py: end -->"
+
+
+def readme_block(res):
+    """A dated paragraph of this run's headline figures and its targets, for
+    the README's Numbers section (between README_BEGIN and README_END)."""
+    a, m = res["args"], res["machine"]
+    rate = a["target_rate"]
+    floor = med([r["p50"] for r in res["floors"].get("python", [])])
+
+    def lat(ch):
+        return g(_lat_p50(res, rate, ch), " us")
+
+    def tp(size, ch, key="records_per_s"):
+        x = _tp(res, size, ch, key)
+        return "-" if x is None else (_u(x, " rec/s") if key == "records_per_s" else _u(x, " B/s"))
+    lines = [README_BEGIN,
+             "`%s` on %s (%s, %d cores, Linux %s, Python %s; %d run(s), medians):" % (
+                 res["command"], res["date"], m["cpu"], m["cores"], m["kernel"], m["python"], a["runs"]),
+             "polling p50 at %g records/s: raw log %s, Kafka API %s, iceoryx2 %s, Python floor %s; "
+             "multiprocessing.Pipe (blocking) %s against raw log (sleep) %s and Kafka API (sleep) %s." % (
+                 rate, lat("shmbroker-raw/spin"), lat("shmbroker-kafka/spin"), lat("iceoryx2"), g(floor, " us"),
+                 lat("mp-pipe"), lat("shmbroker-raw/sleep"), lat("shmbroker-kafka/sleep")),
+             "64 B end to end, one call a record: raw log %s, Kafka API %s, naive ring %s, pyzmq %s; batched "
+             "(%d B rows): raw %s, consume() %s.  64 KiB: raw log %s, Kafka API %s, iceoryx2 %s, naive ring %s." % (
+                 tp(64, "shmbroker-raw/spin"), tp(64, "shmbroker-kafka/spin"), tp(64, "pyring"), tp(64, "pyzmq"),
+                 a["size"], tp(a["size"], "shmbroker-raw/batch"), tp(a["size"], "shmbroker-kafka/batch"),
+                 tp(65536, "shmbroker-raw/spin", "bytes_per_s"), tp(65536, "shmbroker-kafka/spin", "bytes_per_s"),
+                 tp(65536, "iceoryx2", "bytes_per_s"), tp(65536, "pyring", "bytes_per_s"))]
+    met = [t for t, ok, _, _ in targets(res) if ok]
+    missed = [t for t, ok, _, _ in targets(res) if ok is False]
+    lines.append("Targets met: %d; MISSED: %d%s." % (len(met), len(missed),
+                                                    (" (" + "; ".join(missed) + ")") if missed else ""))
+    lines.append(README_END)
+    return "\n".join(lines)
+
+
+def update_readme(path, res):
+    """Replace the block between the markers in *path* with this run's."""
+    with open(path) as f:
+        text = f.read()
+    i, j = text.find(README_BEGIN), text.find(README_END)
+    if i < 0 or j < i:
+        raise SystemExit("%s has no %r ... %r block to replace" % (path, README_BEGIN, README_END))
+    with open(path, "w") as f:
+        f.write(text[:i] + readme_block(res) + text[j + len(README_END):])
+
+
 # ---- plots -----------------------------------------------------------------------------------
 def plots(res, stages, out_dir):
     """The PNGs; returns their file names.  *stages*: {rate: {channel: merged corrected Stage}}."""

@@ -42,7 +42,14 @@ def test_compare_quick_shmbroker(tmp_path):
            "--out", str(out), "--prefix", prefix, "--runs", "2", "--rates", "5000",
            "--lat-records", str(LAT_RECORDS), "--warmup", "50", "--sweep-rates", "5000,20000",
            "--sweep-seconds", "0.02", "--sizes", "64,65536", "--tp-seconds", "0.02", "--floor-rounds", "500",
-           "--memcpy-bytes", "2000000", "--stall-timeout", "20"]
+           "--memcpy-bytes", "2000000", "--stall-timeout", "20", "--update-readme", str(tmp_path / "README.md")]
+    # a README with the generated block's markers and text around them (kept as it is)
+    sys.path.insert(0, os.path.join(ROOT, "perf"))
+    try:
+        import compare_report as R
+    finally:
+        sys.path.pop(0)
+    (tmp_path / "README.md").write_text("before\n%s\nold figures\n%s\nafter\n" % (R.README_BEGIN, R.README_END))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(tmp_path))
     try:
         stdout, stderr = proc.communicate(timeout=240)
@@ -57,6 +64,10 @@ def test_compare_quick_shmbroker(tmp_path):
     assert "FAILED" not in stdout, stdout
     res = json.loads((out / "results.json").read_text())
     assert res["errors"] == []
+    readme = (tmp_path / "README.md").read_text()
+    assert readme.startswith("before\n" + R.README_BEGIN) and readme.endswith(R.README_END + "\nafter\n")
+    assert "old figures" not in readme and res["date"] in readme and "polling p50 at 5000 records/s: raw log" in readme
+    assert re.search(r"Targets met: \d+; MISSED: \d+", readme), readme
     assert res["args"]["runs"] == 2
     chans = ["shmbroker-%s/%s" % (k, m) for k in ("raw", "kafka") for m in ("spin", "adaptive", "sleep")]
     for key in ("python", "c"):
