@@ -20,9 +20,13 @@ here) so new topics and partitions are picked up.
 """
 import collections
 import functools
+import hashlib
+import json
 import logging
+import os
 import re
 import sys
+import tempfile
 import threading
 import time
 
@@ -63,15 +67,19 @@ def clients(conf, what):
 class Tail:
     """One source partition's records sent and not yet committable: the
     commit point moves over a prefix of them once each is acknowledged."""
-    __slots__ = ("sent", "acked", "committed", "next")
+    __slots__ = ("sent", "acked", "committed", "next", "high", "resend_to")
 
-    def __init__(self, committed):
+    def __init__(self, committed, resend_to=-1):
         self.sent = collections.deque()
         self.acked = set()
         self.committed = committed  # the offset last committed (None: nothing yet)
         self.next = committed       # the commit point the acks reached
+        self.high = -1              # the highest offset acknowledged (the state file keeps it)
+        self.resend_to = resend_to  # an earlier run had this offset acknowledged: up to it, sends are duplicates
 
     def ack(self, off):
+        if off > self.high:
+            self.high = off
         self.acked.add(off)
         sent, acked = self.sent, self.acked
         while sent and sent[0] in acked:
@@ -80,10 +88,62 @@ class Tail:
             self.next = o + 1
 
 
+class AckedState:
+    """What the target acknowledged, per source partition, in a small file
+    the streams rewrite after batches that got acknowledgements, 50 times a
+    second at most (an atomic rename; nothing is fsynced: a
+    killed process's writes stay in the page cache).  A restart reads it to
+    count the records it sends again that an earlier run had delivered after
+    its last commit: the duplicates.  One file per stream, under
+    $TMPDIR/shmbroker-mirror-<uid>/, named by the group and both clusters; a
+    fixed size (one entry per partition)."""
+
+    def __init__(self, cconf, pconf):
+        key = json.dumps([cconf.get("group.id"), cconf.get("bootstrap.servers") or cconf.get("shm.namespace"),
+                          pconf.get("bootstrap.servers") or pconf.get("shm.namespace")])
+        self.dir = os.path.join(tempfile.gettempdir(), "shmbroker-mirror-%d" % os.getuid())
+        self.stem = "%s.%s" % (re.sub(r"[^A-Za-z0-9_.-]", "_", str(cconf.get("group.id")))[:64],
+                               hashlib.sha1(key.encode()).hexdigest()[:12])
+
+    def load(self):
+        """{(topic, partition): highest offset acknowledged} of earlier runs (bad files are skipped)."""
+        out = {}
+        try:
+            names = [n for n in os.listdir(self.dir) if n.startswith(self.stem + ".") and n.endswith(".json")]
+        except OSError:
+            return out
+        for n in names:
+            try:
+                with open(os.path.join(self.dir, n)) as f:
+                    for k, v in json.load(f).items():
+                        t, p = k.rsplit(":", 1)
+                        out[(t, int(p))] = max(out.get((t, int(p)), -1), int(v))
+            except (OSError, ValueError, AttributeError) as exc:
+                _log.warning("mirror state file %s skipped: %s", n, exc)
+        return out
+
+    def remove(self, stream):
+        try:
+            os.unlink(os.path.join(self.dir, "%s.%d.json" % (self.stem, stream)))
+        except OSError:
+            pass
+
+    def save(self, stream, tails):
+        try:
+            os.makedirs(self.dir, mode=0o700, exist_ok=True)
+            path = os.path.join(self.dir, "%s.%d.json" % (self.stem, stream))
+            tmp = path + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump({"%s:%d" % tp: t.high for tp, t in tails.items() if t.high >= 0}, f)
+            os.replace(tmp, path)
+        except OSError as exc:  # the count of duplicates is lost, not the records
+            _log.warning("mirror state not saved: %s", exc)
+
+
 class Stats:
     def __init__(self):
         self.lock = threading.Lock()
-        self.sent = self.delivered = self.failed = 0
+        self.sent = self.delivered = self.failed = self.duplicates = 0
         self.lag = {}  # (topic, partition) -> records behind the source's end
 
 
@@ -119,6 +179,8 @@ class Mirror:
         self.error = None  # the send failure that stopped the mirror (abort.on.send.failure)
         self._same = {}    # topic -> True if the target has as many partitions as the source
         self._created = set()
+        self.state = AckedState(self.cconf, self.pconf)
+        self.earlier = self.state.load()  # what earlier runs had acknowledged
 
     # -- topics
     def _source_topics(self, consumer):
@@ -262,8 +324,8 @@ class Mirror:
             sent, delivered, failed, lag = st.sent, st.delivered, st.failed, sum(st.lag.values())
         now = time.monotonic()
         rate = (delivered - prev[1]) / max(now - prev[0], 1e-9)
-        line = "%s %d records mirrored (%.0f/s), %d in flight, lag %d, %d failed" % (
-            "done:" if final else "", delivered, rate, sent - delivered - failed, lag, failed)
+        line = "%s %d records mirrored (%.0f/s), %d in flight, lag %d, %d failed, %d duplicates" % (
+            "done:" if final else "", delivered, rate, sent - delivered - failed, lag, failed, st.duplicates)
         if self.out.isatty() and not final:
             print("\r" + line.strip(), end="", file=self.out, flush=True)
         else:
@@ -300,11 +362,14 @@ class _Stream:
         assign = []
         for tp in committed:
             off = tp.offset if tp.offset is not None and tp.offset >= 0 else None
-            self.tails[(tp.topic, tp.partition)] = Tail(off)
+            high = self.m.earlier.get((tp.topic, tp.partition), -1)
+            self.tails[(tp.topic, tp.partition)] = Tail(off, high)
             assign.append(mod.TopicPartition(tp.topic, tp.partition, off if off is not None else mod.OFFSET_STORED))
             if off is not None:
-                self.m._say("%s[%d]: resuming at offset %d (its last commit; records sent after it go again)"
-                            % (tp.topic, tp.partition, off))
+                again = max(0, high + 1 - off)
+                self.m._say("%s[%d]: resuming at offset %d (its last commit); %d record(s) an earlier run had "
+                            "delivered after it go again: duplicates at the target" % (tp.topic, tp.partition, off,
+                                                                                       again))
         self.consumer.incremental_assign(assign)
 
     def _delivered(self, tail, off, err, msg):
@@ -345,6 +410,7 @@ class _Stream:
         produce, poll, st = producer.produce, producer.poll, m.stats
         same, tails, stop = m._same, self.tails, m._stop
         next_commit = time.monotonic() + m.commit_s
+        saved, next_save = -1, 0.0
         try:
             while not stop.is_set():
                 self._reassign()
@@ -352,7 +418,7 @@ class _Stream:
                     stop.wait(0.05)
                     continue
                 msgs = consumer.consume(_BATCH, 0.1)
-                n = 0
+                n = dups = 0
                 for msg in msgs:
                     err = msg.error()
                     if err is not None:
@@ -362,6 +428,8 @@ class _Stream:
                     t, p, off = msg.topic(), msg.partition(), msg.offset()
                     tail = tails[(t, p)]
                     tail.sent.append(off)
+                    if off <= tail.resend_to:
+                        dups += 1
                     ts_type, ts = msg.timestamp()
                     kw = {"partition": p} if same.get(t) else {}
                     headers = msg.headers()
@@ -380,8 +448,12 @@ class _Stream:
                 if n:
                     with st.lock:
                         st.sent += n
+                        st.duplicates += dups
                 poll(0)
                 now = time.monotonic()
+                if st.delivered != saved and now >= next_save:  # new acknowledgements: 50 small writes/s at most
+                    saved, next_save = st.delivered, now + 0.02
+                    m.state.save(self.index, tails)
                 if now >= next_commit:
                     self._commit()
                     next_commit = now + m.commit_s
@@ -398,6 +470,10 @@ class _Stream:
             self.m._say("%d records were not acknowledged by the target within 60 s: not committed (sent again "
                         "at the next start)" % left)
         self._commit()
+        if all(t.committed == t.next and not t.sent for t in self.tails.values()):
+            self.m.state.remove(self.index)  # everything delivered is committed: nothing to count next time
+        else:
+            self.m.state.save(self.index, self.tails)
 
     def close(self):
         for c in (self.consumer, self.producer):
