@@ -1,7 +1,6 @@
 """AdminClient and NewTopic with confluent-kafka's shapes: every call
 returns ``concurrent.futures.Future`` objects (here already completed: the
 work is local and synchronous)."""
-import concurrent.futures
 import time
 import warnings
 
@@ -16,6 +15,8 @@ from .admin_model import (ConsumerGroupDescription, ConsumerGroupListing, Consum
                           ElectionType, GroupMember, GroupMetadata, IsolationLevel, ListConsumerGroupsResult,
                           ListOffsetsResultInfo, MemberAssignment, MemberDescription, NewPartitions, Node, OffsetSpec,
                           TopicCollection, TopicDescription, TopicPartitionInfo, Uuid, host_node)
+from .admin_ops import done as _done
+from .admin_ops import failed as _failed
 from .admin_ops import log_start, offset_for_time  # noqa: F401 (the consumer's; re-exported)
 from .admin_types import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,  # noqa: F401
                           AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource, ResourcePatternType,
@@ -113,31 +114,15 @@ class ClusterMetadata:
 
 
 def cluster_metadata(ns, topic=None):
+    """list_topics' answer (every client's): a missing *topic* is a TopicMetadata whose ``error`` is the
+    broker's UNKNOWN_TOPIC_OR_PART, as a Kafka cluster's metadata response has it."""
     if topic is not None:
         try:
             t = ns.topic(topic)
         except KafkaException as exc:
-            return ClusterMetadata(ns.name, {topic: TopicMetadata(topic, 0, exc.args[0])})
+            return ClusterMetadata(ns.name, {topic: TopicMetadata(topic, 0, O.broker_error(exc).args[0])})
         return ClusterMetadata(ns.name, {topic: TopicMetadata(topic, t.partitions)})
     return ClusterMetadata(ns.name, {n: TopicMetadata(n, t.partitions) for n, t in ns.topics().items()})
-
-
-def _done(fn, *args):
-    """A completed Future: fn's result, or the exception it raised."""
-    f = concurrent.futures.Future()
-    f.set_running_or_notify_cancel()
-    try:
-        f.set_result(fn(*args))
-    except Exception as exc:  # the future carries it, as confluent-kafka's do
-        f.set_exception(exc)
-    return f
-
-
-def _failed(exc):
-    f = concurrent.futures.Future()
-    f.set_running_or_notify_cancel()
-    f.set_exception(exc)
-    return f
 
 
 _TIMEOUTS = ("request_timeout", "operation_timeout")

@@ -1,7 +1,10 @@
 """The work behind AdminClient's topic, config, offset and cluster calls
 (admin.py holds the client and its argument checks): each function takes the
 Namespace and returns a value or raises KafkaException, which the client
-puts into a Future.
+puts into a Future (:func:`done`; :func:`failed` for an error known up front).
+A topic the request names that does not exist fails as on a Kafka cluster:
+the broker's ``UNKNOWN_TOPIC_OR_PART`` (3), not librdkafka's client-side
+``_UNKNOWN_TOPIC`` (-188, which producing to one keeps).
 
 Topic configs on one host: ``retention.ms`` is the topic's to change (it is
 read from the registry); ``retention.bytes``, ``max.message.bytes``,
@@ -9,9 +12,10 @@ read from the registry); ``retention.bytes``, ``max.message.bytes``,
 are created: altering one to another value fails with INVALID_CONFIG (to the
 value it has, it is a no-op, so describe-then-alter round trips work).  Other
 Kafka topic keys are validated and ignored, as at creation."""
+import concurrent.futures
 import time
 
-from shm.errors import ConfigError, KafkaError, KafkaException
+from shm.errors import ConfigError, KafkaError, KafkaException, UnknownTopicError
 
 from . import config as _config
 from .admin_model import (DeletedRecords, DescribeClusterResult, ListOffsetsResultInfo, TopicDescription,
@@ -30,6 +34,34 @@ ALL_OPERATIONS = [AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE, Ac
 
 def error(code, msg):
     return KafkaException(KafkaError(code, msg))
+
+
+def broker_error(exc):
+    """*exc* as a Kafka cluster answers an admin request: an unknown topic is the broker's
+    ``UNKNOWN_TOPIC_OR_PART`` (still an :class:`UnknownTopicError`, with the same reason); anything else as is."""
+    if isinstance(exc, UnknownTopicError) and exc.args and exc.args[0] == KafkaError._UNKNOWN_TOPIC:
+        return UnknownTopicError(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, exc.args[0].str())).with_traceback(
+            exc.__traceback__)
+    return exc
+
+
+def done(fn, *args):
+    """A completed Future: fn's result, or the exception it raised (as :func:`broker_error` has it)."""
+    f = concurrent.futures.Future()
+    f.set_running_or_notify_cancel()
+    try:
+        f.set_result(fn(*args))
+    except Exception as exc:  # the future carries it, as confluent-kafka's do
+        f.set_exception(broker_error(exc))
+    return f
+
+
+def failed(exc):
+    """A completed Future that raises *exc*."""
+    f = concurrent.futures.Future()
+    f.set_running_or_notify_cancel()
+    f.set_exception(exc)
+    return f
 
 
 # -- topic configs

@@ -3,25 +3,17 @@ credentials, leader election: they check their arguments as confluent-kafka
 does (TypeError/ValueError from the call) and then fail with a clear
 KafkaException saying why the feature cannot exist here, never an
 AttributeError."""
-import concurrent.futures
-
 from shm.errors import KafkaError
 
 from . import admin_checks as C
 from . import admin_types as T
 from .admin_model import ElectionType
+from .admin_ops import failed as _failed
 from .admin_types import AclBinding, AclBindingFilter
 from .autocreate import WHY_SASL, not_on_one_host
 from .message import TopicPartition
 
 _TIMEOUTS = ("request_timeout", "operation_timeout")
-
-
-def _failed(exc):
-    f = concurrent.futures.Future()
-    f.set_running_or_notify_cancel()
-    f.set_exception(exc)
-    return f
 
 
 class NotOnOneHost:

@@ -165,13 +165,8 @@ def _partitioner_cb(key, v):
 
 def _strategies(key, v):
     _str(key, v)
-    from shm.errors import KafkaException
-
     from .groups import parse_strategies
-    try:
-        parse_strategies(v)
-    except KafkaException as exc:
-        raise ConfigError(str(exc)) from None
+    parse_strategies(v)  # raises ConfigError naming the key
     return v
 
 

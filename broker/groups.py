@@ -58,7 +58,7 @@ import time
 import numpy as np
 
 from shm._native import lib
-from shm.errors import KafkaError, KafkaException, NamespaceError
+from shm.errors import ConfigError, KafkaError, KafkaException, NamespaceError
 from shm.segment import unlink
 
 from .namespace import (CENTRY, COMMITS_OFF, GENTRY, GMEMBER, GMEMBER_OFF, GTABLE_OFF, MAX_COMMITS, MAX_GMEMBERS,
@@ -101,14 +101,13 @@ def parse_strategies(value):
         if not name:
             continue
         if name not in STRATEGIES:
-            raise KafkaException(KafkaError(KafkaError.INVALID_CONFIG, "partition.assignment.strategy: unknown "
-                                            "assignor %r; use range, roundrobin or cooperative-sticky" % name))
+            raise ConfigError("partition.assignment.strategy: unknown assignor %r; use range, roundrobin or "
+                              "cooperative-sticky" % name)
         out.append(STRATEGIES.index(name))
     if not out:
         out = [0, 1]
     if COOPERATIVE in out and len(set(out)) > 1:
-        raise KafkaException(KafkaError(KafkaError.INVALID_CONFIG, "partition.assignment.strategy: "
-                                        "cooperative-sticky cannot be mixed with eager assignors"))
+        raise ConfigError("partition.assignment.strategy: cooperative-sticky cannot be mixed with eager assignors")
     return out[:7]
 
 

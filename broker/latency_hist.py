@@ -30,7 +30,7 @@ import zlib
 import numpy as np
 
 from shm._native import _fastlog, ffi, lib
-from shm.errors import ConfigError, CorruptSegmentError, KafkaError, KafkaException
+from shm.errors import ConfigError, CorruptSegmentError, KafkaError, KafkaException, error_text
 from shm.segment import MissingSegmentError, Segment, unlink
 
 _L = _fastlog.lat_layout()
@@ -308,7 +308,7 @@ def consumer_latency(consumer):
 # -- `shmbroker stat`
 def _text(exc):
     """An exception's message, the way the CLI prints it."""
-    return str(exc) if isinstance(exc, KafkaException) else "%s: %s" % (type(exc).__name__, exc)
+    return error_text(exc) if isinstance(exc, KafkaException) else "%s: %s" % (type(exc).__name__, exc)
 
 
 def group_latencies(ns, groups):

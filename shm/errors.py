@@ -123,11 +123,13 @@ class KafkaError:
         :rtype: bool"""
         return self._txn
 
-    def __str__(self):
-        return self.str()
-
     def __repr__(self):
-        return "KafkaError{code=%s,val=%d,str=\"%s\"}" % (self.name(), self._code, self.str())
+        """confluent-kafka's form, ``KafkaError{code=NAME,val=N,str="reason"}`` (``{FATAL,code=...`` for a fatal
+        error); ``str()`` is the same, as there.  :meth:`str` is the reason alone."""
+        return "KafkaError{%scode=%s,val=%d,str=\"%s\"}" % ("FATAL," if self._fatal else "", self.name(), self._code,
+                                                            self.str())
+
+    __str__ = __repr__
 
     def __eq__(self, other):
         if isinstance(other, KafkaError):
@@ -170,22 +172,45 @@ del _name, _num
 class KafkaException(Exception):
     """Raised for Kafka errors.
 
-    :param args: a :class:`KafkaError`, or a code and a reason, or a message (the class's code is used).
-    ``args[0]`` is always a :class:`KafkaError`."""
+    :param args: a :class:`KafkaError` (confluent-kafka's way), or a message in words (the class's code is
+        used), or a code and a reason.  ``args[0]`` is always a :class:`KafkaError`.
+
+    ``str()`` of one made from a :class:`KafkaError` is that error's confluent form
+    (``KafkaError{code=...,val=...,str="..."}``), as in confluent-kafka; of one made from a message (or a code
+    and a reason), that message as given."""
 
     code = KafkaError._FAIL
+    _words = None  # the message it was made from, if any: str() gives it back unchanged
 
     def __init__(self, *args, **kwargs):
         if args and isinstance(args[0], KafkaError):
             super().__init__(*args, **kwargs)
         elif args and type(args[0]) is int and len(args) <= 2:  # KafkaException(KafkaError._FAIL, "reason")
-            super().__init__(KafkaError(args[0], args[1] if len(args) > 1 else None), **kwargs)
+            reason = args[1] if len(args) > 1 else None
+            super().__init__(KafkaError(args[0], reason), **kwargs)
+            self._words = reason
         else:
             msg = args[0] if args else None
             super().__init__(KafkaError(self.code, msg), *args[1:], **kwargs)
+            self._words = msg if args else ""  # KafkaException(): "", as confluent-kafka's
 
     def __str__(self):
+        if self._words is not None:
+            return str(self._words)
         return str(self.args[0]) if self.args else ""
+
+
+def error_text(exc):
+    """*exc* in words, for one line a user reads (the CLI, logs): a Kafka exception's reason without the
+    ``KafkaError{...}`` frame, any other exception's ``str()``.
+
+    :rtype: str"""
+    if isinstance(exc, KafkaException):
+        if not exc._words and exc.args and isinstance(exc.args[0], KafkaError):
+            return exc.args[0].str()
+    elif isinstance(exc, KafkaError):
+        return exc.str()
+    return str(exc)
 
 
 class UnknownTopicError(KafkaException):

@@ -82,7 +82,7 @@ def test_admin_topics(ns):
         assert ei.value.args[0].code() == KafkaError.INVALID_PARTITIONS
         md = a.list_topics()
         assert sorted(md.topics) == ["a", "b"] and sorted(md.topics["a"].partitions) == [0, 1, 2]
-        assert a.list_topics("zzz").topics["zzz"].error.code() == KafkaError._UNKNOWN_TOPIC
+        assert a.list_topics("zzz").topics["zzz"].error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
         with Producer(conf(ns)) as p:
             for i in range(5):
                 p.produce("a", b"%d" % i, partition=1, timestamp=1000 + i)

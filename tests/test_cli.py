@@ -235,7 +235,9 @@ def test_console_tools_unknown_topic_and_partition(ns):
     err = one_line_error(run(ns, "console-producer", "--topic", "nosuch", stdin="a\n"))
     assert "unknown topic 'nosuch'" in err
     err = one_line_error(run(ns, "console-consumer", "--topic", "t", "--partition", "2", "--timeout-ms", "100"))
-    assert "partition 2 does not exist" in err
+    assert "partition 2 does not exist" in err and "KafkaError{" not in err  # the words, not the error's frame
+    err = one_line_error(run(ns, "consumer-groups", "--describe", "--group", "nosuch"))
+    assert err == "Error: Consumer group 'nosuch' does not exist.\n", err
 
 
 def test_consumer_groups_all_groups(ns):

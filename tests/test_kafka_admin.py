@@ -39,7 +39,7 @@ def fails(f, code):
     exc = f.exception(timeout=5)
     assert isinstance(exc, KafkaException), exc
     assert exc.args[0].code() == code, exc.args[0]
-    return str(exc.args[0])
+    return exc.args[0].str()
 
 
 def poll_until(consumers, pred, what, timeout=20):
@@ -86,7 +86,7 @@ def test_describe_configs_values_and_sources(ns):
         fs = a.describe_configs(bad)
         assert "one host is one broker" in fails(fs[bad[0]], 42)
         assert "not supported on one host" in fails(fs[bad[1]], -170)
-        fails(fs[bad[2]], KafkaError._UNKNOWN_TOPIC)
+        fails(fs[bad[2]], KafkaError.UNKNOWN_TOPIC_OR_PART)
 
 
 def test_broker_config_auto_create_follows_the_namespace(ns):
@@ -134,7 +134,7 @@ def test_incremental_alter_configs_round_trip(ns):
         # DELETE reverts to the default
         _alter(a, "t", ("retention.ms", AlterConfigOpType.DELETE, None)).result()
         assert _configs(a, "t")["retention.ms"].is_default
-        fails(_alter(a, "nope", ("retention.ms", AlterConfigOpType.SET, "1")), KafkaError._UNKNOWN_TOPIC)
+        fails(_alter(a, "nope", ("retention.ms", AlterConfigOpType.SET, "1")), KafkaError.UNKNOWN_TOPIC_OR_PART)
 
 
 def test_alter_configs_replaces_and_delta_round_trip(ns):
@@ -188,7 +188,7 @@ def test_create_partitions_grows_the_topic(ns):
         assert "must be higher" in fails(a.create_partitions([NewPartitions("t", 5)])["t"], KafkaError.INVALID_PARTITIONS)
         fails(a.create_partitions([NewPartitions("t", 3)])["t"], KafkaError.INVALID_PARTITIONS)
         fails(a.create_partitions([NewPartitions("t", 5000)])["t"], KafkaError.INVALID_PARTITIONS)
-        fails(a.create_partitions([NewPartitions("nope", 3)])["nope"], KafkaError._UNKNOWN_TOPIC)
+        fails(a.create_partitions([NewPartitions("nope", 3)])["nope"], KafkaError.UNKNOWN_TOPIC_OR_PART)
         fails(a.create_partitions([NewPartitions("t", 7, replica_assignment=[[1], [2]])])["t"], 39)
         assert one(a.create_partitions([NewPartitions("t", 8)], validate_only=True)) is None
         assert len(a.list_topics().topics["t"].partitions) == 5  # validate_only made nothing
@@ -254,7 +254,8 @@ def test_delete_records_moves_the_low_watermark(ns):
                     KafkaError.OFFSET_OUT_OF_RANGE)
         assert "[4, 10)" in msg
         fails(a.delete_records([TopicPartition("t", 7, 1)])[TopicPartition("t", 7)], KafkaError._UNKNOWN_PARTITION)
-        fails(a.delete_records([TopicPartition("nope", 0, 1)])[TopicPartition("nope", 0)], KafkaError._UNKNOWN_TOPIC)
+        fails(a.delete_records([TopicPartition("nope", 0, 1)])[TopicPartition("nope", 0)],
+              KafkaError.UNKNOWN_TOPIC_OR_PART)
         # OFFSET_END: every record; the other partition is untouched
         assert one(a.delete_records([TopicPartition("t", 0, -1)])).low_watermark == 10
         assert one(a.list_offsets({TopicPartition("t", 1): OffsetSpec.earliest()})).offset == 0
@@ -341,7 +342,7 @@ def test_describe_topics_and_cluster(ns):
         assert {x.leader.id for x in t.partitions} == {0} and all(len(x.isr) == 1 for x in t.partitions)
         assert AclOperation.WRITE in t.authorized_operations
         assert len(str(t.topic_id)) == 22
-        fails(d["nope"], KafkaError._UNKNOWN_TOPIC)
+        fails(d["nope"], KafkaError.UNKNOWN_TOPIC_OR_PART)
         again = a.describe_topics(TopicCollection(["t"]))["t"].result()
         assert again.topic_id == t.topic_id and again.authorized_operations is None
         a.delete_topics(["t"])["t"].result()
@@ -499,6 +500,46 @@ def test_argument_checks(ns):
         assert AclBinding("topic", "t", "literal", "u", "*", "read", "allow").operation is AclOperation.READ
         assert ConfigResource("BROKER", "0").restype is ResourceType.BROKER
         assert isinstance(a.describe_user_scram_credentials(), concurrent.futures.Future)
+
+
+def test_a_missing_topic_is_the_brokers_unknown_topic_or_part(ns):
+    """Admin calls on a topic that does not exist fail as a Kafka cluster answers them: code
+    UNKNOWN_TOPIC_OR_PART (3), still an UnknownTopicError; produce() keeps librdkafka's client-side -188."""
+    from broker.autocreate import set_auto_create
+    from broker.errors import UnknownTopicError
+    from broker.namespace import Namespace
+    tp = TopicPartition("nope", 0)
+    with AdminClient(conf(ns)) as a:
+        topic(a, "t")
+        r = ConfigResource(ResourceType.TOPIC, "nope")
+        rs = ConfigResource(ResourceType.TOPIC, "nope", set_config={"retention.ms": "1"})
+        with pytest.warns(DeprecationWarning):
+            altered = a.alter_configs([rs])[rs]
+        futures = {"describe_configs": a.describe_configs([r])[r], "alter_configs": altered,
+                   "incremental_alter_configs": _alter(a, "nope", ("retention.ms", AlterConfigOpType.SET, "1")),
+                   "create_partitions": a.create_partitions([NewPartitions("nope", 2)])["nope"],
+                   "delete_records": a.delete_records([TopicPartition("nope", 0, 0)])[tp],
+                   "describe_topics": a.describe_topics(TopicCollection(["nope"]))["nope"],
+                   "delete_topics": a.delete_topics(["nope"])["nope"],
+                   "list_offsets": a.list_offsets({tp: OffsetSpec.latest()})[TopicPartition("nope", 0, -1)]}
+        for call, f in futures.items():
+            exc = f.exception(timeout=5)
+            assert isinstance(exc, UnknownTopicError), (call, exc)
+            assert exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART == 3, (call, exc)
+            assert "'nope'" in exc.args[0].str(), (call, exc.args[0].str())
+            # made from a KafkaError, it prints as confluent-kafka's admin errors do
+            assert str(exc) == 'KafkaError{code=UNKNOWN_TOPIC_OR_PART,val=3,str="%s"}' % exc.args[0].str(), call
+        md = a.list_topics(topic="nope").topics["nope"]
+        assert md.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART and md.partitions == {}
+        assert a.describe_topics(TopicCollection(["t"]))["t"].result().name == "t"  # the others still answer
+    with Namespace(ns) as n:
+        set_auto_create(n, False)
+    with Producer(conf(ns)) as p:
+        assert p.list_topics("nope").topics["nope"].error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+        with pytest.raises(UnknownTopicError) as ei:
+            p.produce("nope", b"x")
+        assert ei.value.args[0].code() == KafkaError._UNKNOWN_TOPIC  # librdkafka's own code at produce()
+        assert str(ei.value).startswith("unknown topic 'nope' in namespace") and "KafkaError{" not in str(ei.value)
 
 
 def test_kafka_admin_module_names():

@@ -215,13 +215,59 @@ def test_kafka_error_table():
     assert KafkaError.INVALID_TOPIC_EXCEPTION == KafkaError.TOPIC_EXCEPTION == 17  # our older name kept
     assert KafkaError.CORRUPT_MESSAGE == KafkaError.INVALID_MSG == 2
     assert KafkaError(17).name() == "TOPIC_EXCEPTION" and KafkaError(-191).name() == "_PARTITION_EOF"
-    assert KafkaError(12345).name() == "ERR_12345?" and str(KafkaError(12345)) == "Err-12345?"
+    assert KafkaError(12345).name() == "ERR_12345?" and KafkaError(12345).str() == "Err-12345?"
     names = [n for n, v in vars(KafkaError).items() if isinstance(v, int) and not n.startswith("__")]
     assert len(names) >= 190 and all(n in KafkaError.__doc__ for n in names)
     e = KafkaError(KafkaError.MEMBER_ID_REQUIRED, "why", fatal=True, retriable=True, txn_requires_abort=True)
     assert e.fatal() and e.retriable() and e.txn_requires_abort() and e == 79 and e.str() == "why"
     x = KafkaException(KafkaError._FAIL, "reason")
     assert x.args[0].code() == KafkaError._FAIL and str(x) == "reason"
+
+
+def test_kafka_error_and_exception_print_as_confluents():
+    import broker.errors as be
+    from shm.errors import error_text
+    e = KafkaError(KafkaError.MEMBER_ID_REQUIRED, "who are you")
+    want = 'KafkaError{code=MEMBER_ID_REQUIRED,val=79,str="who are you"}'
+    assert str(e) == repr(e) == want and "%s" % e == want and e.str() == "who are you"
+    fatal = KafkaError(KafkaError._FATAL, "gone", fatal=True)
+    assert str(fatal) == repr(fatal) == 'KafkaError{FATAL,code=_FATAL,val=-150,str="gone"}'
+    assert str(KafkaError(12345)) == 'KafkaError{code=ERR_12345?,val=12345,str="Err-12345?"}'
+    x = KafkaException(e)  # confluent-kafka's way: prints the error's form
+    assert str(x) == want and x.args == (e,) and repr(x) == "KafkaException(%s)" % want
+    assert error_text(x) == "who are you" and error_text(e) == "who are you"
+    words = "topic 'x' does not exist: create it first"
+    classes = [KafkaException] + [getattr(be, n) for n in be.__all__ if n not in ("KafkaError", "KafkaException")]
+    assert len(classes) == 13
+    for cls in classes:
+        assert issubclass(cls, KafkaException)
+        mine = cls(words)  # shmbroker's way: the message, as written
+        assert str(mine) == words and error_text(mine) == words, cls
+        assert mine.args[0].code() == cls.code and mine.args[0].str() == words, cls
+        theirs = cls(KafkaError(cls.code, words))
+        assert str(theirs) == 'KafkaError{code=%s,val=%d,str="%s"}' % (KafkaError(cls.code).name(), cls.code, words)
+        assert error_text(theirs) == words, cls
+        for exc in (mine, theirs):  # pickled (a pool's result, a queue's error): prints the same
+            back = pickle.loads(pickle.dumps(exc))
+            assert type(back) is cls and str(back) == str(exc) and back.args[0] == exc.args[0], cls
+    assert str(KafkaException(KafkaError._FAIL, "reason")) == "reason"
+    assert str(KafkaException(KafkaError._FAIL)) == 'KafkaError{code=_FAIL,val=-196,str="_FAIL"}'
+    assert str(KafkaException()) == "" and error_text(be.ClosedError()) == "_STATE"  # no words: the code's name
+    assert error_text(ValueError("plain")) == "plain"
+
+
+def test_failed_delivery_report_prints_as_confluent(ns):
+    make_topic(ns, "r")
+    reports = []
+    p = Producer(conf(ns, **{"message.max.bytes": 1000}))
+    msgs = [{"value": b"y" * 2000, "callback": lambda err, m: reports.append(err)}]
+    assert p.produce_batch("r", msgs) == 0
+    err = msgs[0]["_error"]
+    assert err.code() == KafkaError.MSG_SIZE_TOO_LARGE and err.str().startswith("Message failed: ")
+    assert str(err) == 'KafkaError{code=MSG_SIZE_TOO_LARGE,val=10,str="%s"}' % err.str()
+    assert "message.max.bytes" in err.str() and "KafkaError{" not in err.str()
+    assert p.poll(0) == 0 and reports == []  # a record refused at produce() has no delivery report
+    p.close()
 
 
 def test_produce_batch(ns):

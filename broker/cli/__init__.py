@@ -98,13 +98,13 @@ def main(argv=None):
     if not getattr(args, "fn", None):
         p.print_help()
         return 2
-    from shm.errors import KafkaException
+    from shm.errors import KafkaException, error_text
     try:
         return args.fn(args)
     except UsageError as exc:
         tp.error(str(exc))
     except KafkaException as exc:
-        return _fail(str(exc))
+        return _fail(error_text(exc))  # the reason in words, not the KafkaError{...} frame
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `... | head`: the reader left

@@ -73,7 +73,7 @@ def cmd_console_consumer(args):
                         break
                     continue
                 if m.error():
-                    print("Error: %s" % m.error(), file=sys.stderr)
+                    print("Error: %s" % m.error().str(), file=sys.stderr)
                     continue
                 v = m.value().decode("utf-8", "replace") if m.value() is not None else "null"
                 if print_key:

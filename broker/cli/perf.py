@@ -161,7 +161,7 @@ class _ProducerStats:
     def delivered(self, err, msg):  # the delivery report: produce() -> here is the latency
         now = time.monotonic_ns()
         if err is not None:
-            print("Error: %s" % err, file=sys.stderr)
+            print("Error: %s" % err.str(), file=sys.stderr)
             return
         lat = now - self.t0
         self.stage.record(lat)
@@ -244,8 +244,8 @@ def cmd_producer_perf(args):
             try:
                 produce(topic, v, on_delivery=cb)
             except BufferError as exc:  # a full shm.overflow=block topic no group reads
-                from shm.errors import KafkaException
-                raise KafkaException("%s (after %d records)" % (exc, i)) from None
+                from shm.errors import QueueFullError, error_text
+                raise QueueFullError("%s (after %d records)" % (error_text(exc), i)) from None
             poll(0)
         p.flush()
         end = time.monotonic_ns()
@@ -397,12 +397,12 @@ def _detail_row(wall, nbytes, last_bytes, n, last_n, dt_ns, join_round):
 def _drop_group(conf, group):
     """The group this run made up: gone again, so runs do not fill the namespace's group table."""
     from broker.admin import AdminClient
-    from shm.errors import KafkaException
+    from shm.errors import KafkaException, error_text
     try:
         with AdminClient({k: v for k, v in conf.items() if k in ("shm.namespace", "bootstrap.servers")}) as a:
             a.delete_consumer_groups([group])[group].result()
     except KafkaException as exc:
-        print("Note: could not remove consumer group %s: %s" % (group, exc), file=sys.stderr)
+        print("Note: could not remove consumer group %s: %s" % (group, error_text(exc)), file=sys.stderr)
 
 
 # -- e2e-latency
@@ -487,7 +487,8 @@ def cmd_e2e(args):
                 raise KafkaException("poll() timed out before finding a result (timeout:[60000])")
             if m.error() is not None or m.value() != v:
                 raise KafkaException("The message read [%s] did not match the message sent [%s]" % (
-                    m.error() or (m.value() or b"")[:64].decode("latin-1"), v[:64].decode("latin-1")))
+                    m.error().str() if m.error() is not None else (m.value() or b"")[:64].decode("latin-1"),
+                    v[:64].decode("latin-1")))
             if i == 0:
                 first = t
             last = t
