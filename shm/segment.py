@@ -40,6 +40,18 @@ def shm_free():
     return st.f_bavail * st.f_frsize
 
 
+def mem_available():
+    """Bytes of memory the kernel can give without swapping (MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def human(n):
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
@@ -92,6 +104,12 @@ class Segment:
         check_name(name)
         if size <= 0:
             raise ValueError("segment size must be positive, got %d" % size)
+        # before any page is taken: /dev/shm may be as large as memory itself, and filling it
+        # to its end then wakes the OOM killer instead of failing with ENOSPC
+        free, avail = shm_free(), mem_available()
+        if size > free or (avail is not None and size > avail):
+            raise ConfigError("not enough shared memory: %s needed, %s free in %s%s" % (
+                human(size), human(free), SHM_DIR, "" if avail is None else ", %s of memory available" % human(avail)))
         try:
             shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=mode, size=0)
         except posix_ipc.ExistentialError as exc:

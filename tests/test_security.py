@@ -246,6 +246,20 @@ def test_segment_bigger_than_free_memory_refused(logs):
     assert not exists(name)
 
 
+def test_segment_bigger_than_available_memory_refused_before_any_page(logs, monkeypatch):
+    """/dev/shm can be as large as memory: a segment over what memory has
+    left is refused up front (filling the tmpfs would wake the OOM killer
+    before ENOSPC)."""
+    import shm.segment as seg
+    monkeypatch.setattr(seg, "mem_available", lambda: 1 << 20)
+    name = logs.name()
+    with pytest.raises(ConfigError, match=r"not enough shared memory: 2\.0 MiB needed.*1\.0 MiB of memory available"):
+        Segment.create(name, 2 << 20)
+    assert not exists(name)
+    Segment.create(name, 1 << 19).close()  # under it: made
+    assert exists(name)
+
+
 def test_failed_partition_leaves_nothing(ns, monkeypatch):
     """The third of four partitions cannot be allocated: the two made before
     it are removed, the topic does not exist, and it can be created later."""
