@@ -274,7 +274,7 @@ async def _collect(c):
 def test_async_for_and_async_with(ns, children):
     make_topic(ns, "t", 1)
     go = CTX.Event()
-    children.start(_produce_when, ns, "t", go, [(0, b"a"), (0, b"b"), (0, b"end")])
+    children.start(_produce_when, ns, "t", go, [(0, b"a"), (0, b""), (0, None), (0, b"end")])
 
     async def main():
         got = []
@@ -290,8 +290,8 @@ def test_async_for_and_async_with(ns, children):
         return got, committed[0].offset
 
     got, committed = asyncio.run(main())
-    assert got == [b"a", b"b", b"end"]
-    assert committed == 3
+    assert got == [b"a", b"", None, b"end"], "empty and null values are records too"
+    assert committed == 4
     children.results(DEADLINE)
 
 
@@ -463,7 +463,8 @@ def test_wait_many_xv_wakes_on_any_extra_word_and_any_of_many_partitions(logs):
     t = later(lambda: parts[129].append(b"x"))
     assert _wait_xv(parts, [0] * 130, words, [0] * 9 + [1], 10_000_000_000) == 129
     t.join()
-    assert _wait_xv([], [], words[:1], [0], 0) == -2  # no partitions, words only
+    assert _wait_xv([], [], words[9:], [0], 0) == -2  # no partitions, words only
+    assert _wait_xv([], [], words[9:], [1], 0) == -1
     too_many = [ffi.new("uint32_t[1]") for _ in range(lib.LOG_WAIT_XMAX + 1)]
     assert _wait_xv([], [], too_many, [0] * len(too_many), 0) == lib.LOG_E_BAD_ARG
     assert _wait_xv([], [], [], [], 0) == lib.LOG_E_BAD_ARG

@@ -20,6 +20,7 @@ import time
 
 from broker import groups as G
 from broker.kafka import Consumer as _Consumer
+from broker.kafka import KafkaException, TopicPartition
 from broker.namespace import META_SIZE
 
 from ._calls import Pending
@@ -95,9 +96,13 @@ class AIOConsumer:
         deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
         while True:
             got = now()
-            if self._pending.tasks:
-                await self._pending.settle()
-            if got:
+            if self._pending.tasks:  # rebalance callbacks that suspended: they finish before we return
+                try:
+                    await self._pending.settle()
+                except BaseException:  # cancelled (or a callback raised): what we read is read again
+                    self._unread(got)
+                    raise
+            if got is not None and (type(got) is not list or got):  # (a Message's truth is its value's length)
                 return got
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
@@ -106,6 +111,19 @@ class AIOConsumer:
                 await asyncio.sleep(0)  # something changed under us: read again, after the loop's other work
             if self._closed:
                 return None
+
+    def _unread(self, got):
+        """Give back what a read returned that never reached the caller: each partition goes back to the
+        first offset it handed out."""
+        first = {}
+        for m in ([got] if got is not None and not isinstance(got, list) else got or []):
+            if m.error() is None and (m.topic(), m.partition()) not in first:
+                first[(m.topic(), m.partition())] = m.offset()
+        for (t, p), off in first.items():
+            try:
+                self._c.seek(TopicPartition(t, p, off))
+            except KafkaException:
+                pass  # revoked meanwhile: its next owner reads it from the group's commit
 
     def _spec(self):
         """What the consumer waits for: (logs, offsets, extra words, chunk seconds), or None to read again now."""
@@ -276,9 +294,10 @@ class AIOConsumer:
             return
         self._closed = True
         for fut, (t, w) in list(self._waits.items()):
-            t.remove(w, sync=True)  # the waker no longer sleeps on our words: they may be unmapped now
+            t.remove(w)
             _resolve(fut)
         self._waits.clear()
+        waker().barrier()  # no waker thread still sleeps on our notify word (or checks it): it may be unmapped
         self._c.close()
         await self._pending.settle()
 

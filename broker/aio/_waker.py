@@ -22,8 +22,9 @@ is never missed.
 Mappings: the waker pins every log it sleeps on (``PartitionLog._pin``), so
 a consumer that closes a log meanwhile leaves the unmap to the waker.  A
 notify word lives in the namespace segment, which has no pin: a consumer
-removes its wait with ``sync=True`` before unmapping it, which returns once
-the waker has left every sleep that could touch the word.
+that closes calls ``Waker.barrier()`` after its waits are removed and before
+it unmaps the segment; it returns once the waker threads have left every
+sleep (and readiness check) that could touch the word.
 """
 import collections
 import os
@@ -164,21 +165,27 @@ class _WakerThread:
             lib.shm_futex_wake32(self._ctl, 4, 0)
             return True
 
-    def remove(self, wait, sync=False):
-        """Drop *wait*; *sync*: return only once the thread has left every sleep that included it."""
+    def remove(self, wait):
+        """Drop *wait* (the thread may still be in a sleep that includes it: see :meth:`barrier`)."""
         with self._lock:
             try:
                 self._waits.remove(wait)
             except ValueError:
-                if not sync:
-                    return
-            else:
-                self._views -= len(wait.logs)
-                self._extras -= len(wait.extras)
+                return
+            self._views -= len(wait.logs)
+            self._extras -= len(wait.extras)
             lib.shm_futex_wake32(self._ctl, 4, 0)
-            if sync and threading.current_thread() is not self._thread:
-                seen = self._snapshots
-                self._moved.wait_for(lambda: self._snapshots > seen, _SYNC_TIMEOUT)
+
+    def barrier(self):
+        """Return once the thread has left every sleep it was in (or about to start): the waits removed
+        before this call are out of its hands, their words may be unmapped."""
+        if threading.current_thread() is self._thread:
+            return
+        with self._lock:
+            seen = self._snapshots
+            lib.shm_futex_wake32(self._ctl, 4, 0)
+            if not self._moved.wait_for(lambda: self._snapshots > seen, _SYNC_TIMEOUT):
+                raise RuntimeError("the asyncio waker thread did not answer within %.0f s" % _SYNC_TIMEOUT)
 
     def _run(self):
         ctl = self._ctl
@@ -230,6 +237,8 @@ class _WakerThread:
             for log in pinned:
                 log._unpin()
         if rung:
+            # ring under the lock, only what is still registered: a coroutine that removed its wait (and
+            # then maybe ended its loop, whose eventfd closes with it) is never rung after its remove()
             with self._lock:
                 for w in rung:
                     try:
@@ -238,8 +247,7 @@ class _WakerThread:
                         continue  # removed by its coroutine meanwhile
                     self._views -= len(w.logs)
                     self._extras -= len(w.extras)
-            for w in rung:
-                w.bell.ring(w)
+                    w.bell.ring(w)
 
 
 class Waker:
@@ -251,7 +259,8 @@ class Waker:
         self._pid = os.getpid()
 
     def add(self, wait):
-        """Register *wait*: its bell rings once it is satisfied.  :returns: a handle for :meth:`remove`."""
+        """Register *wait*: its bell rings once it is satisfied.  :returns: the thread holding it (its
+        ``remove(wait, sync=False)`` drops it)."""
         with self._lock:
             for t in self._threads:
                 if t.try_add(wait):
@@ -261,9 +270,13 @@ class Waker:
             t.try_add(wait)  # a Wait alone always fits
         return t
 
-    @staticmethod
-    def remove(handle, wait, sync=False):
-        handle.remove(wait, sync)
+    def barrier(self):
+        """Every thread's :meth:`_WakerThread.barrier`: call it after removing waits whose extra words are
+        about to be unmapped."""
+        with self._lock:
+            threads = list(self._threads)
+        for t in threads:
+            t.barrier()
 
 
 _waker = None
