@@ -45,14 +45,14 @@ def _produce_when(ns, topic, go, records, pace=0.0):
 
 
 def _member(ns, topic, join, leave):
-    """Child: join group g once *join* is set, poll until *leave* is set, report the assignment it had."""
+    """Child: join group g once *join* is set, poll until it has partitions and *leave* is set, report them."""
     assert join.wait(DEADLINE), "the parent never said join"
     end = time.monotonic() + DEADLINE
     with Consumer(conf(ns, **{"group.id": "g"})) as c:
         c.subscribe([topic])
-        while not leave.is_set():
+        while not (leave.is_set() and c.assignment()):
             c.poll(0.02)
-            assert time.monotonic() < end, "never told to leave"
+            assert time.monotonic() < end, "never got partitions, or never told to leave"
         return sorted(tp.partition for tp in c.assignment())
 
 

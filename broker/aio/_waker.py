@@ -45,13 +45,15 @@ class Wait:
     size, offset, value) u32 words, and the *bell* of its loop with the
     *fut* it resolves."""
 
-    __slots__ = ("logs", "offsets", "extras", "fut", "bell", "_views", "_offs", "_xb", "_xs", "_xo", "_xv")
+    __slots__ = ("logs", "offsets", "extras", "fut", "bell", "rung", "_views", "_offs", "_xb", "_xs", "_xo",
+                 "_xv")
 
     def __init__(self, logs, offsets, extras, fut, bell):
         self.logs, self.offsets, self.extras, self.fut, self.bell = list(logs), list(offsets), list(extras), fut, bell
         if len(self.extras) > _XMAX or len(self.logs) > _VMAX:
             raise ValueError("a wait takes at most %d logs and %d extra words" % (_VMAX, _XMAX))
         self._views = None
+        self.rung = False  # set by the waker as it drops the wait and rings its bell
 
     def _arrays(self):
         """The C arguments of this wait alone (built on first use, in the waker, logs pinned)."""
@@ -83,22 +85,35 @@ class Bell:
             self._rfd, self._wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.ready = collections.deque()  # Waits the waker found satisfied
         self.waiting = 0
+        self._watched = False  # the loop watches the eventfd
+        self._unwatch_due = False
         fds = {self._rfd, self._wfd}
         weakref.finalize(loop, _close_fds, fds)
 
     def enter(self):
         """A coroutine of this loop starts waiting (on the loop)."""
-        if self.waiting == 0:
+        if not self._watched:
             self._loop().add_reader(self._rfd, self._rung)
+            self._watched = True
         self.waiting += 1
 
     def leave(self):
-        """It stopped (on the loop)."""
+        """It stopped (on the loop).  The eventfd is unwatched at the loop's next turn if no other wait began
+        by then: a stream of records, each ending one wait and starting the next, keeps it watched."""
         self.waiting -= 1
-        if self.waiting == 0:
+        if self.waiting == 0 and not self._unwatch_due:
+            loop = self._loop()
+            if loop is not None and not loop.is_closed():
+                self._unwatch_due = True
+                loop.call_soon(self._unwatch)
+
+    def _unwatch(self):
+        self._unwatch_due = False
+        if self.waiting == 0 and self._watched:
             loop = self._loop()
             if loop is not None and not loop.is_closed():
                 loop.remove_reader(self._rfd)
+            self._watched = False
 
     def ring(self, wait):
         """From the waker: *wait* is satisfied."""
@@ -167,6 +182,8 @@ class _WakerThread:
 
     def remove(self, wait):
         """Drop *wait* (the thread may still be in a sleep that includes it: see :meth:`barrier`)."""
+        if wait.rung:  # dropped by the thread already (the common case: no lock to take)
+            return
         with self._lock:
             try:
                 self._waits.remove(wait)
@@ -187,21 +204,43 @@ class _WakerThread:
             if not self._moved.wait_for(lambda: self._snapshots > seen, _SYNC_TIMEOUT):
                 raise RuntimeError("the asyncio waker thread did not answer within %.0f s" % _SYNC_TIMEOUT)
 
+    def _take(self):
+        """The next snapshot (lock held): the control word's value first (a change after it moves the word),
+        then the waits."""
+        cval = self._ctl[0]
+        self._snapshots += 1
+        self._moved.notify_all()
+        return cval, list(self._waits)
+
     def _run(self):
         ctl = self._ctl
+        with self._lock:
+            cval, waits = self._take()
         while True:
-            with self._lock:
-                cval = ctl[0]  # before the snapshot: a change after it moves the word
-                waits = list(self._waits)
-                self._snapshots += 1
-                self._moved.notify_all()
             if not waits:
                 lib.shm_futex_wait32(ctl, 4, 0, cval, -1)
+                with self._lock:
+                    cval, waits = self._take()
                 continue
-            self._sleep(waits, cval)
+            rung = self._sleep(waits, cval)
+            # ring under the lock, only what is still registered: a coroutine that removed its wait (and
+            # then maybe ended its loop, whose eventfd closes with it) is never rung after its remove().
+            # The next snapshot is taken in the same breath, so the thread goes back to sleep (releasing the
+            # GIL) right after the eventfd write, as the loop it woke wants the GIL.
+            with self._lock:
+                for w in rung:
+                    try:
+                        self._waits.remove(w)
+                    except ValueError:
+                        continue  # removed by its coroutine meanwhile
+                    self._views -= len(w.logs)
+                    self._extras -= len(w.extras)
+                    w.rung = True
+                    w.bell.ring(w)
+                cval, waits = self._take()
 
     def _sleep(self, waits, cval):
-        """One sleep over *waits*, then ring those satisfied."""
+        """One sleep over *waits*.  :returns: those satisfied (or whose logs were closed)."""
         pinned, live, rung = [], [], []
         try:
             for w in waits:
@@ -236,18 +275,7 @@ class _WakerThread:
         finally:
             for log in pinned:
                 log._unpin()
-        if rung:
-            # ring under the lock, only what is still registered: a coroutine that removed its wait (and
-            # then maybe ended its loop, whose eventfd closes with it) is never rung after its remove()
-            with self._lock:
-                for w in rung:
-                    try:
-                        self._waits.remove(w)
-                    except ValueError:
-                        continue  # removed by its coroutine meanwhile
-                    self._views -= len(w.logs)
-                    self._extras -= len(w.extras)
-                    w.bell.ring(w)
+        return rung
 
 
 class Waker:
