@@ -468,3 +468,30 @@ def test_wait_many_xv_wakes_on_any_extra_word_and_any_of_many_partitions(logs):
     too_many = [ffi.new("uint32_t[1]") for _ in range(lib.LOG_WAIT_XMAX + 1)]
     assert _wait_xv([], [], too_many, [0] * len(too_many), 0) == lib.LOG_E_BAD_ARG
     assert _wait_xv([], [], [], [], 0) == lib.LOG_E_BAD_ARG
+
+
+def test_a_new_assignment_moves_a_pending_poll_to_it(ns, children):
+    """assign() while another task awaits poll(): the await now waits on the new partition (at once, not at
+    its next wake-up), and a record there ends it."""
+    make_topic(ns, "t", 2)
+    go = CTX.Event()
+    children.start(_produce_when, ns, "t", go, [(1, b"on one")])
+
+    def registered():
+        ws = [w for t in _waker.waker()._threads for w in t._waits]
+        return [log.name.rsplit(".", 1)[1] for w in ws for log in w.logs]
+
+    async def main():
+        async with AIOConsumer(cconf(ns)) as c:
+            await c.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
+            task = asyncio.ensure_future(c.poll(DEADLINE))
+            await until(lambda: registered() == ["0"], "the poll to wait on partition 0")
+            await c.assign([TopicPartition("t", 1, OFFSET_BEGINNING)])
+            # within a fraction of the wait's own wake-up period (0.5 s): assign() wakes it
+            await until(lambda: registered() == ["1"], "the poll to wait on partition 1", timeout=0.4)
+            go.set()
+            return await task
+
+    msg = asyncio.run(main())
+    assert (msg.partition(), msg.value()) == (1, b"on one")
+    children.results(DEADLINE)
