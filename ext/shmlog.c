@@ -1184,11 +1184,13 @@ static inline uint32_t *word32_at(void *base, uint64_t size, uint64_t off)
     return (uint32_t *)((uint8_t *)base + off);
 }
 
-/* index of a readable view, -2 if the extra word moved off xval, else -1 */
-static int any_readable(log_view **views, const uint64_t *offsets, int n, uint32_t *extra, uint32_t xval)
+/* index of a readable view, -2 if an extra word moved off its xval, else -1 */
+static int any_readable(log_view **views, const uint64_t *offsets, int n, uint32_t *const *extras,
+                        const uint32_t *xvals, int nx)
 {
-    /* acquire: pairs with shm_futex_wake32's seq_cst increment */
-    if (extra && __atomic_load_n(extra, __ATOMIC_ACQUIRE) != xval) return -2;
+    for (int k = 0; k < nx; k++)
+        /* acquire: pairs with shm_futex_wake32's seq_cst increment */
+        if (__atomic_load_n(extras[k], __ATOMIC_ACQUIRE) != xvals[k]) return -2;
     for (int i = 0; i < n; i++)
         if (readable(views[i], offsets[i])) return i;
     return -1;
@@ -1218,8 +1220,9 @@ struct wait_group {
     log_view **views;
     const uint64_t *offsets;
     int n;
-    uint32_t *extra;   /* the caller's group only */
-    uint32_t xval;
+    uint32_t *const *extras; /* the caller's group only */
+    const uint32_t *xvals;
+    int nx;
     uint32_t *done;    /* NULL when one group covers everything */
     const struct timespec *abs; /* CLOCK_MONOTONIC end of this sleep */
     int r;             /* any_readable's answer for this group, before sleeping */
@@ -1237,12 +1240,12 @@ static void sleep_group(struct wait_group *g)
         w[nw].flags = FUTEX2_SIZE_U32_FLAG; /* shared: no FUTEX2_PRIVATE */
         w[nw].reserved = 0;
     }
-    if (g->extra) { /* the kernel compares it to xval: a wake between our check and the sleep is not lost */
-        w[nw].val = g->xval;
-        w[nw].uaddr = (uint64_t)(uintptr_t)g->extra;
+    for (int k = 0; k < g->nx; k++, nw++) { /* the kernel compares each to its xval: a wake between our check
+                                                * and the sleep is not lost */
+        w[nw].val = g->xvals[k];
+        w[nw].uaddr = (uint64_t)(uintptr_t)g->extras[k];
         w[nw].flags = FUTEX2_SIZE_U32_FLAG;
         w[nw].reserved = 0;
-        nw++;
     }
     if (g->done) { /* compared to 0 by the kernel: a sibling that woke first is not missed */
         w[nw].val = 0;
@@ -1251,7 +1254,7 @@ static void sleep_group(struct wait_group *g)
         w[nw].reserved = 0;
         nw++;
     }
-    g->r = any_readable(g->views, g->offsets, g->n, g->extra, g->xval);
+    g->r = any_readable(g->views, g->offsets, g->n, g->extras, g->xvals, g->nx);
     /* acquire: pairs with a sibling's release store of done */
     if (g->r == -1 && !(g->done && __atomic_load_n(g->done, __ATOMIC_ACQUIRE))) {
         long rc = syscall(SYS_futex_waitv, w, (unsigned)nw, 0, g->abs, CLOCK_MONOTONIC);
@@ -1316,19 +1319,30 @@ int log_wait_many(log_view **views, const uint64_t *offsets, int n, int64_t time
 int log_wait_many_ex(log_view **views, const uint64_t *offsets, int n, int64_t timeout_ns, int mode, int64_t spin_ns,
                      void *xbase, uint64_t xsize, uint64_t xoff, uint32_t xval)
 {
-    uint32_t *extra = NULL;
-    if (xbase && !(extra = word32_at(xbase, xsize, xoff))) return LOG_E_BAD_ARG;
-    if (!views || !offsets || n < 0 || n > LOG_WAIT_MAX || (n == 0 && !extra)) return LOG_E_BAD_ARG;
+    void *bases[1] = {xbase};
+    uint64_t sizes[1] = {xsize}, offs[1] = {xoff};
+    uint32_t vals[1] = {xval};
+    return log_wait_many_xv(views, offsets, n, timeout_ns, mode, spin_ns, bases, sizes, offs, vals, xbase ? 1 : 0);
+}
+
+int log_wait_many_xv(log_view **views, const uint64_t *offsets, int n, int64_t timeout_ns, int mode, int64_t spin_ns,
+                     void **xbases, const uint64_t *xsizes, const uint64_t *xoffs, const uint32_t *xvals, int nx)
+{
+    uint32_t *extras[LOG_WAIT_XMAX];
+    if (nx < 0 || nx > LOG_WAIT_XMAX || (nx && (!xbases || !xsizes || !xoffs || !xvals))) return LOG_E_BAD_ARG;
+    for (int k = 0; k < nx; k++)
+        if (!(extras[k] = word32_at(xbases[k], xsizes[k], xoffs[k]))) return LOG_E_BAD_ARG;
+    if (!views || !offsets || n < 0 || n > LOG_WAIT_MAX || (n == 0 && !nx)) return LOG_E_BAD_ARG;
     for (int i = 0; i < n; i++)
         if (!views[i] || !views[i]->h) return LOG_E_BAD_ARG;
-    int r = any_readable(views, offsets, n, extra, xval);
+    int r = any_readable(views, offsets, n, extras, xvals, nx);
     if (r != -1) return r;
     int64_t start = now_ns(), deadline = timeout_ns < 0 ? -1 : start + timeout_ns;
     if (mode == LOG_WAIT_SPIN) spin_ns = timeout_ns < 0 ? INT64_MAX : timeout_ns;
     else if (mode == LOG_WAIT_SLEEP) spin_ns = 0;
     else if (spin_ns < 0) spin_ns = 50000;
     for (uint32_t i = 1;; i++) {
-        if ((r = any_readable(views, offsets, n, extra, xval)) != -1) return r;
+        if ((r = any_readable(views, offsets, n, extras, xvals, nx)) != -1) return r;
         cpu_relax();
         if ((i & 15) == 0) {
             int64_t t = now_ns();
@@ -1336,14 +1350,14 @@ int log_wait_many_ex(log_view **views, const uint64_t *offsets, int n, int64_t t
             if (t - start >= spin_ns) break;
         }
     }
-    /* the groups: the first (ours) takes the extra word, and the done word
+    /* the groups: the first (ours) takes the extra words, and the done word
      * when there are several; the others take WAITV_MAX - 1 partitions each */
     uint32_t done = 0;
     struct wait_group one, *groups = &one;
     pthread_t *tids = NULL;
     int ngroups = 1;
-    if (n + (extra ? 1 : 0) > WAITV_MAX) {
-        int first = WAITV_MAX - 1 - (extra ? 1 : 0);
+    if (n + nx > WAITV_MAX) {
+        int first = WAITV_MAX - 1 - nx; /* >= 0: nx <= LOG_WAIT_XMAX < WAITV_MAX */
         ngroups = 1 + (n - first + WAITV_MAX - 2) / (WAITV_MAX - 1);
         groups = calloc((size_t)ngroups, sizeof *groups);
         tids = calloc((size_t)ngroups, sizeof *tids);
@@ -1355,17 +1369,17 @@ int log_wait_many_ex(log_view **views, const uint64_t *offsets, int n, int64_t t
         for (int k = 0, at = 0; k < ngroups; k++) {
             int cnt = k == 0 ? first : WAITV_MAX - 1;
             if (cnt > n - at) cnt = n - at;
-            groups[k] = (struct wait_group){views + at, offsets + at, cnt, k == 0 ? extra : NULL, xval, &done,
-                                            NULL, -1};
+            groups[k] = (struct wait_group){views + at, offsets + at, cnt, k == 0 ? extras : NULL, xvals,
+                                            k == 0 ? nx : 0, &done, NULL, -1};
             at += cnt;
         }
     } else {
-        one = (struct wait_group){views, offsets, n, extra, xval, NULL, NULL, -1};
+        one = (struct wait_group){views, offsets, n, extras, xvals, nx, NULL, NULL, -1};
     }
     for (;;) {
         int64_t left = deadline < 0 ? -1 : deadline - now_ns();
         if (deadline >= 0 && left <= 0) {
-            r = any_readable(views, offsets, n, extra, xval);
+            r = any_readable(views, offsets, n, extras, xvals, nx);
             break;
         }
         int64_t chunk = 100000000; /* bounded, as in log_wait */
@@ -1383,7 +1397,7 @@ int log_wait_many_ex(log_view **views, const uint64_t *offsets, int n, int64_t t
             sleep_groups(groups, tids, ngroups, &done, &abs);
             r = -1;
         }
-        if (r != -1 || (r = any_readable(views, offsets, n, extra, xval)) != -1) break;
+        if (r != -1 || (r = any_readable(views, offsets, n, extras, xvals, nx)) != -1) break;
     }
     if (groups != &one) {
         free(groups);

@@ -133,6 +133,12 @@ int log_wait_many(log_view **views, const uint64_t *offsets, int n, int64_t time
  * xbase NULL: no extra word.  n may be 0 with an extra word. */
 int log_wait_many_ex(log_view **views, const uint64_t *offsets, int n, int64_t timeout_ns, int mode, int64_t spin_ns,
                      void *xbase, uint64_t xsize, uint64_t xoff, uint32_t xval);
+/* The same over nx extra words (word k at xbases[k] + xoffs[k], checked
+ * against xsizes[k], compared with xvals[k]): returns -2 when any moved (the
+ * caller reads them to see which).  nx <= LOG_WAIT_XMAX; n may be 0 if nx > 0. */
+enum { LOG_WAIT_XMAX = 64 };
+int log_wait_many_xv(log_view **views, const uint64_t *offsets, int n, int64_t timeout_ns, int mode, int64_t spin_ns,
+                     void **xbases, const uint64_t *xsizes, const uint64_t *xoffs, const uint32_t *xvals, int nx);
 int log_watermarks(log_view *v, uint64_t *low, uint64_t *high);
 int log_get_stats(log_view *v, log_stats *out);
 
