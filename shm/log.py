@@ -177,14 +177,19 @@ class PartitionLog:
             seg.close()
             raise
 
+    def _stop_fast(self):
+        """No new fast call uses the view: cached bound methods now take the
+        slow path, which sees _closing and raises ClosedError."""
+        fast = self.__dict__.pop("_fast", None)
+        if fast is not None:
+            fast.invalidate()
+        self.__dict__.pop("append", None)
+        self.__dict__.pop("read", None)
+
     def _release(self):
         self._closing = True
         _live_logs.discard(self)
-        fast = self.__dict__.pop("_fast", None)
-        if fast is not None:
-            fast.invalidate()  # cached bound methods now take the slow path, which raises ClosedError
-        self.__dict__.pop("append", None)
-        self.__dict__.pop("read", None)
+        self._stop_fast()
         self._v = None  # the view only points into the mapping; freed by gc
         if self._cbuf is not None:
             ffi.release(self._cbuf)
@@ -209,12 +214,7 @@ class PartitionLog:
             if self._closing:
                 return
             self._closing = True
-            # no new fast call uses the view; the slow paths see _closing and raise ClosedError
-            fast = self.__dict__.pop("_fast", None)
-            if fast is not None:
-                fast.invalidate()
-            self.__dict__.pop("append", None)
-            self.__dict__.pop("read", None)
+            self._stop_fast()
             if not self._users:
                 self._release()
 
