@@ -188,6 +188,26 @@ static void fq_header(unsigned char *h, unsigned char magic, uint32_t len)
     h[4] = len & 0xFF; h[5] = (len >> 8) & 0xFF; h[6] = (len >> 16) & 0xFF; h[7] = len >> 24;
 }
 
+/* An item (header + len bytes of data) built in the scratch buffer and
+ * appended: None; or the record as bytes when the ring is full, the log was
+ * closed (pickle runs Python code) or the append fails - the caller's Python
+ * path waits with it or raises; NULL if memory runs out. */
+static PyObject *fq_append(FastQueue *self, unsigned char magic, const char *data, uint32_t len)
+{
+    uint64_t n = FQ_HDR + (uint64_t)len;
+    if (n > self->scap) {
+        uint64_t cap = n < 4096 ? 4096 : n;
+        char *p = realloc(self->scratch, cap);
+        if (!p) return PyErr_NoMemory();
+        self->scratch = p;
+        self->scap = cap;
+    }
+    fq_header((unsigned char *)self->scratch, magic, len);
+    memcpy(self->scratch + FQ_HDR, data, len);
+    if (self->fl && self->fl->v && log_try_append_value(self->fl->v, self->scratch, n, 0) >= 0) Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize(self->scratch, (Py_ssize_t)n);
+}
+
 static PyObject *FastQueue_put(FastQueue *self, PyObject *obj)
 {
     if (!usable(self)) Py_RETURN_NOTIMPLEMENTED;
@@ -197,21 +217,8 @@ static PyObject *FastQueue_put(FastQueue *self, PyObject *obj)
         Py_RETURN_NOTIMPLEMENTED;
     }
     if (PyBytes_CheckExact(obj) && (uint64_t)PyBytes_GET_SIZE(obj) + FQ_HDR <= self->max_record
-        && (uint64_t)PyBytes_GET_SIZE(obj) <= UINT32_MAX) {
-        /* bytes travel as they are: no pickle either side */
-        uint64_t n = FQ_HDR + (uint64_t)PyBytes_GET_SIZE(obj);
-        if (n > self->scap) {
-            uint64_t cap = n < 4096 ? 4096 : n;
-            char *p = realloc(self->scratch, cap);
-            if (!p) return PyErr_NoMemory();
-            self->scratch = p;
-            self->scap = cap;
-        }
-        fq_header((unsigned char *)self->scratch, FQ_RAW, (uint32_t)(n - FQ_HDR));
-        memcpy(self->scratch + FQ_HDR, PyBytes_AS_STRING(obj), n - FQ_HDR);
-        if (log_try_append_value(self->fl->v, self->scratch, n, 0) >= 0) Py_RETURN_NONE;
-        return PyBytes_FromStringAndSize(self->scratch, (Py_ssize_t)n); /* full, or an error: the Python path */
-    }
+        && (uint64_t)PyBytes_GET_SIZE(obj) <= UINT32_MAX) /* bytes travel as they are: no pickle either side */
+        return fq_append(self, FQ_RAW, PyBytes_AS_STRING(obj), (uint32_t)PyBytes_GET_SIZE(obj));
     PyObject *args[3] = {obj, self->proto, self->bufs_append};
     self->busy = 1;
     PyObject *stream = PyObject_Vectorcall(self->dumps, args, 2, self->kwnames);
@@ -235,22 +242,9 @@ static PyObject *FastQueue_put(FastQueue *self, PyObject *obj)
         }
         return Py_BuildValue("(NN)", stream, bufs);
     }
-    if (n > self->scap) {
-        uint64_t cap = n < 4096 ? 4096 : n;
-        char *p = realloc(self->scratch, cap);
-        if (!p) { Py_DECREF(stream); return PyErr_NoMemory(); }
-        self->scratch = p;
-        self->scap = cap;
-    }
-    uint32_t plen = (uint32_t)(n - FQ_HDR);
-    fq_header((unsigned char *)self->scratch, FQ_MAGIC, plen);
-    memcpy(self->scratch + FQ_HDR, PyBytes_AS_STRING(stream), plen);
+    PyObject *r = fq_append(self, FQ_MAGIC, PyBytes_AS_STRING(stream), (uint32_t)(n - FQ_HDR));
     Py_DECREF(stream);
-    if (!self->fl || !self->fl->v) /* closed while pickle ran */
-        return PyBytes_FromStringAndSize(self->scratch, (Py_ssize_t)n);
-    int64_t r = log_try_append_value(self->fl->v, self->scratch, n, 0);
-    if (r >= 0) Py_RETURN_NONE;
-    return PyBytes_FromStringAndSize(self->scratch, (Py_ssize_t)n); /* full, or an error: the Python path */
+    return r;
 }
 
 /* hold (off) for this thread: the solo item if free, else Held.add */
