@@ -238,7 +238,7 @@ class Engine(Manager):
             rec = heads[kind] + data
         else:
             segs = []
-            rec = heads[kind] + _HEAD(_serde._MAGIC, _serde._VERSION, 0, len(stream)) + stream  # _serde.head inline
+            rec = heads[kind] + _stream_head(len(stream)) + stream
         if len(rec) > self._max_record:
             name = _worker.spill(rec, self.prefix)
             segs.append(name)
@@ -529,7 +529,7 @@ class Engine(Manager):
 
 _NO_FN = [TASK.pack(k, 0) for k in range(4)]  # task heads by kind, the function in the payload
 _dumps = pickle.dumps
-_HEAD = _serde._HDR.pack
+_stream_head = _serde.stream_head
 
 
 def _by_name(fn):

@@ -18,6 +18,7 @@ name starts with its prefix).
     obj, segs = loads(data)              # ... to discard() once done
 """
 import errno
+import functools
 import itertools
 import os
 import pickle
@@ -31,6 +32,8 @@ _HDR = struct.Struct("<BBHI")  # magic, version, number of buffers, pickle lengt
 _BUF = struct.Struct("<BQ")    # kind (0 inline, 1 segment, 2 the stream in a segment), length
 _MAGIC, _VERSION = 0xB5, 1
 _RAW = 0xB6  # the record is a bytes object's bytes: (_RAW, _VERSION, 0, length) + the bytes
+#: stream_head(n): the header of a record holding a pickle stream of n bytes and no buffers (one C call)
+stream_head = functools.partial(_HDR.pack, _MAGIC, _VERSION, 0)
 _SEGREF = _BUF.size + 2 + 255  # a table entry naming a segment, at most
 _counter = itertools.count()
 
@@ -85,7 +88,7 @@ def dumps(obj, prefix, big=BIG, limit=None, mode=0o600):
 def assemble(stream, bufs, prefix, big=BIG, limit=None, mode=0o600):
     """dumps, given the pickle *stream* and its out-of-band *bufs*."""
     if not bufs and (limit is None or _HDR.size + len(stream) <= limit):
-        return _HDR.pack(_MAGIC, _VERSION, 0, len(stream)) + stream, []
+        return stream_head(len(stream)) + stream, []
     views = [pb.raw() for pb in bufs]
     out = [mv.nbytes >= big for mv in views]  # True: a segment of its own
     spill_stream = False
