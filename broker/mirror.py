@@ -30,20 +30,12 @@ import tempfile
 import threading
 import time
 
-from shm.errors import ConfigError, KafkaError, KafkaException
+from shm.errors import ConfigError, KafkaError, KafkaException, error_text
 
 _log = logging.getLogger("shmbroker.mirror")
 _PARTITION_EOF = KafkaError._PARTITION_EOF
 _BATCH = 500
 _REFRESH_S = 5.0
-
-
-def _text(e):
-    """An error of either client library in words: its reason, without the
-    ``KafkaError{...}`` frame both print."""
-    err = e.args[0] if isinstance(e, BaseException) and e.args and hasattr(e.args[0], "str") else e
-    words = getattr(err, "str", None)
-    return words() if callable(words) else str(e)
 
 
 def is_shm(conf):
@@ -264,7 +256,7 @@ class Mirror:
                     except Exception as exc:  # either side away: the streams go on, the next look tries again
                         if not started:
                             raise
-                        _log.warning("looking up topics failed (tried again in %.0f s): %s", self.refresh_s, _text(exc))
+                        _log.warning("looking up topics failed (tried again in %.0f s): %s", self.refresh_s, error_text(exc))
                     if not started:
                         for t in threads:
                             t.start()
@@ -386,10 +378,10 @@ class _Stream:
             with st.lock:
                 st.failed += 1
             if self.m.abort:
-                self.m.error = "a record of %s could not be sent: %s" % (msg.topic() if msg else "?", _text(err))
+                self.m.error = "a record of %s could not be sent: %s" % (msg.topic() if msg else "?", error_text(err))
                 self.m.stop()
                 return
-            _log.warning("record dropped (abort.on.send.failure=false): %s", _text(err))
+            _log.warning("record dropped (abort.on.send.failure=false): %s", error_text(err))
         else:
             with st.lock:
                 st.delivered += 1
@@ -408,7 +400,7 @@ class _Stream:
         except Exception as exc:  # ours or confluent-kafka's KafkaException (the source away, a rebalance...)
             if not isinstance(exc, KafkaException) and type(exc).__name__ != "KafkaException":
                 raise
-            _log.warning("commit failed (tried again at the next interval): %s", _text(exc))
+            _log.warning("commit failed (tried again at the next interval): %s", error_text(exc))
             return
         for tp, tail in offs:
             tail.committed = tp.offset
@@ -431,7 +423,7 @@ class _Stream:
                     err = msg.error()
                     if err is not None:
                         if err.code() != _PARTITION_EOF:
-                            _log.warning("source: %s", _text(err))
+                            _log.warning("source: %s", error_text(err))
                         continue
                     t, p, off = msg.topic(), msg.partition(), msg.offset()
                     tail = tails[(t, p)]
@@ -466,7 +458,7 @@ class _Stream:
                     self._commit()
                     next_commit = now + m.commit_s
         except Exception as exc:  # one line for the user; the others stop too
-            self.failure = "%s: %s" % (type(exc).__name__, _text(exc))
+            self.failure = "%s: %s" % (type(exc).__name__, error_text(exc))
             m.stop()
         finally:
             self._finish()

@@ -210,6 +210,11 @@ def error_text(exc):
             return exc.args[0].str()
     elif isinstance(exc, KafkaError):
         return exc.str()
+    else:  # confluent-kafka's KafkaError, or an exception carrying one (a mirror's Kafka side)
+        err = exc.args[0] if isinstance(exc, BaseException) and exc.args else exc
+        words = getattr(err, "str", None)
+        if callable(words) and not isinstance(err, str):
+            return words()
     return str(exc)
 
 
