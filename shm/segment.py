@@ -42,14 +42,11 @@ def shm_free():
 
 def mem_available():
     """Bytes of memory the kernel can give without swapping (MemAvailable), or None if unknown."""
+    import psutil  # a runtime dependency; imported on the first segment made
     try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+        return psutil.virtual_memory().available
+    except (OSError, RuntimeError):
+        return None
 
 
 def human(n):
