@@ -34,7 +34,6 @@ import importlib.util
 import mmap
 import os
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -80,9 +79,8 @@ def _deadline_loop(what, timeout, step=0.02):
 
 def free_port():
     """A free TCP port on 127.0.0.1 (bound then released: a small race, fine on a bench host)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from broker.kafka.loopback import free_port as port
+    return port()
 
 
 def end_process(proc, what, timeout=10.0):

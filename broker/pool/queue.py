@@ -246,7 +246,7 @@ class _QueueBase:
                 left = _CHUNK if deadline is None else deadline - _monotonic()
                 if left <= 0:
                     return r
-                r = fq.get(left, mode, _SPIN_NS)  # (a chunk at most)  # waits in C for the item (or a release), then takes it
+                r = fq.get(left, mode, _SPIN_NS)  # waits in C (a chunk at most) for the item or a release, then takes it
                 if r.__class__ is not int:
                     return r
                 if check is not None:
