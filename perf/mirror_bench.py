@@ -62,18 +62,24 @@ def fill_kafka(k, topic, a):
         raise RuntimeError("tansu did not take the source records within 120 s")
 
 
-def committed(ns_conf, topic, partitions, group):
-    """The group's committed offsets, summed, read at the source."""
-    if "bootstrap.servers" in ns_conf and ns_conf["bootstrap.servers"].startswith("shm://"):
-        import broker.kafka as mod
-    else:
-        import confluent_kafka as mod
-    c = mod.Consumer(dict(ns_conf, **{"group.id": group}))
-    try:
-        tps = c.committed([mod.TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-        return sum(max(tp.offset, 0) for tp in tps)
-    finally:
-        c.close()
+class Committed:
+    """Reads the group's committed offsets at the source, summed (one
+    client for the whole round: sampling must not open a connection or a
+    membership each time)."""
+
+    def __init__(self, src, topic, partitions, group):
+        if src["bootstrap.servers"].startswith("shm://"):
+            import broker.kafka as mod
+        else:
+            import confluent_kafka as mod
+        self.c = mod.Consumer(dict(src, **{"group.id": group}))
+        self.tps = [mod.TopicPartition(topic, p) for p in range(partitions)]
+
+    def __call__(self):
+        return sum(max(tp.offset, 0) for tp in self.c.committed(self.tps, timeout=10))
+
+    def close(self):
+        self.c.close()
 
 
 def one_round(a, k, ns, rnd, progress):
@@ -97,6 +103,7 @@ def one_round(a, k, ns, rnd, progress):
                                      "--producer.config", pp, "--include", topic, "--num.streams", str(a.streams),
                                      "--offset.commit.interval.ms", str(a.commit_ms)],
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        committed = Committed(src, topic, a.partitions, group)
         try:
             end = time.monotonic() + a.timeout
             first = None
@@ -106,7 +113,7 @@ def one_round(a, k, ns, rnd, progress):
                     raise RuntimeError("the mirror %s before copying %d records; its log: %s" % (
                         "stopped" if proc.poll() is not None else "took over %.0f s" % a.timeout, a.records,
                         open(os.path.join(d, "mirror.log")).read()[-2000:]))
-                n = committed(src, topic, a.partitions, group)
+                n = committed()
                 if first is None and n > 0:
                     first = (now, n)
                 if n >= a.records:
@@ -114,8 +121,12 @@ def one_round(a, k, ns, rnd, progress):
                 progress("round %d: %d of %d committed" % (rnd + 1, n, a.records))
                 time.sleep(0.01)  # sampling the commits, not synchronising
             t0, n0 = first
+            if n0 >= a.records:  # no commit between the first and the last: nothing to time
+                raise RuntimeError("round %d: every record came in one commit (--commit-ms %d): raise --records or "
+                                   "lower --commit-ms" % (rnd + 1, a.commit_ms))
             return (a.records - n0) / max(now - t0, 1e-9)
         finally:
+            committed.close()
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(60)
