@@ -32,7 +32,7 @@ CONSUMER = {"group.id", "auto.offset.reset", "enable.auto.commit", "auto.commit.
             "fetch.min.bytes", "fetch.max.bytes", "fetch.wait.max.ms", "max.partition.fetch.bytes",
             "fetch.message.max.bytes", "queued.min.messages", "queued.max.messages.kbytes", "on_commit",
             "group.protocol", "group.remote.assignor", "check.crcs", "allow.auto.create.topics",
-            "shm.latency.histogram"}
+            "shm.latency.histogram", "shm.aio.waker"}
 ADMIN = set()
 # broker.Queue & co (broker/pool/queue.py): the ring of each queue, with the topic keys' names
 QUEUE = {"retention.bytes", "max.message.bytes", "shm.slots"}
@@ -225,6 +225,7 @@ VALIDATORS = {
     "check.crcs": _bool,
     # produce->poll latency per group and partition, in shared memory (broker/latency_hist.py)
     "shm.latency.histogram": _bool,
+    "shm.aio.waker": _enum("auto", "io_uring", "thread"),  # broker.aio's AIOConsumer (the sync one ignores it)
     "allow.auto.create.topics": _bool,  # with the namespace's auto.create.topics.enable (broker/autocreate.py)
 }
 

@@ -18,7 +18,7 @@ _bid = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_bid)
 build_id = _bid.build_id
 
-SOURCES = ["shmlog.c", "shmqueue.c", "shmrobust.c"]
+SOURCES = ["shmlog.c", "shmqueue.c", "shmrobust.c", "shmaio.c"]
 HEADERS = ["shmlog.h", "shmlog_atomic.h"]
 
 ffi = FFI()

@@ -1228,25 +1228,58 @@ struct wait_group {
     int r;             /* any_readable's answer for this group, before sleeping */
 };
 
-static void sleep_group(struct wait_group *g)
+/* The sleeper's half of the waiters / futex_seq protocol, into w[0 .. n + nx):
+ * raise each partition's waiters flag and read its futex word, then the
+ * extra words with their expected values.  The caller checks readability
+ * after this and sleeps on w only if nothing is: a record committed after
+ * the check moves a word the sleep compares. */
+static int waitv_fill(log_view **views, int n, uint32_t *const *extras, const uint32_t *xvals, int nx,
+                      struct futex_waitv_arg *w)
 {
-    struct futex_waitv_arg w[WAITV_MAX];
     int nw = 0;
-    for (int i = 0; i < g->n; i++, nw++) {
-        atom_store_seqcst32(&g->views[i]->h->waiters, 1); /* the flag: pairs with wake_readers' load and clear */
+    for (int i = 0; i < n; i++, nw++) {
+        atom_store_seqcst32(&views[i]->h->waiters, 1); /* the flag: pairs with wake_readers' load and clear */
         atom_fence_seqcst(); /* pairs with wake_readers' fence: it sees the flag or we its record */
-        w[nw].val = atom_load_seqcst32(&g->views[i]->h->futex_seq); /* pairs with wake_readers' increment */
-        w[nw].uaddr = (uint64_t)(uintptr_t)&g->views[i]->h->futex_seq;
+        w[nw].val = atom_load_seqcst32(&views[i]->h->futex_seq); /* pairs with wake_readers' increment */
+        w[nw].uaddr = (uint64_t)(uintptr_t)&views[i]->h->futex_seq;
         w[nw].flags = FUTEX2_SIZE_U32_FLAG; /* shared: no FUTEX2_PRIVATE */
         w[nw].reserved = 0;
     }
-    for (int k = 0; k < g->nx; k++, nw++) { /* the kernel compares each to its xval: a wake between our check
-                                                * and the sleep is not lost */
-        w[nw].val = g->xvals[k];
-        w[nw].uaddr = (uint64_t)(uintptr_t)g->extras[k];
+    for (int k = 0; k < nx; k++, nw++) { /* the kernel compares each to its xval: a wake between our check
+                                          * and the sleep is not lost */
+        w[nw].val = xvals[k];
+        w[nw].uaddr = (uint64_t)(uintptr_t)extras[k];
         w[nw].flags = FUTEX2_SIZE_U32_FLAG;
         w[nw].reserved = 0;
     }
+    return nw;
+}
+
+/* For a sleep elsewhere (shmaio.c's io_uring futex wait): the arguments
+ * checked as log_wait_many_xv checks them, the protocol's first half into
+ * waitv (room for cap entries of the kernel's struct futex_waitv), then the
+ * readiness check.  Returns any_readable's answer (>= 0 a readable view,
+ * -2 an extra word moved, -1: sleep on waitv[0 .. n + nx)), or LOG_E_BAD_ARG. */
+int log_waitv_prep(log_view **views, const uint64_t *offsets, int n, void **xbases, const uint64_t *xsizes,
+                   const uint64_t *xoffs, const uint32_t *xvals, int nx, void *waitv, int cap)
+{
+    uint32_t *extras[LOG_WAIT_XMAX];
+    if (nx < 0 || nx > LOG_WAIT_XMAX || (nx && (!xbases || !xsizes || !xoffs || !xvals))) return LOG_E_BAD_ARG;
+    if (!views || !offsets || !waitv || n < 0 || n + nx > cap || (n == 0 && !nx)) return LOG_E_BAD_ARG;
+    for (int k = 0; k < nx; k++)
+        if (!(extras[k] = word32_at(xbases[k], xsizes[k], xoffs[k]))) return LOG_E_BAD_ARG;
+    for (int i = 0; i < n; i++)
+        if (!views[i] || !views[i]->h) return LOG_E_BAD_ARG;
+    int r = any_readable(views, offsets, n, extras, xvals, nx);
+    if (r != -1) return r;
+    waitv_fill(views, n, extras, xvals, nx, (struct futex_waitv_arg *)waitv);
+    return any_readable(views, offsets, n, extras, xvals, nx);
+}
+
+static void sleep_group(struct wait_group *g)
+{
+    struct futex_waitv_arg w[WAITV_MAX];
+    int nw = waitv_fill(g->views, g->n, g->extras, g->xvals, g->nx, w);
     if (g->done) { /* compared to 0 by the kernel: a sibling that woke first is not missed */
         w[nw].val = 0;
         w[nw].uaddr = (uint64_t)(uintptr_t)g->done;

@@ -140,6 +140,29 @@ enum { LOG_WAIT_XMAX = 64 };
 int log_wait_many_xv(log_view **views, const uint64_t *offsets, int n, int64_t timeout_ns, int mode, int64_t spin_ns,
                      void **xbases, const uint64_t *xsizes, const uint64_t *xoffs, const uint32_t *xvals, int nx);
 int log_watermarks(log_view *v, uint64_t *low, uint64_t *high);
+
+/* ---- the asyncio bridge (shmaio.c): futex waits io_uring completes ----
+ * One ring per event loop, used by its thread only.  aio_ring_open: NULL
+ * with *err an errno where io_uring or IORING_OP_FUTEX_WAITV is missing
+ * (ENOSYS, EPERM under a seccomp profile, ...); the eventfd (or -1) is
+ * signalled whenever a completion is posted. */
+typedef struct aio_ring aio_ring;
+enum { AIO_E_RING = -100 }; /* the ring refused a submission */
+aio_ring *aio_ring_open(unsigned entries, int eventfd, int *err);
+void aio_ring_close(aio_ring *r);
+int aio_ring_fd(aio_ring *r);
+/* Submit one wait on views[i] at offsets[i] and the extra words (as in
+ * log_wait_many_xv; n + nx <= 128), completed with user_data.  Returns -1
+ * when submitted; nothing is submitted when a view is readable now (its
+ * index), an extra word moved (-2), or on LOG_E_BAD_ARG / AIO_E_RING. */
+int aio_ring_wait(aio_ring *r, uint64_t user_data, log_view **views, const uint64_t *offsets, int n, void **xbases,
+                  const uint64_t *xsizes, const uint64_t *xoffs, const uint32_t *xvals, int nx);
+/* Cancel the wait submitted with user_data (its completion says -ECANCELED). */
+int aio_ring_cancel(aio_ring *r, uint64_t user_data);
+/* Up to max completions: (user_data, res) pairs; returns how many.  res >= 0
+ * or -EAGAIN: a word moved; -ECANCELED: cancelled; user_data 0: a cancel's own. */
+int aio_ring_reap(aio_ring *r, uint64_t *user_data, int32_t *res, int max);
+
 int log_get_stats(log_view *v, log_stats *out);
 
 int log_set_floor(log_view *v, uint64_t floor);

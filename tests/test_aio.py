@@ -27,10 +27,36 @@ async def until(pred, what, timeout=DEADLINE):
         await asyncio.sleep(0.001)
 
 
-def waiting_regs():
-    """How many waits the process's waker threads hold."""
+MODE = "auto"
+
+
+@pytest.fixture(autouse=True, params=["io_uring", "thread"])
+def waker_mode(request):
+    """Every test with each way a wait reaches the loop: io_uring futex waits (where the kernel has them) and
+    the waker thread."""
+    global MODE
+    if request.param == "io_uring" and not _waker.ring_available():
+        pytest.skip("this kernel gives no io_uring futex waits (Linux >= 6.7, io_uring allowed)")
+    MODE = request.param
+    yield MODE
+    MODE = "auto"
+
+
+def thread_regs():
     w = _waker.waker()
     return sum(len(t._waits) for t in w._threads)
+
+
+def ring_regs():
+    return sum(len(b._ring._pending) for b in list(_waker._bells.values()) if b._ring is not None)
+
+
+def waiting_regs():
+    """How many waits the process holds (waker threads and loops' rings), checking each went where MODE says."""
+    t, r = thread_regs(), ring_regs()
+    assert not (t if MODE == "io_uring" else r), "waits on the %s path with shm.aio.waker=%s" % (
+        "thread" if t else "io_uring", MODE)
+    return t + r
 
 
 def _produce_when(ns, topic, go, records, pace=0.0):
@@ -57,7 +83,7 @@ def _member(ns, topic, join, leave):
 
 
 def cconf(ns, **kw):
-    c = conf(ns, **{"group.id": "g"})
+    c = conf(ns, **{"group.id": "g", "shm.aio.waker": MODE})
     c.update(kw)
     return c
 
@@ -478,7 +504,9 @@ def test_a_new_assignment_moves_a_pending_poll_to_it(ns, children):
     children.start(_produce_when, ns, "t", go, [(1, b"on one")])
 
     def registered():
+        waiting_regs()  # checks the path
         ws = [w for t in _waker.waker()._threads for w in t._waits]
+        ws += [w for b in list(_waker._bells.values()) if b._ring is not None for w in b._ring._pending.values()]
         return [log.name.rsplit(".", 1)[1] for w in ws for log in w.logs]
 
     async def main():
@@ -495,3 +523,127 @@ def test_a_new_assignment_moves_a_pending_poll_to_it(ns, children):
     msg = asyncio.run(main())
     assert (msg.partition(), msg.value()) == (1, b"on one")
     children.results(DEADLINE)
+
+
+def _ring(efd=-1):
+    from shm._native import ffi, lib
+    err = ffi.new("int *")
+    r = lib.aio_ring_open(16, efd, err)
+    assert r != ffi.NULL, os.strerror(err[0])
+    return ffi.gc(r, lib.aio_ring_close)
+
+
+def _ring_wait(r, ud, parts, offsets, words=(), vals=()):
+    from shm._native import ffi, lib
+    for p in parts:
+        p._pin()
+    try:
+        return lib.aio_ring_wait(r, ud, ffi.new("log_view *[]", [p._v for p in parts] or 1),
+                                 ffi.new("uint64_t[]", list(offsets) or 1), len(parts),
+                                 ffi.new("void *[]", list(words) or 1), ffi.new("uint64_t[]", [4] * len(words) or 1),
+                                 ffi.new("uint64_t[]", len(words) or 1), ffi.new("uint32_t[]", list(vals) or 1),
+                                 len(words))
+    finally:
+        for p in parts:
+            p._unpin()
+
+
+def _reap(r, deadline=DEADLINE, want=1):
+    """Completions of ring *r* until *want* came (the eventfd-less way: poll the ring's fd)."""
+    import select
+    from shm._native import ffi, lib
+    uds, res, got = ffi.new("uint64_t[]", 16), ffi.new("int32_t[]", 16), []
+    end = time.monotonic() + deadline
+    while len(got) < want:
+        left = end - time.monotonic()
+        assert left > 0, "no completion within %.0f s (got %r)" % (deadline, got)
+        select.select([lib.aio_ring_fd(r)], [], [], left)
+        n = lib.aio_ring_reap(r, uds, res, 16)
+        got += [(uds[i], res[i]) for i in range(n)]
+    return got
+
+
+def test_ring_wait_completes_on_an_append_and_on_cancel(logs, waker_mode):
+    """ext/shmaio.c: a submitted wait completes when a record lands (another thread appends), a word it
+    watches moves, or it is cancelled; a wait whose record is there already is not submitted."""
+    import errno
+    import threading
+    from shm._native import ffi, lib
+    if waker_mode != "io_uring":
+        pytest.skip("the ring itself: once, with the io_uring mode")
+    parts = [logs.create(slot_count=4, data_capacity=1024) for _ in range(3)]
+    r = _ring()
+    assert _ring_wait(r, 7, parts, [0, 0, 0]) == -1  # submitted: nothing there
+    t = threading.Thread(target=parts[2].append, args=(b"x",))
+    t.start()
+    assert _reap(r) == [(7, 2)]  # the kernel says which word woke it: partition 2's
+    t.join()
+    assert _ring_wait(r, 8, parts, [0, 0, 0]) == 2  # readable now: not submitted
+    word = ffi.new("uint32_t[1]")
+    assert _ring_wait(r, 9, parts, [0, 0, 1], [word], [0]) == -1
+    lib.shm_futex_wake32(word, 4, 0)  # moves the word and wakes it
+    (ud, res), = _reap(r)
+    assert ud == 9 and res == 3  # index 3: the extra word after the 3 partitions
+    assert _ring_wait(r, 10, parts, [0, 0, 1], [word], [0]) == -2  # off its value already: not submitted
+    assert _ring_wait(r, 11, parts, [0, 0, 1]) == -1
+    assert lib.aio_ring_cancel(r, 11) == 0
+    assert sorted(_reap(r, want=2)) == [(0, 1), (11, -errno.ECANCELED)]  # the cancel (1 cancelled), the wait
+
+
+def test_ring_wait_refuses_bad_arguments(logs, waker_mode):
+    from shm._native import ffi, lib
+    if waker_mode != "io_uring":
+        pytest.skip("the ring itself: once, with the io_uring mode")
+    r = _ring()
+    parts = [logs.create(slot_count=2, data_capacity=1024) for _ in range(2)]
+    words = [ffi.new("uint32_t[1]") for _ in range(lib.LOG_WAIT_XMAX + 1)]
+    assert _ring_wait(r, 1, [], []) == lib.LOG_E_BAD_ARG  # nothing to wait on
+    assert _ring_wait(r, 1, [], [], words, [0] * len(words)) == lib.LOG_E_BAD_ARG  # too many words
+    assert _ring_wait(r, 1, parts * 64 + parts[:1], [0] * 129) == lib.LOG_E_BAD_ARG  # over 128 futex words
+    assert lib.aio_ring_wait(r, 1, ffi.new("log_view *[]", 1), ffi.new("uint64_t[]", 1), 1, ffi.NULL, ffi.NULL,
+                             ffi.NULL, ffi.NULL, 0) == lib.LOG_E_BAD_ARG  # a NULL view
+    assert lib.aio_ring_wait(ffi.NULL, 1, ffi.NULL, ffi.NULL, 0, ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL,
+                             0) == lib.LOG_E_BAD_ARG
+    assert lib.aio_ring_reap(r, ffi.NULL, ffi.NULL, 4) == lib.LOG_E_BAD_ARG
+    # an extra word past the end of its segment: refused before any submission
+    assert lib.aio_ring_wait(r, 1, ffi.new("log_view *[]", 1), ffi.new("uint64_t[]", 1), 0,
+                             ffi.new("void *[]", [words[0]]), ffi.new("uint64_t[]", [4]), ffi.new("uint64_t[]", [4]),
+                             ffi.new("uint32_t[]", [0]), 1) == lib.LOG_E_BAD_ARG
+
+
+def test_without_io_uring_auto_uses_the_waker_thread_and_io_uring_says_why(ns, children, monkeypatch):
+    """A kernel without io_uring futex waits (faked): shm.aio.waker=auto waits on the waker thread and
+    still wakes; shm.aio.waker=io_uring raises an OSError that names the kernel feature and the fix."""
+    import errno
+
+    def no_ring(efd):
+        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
+
+    monkeypatch.setattr(_waker, "_Ring", no_ring)
+    make_topic(ns, "t", 1)
+    go = CTX.Event()
+    children.start(_produce_when, ns, "t", go, [(0, b"hello")])
+
+    async def main():
+        async with AIOConsumer(cconf(ns, **{"shm.aio.waker": "auto"})) as c:
+            await c.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
+            task = asyncio.ensure_future(c.poll(DEADLINE))
+            await until(lambda: thread_regs() == 1, "the poll to wait on the waker thread")
+            assert ring_regs() == 0
+            go.set()
+            msg = await task
+        async with AIOConsumer(cconf(ns, **{"shm.aio.waker": "io_uring"})) as c:
+            await c.assign([TopicPartition("t", 0, 1)])
+            with pytest.raises(OSError, match="Linux >= 6.7.*shm.aio.waker=auto"):
+                await c.poll(DEADLINE)
+        return msg
+
+    msg = asyncio.run(main())
+    assert (msg.offset(), msg.value()) == (0, b"hello")
+    assert children.results(DEADLINE) == [1]
+
+
+def test_bad_waker_value_is_a_config_error(ns):
+    from broker.errors import ConfigError
+    with pytest.raises(ConfigError, match="shm.aio.waker"):
+        AIOConsumer(cconf(ns, **{"shm.aio.waker": "fast"}))

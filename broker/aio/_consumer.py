@@ -56,6 +56,9 @@ class AIOConsumer:
     functions; they get this AIOConsumer.  Also ``async with`` and ``async for msg in consumer``.
 
     :param dict consumer_conf: the consumer's configuration (``group.id`` required, as in confluent-kafka).
+        One key of its own: ``shm.aio.waker`` - ``auto`` (default: io_uring futex waits where the kernel has
+        them, Linux >= 6.7, else the waker thread), ``io_uring`` (those, or an OSError at the first wait where
+        the kernel has none), ``thread`` (always the waker thread).
     :param int max_workers: accepted for confluent-kafka's signature; no thread runs calls here.
     :param executor: accepted for confluent-kafka's signature; unused.
     :raises ValueError: if *max_workers* is below 1 (as confluent-kafka) or ``group.id`` is missing.
@@ -65,8 +68,9 @@ class AIOConsumer:
         if executor is None and max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self._pending = Pending()
-        self._c = _Consumer(_wrap_conf(consumer_conf, self._pending))
-        self._waits = {}  # future -> (waker thread, Wait) of each coroutine waiting now
+        self._c = _Consumer(_wrap_conf(consumer_conf, self._pending))  # it checks shm.aio.waker too
+        self._how = (consumer_conf or {}).get("shm.aio.waker", "auto")
+        self._waits = {}  # future -> (what holds it: the loop's ring or a waker thread, Wait) of each waiting now
         self._waiting = 0
         self._closed = False
 
@@ -163,7 +167,12 @@ class AIOConsumer:
             bell = bell_of(loop)
             w = Wait(logs, offsets, extras, fut, bell)
             bell.enter()
-            self._waits[fut] = (waker().add(w), w)
+            try:
+                self._waits[fut] = (bell.add(w, self._how), w)
+            except BaseException:  # shm.aio.waker=io_uring on a kernel without
+                bell.leave()
+                timer.cancel()
+                raise
         self._waiting += 1
         try:
             await fut
@@ -298,6 +307,7 @@ class AIOConsumer:
             _resolve(fut)
         self._waits.clear()
         waker().barrier()  # no waker thread still sleeps on our notify word (or checks it): it may be unmapped
+        # (an io_uring wait reads its words only as it is submitted: a cancelled one never again)
         self._c.close()
         await self._pending.settle()
 

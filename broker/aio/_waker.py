@@ -19,6 +19,14 @@ reads the word before taking its snapshot of the waits, so a change made
 after the snapshot moves the word off the value the sleep compares with and
 is never missed.
 
+The kernel path (Linux >= 6.7, ``ext/shmaio.c``): where io_uring has
+IORING_OP_FUTEX_WAITV, a loop's Bell owns a ring whose completions signal
+the same eventfd, and a wait is submitted there instead - the producer's
+futex wake completes it in the kernel and wakes the loop's own thread, so
+no waker thread (and no GIL hand-off) sits on the way.  The waker thread
+stays the fallback: an older kernel, io_uring forbidden (seccomp), a wait
+on more than 128 words, or ``shm.aio.waker=thread``.
+
 Mappings: the waker pins every log it sleeps on (``PartitionLog._pin``), so
 a consumer that closes a log meanwhile leaves the unmap to the waker.  A
 notify word lives in the namespace segment, which has no pin: a consumer
@@ -27,6 +35,8 @@ it unmaps the segment; it returns once the waker threads have left every
 sleep (and readiness check) that could touch the word.
 """
 import collections
+import errno
+import logging
 import os
 import threading
 import weakref
@@ -38,6 +48,10 @@ _SLEEP = lib.LOG_WAIT_SLEEP
 _XMAX = lib.LOG_WAIT_XMAX - 1  # extra words per waker thread: one is its control word
 _VMAX = lib.LOG_WAIT_MAX
 _SYNC_TIMEOUT = 5.0  # a sync removal waits at most this long for the waker (it leaves in microseconds)
+_RING_ENTRIES = 64  # submission entries of a loop's ring: each submission is entered at once
+_RING_WORDS = 128  # futex words one io_uring wait takes (the kernel's FUTEX_WAITV_MAX)
+_REAP = 64  # completions reaped a call
+_log = logging.getLogger("broker.aio")
 
 
 class Wait:
@@ -45,7 +59,7 @@ class Wait:
     size, offset, value) u32 words, and the *bell* of its loop with the
     *fut* it resolves."""
 
-    __slots__ = ("logs", "offsets", "extras", "fut", "bell", "rung", "_views", "_offs", "_xb", "_xs", "_xo",
+    __slots__ = ("logs", "offsets", "extras", "fut", "bell", "rung", "ud", "_views", "_offs", "_xb", "_xs", "_xo",
                  "_xv")
 
     def __init__(self, logs, offsets, extras, fut, bell):
@@ -54,6 +68,7 @@ class Wait:
             raise ValueError("a wait takes at most %d logs and %d extra words" % (_VMAX, _XMAX))
         self._views = None
         self.rung = False  # set by the waker as it drops the wait and rings its bell
+        self.ud = 0  # its io_uring submission's user_data, while one is pending
 
     def _arrays(self):
         """The C arguments of this wait alone (built on first use, in the waker, logs pinned)."""
@@ -89,6 +104,34 @@ class Bell:
         self._unwatch_due = False
         fds = {self._rfd, self._wfd}
         weakref.finalize(loop, _close_fds, fds)
+        self._ring = None  # its _Ring, made on the first wait that may use one
+        self._ring_err = None  # why it could not be made (an errno)
+
+    def add(self, wait, how="auto"):
+        """Register *wait* (made with this bell) on the loop's ring, else with the waker thread.
+        :returns: what holds it: its ``remove(wait)`` drops it."""
+        if how != "thread" and len(wait.logs) + len(wait.extras) <= _RING_WORDS:
+            ring = self._ring_for(how == "io_uring")
+            if ring is not None and ring.add(wait):
+                return ring
+        return waker().add(wait)
+
+    def _ring_for(self, required):
+        if self._ring is not None and self._ring.pid != os.getpid():
+            self._ring = None  # a forked child: the ring is the parent's
+            self._ring_err = None
+        if self._ring is None and self._ring_err is None:
+            try:
+                self._ring = _Ring(self._wfd)
+            except OSError as e:
+                self._ring_err = e.errno
+                _log.debug("asyncio waits use the waker thread: io_uring futex waits unavailable (%s)",
+                           os.strerror(e.errno))
+        if self._ring is None and required:
+            raise OSError(self._ring_err, "shm.aio.waker=io_uring: this kernel gives no io_uring futex waits (%s; "
+                                          "they need Linux >= 6.7 and io_uring allowed): use shm.aio.waker=auto"
+                          % os.strerror(self._ring_err))
+        return self._ring
 
     def enter(self):
         """A coroutine of this loop starts waiting (on the loop)."""
@@ -129,11 +172,115 @@ class Bell:
                 pass  # a pipe: drain it (an eventfd is reset by one read)
         except BlockingIOError:
             pass
+        if self._ring is not None:
+            self._ring.reap()
         ready = self.ready
         while ready:
             fut = ready.popleft().fut
             if not fut.done():
                 fut.set_result(True)
+
+
+class _Ring:
+    """A loop's io_uring (ext/shmaio.c): each wait is one vectored futex wait the kernel completes; the
+    completions signal the bell's eventfd.  Used by the loop's thread only."""
+
+    def __init__(self, efd):
+        err = ffi.new("int *")
+        r = lib.aio_ring_open(_RING_ENTRIES, efd, err)
+        if r == ffi.NULL:
+            raise OSError(err[0], os.strerror(err[0]))
+        self._r = ffi.gc(r, lib.aio_ring_close)  # closing the ring cancels what is still pending
+        self.pid = os.getpid()
+        self._pending = {}  # user_data -> Wait
+        self._next = 0
+        self._uds = ffi.new("uint64_t[]", _REAP)
+        self._res = ffi.new("int32_t[]", _REAP)
+        self.broken = None
+
+    def add(self, wait):
+        """Submit *wait*; a wait satisfied already is resolved at once.  :returns: False if the ring
+        cannot take it (the caller uses the waker thread)."""
+        if self.broken is not None:
+            return False
+        pinned = []
+        try:
+            for log in wait.logs:
+                log._pin()
+                pinned.append(log)
+            v, o, xb, xs, xo, xv = wait._arrays()
+            self._next += 1
+            ud = self._next
+            r = lib.aio_ring_wait(self._r, ud, v, o, len(wait.logs), xb, xs, xo, xv, len(wait.extras))
+        except (ClosedError, AttributeError):
+            r = 0  # a log closed under it: its consumer looks again
+        finally:
+            for log in pinned:
+                log._unpin()
+            wait._views = None  # the arrays point into the logs' mappings: never kept past the pin
+        if r == -1:
+            wait.ud = ud
+            self._pending[ud] = wait
+            return True
+        if r >= 0 or r == -2:
+            wait.rung = True
+            if not wait.fut.done():
+                wait.fut.set_result(True)
+            return True
+        if r == lib.AIO_E_RING:
+            self._broke("the ring refused a submission")
+        return False
+
+    def remove(self, wait):
+        """Drop *wait*: its pending submission is cancelled (the kernel no longer looks at its words)."""
+        ud = wait.ud
+        if ud and self._pending.pop(ud, None) is not None:
+            wait.ud = 0
+            if lib.aio_ring_cancel(self._r, ud) < 0:
+                self._broke("a cancel was refused")
+
+    def reap(self):
+        uds, res = self._uds, self._res
+        while True:
+            n = lib.aio_ring_reap(self._r, uds, res, _REAP)
+            for i in range(n):
+                w = self._pending.pop(uds[i], None)
+                if w is None:
+                    continue  # a cancel's own completion, or the one it cancelled
+                rc = res[i]
+                if rc < 0 and rc not in (-errno.EAGAIN, -errno.ECANCELED, -errno.EINTR):
+                    self._broke(os.strerror(-rc))
+                w.ud = 0
+                w.rung = True
+                if not w.fut.done():
+                    w.fut.set_result(True)
+            if n < _REAP:
+                return
+
+    def _broke(self, why):
+        """Later waits use the waker thread (those pending here still complete or are cancelled)."""
+        if self.broken is None:
+            self.broken = why
+            _log.warning("asyncio waits use the waker thread from now on: io_uring %s", why)
+
+
+_ring_ok = None
+
+
+def ring_available():
+    """Whether this kernel gives io_uring futex waits (probed once a process)."""
+    global _ring_ok
+    if _ring_ok is None:
+        efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC) if hasattr(os, "eventfd") else -1
+        try:
+            _Ring(efd)
+            _ring_ok = True
+        except OSError:
+            _ring_ok = False
+        finally:
+            if efd >= 0:
+                os.close(efd)
+    return _ring_ok
 
 
 def _close_fds(fds):
