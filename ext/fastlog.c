@@ -42,6 +42,7 @@ typedef struct {
     PyObject *record_type; /* a tuple subclass: (offset, value, key, headers, timestamp_ns) */
     PyObject *append_slow;
     PyObject *read_slow;
+    PyObject *status_slow; /* (rc, offset) -> the status object of a read that was not LOG_OK */
     PyObject *decode_headers;
     char *buf;             /* one record */
     uint64_t cap;
@@ -88,8 +89,8 @@ static inline void lat_count(FastLog *self, long long ts)
 static int FastLog_init(FastLog *self, PyObject *args, PyObject *kw)
 {
     unsigned long long addr, cap;
-    PyObject *rt, *as, *rs, *dh;
-    if (!PyArg_ParseTuple(args, "KKOOOO", &addr, &cap, &rt, &as, &rs, &dh)) return -1;
+    PyObject *rt, *as, *rs, *dh, *ss;
+    if (!PyArg_ParseTuple(args, "KKOOOOO", &addr, &cap, &rt, &as, &rs, &dh, &ss)) return -1;
     if (!PyType_Check(rt) || !PyType_IsSubtype((PyTypeObject *)rt, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "record_type must be a tuple subclass");
         return -1;
@@ -102,6 +103,7 @@ static int FastLog_init(FastLog *self, PyObject *args, PyObject *kw)
     Py_INCREF(rt); Py_XSETREF(self->record_type, rt);
     Py_INCREF(as); Py_XSETREF(self->append_slow, as);
     Py_INCREF(rs); Py_XSETREF(self->read_slow, rs);
+    Py_INCREF(ss); Py_XSETREF(self->status_slow, ss);
     Py_INCREF(dh); Py_XSETREF(self->decode_headers, dh);
     free(self->bbuf);
     self->bcap = cap > (1u << 20) ? cap : (1u << 20);
@@ -114,6 +116,7 @@ static void FastLog_dealloc(FastLog *self)
     Py_XDECREF(self->record_type);
     Py_XDECREF(self->append_slow);
     Py_XDECREF(self->read_slow);
+    Py_XDECREF(self->status_slow);
     Py_XDECREF(self->decode_headers);
     free(self->buf);
     free(self->bbuf);
@@ -150,14 +153,17 @@ slow:
  * value): out = {offset, value, key, headers, ts}, new references; offset_obj
  * is the caller's int for rec->offset, reused if given.  0, or -1 with an
  * exception set and nothing left allocated. */
-static int record_items(FastLog *self, const log_rec *rec, const char *base, PyObject *offset_obj, PyObject **out)
+static int record_items(FastLog *self, const log_rec *rec, const char *base, PyObject *offset_obj, PyObject **out,
+                        PyObject *value)
 {
     PyObject *x;
     memset(out, 0, 5 * sizeof *out);
+    out[1] = value; /* a value read straight into its object (a reference we own), or NULL */
     if (offset_obj) { x = offset_obj; Py_INCREF(x); }
     else if (!(x = PyLong_FromUnsignedLongLong(rec->offset))) goto fail;
     out[0] = x;
-    if (rec->flags & LOG_FLAG_VALUE_NULL) { x = Py_None; Py_INCREF(x); }
+    if (value) x = value;
+    else if (rec->flags & LOG_FLAG_VALUE_NULL) { x = Py_None; Py_INCREF(x); }
     else if (!(x = PyBytes_FromStringAndSize(base + rec->key_len + rec->hdr_len, rec->val_len))) goto fail;
     out[1] = x;
     if (rec->flags & LOG_FLAG_KEY_NULL) { x = Py_None; Py_INCREF(x); }
@@ -180,20 +186,59 @@ fail:
 }
 
 /* Build a Record tuple (offset, value, key, headers, ts) for rec. */
-static PyObject *make_record(FastLog *self, const log_rec *rec, const char *base, PyObject *offset_obj)
+static PyObject *make_record_v(FastLog *self, const log_rec *rec, const char *base, PyObject *offset_obj,
+                               PyObject *value)
 {
     /* allocate the tuple-subclass instance directly (what tuple.__new__ does
      * for a subclass), so no temporary tuples and no Python code */
     PyTypeObject *tp = (PyTypeObject *)self->record_type;
     PyObject *items[5];
-    if (record_items(self, rec, base, offset_obj, items) < 0) return NULL;
+    if (record_items(self, rec, base, offset_obj, items, value) < 0) return NULL;
     PyObject *t = tp->tp_alloc(tp, 5);
     if (!t) { for (int i = 0; i < 5; i++) Py_DECREF(items[i]); return NULL; }
     for (int i = 0; i < 5; i++) PyTuple_SET_ITEM(t, i, items[i]); /* references move */
     return t;
 }
 
+static PyObject *make_record(FastLog *self, const log_rec *rec, const char *base, PyObject *offset_obj)
+{
+    return make_record_v(self, rec, base, offset_obj, NULL);
+}
+
+/* A read's status (NotYet, Lapped, Skipped) from the code it returned: not
+ * read again by the slow path, which would count a lap or a corrupt record
+ * twice.  Errors (< 0) go to the slow path, which raises them. */
+static PyObject *not_ok(FastLog *self, int rc, PyObject *offset)
+{
+    return PyObject_CallFunction(self->status_slow, "iO", rc, offset);
+}
+
+#define DIRECT_MIN 4096 /* values this long are copied once, straight into their bytes object */
+
+/* One read of offset o: the Record (NULL, *rc = LOG_OK, on an error set),
+ * or NULL with *rc the status or error code. */
+static PyObject *read_record(FastLog *self, unsigned long long o, PyObject *offset_obj, int *rc)
+{
+    log_rec rec;
+    int64_t hint = log_value_len_hint(self->v, o);
+    if (hint >= DIRECT_MIN) {
+        PyObject *val = PyBytes_FromStringAndSize(NULL, hint);
+        if (!val) { *rc = LOG_OK; return NULL; }
+        *rc = log_read_value_into(self->v, o, &rec, self->buf, self->cap, PyBytes_AS_STRING(val), (uint64_t)hint);
+        if (*rc == LOG_OK) return make_record_v(self, &rec, self->buf, offset_obj, val); /* val's reference moves */
+        Py_DECREF(val);
+        if (*rc != LOG_E_BUFFER) return NULL; /* else its value changed size under us (a lap): read as usual */
+    }
+    *rc = log_read(self->v, o, &rec, self->buf, self->cap);
+    if (*rc == LOG_OK) {
+        PyObject *r = make_record(self, &rec, self->buf, offset_obj);
+        return r;
+    }
+    return NULL;
+}
+
 /* read(offset) -> Record, or whatever the slow path returns for a status */
+
 static PyObject *FastLog_read(FastLog *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames)
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
@@ -201,8 +246,10 @@ static PyObject *FastLog_read(FastLog *self, PyObject *const *args, Py_ssize_t n
         unsigned long long o = PyLong_AsUnsignedLongLong(args[0]);
         if (o == (unsigned long long)-1 && PyErr_Occurred()) PyErr_Clear();
         else {
-            log_rec rec;
-            if (log_read(self->v, o, &rec, self->buf, self->cap) == LOG_OK) return make_record(self, &rec, self->buf, args[0]);
+            int rc;
+            PyObject *r = read_record(self, o, args[0], &rc);
+            if (r || rc == LOG_OK) return r;
+            if (rc > 0) return not_ok(self, rc, args[0]);
         }
     }
     return PyObject_Vectorcall(self->read_slow, args, nargs, kwnames);
@@ -224,8 +271,10 @@ static PyObject *FastLog_poll(FastLog *self, PyObject *const *args, Py_ssize_t n
     if (spin == -1 && PyErr_Occurred()) return NULL;
     /* the core's wait, spinning only: it never sleeps while we hold the GIL */
     if (log_wait(self->v, o, spin, LOG_WAIT_SPIN, 0) != LOG_OK) Py_RETURN_NONE;
-    log_rec rec;
-    if (log_read(self->v, o, &rec, self->buf, self->cap) == LOG_OK) return make_record(self, &rec, self->buf, args[0]);
+    int rc;
+    PyObject *r = read_record(self, o, args[0], &rc);
+    if (r || rc == LOG_OK) return r;
+    if (rc > 0) return not_ok(self, rc, args[0]);
     return PyObject_Vectorcall(self->read_slow, args, 1, NULL);
 }
 
@@ -309,7 +358,7 @@ static PyObject *make_message(FastLog *self, const log_rec *rec, const char *bas
                               PyObject *partition)
 {
     PyObject *it[5];
-    if (record_items(self, rec, base, NULL, it) < 0) return NULL;
+    if (record_items(self, rec, base, NULL, it, NULL) < 0) return NULL;
     PyTypeObject *tp = (PyTypeObject *)message_type;
     PyObject *m = tp->tp_alloc(tp, 9);
     if (!m) { for (int k = 0; k < 5; k++) Py_DECREF(it[k]); return NULL; }

@@ -115,6 +115,13 @@ int64_t log_append_batch(log_view *v, const char *data, const uint32_t *lens, ui
                          uint64_t n, int64_t timestamp_ns, int64_t timeout_ns);
 
 int log_read(log_view *v, uint64_t offset, log_rec *rec, char *buf, uint64_t cap);
+/* The value's length at offset if it looks committed (a guess for sizing a
+ * buffer: -1 if not, or a null value), and a read with the value copied
+ * straight into vbuf, exactly vlen bytes (LOG_E_BUFFER if it is not that
+ * long, nothing delivered); key and headers go to buf. */
+int64_t log_value_len_hint(log_view *v, uint64_t offset);
+int log_read_value_into(log_view *v, uint64_t offset, log_rec *rec, char *buf, uint64_t cap, char *vbuf,
+                        uint64_t vlen);
 int log_read_batch(log_view *v, uint64_t offset, uint64_t max_records, log_rec *recs,
                    char *buf, uint64_t cap, log_batch *out);
 /* values only, one per row of a (max_records x row_len) uint8 array */
@@ -139,6 +146,10 @@ int log_wait_many_ex(log_view **views, const uint64_t *offsets, int n, int64_t t
 enum { LOG_WAIT_XMAX = 64 };
 int log_wait_many_xv(log_view **views, const uint64_t *offsets, int n, int64_t timeout_ns, int mode, int64_t spin_ns,
                      void **xbases, const uint64_t *xsizes, const uint64_t *xoffs, const uint32_t *xvals, int nx);
+/* Tests: which version of the wide checksum appends and reads use (-1: the
+ * best this CPU has, 0 scalar, 1 SSE2, 2 AVX2 where the CPU has it); every
+ * version gives the same sums. */
+extern int shmlog_wide_force;
 int log_watermarks(log_view *v, uint64_t *low, uint64_t *high);
 
 /* ---- the asyncio bridge (shmaio.c): futex waits io_uring completes ----

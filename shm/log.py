@@ -125,7 +125,8 @@ class PartitionLog:
         # the per-record fast path (ext/fastlog.c); falls back to the methods below
         self._fast = _fastlog.FastLog(int(ffi.cast("uintptr_t", self._v)), max(self.max_record, 1), Record,
                                       types.MethodType(PartitionLog.append, self),
-                                      types.MethodType(PartitionLog.read, self), decode_headers)
+                                      types.MethodType(PartitionLog.read, self), decode_headers,
+                                      types.MethodType(PartitionLog._status, self))
         self.append = self._fast.append
         self.read = self._fast.read
         cp = os.environ.get(CRASH_ENV)
