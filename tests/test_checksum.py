@@ -7,7 +7,6 @@ import struct
 
 import pytest
 
-from shm import PartitionLog
 from shm._native import lib
 from test_overrun import _M, _hash_bytes, _rotl
 

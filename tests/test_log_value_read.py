@@ -4,7 +4,6 @@ fast path); a read that is not LOG_OK is read once (its lap or corrupt
 record counted once)."""
 import os
 
-from shm import PartitionLog  # noqa: F401 - the logs fixture's type
 from shm._native import ffi, lib
 
 
