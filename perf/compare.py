@@ -6,7 +6,9 @@ faster-fifo, pyzmq (ipc://), iceoryx2 (publish-subscribe), Redis Streams (a
 redis-server this script starts on 127.0.0.1 and stops), a Kafka-protocol
 broker (tansu, in memory, on 127.0.0.1) through confluent-kafka, and a naive
 pure-Python ring; beside the floors: a shared-memory ping-pong in pure
-Python and in C, and memcpy.
+Python and in C, and memcpy - into a ring as large as the contenders' (the
+target's reference: every ring here streams through memory) and into a
+4 MiB one that stays in the CPU's cache (shown beside it).
 
 Measures, one measurement at a time (never two at once), each peer in turn:
 - latency percentiles at fixed rates, open loop: record i is due at
@@ -46,7 +48,7 @@ sys.path[:0] = [_HERE, os.path.join(_HERE, "..")]
 import compare_measure as M  # noqa: E402
 from perfutil import Progress, parser as new_parser  # noqa: E402
 import compare_report as R  # noqa: E402
-from compare_peers import ALL, BY_NAME, PREFIX  # noqa: E402
+from compare_peers import ALL, BY_NAME, PREFIX, RING_DATA  # noqa: E402
 
 FULL = {"runs": 3, "rates": "10000,100000", "lat_records": 20000, "warmup": 2000,
         "sweep_rates": "1000,3000,10000,30000,100000,300000,1000000,3000000", "sweep_seconds": 0.5,
@@ -221,10 +223,12 @@ def run(a):
                 elif x:
                     fl["c_note"] = x
                 for s in sorted(set(a.sizes) | {65536}):
-                    fl.setdefault("memcpy", {}).setdefault(str(s), []).append(M.memcpy(s, a.memcpy_bytes))
-                print("%s floors: python p50 %s us, C p50 %s us, memcpy 64 KiB %s GB/s" % (
+                    fl.setdefault("memcpy", {}).setdefault(str(s), []).append(M.memcpy(s, a.memcpy_bytes, RING_DATA))
+                    fl.setdefault("memcpy_cache", {}).setdefault(str(s), []).append(
+                        M.memcpy(s, a.memcpy_bytes, M.CACHE_RING))
+                print("%s floors: python p50 %s us, C p50 %s us, memcpy 64 KiB %s GB/s (in cache %s GB/s)" % (
                     tag, R.g(fl.get("python", [{}])[-1].get("p50")), R.g(fl.get("c", [{}])[-1].get("p50")),
-                    R.g(fl["memcpy"]["65536"][-1] / 1e9)), flush=True)
+                    R.g(fl["memcpy"]["65536"][-1] / 1e9), R.g(fl["memcpy_cache"]["65536"][-1] / 1e9)), flush=True)
             if "latency" in a.sections:
                 for rate in a.rates:
                     for i, (ch, peer, mode, _) in enumerate(order):

@@ -390,6 +390,10 @@ def python_floor(rounds, warm):
     return floor(rounds, warm)
 
 
-def memcpy(size, total_bytes):
+CACHE_RING = 1 << 22  # the in-cache memcpy's ring
+
+
+def memcpy(size, total_bytes, ring):
+    """Bytes/s copying *size*-byte blocks into a *ring*-byte buffer (at least 16 blocks)."""
     from shm.bench import memcpy_bandwidth
-    return memcpy_bandwidth(size, total_bytes=max(size * 16, total_bytes), ring=max(1 << 22, 16 * size))
+    return memcpy_bandwidth(size, total_bytes=max(size * 16, total_bytes), ring=max(ring, 16 * size))

@@ -152,7 +152,11 @@ def markdown(res):
         elif fl.get(key + "_note"):
             L.append("| %s | %s | | | |" % (what, fl[key + "_note"]))
     if fl.get("memcpy"):
-        L += ["", "memcpy (GB/s): " + ", ".join("%s B %s" % (s, mr(v, 1e-9)) for s, v in fl["memcpy"].items())]
+        L += ["", "memcpy (GB/s) into a ring of the contenders' size: " + ", ".join(
+            "%s B %s" % (s, mr(v, 1e-9)) for s, v in fl["memcpy"].items())]
+    if fl.get("memcpy_cache"):
+        L += ["", "memcpy (GB/s) into a 4 MiB ring (in the CPU's cache; not a target's reference): " + ", ".join(
+            "%s B %s" % (s, mr(v, 1e-9)) for s, v in fl["memcpy_cache"].items())]
     L.append("")
     for rate, chans in res["latency"].items():
         L += ["## Latency at %s records/s (open loop, 64 B unless stated; us from the intended send time)" % rate,
