@@ -449,6 +449,15 @@ class Consumer(GroupMember, Queries):
         out = [first]
         nxt = self._next
         while len(out) < num_messages:
+            cur = self._cur
+            if cur is not None and cur.buf and not self._events:  # what _next would pop, in bulk
+                buf, want = cur.buf, num_messages - len(out)
+                if len(buf) <= want:
+                    out.extend(buf)
+                    buf.clear()
+                else:
+                    out.extend([buf.popleft() for _ in range(want)])
+                continue
             m = nxt()
             if m is None:
                 break

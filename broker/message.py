@@ -95,6 +95,12 @@ class Message(tuple):
 
     _ov = None  # {field index: value} once a set_* method was called; 9: leader_epoch, 10: delivery_count
 
+    def __setattr__(self, name, value):
+        # a consumed Message holding only atoms is left out of the cyclic GC (ext/fastlog.c's make_message):
+        # whatever is hung on it may reference it back, so it is tracked again first
+        _fastlog.track(self)
+        tuple.__setattr__(self, name, value)
+
     def __new__(cls, topic=None, partition=None, offset=None, key=None, value=None, headers=None, error=None,
                 timestamp=None, latency=None, leader_epoch=None, delivery_count=None):
         if timestamp is not None:

@@ -368,7 +368,19 @@ static PyObject *make_message(FastLog *self, const log_rec *rec, const char *bas
     Py_INCREF(Py_None);
     Py_INCREF(Py_None);
     for (int k = 0; k < 9; k++) PyTuple_SET_ITEM(m, k, items[k]); /* references move */
+    /* Without headers (a list) a consumed Message holds atoms only (str, int,
+     * bytes, None): it is left out of the cyclic GC's lists, as CPython does
+     * with a tuple of atoms, so a batch of them no longer costs a gen-0
+     * collection every few hundred messages.  Whatever hangs an object on one
+     * later (Message.__setattr__: the set_* overrides) tracks it first (track()). */
+    if (items[5] == Py_None && PyObject_GC_IsTracked(m)) PyObject_GC_UnTrack(m);
     return m;
+}
+
+static PyObject *py_track(PyObject *mod, PyObject *o)
+{
+    if (PyObject_IS_GC(o) && !PyObject_GC_IsTracked(o)) PyObject_GC_Track(o);
+    Py_RETURN_NONE;
 }
 
 /* A batch from args (offset, max_records) as (objects or None, next_offset,
@@ -565,6 +577,7 @@ static PyObject *build_id(PyObject *m, PyObject *unused) { return PyUnicode_From
 static PyMethodDef module_methods[] = {
     {"build_id", build_id, METH_NOARGS, "the build id compiled in"},
     {"set_message_type", set_message_type, METH_O, "register the broker's Message type (a tuple subclass)"},
+    {"track", py_track, METH_O, "track(obj): put obj back in the cyclic GC's lists if it was left out"},
     {"lat_layout", lat_layout, METH_NOARGS, "the latency histogram slot's layout (ext/shmlat.h)"},
     {"lat_index", py_lat_index, METH_O, "lat_index(ns) -> the latency counts index of ns"},
     {"lat_lowest", py_lat_lowest, METH_O, "lat_lowest(index) -> the lowest ns counted at index"},

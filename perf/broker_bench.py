@@ -24,9 +24,9 @@ import struct
 import sys
 import time
 
-import numpy as np
+from perfutil import Progress, parser as new_parser, verdict  # before numpy (OPENBLAS_NUM_THREADS)
 
-from perfutil import Progress, parser as new_parser, verdict
+import numpy as np  # noqa: E402
 from shm.bench import CTX, _tight_sleep_slack, percentiles, recv, start_child
 
 STAMP = struct.Struct("<q")

@@ -45,8 +45,8 @@ import time
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [_HERE, os.path.join(_HERE, "..")]
 
+from perfutil import Progress, parser as new_parser  # noqa: E402 - before numpy (OPENBLAS_NUM_THREADS)
 import compare_measure as M  # noqa: E402
-from perfutil import Progress, parser as new_parser  # noqa: E402
 import compare_report as R  # noqa: E402
 from compare_peers import ALL, BY_NAME, PREFIX, RING_DATA  # noqa: E402
 

@@ -2,8 +2,14 @@
 docstring's layout and shows each flag's default, a progress line on stderr
 (only when stderr is a terminal), and the wording of a target's verdict."""
 import argparse
+import os
 import sys
 import time
+
+# The benchmarks use no BLAS: one OpenBLAS thread, so the pool numpy starts at import does not spin on the
+# other core (it busy-waits for work a fraction of a second) while a measurement runs.  Each script imports
+# this module before numpy; the processes it starts inherit the setting.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):

@@ -47,12 +47,11 @@ import statistics
 import sys
 import time
 
-import numpy as np
-
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [_HERE, os.path.join(_HERE, "..")]
 
-from perfutil import Progress, parser as new_parser, verdict  # noqa: E402
+from perfutil import Progress, parser as new_parser, verdict  # noqa: E402 - before numpy (OPENBLAS_NUM_THREADS)
+import numpy as np  # noqa: E402
 from pool_contenders import (FLOOR, STAMP, Stamps, Stuck, check_child, pool_contenders, queue_getter,  # noqa: E402
                              queue_contenders, recv, short, bounded, echo, full_strength, noop, pct,
                              victim)

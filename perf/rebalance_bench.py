@@ -26,9 +26,10 @@ import signal
 import sys
 import time
 
-import numpy as np
+sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)), os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")]
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import perfutil  # noqa: E402,F401 - before numpy (OPENBLAS_NUM_THREADS)
+import numpy as np  # noqa: E402
 
 from broker import Consumer, Producer  # noqa: E402
 from broker import groups as G  # noqa: E402
