@@ -354,11 +354,11 @@ static int batch_read(FastLog *self, PyObject *const *args, unsigned long long *
 
 /* The Message (topic, partition, offset, key, value, headers, None, ts,
  * None) of rec, built straight from it. */
-static PyObject *make_message(FastLog *self, const log_rec *rec, const char *base, PyObject *topic,
-                              PyObject *partition)
+static PyObject *make_message_v(FastLog *self, const log_rec *rec, const char *base, PyObject *topic,
+                                PyObject *partition, PyObject *value)
 {
     PyObject *it[5];
-    if (record_items(self, rec, base, NULL, it, NULL) < 0) return NULL;
+    if (record_items(self, rec, base, NULL, it, value) < 0) return NULL;
     PyTypeObject *tp = (PyTypeObject *)message_type;
     PyObject *m = tp->tp_alloc(tp, 9);
     if (!m) { for (int k = 0; k < 5; k++) Py_DECREF(it[k]); return NULL; }
@@ -377,6 +377,12 @@ static PyObject *make_message(FastLog *self, const log_rec *rec, const char *bas
     return m;
 }
 
+static PyObject *make_message(FastLog *self, const log_rec *rec, const char *base, PyObject *topic,
+                              PyObject *partition)
+{
+    return make_message_v(self, rec, base, topic, partition, NULL);
+}
+
 static PyObject *py_track(PyObject *mod, PyObject *o)
 {
     if (PyObject_IS_GC(o) && !PyObject_GC_IsTracked(o)) PyObject_GC_Track(o);
@@ -389,6 +395,30 @@ static PyObject *batch_objects(FastLog *self, PyObject *const *args, PyObject *t
 {
     unsigned long long o;
     log_batch b;
+    if (topic && self->v && PyLong_CheckExact(args[0])) {
+        /* Messages: a long value first in line is read alone, straight into its bytes object (one copy, not
+         * two through the batch buffer); anything but a record there goes the batch's way */
+        o = PyLong_AsUnsignedLongLong(args[0]);
+        if (PyErr_Occurred()) return NULL;
+        int64_t hint = log_value_len_hint(self->v, o);
+        if (hint >= DIRECT_MIN) {
+            PyObject *val = PyBytes_FromStringAndSize(NULL, hint);
+            if (!val) return NULL;
+            log_rec rec;
+            int rc = log_read_value_into(self->v, o, &rec, self->buf, self->cap, PyBytes_AS_STRING(val),
+                                         (uint64_t)hint); /* counted here, as a batch would count it */
+            if (rc == LOG_OK) {
+                PyObject *m = make_message_v(self, &rec, self->buf, topic, partition, val); /* val moves */
+                return m ? Py_BuildValue("([N]Ki)", m, o + 1, LOG_OK) : NULL;
+            }
+            Py_DECREF(val);
+            /* as log_read_batch ends on its first record: a corrupt one skipped, a status stops it */
+            if (rc == LOG_CORRUPT_RECORD) return Py_BuildValue("([]Ki)", o + 1, LOG_OK);
+            if (rc > 0) return Py_BuildValue("([]Ki)", o, rc);
+            if (rc != LOG_E_BUFFER) return Py_BuildValue("(OKi)", Py_None, o, rc);
+            /* LOG_E_BUFFER: its value changed size under us (a lap): the batch's way */
+        }
+    }
     int rc = batch_read(self, args, &o, &b);
     if (rc == INT_MIN) return NULL;
     if (rc != LOG_OK) return Py_BuildValue("(OKi)", Py_None, o, rc);

@@ -42,3 +42,34 @@ def test_a_lapped_read_is_counted_once(logs):
         log.append(b"x%d" % i)
     assert log.read(0).status == "lapped"
     assert log.stats()["laps_seen"] == 1
+
+
+def test_a_consumer_gets_long_values_whole_and_skips_a_damaged_one_once(ns):
+    """The Kafka consumer's batch read takes a long value alone, straight into its object; a damaged one is
+    skipped and counted once, and the records around it come whole."""
+    import struct
+
+    from conftest import conf, make_topic
+
+    from broker.kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+    from broker.namespace import Namespace
+    make_topic(ns, "t", 1)
+    vals = [os.urandom(8192) for _ in range(3)] + [b"short"]
+    with Producer(conf(ns)) as p:
+        for i, v in enumerate(vals):
+            p.produce("t", v, key=b"k%d" % i, partition=0, headers=[("i", b"%d" % i)] if i == 2 else None)
+    with Namespace(ns) as n:
+        log = n.open_partition(n.topic("t"), 0)
+        mm = log._seg.mm
+        data_off, = struct.unpack_from("<Q", mm, 48)
+        pos, = struct.unpack_from("<Q", mm, 4096 + 1 * 64 + 8)
+        mm[data_off + pos % log.data_capacity + 16 + 2 + 5000] ^= 1  # offset 1's value (after its 2-byte key)
+        with Consumer(conf(ns, **{"group.id": "g"})) as c:
+            c.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
+            got = [c.poll(5) for _ in range(3)]
+            assert c.poll(0.2) is None
+        assert [(m.offset(), m.key(), m.value()) for m in got] == [(0, b"k0", vals[0]), (2, b"k2", vals[2]),
+                                                                   (3, b"k3", vals[3])]
+        assert got[1].headers() == [("i", b"2")]
+        assert log.stats()["corrupt_skips"] == 1
+        log.close()
