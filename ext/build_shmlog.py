@@ -19,7 +19,7 @@ _spec.loader.exec_module(_bid)
 build_id = _bid.build_id
 
 SOURCES = ["shmlog.c", "shmqueue.c", "shmrobust.c", "shmaio.c"]
-HEADERS = ["shmlog.h", "shmlog_atomic.h"]
+HEADERS = ["shmlog.h", "shmlog_atomic.h", "shmhash.h"]
 
 ffi = FFI()
 with open(os.path.join(HERE, "shmlog.h")) as f:
