@@ -43,6 +43,8 @@ int log_waitv_prep(log_view **views, const uint64_t *offsets, int n, void **xbas
 #define SB_REGISTER_PROBE 8
 #define SB_OP_SUPPORTED 1u
 #define SB_FEAT_SINGLE_MMAP 1u
+#define SB_SQ_CQ_OVERFLOW 2u /* IORING_SQ_CQ_OVERFLOW: completions wait in the kernel for an enter */
+#define SB_ENTER_GETEVENTS 1u
 #define SB_OFF_SQ_RING 0ULL
 #define SB_OFF_CQ_RING 0x8000000ULL
 #define SB_OFF_SQES 0x10000000ULL
@@ -81,15 +83,15 @@ struct aio_ring {
     size_t sq_len, cq_len;
     struct sb_sqe *sqes;
     size_t sqes_len;
-    uint32_t *sq_head, *sq_tail, *sq_array, sq_mask, sq_entries;
+    uint32_t *sq_head, *sq_tail, *sq_flags, *sq_array, sq_mask, sq_entries;
     uint32_t *cq_head, *cq_tail, cq_mask;
     struct sb_cqe *cqes;
 };
 
-static int enter(int fd, unsigned to_submit)
+static int enter(int fd, unsigned to_submit, unsigned flags)
 {
     for (;;) {
-        long r = syscall(SYS_io_uring_enter, fd, to_submit, 0, 0, NULL, 0);
+        long r = syscall(SYS_io_uring_enter, fd, to_submit, 0, flags, NULL, 0);
         if (r >= 0) return (int)r;
         if (errno != EINTR) return -errno;
     }
@@ -165,6 +167,7 @@ aio_ring *aio_ring_open(unsigned entries, int eventfd, int *err)
     char *sq = r->sq_map, *cq = r->cq_map;
     r->sq_head = (uint32_t *)(sq + p.sq_off.head);
     r->sq_tail = (uint32_t *)(sq + p.sq_off.tail);
+    r->sq_flags = (uint32_t *)(sq + p.sq_off.flags);
     r->sq_array = (uint32_t *)(sq + p.sq_off.array);
     r->sq_mask = *(uint32_t *)(sq + p.sq_off.ring_mask);
     r->sq_entries = p.sq_entries;
@@ -199,7 +202,7 @@ static int push(aio_ring *r, const struct sb_sqe *e)
     r->sq_array[i] = i;
     /* release: the entry before the tail that publishes it; pairs with the kernel's acquire load of the tail */
     __atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
-    int n = enter(r->fd, 1);
+    int n = enter(r->fd, 1, 0);
     return n < 0 ? n : n == 1 ? 0 : -EAGAIN;
 }
 
@@ -235,15 +238,24 @@ int aio_ring_reap(aio_ring *r, uint64_t *user_data, int32_t *res, int max)
 {
     if (!r || max < 0 || (max && (!user_data || !res))) return LOG_E_BAD_ARG;
     uint32_t head = *r->cq_head; /* only this thread moves the head */
-    /* acquire: pairs with the kernel's release store of the tail after it writes the entries */
-    uint32_t tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
     int k = 0;
-    for (; head != tail && k < max; head++, k++) {
-        const struct sb_cqe *c = &r->cqes[head & r->cq_mask];
-        user_data[k] = c->user_data;
-        res[k] = c->res;
+    for (;;) {
+        /* acquire: pairs with the kernel's release store of the tail after it writes the entries */
+        uint32_t tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
+        for (; head != tail && k < max; head++, k++) {
+            const struct sb_cqe *c = &r->cqes[head & r->cq_mask];
+            user_data[k] = c->user_data;
+            res[k] = c->res;
+        }
+        /* release: our reads of the entries before the kernel may reuse them; pairs with its acquire load of
+         * the head */
+        __atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
+        if (k == max) return k;
+        /* drained.  Completions posted while the queue was full (more waits ended, or were cancelled, between
+         * two reaps than it holds) wait in the kernel's overflow list - and every later one queues behind
+         * them - until an enter asks for events: flush them in, read on. */
+        if (!(__atomic_load_n(r->sq_flags, __ATOMIC_RELAXED) & SB_SQ_CQ_OVERFLOW)) return k;
+        if (enter(r->fd, 0, SB_ENTER_GETEVENTS) < 0 || __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE) == head)
+            return k;
     }
-    /* release: our reads of the entries before the kernel may reuse them; pairs with its acquire load of the head */
-    __atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
-    return k;
 }

@@ -94,3 +94,58 @@ def test_ring_wait_refuses_bad_arguments(logs):
                              ffi.new("void *[]", [words[0]]), ffi.new("uint64_t[]", [4]), ffi.new("uint64_t[]", [4]),
                              ffi.new("uint32_t[]", [0]), 1) == lib.LOG_E_BAD_ARG
 
+
+
+def test_ring_reaps_more_completions_than_its_queue_holds():
+    """ext/shmaio.c: completions beyond the completion queue's size (2 x 16 here) wait in the kernel's
+    overflow list; aio_ring_reap brings them in - every one of them, and the completions that come after."""
+    from shm._native import ffi, lib
+    r = _ring()
+    word = ffi.new("uint32_t[1]")
+    n = 100
+    for ud in range(1, n + 1):
+        assert _ring_wait(r, ud, [], [], [word], [0]) == -1
+    lib.shm_futex_wake32(word, 4, 0)  # all 100 complete at once
+    assert sorted(ud for ud, _ in _reap(r, deadline=5.0, want=n)) == list(range(1, n + 1))
+    assert _ring_wait(r, 500, [], [], [word], [1]) == -1
+    lib.shm_futex_wake32(word, 4, 0)
+    assert _reap(r, deadline=5.0) == [(500, 0)]  # a later one still comes through
+
+
+def test_bell_ring_resolves_a_wait_after_many_cancels():
+    """broker.aio: a loop's ring whose coroutines drop many waits at once (each cancel completes twice: the
+    cancel and the wait) still resolves the next wait when its word moves."""
+    import asyncio
+    from shm._native import ffi, lib
+
+    async def main(loop):
+        bell = _waker.bell_of(loop)
+        ring = bell._ring_for(True)
+        word = ffi.new("uint32_t[1]")
+        ws = []
+        for _ in range(80):  # 160 completions before the loop reaps: more than the ring's queue holds (128)
+            w = _waker.Wait([], [], [(word, 4, 0, 0)], loop.create_future(), bell)
+            bell.enter()
+            assert bell.add(w, "io_uring") is ring
+            ws.append(w)
+        for w in ws:
+            ring.remove(w)
+            bell.leave()
+        fut = loop.create_future()
+        w = _waker.Wait([], [], [(word, 4, 0, 0)], fut, bell)
+        bell.enter()
+        assert bell.add(w, "io_uring") is ring
+        lib.shm_futex_wake32(word, 4, 0)
+        try:
+            done, _ = await asyncio.wait([fut], timeout=5.0)
+            assert fut in done, "the wait was not resolved within 5 s (its completion stayed in the kernel)"
+            assert not ring._pending
+        finally:
+            ring.remove(w)
+            bell.leave()
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main(loop))
+    finally:
+        loop.close()
