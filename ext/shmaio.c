@@ -203,7 +203,13 @@ static int push(aio_ring *r, const struct sb_sqe *e)
     /* release: the entry before the tail that publishes it; pairs with the kernel's acquire load of the tail */
     __atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
     int n = enter(r->fd, 1, 0);
-    return n < 0 ? n : n == 1 ? 0 : -EAGAIN;
+    if (n == 1) return 0;
+    /* not consumed (EAGAIN, ENOMEM): take the entry back, so the next push does not submit it in its stead -
+     * a wait's entry points at its caller's stack.  Safe: only this thread submits, and without SQPOLL the
+     * kernel consumes entries only inside our enter.  acquire: pairs with the kernel's release of the head */
+    if (__atomic_load_n(r->sq_head, __ATOMIC_ACQUIRE) == tail)
+        __atomic_store_n(r->sq_tail, tail, __ATOMIC_RELEASE); /* release: pairs with the kernel's tail load */
+    return n < 0 ? n : -EAGAIN;
 }
 
 int aio_ring_wait(aio_ring *r, uint64_t user_data, log_view **views, const uint64_t *offsets, int n, void **xbases,
