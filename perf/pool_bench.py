@@ -22,9 +22,13 @@ rounds, latencies the percentiles of every round's samples):
   pool still takes work;
 - queues: put -> get one-way latency of 64 B items between two processes
   (sleep-paced), and items/s of 64 B objects from one putter process to one
-  getter process, one call per item.
+  getter process, one call per item.  With --pin the putter runs on CPU 0
+  and the getter on CPU 1, for every queue alike: on a 2-core VM the
+  scheduler's placement otherwise splits runs in two modes (here p50 about
+  1.1 or 1.7 us for broker.Queue, the bare shared-word floor moving with it).
 
     python perf/pool_bench.py                       # the full run
+    python perf/pool_bench.py --pin                 # the queues pinned
     python perf/pool_bench.py --tasks 2000 --kills 5 --big-mb 10 --json out.json
 
 How to read it: each table gives a figure per contender and its ratio to
@@ -52,7 +56,7 @@ sys.path[:0] = [_HERE, os.path.join(_HERE, "..")]
 
 from perfutil import Progress, parser as new_parser, verdict  # noqa: E402 - before numpy (OPENBLAS_NUM_THREADS)
 import numpy as np  # noqa: E402
-from pool_contenders import (FLOOR, STAMP, Stamps, Stuck, check_child, pool_contenders, queue_getter,  # noqa: E402
+from pool_contenders import (FLOOR, STAMP, Stamps, Stuck, check_child, pinned_getter, pool_contenders,  # noqa: E402
                              queue_contenders, recv, short, bounded, echo, full_strength, noop, pct,
                              victim)
 
@@ -167,7 +171,7 @@ def queue_run(make, a, ctx, latency):
     q = make()
     n = a.queue_samples + a.queue_warmup if latency else a.queue_items
     r, w = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=queue_getter, args=(q, n, latency, a.timeout, w), daemon=True)
+    p = ctx.Process(target=pinned_getter, args=(a.pins[1], q, n, latency, a.timeout, w), daemon=True)
     p.start()
     try:
         if recv(r, a.timeout, "the getter starting") != "ready":
@@ -225,6 +229,8 @@ def parser():
     p.add_argument("--queue-samples", type=int, default=20000, help="put->get latency samples per round")
     p.add_argument("--queue-warmup", type=int, default=2000, help="put->get samples dropped first")
     p.add_argument("--pace-us", type=float, default=20.0, help="sleep between latency puts")
+    p.add_argument("--pin", action="store_true", help="queues: the putter (this process, with what it starts "
+                   "meanwhile) on CPU 0, the getter on CPU 1, as perf/compare.py --pin")
     p.add_argument("--queue-items", type=int, default=200000, help="64 B items per throughput run")
     p.add_argument("--ff-bytes", type=int, default=64 << 20, help="faster-fifo's max_size_bytes")
     p.add_argument("--rounds", type=int, default=3, help="rounds; the contenders' order reverses each round")
@@ -315,6 +321,9 @@ def main(argv=None):
     a = parser().parse_args(argv)
     if not 1 <= a.workers <= 1024:
         raise SystemExit("--workers must be between 1 and 1024")
+    if a.pin and not (hasattr(os, "sched_setaffinity") and {0, 1} <= os.sched_getaffinity(0)):
+        raise SystemExit("--pin needs CPUs 0 and 1 available to this process")
+    a.pins = (0, 1) if a.pin else (None, None)
     ctx = None if a.start_method == "default" else mp.get_context(a.start_method)
     qctx = ctx or mp.get_context()
     from shm.bench import _tight_sleep_slack
@@ -371,17 +380,25 @@ def main(argv=None):
                     report["skipped"][name] = short(e)
             ns_used = any(n.startswith("broker.Queue") for n, _ in qs)
             print("\n== queues: put->get 64 B between two processes (paced %.0f us), items/s one putter -> one "
-                  "getter, %d rounds ==" % (a.pace_us, a.rounds), flush=True)
+                  "getter, %d rounds%s ==" % (a.pace_us, a.rounds, ", putter on CPU 0, getter on CPU 1" if a.pin
+                                               else ""), flush=True)
             raw = {n: {"lat": [], "rate": [], "put_rate": []} for n, _ in qs}
-            for rnd in range(a.rounds):
-                for n, make in (qs if rnd % 2 == 0 else qs[::-1]):
-                    progress("queues round %d/%d: %s" % (rnd + 1, a.rounds, n))
-                    raw[n]["lat"].extend(queue_run(make, a, qctx, True).tolist())
-                    if n != FLOOR:  # latency only: it keeps one item
-                        got, put = queue_run(make, a, qctx, False)
-                        raw[n]["rate"].append(got)
-                        raw[n]["put_rate"].append(put)
-                    progress.done()
+            cpus = os.sched_getaffinity(0) if a.pin else None
+            try:
+                if a.pin:
+                    os.sched_setaffinity(0, {a.pins[0]})
+                for rnd in range(a.rounds):
+                    for n, make in (qs if rnd % 2 == 0 else qs[::-1]):
+                        progress("queues round %d/%d: %s" % (rnd + 1, a.rounds, n))
+                        raw[n]["lat"].extend(queue_run(make, a, qctx, True).tolist())
+                        if n != FLOOR:  # latency only: it keeps one item
+                            got, put = queue_run(make, a, qctx, False)
+                            raw[n]["rate"].append(got)
+                            raw[n]["put_rate"].append(put)
+                        progress.done()
+            finally:
+                if cpus is not None:
+                    os.sched_setaffinity(0, cpus)
             for n, r in raw.items():
                 report["queues"][n] = {"lat": pct(r["lat"]),
                                        "rate": statistics.median(r["rate"]) if r["rate"] else None,

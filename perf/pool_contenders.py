@@ -322,6 +322,13 @@ def queue_getter(q, n, latency, timeout, conn):
         conn.send(("error", short(e)))
 
 
+def pinned_getter(cpu, *args):
+    """queue_getter on CPU *cpu* (None: where the scheduler puts it)."""
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    queue_getter(*args)
+
+
 def recv(conn, timeout, what):
     if not conn.poll(timeout):
         raise Stuck("no word from %s within %.0f s" % (what, timeout))
