@@ -215,26 +215,35 @@ static PyObject *not_ok(FastLog *self, int rc, PyObject *offset)
 
 #define DIRECT_MIN 4096 /* values this long are copied once, straight into their bytes object */
 
+/* Offset o's value, if it is long (>= DIRECT_MIN), read once straight into
+ * its bytes object (key and headers into self->buf): LOG_OK with *val a new
+ * reference; LOG_E_BUFFER if the value is not long, or changed size under us
+ * (a lap) - read it the usual way; INT_MIN with an exception set; else the
+ * read's status or error code (counted by the read). */
+static int read_long_value(FastLog *self, unsigned long long o, log_rec *rec, PyObject **val)
+{
+    int64_t hint = log_value_len_hint(self->v, o);
+    if (hint < DIRECT_MIN) return LOG_E_BUFFER;
+    PyObject *x = PyBytes_FromStringAndSize(NULL, hint);
+    if (!x) return INT_MIN;
+    int rc = log_read_value_into(self->v, o, rec, self->buf, self->cap, PyBytes_AS_STRING(x), (uint64_t)hint);
+    if (rc == LOG_OK) *val = x;
+    else Py_DECREF(x);
+    return rc;
+}
+
 /* One read of offset o: the Record (NULL, *rc = LOG_OK, on an error set),
  * or NULL with *rc the status or error code. */
 static PyObject *read_record(FastLog *self, unsigned long long o, PyObject *offset_obj, int *rc)
 {
     log_rec rec;
-    int64_t hint = log_value_len_hint(self->v, o);
-    if (hint >= DIRECT_MIN) {
-        PyObject *val = PyBytes_FromStringAndSize(NULL, hint);
-        if (!val) { *rc = LOG_OK; return NULL; }
-        *rc = log_read_value_into(self->v, o, &rec, self->buf, self->cap, PyBytes_AS_STRING(val), (uint64_t)hint);
-        if (*rc == LOG_OK) return make_record_v(self, &rec, self->buf, offset_obj, val); /* val's reference moves */
-        Py_DECREF(val);
-        if (*rc != LOG_E_BUFFER) return NULL; /* else its value changed size under us (a lap): read as usual */
-    }
+    PyObject *val;
+    *rc = read_long_value(self, o, &rec, &val);
+    if (*rc == LOG_OK) return make_record_v(self, &rec, self->buf, offset_obj, val); /* val's reference moves */
+    if (*rc == INT_MIN) { *rc = LOG_OK; return NULL; }
+    if (*rc != LOG_E_BUFFER) return NULL;
     *rc = log_read(self->v, o, &rec, self->buf, self->cap);
-    if (*rc == LOG_OK) {
-        PyObject *r = make_record(self, &rec, self->buf, offset_obj);
-        return r;
-    }
-    return NULL;
+    return *rc == LOG_OK ? make_record(self, &rec, self->buf, offset_obj) : NULL;
 }
 
 /* read(offset) -> Record, or whatever the slow path returns for a status */
@@ -400,24 +409,19 @@ static PyObject *batch_objects(FastLog *self, PyObject *const *args, PyObject *t
          * two through the batch buffer); anything but a record there goes the batch's way */
         o = PyLong_AsUnsignedLongLong(args[0]);
         if (PyErr_Occurred()) return NULL;
-        int64_t hint = log_value_len_hint(self->v, o);
-        if (hint >= DIRECT_MIN) {
-            PyObject *val = PyBytes_FromStringAndSize(NULL, hint);
-            if (!val) return NULL;
-            log_rec rec;
-            int rc = log_read_value_into(self->v, o, &rec, self->buf, self->cap, PyBytes_AS_STRING(val),
-                                         (uint64_t)hint); /* counted here, as a batch would count it */
-            if (rc == LOG_OK) {
-                PyObject *m = make_message_v(self, &rec, self->buf, topic, partition, val); /* val moves */
-                return m ? Py_BuildValue("([N]Ki)", m, o + 1, LOG_OK) : NULL;
-            }
-            Py_DECREF(val);
-            /* as log_read_batch ends on its first record: a corrupt one skipped, a status stops it */
-            if (rc == LOG_CORRUPT_RECORD) return Py_BuildValue("([]Ki)", o + 1, LOG_OK);
-            if (rc > 0) return Py_BuildValue("([]Ki)", o, rc);
-            if (rc != LOG_E_BUFFER) return Py_BuildValue("(OKi)", Py_None, o, rc);
-            /* LOG_E_BUFFER: its value changed size under us (a lap): the batch's way */
+        log_rec rec;
+        PyObject *val;
+        int rc = read_long_value(self, o, &rec, &val); /* counted there, as a batch would count it */
+        if (rc == LOG_OK) {
+            PyObject *m = make_message_v(self, &rec, self->buf, topic, partition, val); /* val moves */
+            return m ? Py_BuildValue("([N]Ki)", m, o + 1, LOG_OK) : NULL;
         }
+        if (rc == INT_MIN) return NULL;
+        /* as log_read_batch ends on its first record: a corrupt one skipped, a status stops it */
+        if (rc == LOG_CORRUPT_RECORD) return Py_BuildValue("([]Ki)", o + 1, LOG_OK);
+        if (rc > 0) return Py_BuildValue("([]Ki)", o, rc);
+        if (rc != LOG_E_BUFFER) return Py_BuildValue("(OKi)", Py_None, o, rc);
+        /* LOG_E_BUFFER: not a long value, or it changed size under us (a lap): the batch's way */
     }
     int rc = batch_read(self, args, &o, &b);
     if (rc == INT_MIN) return NULL;

@@ -1071,11 +1071,11 @@ int64_t log_value_len_hint(log_view *v, uint64_t offset)
     return vl <= v->max_record && !(fl & LOG_FLAG_VALUE_NULL) ? (int64_t)vl : -1;
 }
 
-int log_read_value_into(log_view *v, uint64_t offset, log_rec *rec, char *buf, uint64_t cap, char *vbuf,
-                        uint64_t vlen)
+/* One counted read of a single record (log_read, log_read_value_into). */
+static int read_single(log_view *v, uint64_t offset, log_rec *rec, uint8_t *buf, uint64_t cap, uint8_t *vbuf,
+                       uint64_t vcap)
 {
-    if (!v || !v->h || !rec || (!buf && cap) || (!vbuf && vlen)) return LOG_E_BAD_ARG;
-    int rc = read_one_x(v, offset, rec, (uint8_t *)buf, cap, (uint8_t *)(vbuf ? vbuf : buf), vlen);
+    int rc = read_one_x(v, offset, rec, buf, cap, vbuf, vcap);
     if (rc == LOG_NOT_YET && is_deleted(v)) rc = LOG_E_DELETED;
     rec->buf_pos = 0;
     if (rc != LOG_OK) rec->offset = offset;
@@ -1083,15 +1083,17 @@ int log_read_value_into(log_view *v, uint64_t offset, log_rec *rec, char *buf, u
     return rc;
 }
 
+int log_read_value_into(log_view *v, uint64_t offset, log_rec *rec, char *buf, uint64_t cap, char *vbuf,
+                        uint64_t vlen)
+{
+    if (!v || !v->h || !rec || (!buf && cap) || (!vbuf && vlen)) return LOG_E_BAD_ARG;
+    return read_single(v, offset, rec, (uint8_t *)buf, cap, (uint8_t *)(vbuf ? vbuf : buf), vlen);
+}
+
 int log_read(log_view *v, uint64_t offset, log_rec *rec, char *buf, uint64_t cap)
 {
     if (!v || !v->h || !rec || (!buf && cap)) return LOG_E_BAD_ARG;
-    int rc = read_one(v, offset, rec, (uint8_t *)buf, cap);
-    if (rc == LOG_NOT_YET && is_deleted(v)) rc = LOG_E_DELETED;
-    rec->buf_pos = 0;
-    if (rc != LOG_OK) rec->offset = offset;
-    count_read(v, rc);
-    return rc;
+    return read_single(v, offset, rec, (uint8_t *)buf, cap, NULL, 0);
 }
 
 int log_read_batch(log_view *v, uint64_t offset, uint64_t max_records, log_rec *recs,
