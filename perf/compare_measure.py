@@ -41,6 +41,7 @@ if os.path.join(_HERE, "..") not in sys.path:
 
 from broker.latency import Pacer, Stage  # noqa: E402
 from compare_peers import BY_NAME  # noqa: E402
+import perfutil  # noqa: E402
 
 CTX = mp.get_context("fork")
 STAMPS = struct.Struct("<qq")  # due time, send time (monotonic ns)
@@ -62,15 +63,10 @@ def _tight_slack():
     _tight_sleep_slack()
 
 
-def _pin(cpu):
-    if cpu is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {cpu})
-
-
 def _child(fn, conn, pin, args):
     """A child's body: fn(conn, *args); any failure goes to the parent as ("error", traceback)."""
     try:
-        _pin(pin)
+        perfutil.pin(pin)
         fn(conn, *args)
     except BaseException:
         try:

@@ -16,6 +16,12 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     """The docstring as written, and "(default: X)" after every flag's help."""
 
 
+def pin(cpu):
+    """Run this process on CPU *cpu* alone (None: leave it where the scheduler puts it)."""
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
+
+
 def parser(doc):
     return argparse.ArgumentParser(description=doc, formatter_class=HelpFormatter)
 

@@ -17,6 +17,8 @@ import time
 import numpy as np
 import psutil
 
+import perfutil
+
 
 STAMP = struct.Struct("<q")
 _MAPS = {}  # path -> int64 view, one per process (workers map the stamp file once)
@@ -324,8 +326,7 @@ def queue_getter(q, n, latency, timeout, conn):
 
 def pinned_getter(cpu, *args):
     """queue_getter on CPU *cpu* (None: where the scheduler puts it)."""
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
+    perfutil.pin(cpu)
     queue_getter(*args)
 
 
