@@ -39,6 +39,7 @@ from .autocreate import WHY_SASL, auto_create, client_logger, not_on_one_host
 from . import stats as _stats
 
 _FETCH = 256
+_LOG_OK, _LOG_LAPPED = lib.LOG_OK, lib.LOG_LAPPED  # (a cffi lib attribute costs a lookup each time)
 _mk = tuple.__new__  # Message(...) without running Python code
 _DESTROYED_W = DESTROYED_OFF // 8
 
@@ -269,7 +270,9 @@ class Consumer(GroupMember, Queries):
                 msgs, nxt, rc = part.log._fast.read_messages(part.pos, _FETCH, tp.topic, tp.partition)
                 if msgs is None:
                     part.log._raise(rc)
-                stop = None if rc == lib.LOG_OK else part.log._status(rc, nxt)
+                # the stop's status object only when it matters: a lap (a batch that ended at the head, as
+                # most do, needs none)
+                stop = part.log._status(rc, nxt) if rc == _LOG_LAPPED else None
             else:
                 recs, nxt, stop = part.log.read_batch(part.pos, _FETCH)
                 msgs = self._unexpired(part, recs, nxt)

@@ -604,6 +604,8 @@ static PyTypeObject FastLogType = {
 
 #include "fastproduce.c"
 
+#include "fastreader.c"
+
 static PyObject *build_id(PyObject *m, PyObject *unused) { return PyUnicode_FromString(log_build_id()); }
 
 #include "fastqueue.c"
@@ -630,7 +632,8 @@ PyMODINIT_FUNC PyInit__fastlog(void)
     PyObject *m = PyModule_Create(&fastlog_module);
     if (!m) return NULL;
     /* PyModule_AddType: PyType_Ready, then the type under its tp_name's last part */
-    if (PyModule_AddType(m, &FastLogType) < 0 || PyModule_AddType(m, &ProduceType) < 0 || latqueue_ready(m) < 0 ||
+    if (PyModule_AddType(m, &FastLogType) < 0 || PyModule_AddType(m, &ProduceType) < 0 ||
+        PyModule_AddType(m, &ReaderType) < 0 || latqueue_ready(m) < 0 ||
         fastqueue_ready(m) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -145,23 +145,16 @@ class ShmRaw(Peer):
         return log.append_batch, log.close
 
     def receiver(self, spec, mode):
+        """A reader (PartitionLog.reader): position, wait and floor kept in C."""
         from shm import PartitionLog
         log = PartitionLog.attach(spec["name"])
-        poll, set_floor, every = log.poll, log.set_floor, spec["every"]
-        at = [0]
+        reader = log.reader(0, mode, floor_every=spec["every"])
 
-        def recv(timeout):
-            o = at[0]
-            r = poll(o, timeout, mode)
-            if r is None:
-                return None
-            if r.status != "ok":
-                raise RuntimeError("offset %d of the raw log: %r" % (o, r))
-            at[0] = o = o + 1
-            if not o % every:
-                set_floor(o)
-            return r[1]
-        return recv, log.close
+        def close():
+            if reader.lost or reader.skipped:
+                raise RuntimeError("the raw log's reader lost %d and skipped %d records" % (reader.lost, reader.skipped))
+            log.close()
+        return reader.poll_value, close
 
     def batch_receiver(self, spec, mode, batch, row):
         """recv(timeout) -> (records read, first byte of the last one) or None."""

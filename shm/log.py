@@ -519,6 +519,31 @@ class PartitionLog:
                 return None
             return self.read(offset)
 
+    def reader(self, offset=0, mode="adaptive", spin_us=50, floor_every=0):
+        """A cursor from *offset* that keeps its position and waits in C:
+        ``poll(timeout=None)`` returns the next Record, ``poll_value(timeout=None)``
+        just its value (bytes; b"" for a null value), each None after *timeout*
+        seconds.  It passes over tombstones and corrupt records (counted in
+        ``skipped``) and, if producers lapped it, moves up to the oldest record
+        held (counting the ones it missed in ``lost``); ``position`` is the next
+        offset (set it to seek).  *mode* and *spin_us* as for poll().  With
+        *floor_every* > 0 it moves a block-mode log's floor to its position
+        every that many records (set_floor: producers may reuse the space)."""
+        self._check_open()
+        if mode not in WAIT_MODES:
+            raise ValueError("wait mode must be one of %s, got %r" % (", ".join(WAIT_MODES), mode))
+        if not isinstance(offset, int) or offset < 0:
+            raise ValueError("offset must be a non-negative int, got %r" % (offset,))
+        if not isinstance(floor_every, int) or floor_every < 0:
+            raise ValueError("floor_every must be a non-negative int, got %r" % (floor_every,))
+        if not isinstance(spin_us, (int, float)) or not spin_us >= 0:
+            raise ValueError("spin_us must be a non-negative number of microseconds, got %r" % (spin_us,))
+        spin_ns = -1 if mode == "spin" else (0 if mode == "sleep" else int(spin_us * 1000))
+
+        def sleep(off, timeout):
+            return self.wait(off, timeout, "sleep")
+        return _fastlog.LogReader(self._fast, offset, spin_ns, floor_every, sleep, self._check_open)
+
     def watermarks(self):
         """(low, high): the oldest offset still held, the next to be written."""
         self._check_open()

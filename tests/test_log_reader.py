@@ -1,0 +1,192 @@
+"""PartitionLog.reader(): a cursor that keeps its position and waits in C
+(ext/fastreader.c) - records in order, statuses passed over and counted,
+the floor moved for block-mode producers, waits that end on an append from
+another thread or process and on their timeout, and bad arguments refused."""
+import math
+import os
+import struct
+import threading
+import time
+
+import pytest
+
+from shm.errors import ClosedError, QueueFullError
+
+from conftest import wait_child
+
+
+def test_records_come_in_order_with_their_fields(logs):
+    log = logs.create(slot_count=64, data_capacity=1 << 16, max_record=8192)
+    big = os.urandom(6000)  # a long value: read straight into its bytes object
+    offs = [log.append(b"a"), log.append(b"b", key=b"k", headers=[("h", b"1")]), log.append(None, key=b"gone"),
+            log.append(big), log.append(b"")]
+    rd = log.reader(0, "spin")
+    r0, r1 = rd.poll(1), rd.poll(1)
+    assert (r0.offset, r0.value, r0.key) == (offs[0], b"a", None)
+    assert (r1.offset, r1.value, r1.key, r1.headers) == (offs[1], b"b", b"k", [("h", b"1")])
+    assert rd.poll(1).value is None  # a null value: the Record tells it apart
+    assert rd.position == 3
+    assert rd.poll_value(1) == big
+    assert rd.poll_value(1) == b""
+    assert rd.position == 5
+    other = log.reader(2, "sleep")  # poll_value: a null value reads as b""
+    assert other.poll_value(0) == b""
+    assert (rd.lost, rd.skipped, other.lost, other.skipped) == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("mode", ["spin", "adaptive", "sleep"])
+def test_a_wait_ends_on_its_timeout(logs, mode):
+    log = logs.create(slot_count=16, data_capacity=4096, max_record=64)
+    rd = log.reader(0, mode, spin_us=1000)
+    assert rd.poll(0) is None and rd.poll_value(0.0) is None
+    t0 = time.monotonic()
+    assert rd.poll_value(0.05) is None
+    took = time.monotonic() - t0
+    assert 0.05 <= took < 5.0, took
+    assert rd.position == 0
+
+
+def test_a_corrupt_record_is_passed_over_and_counted(logs):
+    log = logs.create(slot_count=16, data_capacity=4096, max_record=64)
+    for v in (b"before", b"flipped", b"after"):
+        log.append(v)
+    mm = log._seg.mm
+    data_off, = struct.unpack_from("<Q", mm, 48)
+    pos, = struct.unpack_from("<Q", mm, 4096 + 1 * 64 + 8)  # slot 1's record position in the ring
+    at = data_off + pos % log.data_capacity + 16 + len(b"flipped") - 1  # its value's last byte
+    mm[at] ^= 0xFF
+    rd = log.reader(0, "spin")
+    assert [rd.poll_value(1), rd.poll_value(1), rd.poll_value(0)] == [b"before", b"after", None]
+    assert (rd.skipped, rd.lost, rd.position) == (1, 0, 3)
+    assert log.stats()["corrupt_skips"] == 1
+
+
+def test_a_lapped_reader_moves_to_the_oldest_record_and_counts_the_loss(logs):
+    log = logs.create(slot_count=8, data_capacity=4096, max_record=64)
+    for i in range(30):
+        log.append(b"%d" % i)
+    low, high = log.watermarks()
+    assert (low, high) == (22, 30)
+    rd = log.reader(3, "spin")
+    assert rd.poll_value(1) == b"22"
+    assert (rd.lost, rd.position) == (19, 23)
+    assert [rd.poll_value(1) for _ in range(7)] == [b"%d" % i for i in range(23, 30)]
+    rd.position = 0  # seek: lapped again
+    assert rd.poll(1).offset == 22
+    assert rd.lost == 19 + 22 and rd.skipped == 0
+
+
+def test_floor_every_lets_block_mode_producers_reuse_the_space(logs):
+    log = logs.create(slot_count=8, data_capacity=4096, max_record=64, overflow="block")
+    log.block_timeout = 0.05
+    for i in range(8):
+        log.append(b"%d" % i)
+    with pytest.raises(QueueFullError):
+        log.append(b"no room")
+    rd = log.reader(0, "spin", floor_every=4)
+    assert [rd.poll_value(1) for _ in range(3)] == [b"0", b"1", b"2"]
+    with pytest.raises(QueueFullError):  # three read: the floor has not moved yet
+        log.append(b"still no room")
+    assert rd.poll_value(1) == b"3"
+    assert log.stats()["floor"] == 4
+    for i in range(8, 12):  # the four below the floor are reusable
+        log.append(b"%d" % i)
+    assert [rd.poll_value(1) for _ in range(8)] == [b"%d" % i for i in range(4, 12)]
+    assert (rd.lost, rd.skipped) == (0, 0)
+    assert log.stats()["floor"] == 12
+    plain = log.reader(4, "spin")  # without floor_every the floor stays where it is
+    assert [plain.poll_value(0) for _ in range(4)] == [b"4", b"5", b"6", b"7"]
+    assert log.stats()["floor"] == 12
+
+
+def test_a_spinning_reader_lets_other_threads_run(logs):
+    """The spin holds the GIL in <= 1 ms chunks: an appending thread of the
+    same process gets in, and the record ends the wait."""
+    log = logs.create(slot_count=16, data_capacity=4096, max_record=64)
+    rd = log.reader(0, "spin")
+    errors = []
+
+    def append():
+        try:
+            log.append(b"from a thread")
+        except BaseException as exc:  # reported to the test
+            errors.append(exc)
+    t = threading.Thread(target=append)
+    t.start()
+    got = rd.poll_value(30)
+    t.join(30)
+    assert not t.is_alive() and errors == []
+    assert got == b"from a thread"
+
+
+@pytest.mark.parametrize("mode", ["spin", "adaptive", "sleep"])
+def test_an_append_in_another_process_ends_the_wait(logs, mode):
+    log = logs.create(slot_count=16, data_capacity=4096, max_record=64)
+    rd = log.reader(0, mode, spin_us=20)
+    go_r, go_w = os.pipe()
+    rep_r, rep_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the appender: waits for the word, then for a sleeper when the mode sleeps
+        code = 1
+        try:
+            from shm import PartitionLog
+            os.read(go_r, 1)
+            child = PartitionLog.attach(log.name)
+            if mode != "spin":
+                end = time.monotonic() + 20
+                while child.stats()["waiters"] == 0 and time.monotonic() < end:
+                    time.sleep(0.0005)  # polls a shared counter, with a deadline
+            sleepers = child.stats()["waiters"]
+            child.append(b"woken")
+            os.write(rep_w, struct.pack("<q", sleepers))
+            child.close()
+            code = 0
+        finally:
+            os._exit(code)
+    try:
+        os.write(go_w, b"g")
+        t0 = time.monotonic()
+        got = rd.poll_value(30)
+        took = time.monotonic() - t0
+    finally:
+        status = wait_child(pid)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    report = os.read(rep_r, 8)  # the child's word: it appended (and how many slept then)
+    for fd in (go_r, go_w, rep_r, rep_w):
+        os.close(fd)
+    assert len(report) == 8
+    if mode == "sleep":
+        assert struct.unpack("<q", report)[0] >= 1  # the reader was asleep on the futex when it came
+    assert got == b"woken" and took < 30
+    assert rd.position == 1
+
+
+def test_a_closed_log_and_bad_arguments_are_refused(logs):
+    log = logs.create(slot_count=16, data_capacity=4096, max_record=64)
+    with pytest.raises(ValueError, match="wait mode"):
+        log.reader(0, "busy")
+    with pytest.raises(ValueError, match="offset"):
+        log.reader(-1)
+    with pytest.raises(ValueError, match="floor_every"):
+        log.reader(0, floor_every=-1)
+    with pytest.raises(ValueError, match="spin_us"):
+        log.reader(0, spin_us=-5)
+    rd = log.reader(0, "spin")
+    with pytest.raises(TypeError):
+        rd.poll("soon")
+    with pytest.raises(TypeError):
+        rd.poll(1, 2)
+    with pytest.raises(ValueError, match="nan"):
+        rd.poll_value(math.nan)
+    with pytest.raises(TypeError):
+        rd.position = "5"
+    with pytest.raises(ValueError):
+        rd.position = -1
+    with pytest.raises(AttributeError):
+        rd.lost = 0
+    log.append(b"x")
+    log.close()
+    with pytest.raises(ClosedError):
+        rd.poll(0)
+    with pytest.raises(ClosedError):
+        rd.poll_value(1)
