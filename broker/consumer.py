@@ -39,7 +39,7 @@ from .autocreate import WHY_SASL, auto_create, client_logger, not_on_one_host
 from . import stats as _stats
 
 _FETCH = 256
-_LOG_OK, _LOG_LAPPED = lib.LOG_OK, lib.LOG_LAPPED  # (a cffi lib attribute costs a lookup each time)
+_LOG_NOT_YET, _LOG_LAPPED = lib.LOG_NOT_YET, lib.LOG_LAPPED  # (a cffi lib attribute costs a lookup each time)
 _mk = tuple.__new__  # Message(...) without running Python code
 _DESTROYED_W = DESTROYED_OFF // 8
 
@@ -84,6 +84,7 @@ class Consumer(GroupMember, Queries):
         self._events = collections.deque()
         self._topics = {}  # name -> TopicInfo seen at assign
         self._cur = None  # the partition whose fetched batch is being handed out
+        self._solo = None  # see _set_solo
         self._closed = False
         self._init_group(conf)
         self._lat = latency_hist.Recorder(self) if latency_hist.option(conf, self._group) else None
@@ -158,6 +159,10 @@ class Consumer(GroupMember, Queries):
             self._groups().count_lap(self._gidx, info.topic_id, tp.partition, lost)
 
     def _add(self, tp):
+        self._add_part(tp)
+        self._set_solo()
+
+    def _add_part(self, tp):
         key = (tp.topic, tp.partition)
         if key in self._parts or key in self._missing:
             return
@@ -206,6 +211,15 @@ class Consumer(GroupMember, Queries):
         if part is not None:
             self._order.remove(key)
             part.log.close()
+        self._set_solo()
+
+    def _set_solo(self):
+        """poll()'s shortcut: (part, its log's next_message, topic, partition) when the assignment is one
+        partition that is read (nothing missing) without retention.ms; else None.  Kept by _add and _remove,
+        the only changes of the assignment."""
+        part = self._parts[self._order[0]] if len(self._order) == 1 and not self._missing else None
+        self._solo = None if part is None or part.retention_ms >= 0 else (
+            part, part.log._fast.next_message, part.tp.topic, part.tp.partition)
 
     def assign(self, partitions):
         """Replace the assignment (manual: no group rebalancing).
@@ -368,19 +382,36 @@ class Consumer(GroupMember, Queries):
         return self._waiter[1]
 
     def _poll_one(self, part, timeout):
-        """One active partition: spin and read in one C call that builds the
-        Message; then, if nothing came, the log's own wait (futex sleeps)."""
-        if self._spin_ns:
-            m = part.log._fast.poll_message(part.pos, self._spin_ns if timeout is None else
-                                            min(self._spin_ns, int(timeout * 1e9)), part.tp.topic, part.tp.partition)
-            if type(m) is Message:
-                part.pos = m[2] + 1
-                part.eof_sent = False
-                return m
-            if m is not None:
-                return self._next()  # a status: the general path handles it
-            if timeout is not None:
-                timeout = max(0.0, timeout - self._spin_ns / 1e9)
+        """One active partition: spin, then read every ready record in one C call (the first is handed out,
+        the others wait in part.buf, as a fetched batch); then, if nothing came, the log's own wait (futex
+        sleeps)."""
+        if self._nsw[_DESTROYED_W]:  # one word load: `shmbroker destroy` ran
+            self._ns.check_alive()
+        spin = self._spin_ns if timeout is None else min(self._spin_ns, int(timeout * 1e9))
+        tp = part.tp
+        r = part.log._fast.next_message(part.pos, spin, _FETCH, tp.topic, tp.partition, part.buf)
+        if r is not None and r[0] is not None:
+            part.pos = r[1]
+            part.eof_sent = False
+            if part.buf:
+                self._cur = part
+            return r[0]
+        return self._poll_rest(part, r, spin, timeout)
+
+    def _poll_rest(self, part, r, spun, timeout):
+        """_poll_one after its C call read nothing: *r* is None (nothing came within *spun* ns) or (None,
+        next offset, status code)."""
+        if r is not None:
+            part.pos, rc = r[1], r[2]
+            # nothing read: an error, a lap, a skipped record (pos moved past it), or a producer still copying
+            if rc < 0:
+                return self._next()  # the general path raises it (or reports a deleted topic)
+            if rc == _LOG_LAPPED:  # handled here: a second read would count the lap twice
+                self._jump(part, self._reset_to(part.log, part.tp, part.pos, part.retention_ms, lapped=True))
+            if rc != _LOG_NOT_YET:
+                return self._next()
+        if timeout is not None:
+            timeout = max(0.0, timeout - spun / 1e9)
         # adaptive has spun its share above: now sleep (spin mode keeps spinning)
         r = part.log.poll(part.pos, timeout, "sleep" if self._wait_mode == "adaptive" else self._wait_mode)
         if r is None:
@@ -399,6 +430,26 @@ class Consumer(GroupMember, Queries):
         cur = self._cur  # a fetched batch being handed out: nothing else to do (a closed consumer has none)
         if cur is not None and cur.buf and not self._events and self._slot is None:
             return cur.buf.popleft()
+        solo = self._solo  # (part, its next_message, topic, partition) while one partition is the assignment
+        if (solo is not None and not self._events and self._slot is None and not self._commit_events
+                and not self._rejoin):
+            part = solo[0]
+            if not part.buf and not part.paused and not part.stopped and (part.eof_sent or not self._eof):
+                # its next records in one C call that spins for the first (a closed consumer has no solo)
+                if self._nsw[_DESTROYED_W]:
+                    self._ns.check_alive()
+                spin = self._spin_ns if timeout is None or timeout < 0 else min(self._spin_ns, int(timeout * 1e9))
+                r = solo[1](part.pos, spin, _FETCH, solo[2], solo[3], part.buf)
+                if r is not None and r[0] is not None:
+                    part.pos = r[1]
+                    part.eof_sent = False
+                    if part.buf:
+                        self._cur = part
+                    return r[0]
+                try:
+                    return self._poll_rest(part, r, spin, None if timeout is None or timeout < 0 else timeout)
+                except UnknownTopicError:
+                    return self._next()  # _fill reports the deletion
         self._check()
         if self._missing:
             self._promote()
@@ -407,16 +458,20 @@ class Consumer(GroupMember, Queries):
         return self._poll(timeout)
 
     def _poll(self, timeout):
-        msg = self._next()
-        if msg is not None:
-            return msg
-        if len(self._order) == 1 and not self._events and not self._missing:
-            part = self._parts[self._order[0]]
-            if not part.paused and not part.stopped and not part.buf and part.retention_ms < 0:
+        order = self._order
+        if len(order) == 1 and not self._events and not self._missing:
+            # one partition (the common case of a latency-critical reader): straight to its read and wait, in
+            # C; the general path below for everything else (an end-of-partition event due included)
+            part = self._parts[order[0]]
+            if (not part.paused and not part.stopped and not part.buf and part.retention_ms < 0
+                    and (part.eof_sent or not self._eof)):
                 try:
                     return self._poll_one(part, None if timeout is None or timeout < 0 else timeout)
                 except UnknownTopicError:
                     return self._next()  # _fill reports the deletion
+        msg = self._next()
+        if msg is not None:
+            return msg
         if timeout == 0:
             return None
         deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout

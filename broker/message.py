@@ -78,7 +78,7 @@ def _set(msg, i, v):
     msg._ov[i] = v
 
 
-class Message(tuple):
+class Message(_fastlog.MessageBase):
     """A consumed record, a delivery report, or an event (``error()`` set).
 
     ``Message(topic, partition, offset, key, value, headers, error, timestamp, latency, leader_epoch,
@@ -133,46 +133,6 @@ class Message(tuple):
             return None if ov is None else ov.get(i)
         return self[i] if ov is None or i not in ov else ov[i]
 
-    def topic(self):
-        """:returns: the topic name (None for some events).
-        :rtype: str"""
-        v = self[0]
-        return v if self._ov is None else self._get(0)
-
-    def partition(self):
-        """:returns: the partition (None for events that have none).
-        :rtype: int"""
-        return self[1]
-
-    def offset(self):
-        """:returns: the record's offset (None if it has none).
-        :rtype: int"""
-        return self[2]
-
-    def key(self):
-        """:returns: the record's key (None if it has none).
-        :rtype: bytes"""
-        v = self[3]
-        return v if self._ov is None else self._get(3)
-
-    def value(self):
-        """:returns: the record's value; for an event, None.
-        :rtype: bytes"""
-        v = self[4]
-        return v if self._ov is None else self._get(4)
-
-    def headers(self):
-        """:returns: the record's headers as a list of (key, value) tuples, or None.
-        :rtype: list"""
-        v = self[5]
-        return v if self._ov is None else self._get(5)
-
-    def error(self):
-        """:returns: None for a record; a :class:`KafkaError` for an error or event (``_PARTITION_EOF``, ...).
-        :rtype: KafkaError or None"""
-        v = self[6]
-        return v if self._ov is None else self._get(6)
-
     def timestamp(self):
         """:returns: ``(TIMESTAMP_CREATE_TIME, epoch ms)`` for a record; ``(TIMESTAMP_NOT_AVAILABLE, -1)`` for
             an event; ``(TIMESTAMP_NOT_AVAILABLE, 0)`` for a Message made without one; a Message made by hand
@@ -193,11 +153,6 @@ class Message(tuple):
         if ts is None or ts[0] == TIMESTAMP_NOT_AVAILABLE:
             return 0
         return ts[1] * 1_000_000
-
-    def latency(self):
-        """:returns: seconds from ``produce()`` to the delivery report (producer side), else None.
-        :rtype: float"""
-        return self[8]
 
     def leader_epoch(self):
         """:returns: the partition leader's epoch (one host has no leaders: None unless given).

@@ -35,6 +35,7 @@
 #undef lap_diff
 
 static PyObject *str_timestamp_ns; /* interned "timestamp_ns" */
+static PyObject *str_extend;       /* interned "extend" */
 
 typedef struct {
     PyObject_HEAD
@@ -55,6 +56,10 @@ typedef struct {
      * exported (it cannot be unmapped while we point into it) */
     volatile uint64_t *lat;
     Py_buffer lat_view;
+    /* the int of the last timestamp handed out: a batch appended in one call
+     * shares one timestamp, so its records share one int object */
+    PyObject *ts_obj;
+    int64_t ts_val;
 } FastLog;
 
 static void lat_release(FastLog *self)
@@ -122,6 +127,7 @@ static void FastLog_dealloc(FastLog *self)
     free(self->bbuf);
     free(self->recs);
     lat_release(self);
+    Py_XDECREF(self->ts_obj);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -147,6 +153,19 @@ static PyObject *FastLog_append(FastLog *self, PyObject *const *args, Py_ssize_t
     }
 slow:
     return PyObject_Vectorcall(self->append_slow, args, nargs, kwnames);
+}
+
+/* The int of timestamp ts, a new reference: the last one's again when equal. */
+static PyObject *ts_object(FastLog *self, int64_t ts)
+{
+    if (!self->ts_obj || self->ts_val != ts) {
+        PyObject *x = PyLong_FromLongLong(ts);
+        if (!x) return NULL;
+        Py_XSETREF(self->ts_obj, x); /* our reference moves into the cache */
+        self->ts_val = ts;
+    }
+    Py_INCREF(self->ts_obj);
+    return self->ts_obj;
 }
 
 /* The Python objects of rec, whose parts sit at base (key, headers,
@@ -177,7 +196,7 @@ static int record_items(FastLog *self, const log_rec *rec, const char *base, PyO
         if (!x) goto fail;
     } else { x = Py_None; Py_INCREF(x); }
     out[3] = x;
-    if (!(x = PyLong_FromLongLong(rec->timestamp_ns))) goto fail;
+    if (!(x = ts_object(self, rec->timestamp_ns))) goto fail;
     out[4] = x;
     return 0;
 fail:
@@ -451,6 +470,82 @@ static PyObject *FastLog_read_messages(FastLog *self, PyObject *const *args, Py_
     return batch_objects(self, args, args[2], args[3]);
 }
 
+/* (first or None, next offset, code): next_message's result; steals first */
+static PyObject *next_result(PyObject *first, unsigned long long nxt, int code)
+{
+    PyObject *t = PyTuple_New(3), *n = PyLong_FromUnsignedLongLong(nxt), *c = PyLong_FromLong(code);
+    if (!t || !n || !c) {
+        Py_XDECREF(t); Py_XDECREF(n); Py_XDECREF(c); Py_XDECREF(first);
+        return NULL;
+    }
+    if (!first) { first = Py_None; Py_INCREF(first); }
+    PyTuple_SET_ITEM(t, 0, first);
+    PyTuple_SET_ITEM(t, 1, n);
+    PyTuple_SET_ITEM(t, 2, c);
+    return t;
+}
+
+/* next_message(offset, spin_ns, max_records, topic, partition, buf) -> None
+ * if offset did not become readable within spin_ns (spinning, GIL held, as
+ * poll()), else (Message or None, next_offset, stop status code): every
+ * record ready from offset, up to max_records, read in one batch as
+ * read_messages reads it (the same statuses and counts) - the first is
+ * returned, the others appended to buf (the partition's fetched batch:
+ * buf.extend).  None in place of the Message: nothing was read (a status, a
+ * skipped record, an error); next_offset and the code say why, for the
+ * general path. */
+static PyObject *FastLog_next_message(FastLog *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6 || !PyLong_CheckExact(args[0]) || !message_type) {
+        PyErr_SetString(PyExc_TypeError, "next_message(offset: int, spin_ns: int, max_records, topic, partition, "
+                                         "buf) after set_message_type()");
+        return NULL;
+    }
+    unsigned long long o = PyLong_AsUnsignedLongLong(args[0]);
+    if (PyErr_Occurred()) return NULL;
+    long long spin = PyLong_AsLongLong(args[1]);
+    if (spin == -1 && PyErr_Occurred()) return NULL;
+    if (!self->v) return next_result(NULL, o, LOG_E_BAD_ARG);
+    /* the core's wait, spinning only: it never sleeps while we hold the GIL */
+    if (log_wait(self->v, o, spin, LOG_WAIT_SPIN, 0) != LOG_OK) Py_RETURN_NONE;
+    PyObject *topic = args[3], *partition = args[4], *first = NULL;
+    log_rec rec;
+    PyObject *val;
+    /* a long value first in line is read alone, straight into its bytes object (as batch_objects does) */
+    int rc = read_long_value(self, o, &rec, &val);
+    if (rc == LOG_OK) {
+        if (!(first = make_message_v(self, &rec, self->buf, topic, partition, val))) return NULL; /* val moves */
+        return next_result(first, o + 1, LOG_OK);
+    }
+    if (rc == INT_MIN) return NULL;
+    if (rc == LOG_CORRUPT_RECORD) return next_result(NULL, o + 1, LOG_OK); /* counted, skipped */
+    if (rc != LOG_E_BUFFER) return next_result(NULL, o, rc);
+    log_batch b;
+    PyObject *bargs[2] = {args[0], args[2]};
+    rc = batch_read(self, bargs, &o, &b);
+    if (rc == INT_MIN) return NULL;
+    if (rc != LOG_OK) return next_result(NULL, o, rc);
+    if (b.count == 0) return next_result(NULL, b.next_offset, b.stop);
+    if (!(first = make_message(self, &self->recs[0], self->bbuf + self->recs[0].buf_pos, topic, partition)))
+        return NULL;
+    if (b.count > 1) { /* the others wait in buf */
+        PyObject *rest = PyList_New((Py_ssize_t)b.count - 1), *x = NULL;
+        for (uint64_t i = 1; rest && i < b.count; i++) {
+            const log_rec *r = &self->recs[i];
+            PyObject *m = make_message(self, r, self->bbuf + r->buf_pos, topic, partition);
+            if (!m) { Py_CLEAR(rest); break; } /* unset items are NULL: list dealloc skips them */
+            PyList_SET_ITEM(rest, (Py_ssize_t)i - 1, m);
+        }
+        if (rest) x = PyObject_CallMethodOneArg(args[5], str_extend, rest);
+        Py_XDECREF(rest);
+        if (!x) { Py_DECREF(first); return NULL; }
+        Py_DECREF(x);
+    }
+    if (self->lat) lat_count(self, self->recs[0].timestamp_ns); /* shm.latency.histogram: handed out now
+                                                                  * (buf, a LatQueue, counts the others) */
+    return next_result(first, b.next_offset, b.stop);
+}
+
 /* read_batch(offset, max_records) -> (records, next_offset, stop status code) */
 static PyObject *FastLog_read_batch(FastLog *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -576,6 +671,9 @@ static PyMethodDef FastLog_methods[] = {
      "poll(offset, spin_ns) -> Record, status, or None"},
     {"poll_message", (PyCFunction)(void (*)(void))FastLog_poll_message, METH_FASTCALL,
      "poll_message(offset, spin_ns, topic, partition) -> broker Message, status, or None"},
+    {"next_message", (PyCFunction)(void (*)(void))FastLog_next_message, METH_FASTCALL,
+     "next_message(offset, spin_ns, max_records, topic, partition, buf) -> None or (Message or None, next_offset, "
+     "stop status code)"},
     {"read_batch", (PyCFunction)(void (*)(void))FastLog_read_batch, METH_FASTCALL,
      "read_batch(offset, max_records) -> (records or None, next_offset, stop status)"},
     {"read_messages", (PyCFunction)(void (*)(void))FastLog_read_messages, METH_FASTCALL,
@@ -606,6 +704,8 @@ static PyTypeObject FastLogType = {
 
 #include "fastreader.c"
 
+#include "fastmsg.c"
+
 static PyObject *build_id(PyObject *m, PyObject *unused) { return PyUnicode_FromString(log_build_id()); }
 
 #include "fastqueue.c"
@@ -629,11 +729,12 @@ PyMODINIT_FUNC PyInit__fastlog(void)
 {
     if (!str_partition && !(str_partition = PyUnicode_InternFromString("partition"))) return NULL;
     if (!str_timestamp_ns && !(str_timestamp_ns = PyUnicode_InternFromString("timestamp_ns"))) return NULL;
+    if (!str_extend && !(str_extend = PyUnicode_InternFromString("extend"))) return NULL;
     PyObject *m = PyModule_Create(&fastlog_module);
     if (!m) return NULL;
     /* PyModule_AddType: PyType_Ready, then the type under its tp_name's last part */
     if (PyModule_AddType(m, &FastLogType) < 0 || PyModule_AddType(m, &ProduceType) < 0 ||
-        PyModule_AddType(m, &ReaderType) < 0 || latqueue_ready(m) < 0 ||
+        PyModule_AddType(m, &ReaderType) < 0 || msgbase_ready(m) < 0 || latqueue_ready(m) < 0 ||
         fastqueue_ready(m) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -29,6 +29,7 @@ fast producer is held back rather than lapping the consumer, as pyzmq's
 high-water mark, faster-fifo's size and the Pipe's kernel buffer hold theirs.
 """
 import ctypes
+import functools
 import gc
 import importlib.util
 import mmap
@@ -219,8 +220,8 @@ class ShmKafka(Peer):
 
     def sender(self, spec):
         p = self._producer(spec)
-        produce, topic = p.produce, spec["topic"]
-        return (lambda v: produce(topic, v, partition=0)), p.close
+        # the topic has one partition: produce(topic, value) goes to it (a partial: no Python frame a record)
+        return functools.partial(p.produce, spec["topic"]), p.close
 
     def batch_sender(self, spec):
         p = self._producer(spec)

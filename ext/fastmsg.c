@@ -1,0 +1,83 @@
+/* fastmsg.c - MessageBase, the C base of broker.message.Message
+ * (shm._fastlog; compiled into fastlog.c's unit).
+ *
+ * A Message is a tuple (topic, partition, offset, key, value, headers,
+ * error, timestamp, latency).  Its field getters are called once or more
+ * per consumed record (msg.value(), msg.key(), msg.offset()...): as Python
+ * methods each costs a frame; here each is an item load.  A set_* method
+ * (Python, broker/message.py) keeps an override in the instance's _ov dict:
+ * a getter whose field can be overridden returns the item only while _ov is
+ * None (the class default), and otherwise asks Message._get. */
+
+static PyObject *str_ov;  /* interned "_ov" */
+static PyObject *str_get; /* interned "_get" */
+
+/* field i of self, or Message._get(i) once a set_* override exists */
+static PyObject *msg_field(PyObject *self, Py_ssize_t i, int overridable)
+{
+    if (PyTuple_GET_SIZE(self) < 9) {
+        PyErr_SetString(PyExc_TypeError, "not a Message: a tuple of 9 fields expected");
+        return NULL;
+    }
+    if (overridable) {
+        PyObject *ov = PyObject_GetAttr(self, str_ov);
+        if (!ov) return NULL;
+        Py_DECREF(ov); /* (None, or the dict the instance holds: ov stays alive meanwhile) */
+        if (ov != Py_None) {
+            PyObject *idx = PyLong_FromSsize_t(i);
+            if (!idx) return NULL;
+            PyObject *x = PyObject_CallMethodOneArg(self, str_get, idx);
+            Py_DECREF(idx);
+            return x;
+        }
+    }
+    PyObject *x = PyTuple_GET_ITEM(self, i);
+    Py_INCREF(x);
+    return x;
+}
+
+#define MSG_GETTER(name, i, ov) \
+    static PyObject *msg_##name(PyObject *self, PyObject *unused) { return msg_field(self, i, ov); }
+MSG_GETTER(topic, 0, 1)
+MSG_GETTER(partition, 1, 0)
+MSG_GETTER(offset, 2, 0)
+MSG_GETTER(key, 3, 1)
+MSG_GETTER(value, 4, 1)
+MSG_GETTER(headers, 5, 1)
+MSG_GETTER(error, 6, 1)
+MSG_GETTER(latency, 8, 0)
+
+static PyMethodDef MessageBase_methods[] = {
+    {"topic", msg_topic, METH_NOARGS, "topic()\n\n:returns: the topic name (None for some events).\n:rtype: str"},
+    {"partition", msg_partition, METH_NOARGS,
+     "partition()\n\n:returns: the partition (None for events that have none).\n:rtype: int"},
+    {"offset", msg_offset, METH_NOARGS, "offset()\n\n:returns: the record's offset (None if it has none).\n:rtype: int"},
+    {"key", msg_key, METH_NOARGS, "key()\n\n:returns: the record's key (None if it has none).\n:rtype: bytes"},
+    {"value", msg_value, METH_NOARGS, "value()\n\n:returns: the record's value; for an event, None.\n:rtype: bytes"},
+    {"headers", msg_headers, METH_NOARGS,
+     "headers()\n\n:returns: the record's headers as a list of (key, value) tuples, or None.\n:rtype: list"},
+    {"error", msg_error, METH_NOARGS,
+     "error()\n\n:returns: None for a record; a KafkaError for an error or event (_PARTITION_EOF, ...).\n"
+     ":rtype: KafkaError or None"},
+    {"latency", msg_latency, METH_NOARGS,
+     "latency()\n\n:returns: seconds from produce() to the delivery report (producer side), else None.\n"
+     ":rtype: float"},
+    {NULL},
+};
+
+static PyTypeObject MessageBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shm._fastlog.MessageBase",
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "the field getters of broker.message.Message (a tuple of its 9 fields)",
+    .tp_methods = MessageBase_methods,
+    /* tp_base (tuple) is set before PyType_Ready; size, GC, alloc, new and dealloc are tuple's */
+};
+
+static int msgbase_ready(PyObject *m)
+{
+    if (!str_ov && !(str_ov = PyUnicode_InternFromString("_ov"))) return -1;
+    if (!str_get && !(str_get = PyUnicode_InternFromString("_get"))) return -1;
+    MessageBaseType.tp_base = &PyTuple_Type;
+    return PyModule_AddType(m, &MessageBaseType);
+}
