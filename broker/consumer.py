@@ -22,8 +22,9 @@ wait: it may first hand out the rest of a batch it fetched before).
 """
 import collections
 import time
+import types
 
-from shm._native import lib
+from shm._native import _fastlog, ffi, lib
 from shm.errors import ClosedError, KafkaError, KafkaException, UnknownTopicError
 from shm.log import Waiter
 
@@ -44,15 +45,10 @@ _mk = tuple.__new__  # Message(...) without running Python code
 _DESTROYED_W = DESTROYED_OFF // 8
 
 
-class _Part:
-    __slots__ = ("tp", "log", "pos", "paused", "eof_sent", "stopped", "buf", "retention_ms", "start")
-
-    def __init__(self, tp, log, pos, retention_ms=-1):
-        self.tp, self.log, self.pos = tp, log, pos
-        self.retention_ms = retention_ms
-        self.start = pos  # where reading (re)started: a commit of it commits nothing consumed
-        self.paused = self.eof_sent = self.stopped = False
-        self.buf = collections.deque()
+# one assigned partition: tp, log, pos, paused, eof_sent, stopped, buf (its fetched batch), retention_ms, start
+# (where reading (re)started: a commit of it commits nothing consumed), and fast/topic/partition (log._fast,
+# tp.topic, tp.partition); a C struct (ext/fastpoll.c), so poll()'s lean path reads and moves it directly
+_Part = _fastlog.Part
 
 
 class Consumer(GroupMember, Queries):
@@ -97,6 +93,14 @@ class Consumer(GroupMember, Queries):
             self._sup_check()
         if _stats.Statistics.wanted(conf):
             _stats.attach_consumer(self, conf)
+        elif type(self).poll is Consumer.poll and "_rejoin" in self.__dict__:
+            # poll()'s lean path in C (ext/fastpoll.c): a fetched batch's next Message, or the one assigned
+            # partition's next records; everything else comes back to the method below.  It reads the
+            # destroyed flag where the namespace is mapped: close() disables it before that goes.
+            flag = int(ffi.cast("uintptr_t", ffi.from_buffer(self._ns.seg.mm))) + DESTROYED_OFF
+            self.poll = _fastlog.ConsumerPoll(self.__dict__, types.MethodType(Consumer.poll, self), self._poll_after,
+                                              self._events, self._commit_events, flag, self._spin_ns, _FETCH,
+                                              self._eof)
 
     # -- assignment
     def _check(self):
@@ -214,12 +218,10 @@ class Consumer(GroupMember, Queries):
         self._set_solo()
 
     def _set_solo(self):
-        """poll()'s shortcut: (part, its log's next_message, topic, partition) when the assignment is one
-        partition that is read (nothing missing) without retention.ms; else None.  Kept by _add and _remove,
-        the only changes of the assignment."""
+        """poll()'s shortcut: the part when the assignment is one partition that is read (nothing missing)
+        without retention.ms; else None.  Kept by _add and _remove, the only changes of the assignment."""
         part = self._parts[self._order[0]] if len(self._order) == 1 and not self._missing else None
-        self._solo = None if part is None or part.retention_ms >= 0 else (
-            part, part.log._fast.next_message, part.tp.topic, part.tp.partition)
+        self._solo = None if part is None or part.retention_ms >= 0 else part
 
     def assign(self, partitions):
         """Replace the assignment (manual: no group rebalancing).
@@ -388,8 +390,7 @@ class Consumer(GroupMember, Queries):
         if self._nsw[_DESTROYED_W]:  # one word load: `shmbroker destroy` ran
             self._ns.check_alive()
         spin = self._spin_ns if timeout is None else min(self._spin_ns, int(timeout * 1e9))
-        tp = part.tp
-        r = part.log._fast.next_message(part.pos, spin, _FETCH, tp.topic, tp.partition, part.buf)
+        r = part.fast.next_message(part.pos, spin, _FETCH, part.topic, part.partition, part.buf)
         if r is not None and r[0] is not None:
             part.pos = r[1]
             part.eof_sent = False
@@ -397,6 +398,14 @@ class Consumer(GroupMember, Queries):
                 self._cur = part
             return r[0]
         return self._poll_rest(part, r, spin, timeout)
+
+    def _poll_after(self, part, r, spun, timeout):
+        """poll()'s continuation (from C too, ext/fastpoll.c) when its read of the one partition found nothing:
+        _poll_rest, and a deleted topic reported as the general path reports it."""
+        try:
+            return self._poll_rest(part, r, spun, None if timeout is None or timeout < 0 else timeout)
+        except UnknownTopicError:
+            return self._next()  # _fill reports the deletion
 
     def _poll_rest(self, part, r, spun, timeout):
         """_poll_one after its C call read nothing: *r* is None (nothing came within *spun* ns) or (None,
@@ -430,26 +439,22 @@ class Consumer(GroupMember, Queries):
         cur = self._cur  # a fetched batch being handed out: nothing else to do (a closed consumer has none)
         if cur is not None and cur.buf and not self._events and self._slot is None:
             return cur.buf.popleft()
-        solo = self._solo  # (part, its next_message, topic, partition) while one partition is the assignment
-        if (solo is not None and not self._events and self._slot is None and not self._commit_events
+        part = self._solo  # the one partition read, while it is the whole assignment
+        if (part is not None and not self._events and self._slot is None and not self._commit_events
                 and not self._rejoin):
-            part = solo[0]
             if not part.buf and not part.paused and not part.stopped and (part.eof_sent or not self._eof):
                 # its next records in one C call that spins for the first (a closed consumer has no solo)
                 if self._nsw[_DESTROYED_W]:
                     self._ns.check_alive()
                 spin = self._spin_ns if timeout is None or timeout < 0 else min(self._spin_ns, int(timeout * 1e9))
-                r = solo[1](part.pos, spin, _FETCH, solo[2], solo[3], part.buf)
+                r = part.fast.next_message(part.pos, spin, _FETCH, part.topic, part.partition, part.buf)
                 if r is not None and r[0] is not None:
                     part.pos = r[1]
                     part.eof_sent = False
                     if part.buf:
                         self._cur = part
                     return r[0]
-                try:
-                    return self._poll_rest(part, r, spin, None if timeout is None or timeout < 0 else timeout)
-                except UnknownTopicError:
-                    return self._next()  # _fill reports the deletion
+                return self._poll_after(part, r, spin, timeout)
         self._check()
         if self._missing:
             self._promote()
@@ -604,6 +609,9 @@ class Consumer(GroupMember, Queries):
 
         :rtype: None"""
         if not self._closed:
+            fast = self.__dict__.get("poll")
+            if isinstance(fast, _fastlog.ConsumerPoll):
+                fast.disable()  # it reads the namespace's mapping, closed below
             if self._slot is not None:
                 try:
                     self._leave()

@@ -360,13 +360,9 @@ static PyObject *FastLog_poll_message(FastLog *self, PyObject *const *args, Py_s
 /* Parse (offset, max_records) from args and read that batch into
  * self->recs / self->bbuf.  Returns the core's status, or INT_MIN with a
  * Python exception set. */
-static int batch_read(FastLog *self, PyObject *const *args, unsigned long long *o, log_batch *b)
+static int batch_read_c(FastLog *self, unsigned long long o, unsigned long long n, log_batch *b)
 {
     if (!self->v) { PyErr_SetString(PyExc_ValueError, "log closed"); return INT_MIN; }
-    *o = PyLong_AsUnsignedLongLong(args[0]);
-    if (PyErr_Occurred()) return INT_MIN;
-    unsigned long long n = PyLong_AsUnsignedLongLong(args[1]);
-    if (PyErr_Occurred()) return INT_MIN;
     if (n == 0 || n > (1u << 24)) {
         PyErr_SetString(PyExc_ValueError, "max_records must be in [1, 2**24]");
         return INT_MIN;
@@ -377,7 +373,17 @@ static int batch_read(FastLog *self, PyObject *const *args, unsigned long long *
         self->recs = r;
         self->nrecs = n;
     }
-    return log_read_batch(self->v, *o, n, self->recs, self->bbuf, self->bcap, b);
+    return log_read_batch(self->v, o, n, self->recs, self->bbuf, self->bcap, b);
+}
+
+static int batch_read(FastLog *self, PyObject *const *args, unsigned long long *o, log_batch *b)
+{
+    if (!self->v) { PyErr_SetString(PyExc_ValueError, "log closed"); return INT_MIN; }
+    *o = PyLong_AsUnsignedLongLong(args[0]);
+    if (PyErr_Occurred()) return INT_MIN;
+    unsigned long long n = PyLong_AsUnsignedLongLong(args[1]);
+    if (PyErr_Occurred()) return INT_MIN;
+    return batch_read_c(self, *o, n, b);
 }
 
 /* The Message (topic, partition, offset, key, value, headers, None, ts,
@@ -494,6 +500,58 @@ static PyObject *next_result(PyObject *first, unsigned long long nxt, int code)
  * buf.extend).  None in place of the Message: nothing was read (a status, a
  * skipped record, an error); next_offset and the code say why, for the
  * general path. */
+/* next_message's work: -1 with an exception set; 0 if o did not become
+ * readable within spin ns; 1 with *first (a new reference, or NULL: nothing
+ * read), *nxt and *code. */
+static int next_core(FastLog *self, unsigned long long o, long long spin, unsigned long long fetch, PyObject *topic,
+                     PyObject *partition, PyObject *buf, PyObject **first, unsigned long long *nxt, int *code)
+{
+    *first = NULL;
+    *nxt = o;
+    *code = LOG_OK;
+    if (!self->v) { *code = LOG_E_BAD_ARG; return 1; }
+    /* the core's wait, spinning only: it never sleeps while we hold the GIL */
+    if (log_wait(self->v, o, spin, LOG_WAIT_SPIN, 0) != LOG_OK) return 0;
+    log_rec rec;
+    PyObject *val;
+    /* a long value first in line is read alone, straight into its bytes object (as batch_objects does) */
+    int rc = read_long_value(self, o, &rec, &val);
+    if (rc == LOG_OK) {
+        if (!(*first = make_message_v(self, &rec, self->buf, topic, partition, val))) return -1; /* val moves */
+        *nxt = o + 1;
+        if (self->lat) lat_count(self, rec.timestamp_ns); /* shm.latency.histogram: handed out now */
+        return 1;
+    }
+    if (rc == INT_MIN) return -1;
+    if (rc == LOG_CORRUPT_RECORD) { *nxt = o + 1; return 1; } /* counted, skipped */
+    if (rc != LOG_E_BUFFER) { *code = rc; return 1; }
+    log_batch b;
+    rc = batch_read_c(self, o, fetch, &b);
+    if (rc == INT_MIN) return -1;
+    if (rc != LOG_OK) { *code = rc; return 1; }
+    *nxt = b.next_offset;
+    *code = b.stop;
+    if (b.count == 0) return 1;
+    if (!(*first = make_message(self, &self->recs[0], self->bbuf + self->recs[0].buf_pos, topic, partition)))
+        return -1;
+    if (b.count > 1) { /* the others wait in buf */
+        PyObject *rest = PyList_New((Py_ssize_t)b.count - 1), *x = NULL;
+        for (uint64_t i = 1; rest && i < b.count; i++) {
+            const log_rec *r = &self->recs[i];
+            PyObject *m = make_message(self, r, self->bbuf + r->buf_pos, topic, partition);
+            if (!m) { Py_CLEAR(rest); break; } /* unset items are NULL: list dealloc skips them */
+            PyList_SET_ITEM(rest, (Py_ssize_t)i - 1, m);
+        }
+        if (rest) x = PyObject_CallMethodOneArg(buf, str_extend, rest);
+        Py_XDECREF(rest);
+        if (!x) { Py_CLEAR(*first); return -1; }
+        Py_DECREF(x);
+    }
+    if (self->lat) lat_count(self, self->recs[0].timestamp_ns); /* shm.latency.histogram: handed out now
+                                                                  * (buf, a LatQueue, counts the others) */
+    return 1;
+}
+
 static PyObject *FastLog_next_message(FastLog *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 6 || !PyLong_CheckExact(args[0]) || !message_type) {
@@ -505,45 +563,15 @@ static PyObject *FastLog_next_message(FastLog *self, PyObject *const *args, Py_s
     if (PyErr_Occurred()) return NULL;
     long long spin = PyLong_AsLongLong(args[1]);
     if (spin == -1 && PyErr_Occurred()) return NULL;
-    if (!self->v) return next_result(NULL, o, LOG_E_BAD_ARG);
-    /* the core's wait, spinning only: it never sleeps while we hold the GIL */
-    if (log_wait(self->v, o, spin, LOG_WAIT_SPIN, 0) != LOG_OK) Py_RETURN_NONE;
-    PyObject *topic = args[3], *partition = args[4], *first = NULL;
-    log_rec rec;
-    PyObject *val;
-    /* a long value first in line is read alone, straight into its bytes object (as batch_objects does) */
-    int rc = read_long_value(self, o, &rec, &val);
-    if (rc == LOG_OK) {
-        if (!(first = make_message_v(self, &rec, self->buf, topic, partition, val))) return NULL; /* val moves */
-        return next_result(first, o + 1, LOG_OK);
-    }
-    if (rc == INT_MIN) return NULL;
-    if (rc == LOG_CORRUPT_RECORD) return next_result(NULL, o + 1, LOG_OK); /* counted, skipped */
-    if (rc != LOG_E_BUFFER) return next_result(NULL, o, rc);
-    log_batch b;
-    PyObject *bargs[2] = {args[0], args[2]};
-    rc = batch_read(self, bargs, &o, &b);
-    if (rc == INT_MIN) return NULL;
-    if (rc != LOG_OK) return next_result(NULL, o, rc);
-    if (b.count == 0) return next_result(NULL, b.next_offset, b.stop);
-    if (!(first = make_message(self, &self->recs[0], self->bbuf + self->recs[0].buf_pos, topic, partition)))
-        return NULL;
-    if (b.count > 1) { /* the others wait in buf */
-        PyObject *rest = PyList_New((Py_ssize_t)b.count - 1), *x = NULL;
-        for (uint64_t i = 1; rest && i < b.count; i++) {
-            const log_rec *r = &self->recs[i];
-            PyObject *m = make_message(self, r, self->bbuf + r->buf_pos, topic, partition);
-            if (!m) { Py_CLEAR(rest); break; } /* unset items are NULL: list dealloc skips them */
-            PyList_SET_ITEM(rest, (Py_ssize_t)i - 1, m);
-        }
-        if (rest) x = PyObject_CallMethodOneArg(args[5], str_extend, rest);
-        Py_XDECREF(rest);
-        if (!x) { Py_DECREF(first); return NULL; }
-        Py_DECREF(x);
-    }
-    if (self->lat) lat_count(self, self->recs[0].timestamp_ns); /* shm.latency.histogram: handed out now
-                                                                  * (buf, a LatQueue, counts the others) */
-    return next_result(first, b.next_offset, b.stop);
+    unsigned long long fetch = PyLong_AsUnsignedLongLong(args[2]);
+    if (PyErr_Occurred()) return NULL;
+    PyObject *first;
+    unsigned long long nxt;
+    int code;
+    int got = next_core(self, o, spin, fetch, args[3], args[4], args[5], &first, &nxt, &code);
+    if (got < 0) return NULL;
+    if (!got) Py_RETURN_NONE;
+    return next_result(first, nxt, code); /* first moves */
 }
 
 /* read_batch(offset, max_records) -> (records, next_offset, stop status code) */
@@ -706,6 +734,8 @@ static PyTypeObject FastLogType = {
 
 #include "fastmsg.c"
 
+#include "fastpoll.c"
+
 static PyObject *build_id(PyObject *m, PyObject *unused) { return PyUnicode_FromString(log_build_id()); }
 
 #include "fastqueue.c"
@@ -734,7 +764,7 @@ PyMODINIT_FUNC PyInit__fastlog(void)
     if (!m) return NULL;
     /* PyModule_AddType: PyType_Ready, then the type under its tp_name's last part */
     if (PyModule_AddType(m, &FastLogType) < 0 || PyModule_AddType(m, &ProduceType) < 0 ||
-        PyModule_AddType(m, &ReaderType) < 0 || msgbase_ready(m) < 0 || latqueue_ready(m) < 0 ||
+        PyModule_AddType(m, &ReaderType) < 0 || msgbase_ready(m) < 0 || fastpoll_ready(m) < 0 || latqueue_ready(m) < 0 ||
         fastqueue_ready(m) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -1,0 +1,311 @@
+/* fastpoll.c - the consumer's partition state and poll()'s lean path
+ * (shm._fastlog; compiled into fastlog.c's unit, after FastLog).
+ *
+ * Part: one assigned partition of a Consumer (broker/consumer.py's _Part),
+ * a C struct so the lean path below reads and moves its position without
+ * attribute lookups; Python sees the same attributes as before.
+ *
+ * ConsumerPoll(state, fallback, rest, events, commit_events, flag_addr,
+ * spin_ns, fetch, eof) is installed as a Consumer's `poll` (an instance
+ * attribute, as Producer.produce's lean path) when no statistics wrap it
+ * and no subclass overrides it.  It reads the consumer's own state - its
+ * instance dict `state` (_cur, _slot, _rejoin, _solo), the deques it never
+ * replaces, the namespace's destroyed flag at flag_addr - and does in C
+ * what the top of Consumer.poll does in Python:
+ *   - a fetched batch being handed out: its next Message;
+ *   - one partition assigned (_solo) and nothing else to report: spin for
+ *     its next record, read every ready one (the first is returned, the
+ *     others wait in its buf);
+ * and calls fallback(timeout), the Python method, for everything else, or
+ * rest(part, result, spun_ns, timeout) when that read found nothing.
+ * close() disables it first (disable(): every call falls back), before the
+ * namespace's mapping, which flag_addr points into, goes. */
+#include <structmember.h>
+
+static PyObject *deque_type; /* collections.deque */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *tp, *log, *buf;   /* TopicPartition, PartitionLog, its fetched batch (a deque or LatQueue) */
+    PyObject *fast, *topic, *partition; /* log._fast, tp.topic, tp.partition */
+    unsigned long long pos, start;
+    long long retention_ms;
+    char paused, eof_sent, stopped;
+} Part;
+
+static int Part_init(Part *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"tp", "log", "pos", "retention_ms", NULL};
+    PyObject *tp, *log;
+    unsigned long long pos;
+    long long ret = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOK|L", kwlist, &tp, &log, &pos, &ret)) return -1;
+    PyObject *fast = PyObject_GetAttrString(log, "_fast");
+    PyObject *topic = fast ? PyObject_GetAttrString(tp, "topic") : NULL;
+    PyObject *partition = topic ? PyObject_GetAttrString(tp, "partition") : NULL;
+    PyObject *buf = partition ? PyObject_CallNoArgs(deque_type) : NULL;
+    if (!buf) {
+        Py_XDECREF(fast); Py_XDECREF(topic); Py_XDECREF(partition);
+        return -1;
+    }
+    if (Py_TYPE(fast) != &FastLogType) {
+        Py_DECREF(fast); Py_DECREF(topic); Py_DECREF(partition); Py_DECREF(buf);
+        PyErr_SetString(PyExc_TypeError, "log must be a PartitionLog (with its C fast path)");
+        return -1;
+    }
+    Py_INCREF(tp); Py_XSETREF(self->tp, tp);
+    Py_INCREF(log); Py_XSETREF(self->log, log);
+    Py_XSETREF(self->fast, fast);
+    Py_XSETREF(self->topic, topic);
+    Py_XSETREF(self->partition, partition);
+    Py_XSETREF(self->buf, buf);
+    self->pos = self->start = pos; /* start: where reading (re)started - a commit of it commits nothing consumed */
+    self->retention_ms = ret;
+    self->paused = self->eof_sent = self->stopped = 0;
+    return 0;
+}
+
+static int Part_traverse(Part *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->tp); Py_VISIT(self->log); Py_VISIT(self->buf);
+    Py_VISIT(self->fast); Py_VISIT(self->topic); Py_VISIT(self->partition);
+    return 0;
+}
+
+static int Part_clear(Part *self)
+{
+    Py_CLEAR(self->tp); Py_CLEAR(self->log); Py_CLEAR(self->buf);
+    Py_CLEAR(self->fast); Py_CLEAR(self->topic); Py_CLEAR(self->partition);
+    return 0;
+}
+
+static void Part_dealloc(Part *self)
+{
+    PyObject_GC_UnTrack(self);
+    Part_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef Part_members[] = {
+    {"tp", T_OBJECT_EX, offsetof(Part, tp), READONLY, "the TopicPartition"},
+    {"log", T_OBJECT_EX, offsetof(Part, log), READONLY, "the PartitionLog"},
+    {"buf", T_OBJECT_EX, offsetof(Part, buf), 0, "the fetched batch being handed out (a deque)"},
+    {"fast", T_OBJECT_EX, offsetof(Part, fast), READONLY, "log._fast"},
+    {"topic", T_OBJECT_EX, offsetof(Part, topic), READONLY, "tp.topic"},
+    {"partition", T_OBJECT_EX, offsetof(Part, partition), READONLY, "tp.partition"},
+    {"pos", T_ULONGLONG, offsetof(Part, pos), 0, "the next offset to read"},
+    {"start", T_ULONGLONG, offsetof(Part, start), 0, "where reading (re)started"},
+    {"retention_ms", T_LONGLONG, offsetof(Part, retention_ms), READONLY, "the topic's retention.ms (-1: none)"},
+    {"paused", T_BOOL, offsetof(Part, paused), 0, "pause()d"},
+    {"eof_sent", T_BOOL, offsetof(Part, eof_sent), 0, "its end-of-partition event went out"},
+    {"stopped", T_BOOL, offsetof(Part, stopped), 0, "not read until seek() (auto.offset.reset=error)"},
+    {NULL},
+};
+
+static PyTypeObject PartType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shm._fastlog.Part",
+    .tp_basicsize = sizeof(Part),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Part(tp, log, pos, retention_ms=-1): one assigned partition of a consumer",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Part_init,
+    .tp_dealloc = (destructor)Part_dealloc,
+    .tp_traverse = (traverseproc)Part_traverse,
+    .tp_clear = (inquiry)Part_clear,
+    .tp_members = Part_members,
+};
+
+/* ---- ConsumerPoll ---------------------------------------------------------------------------- */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *state;         /* the consumer's __dict__ */
+    PyObject *fallback;      /* Consumer.poll bound to it */
+    PyObject *rest;          /* Consumer._poll_after bound to it */
+    PyObject *events;        /* its _events deque */
+    PyObject *commit_events; /* its _commit_events deque */
+    const volatile uint64_t *flag; /* the namespace's destroyed flag; NULL once disabled */
+    long long spin_ns;
+    unsigned long long fetch;
+    PyObject *fetch_obj;
+    int eof;                 /* enable.partition.eof */
+} ConsumerPoll;
+
+static PyObject *str_cur, *str_slot, *str_rejoin, *str_solo, *str_popleft;
+
+static PyObject *cp_fallback(ConsumerPoll *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    return PyObject_Vectorcall(self->fallback, args, nargs, kwnames);
+}
+
+static PyObject *ConsumerPoll_call(ConsumerPoll *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames || nargs > 1 || !self->flag || !self->state) return cp_fallback(self, args, nargs, kwnames);
+    PyObject *d = self->state;
+    /* borrowed from the dict; used before any Python code can run */
+    PyObject *cur = PyDict_GetItemWithError(d, str_cur);
+    PyObject *slot = cur ? PyDict_GetItemWithError(d, str_slot) : NULL;
+    if (!slot) {
+        if (PyErr_Occurred()) return NULL;
+        return cp_fallback(self, args, nargs, kwnames);
+    }
+    Py_ssize_t ne = PyObject_Size(self->events);
+    if (ne < 0) return NULL;
+    if (slot != Py_None || ne) return cp_fallback(self, args, nargs, kwnames);
+    if (cur != Py_None) { /* a fetched batch being handed out */
+        if (Py_TYPE(cur) != &PartType) return cp_fallback(self, args, nargs, kwnames);
+        PyObject *buf = ((Part *)cur)->buf;
+        Py_ssize_t n = buf ? PyObject_Size(buf) : 0;
+        if (n < 0) return NULL;
+        if (n > 0) return PyObject_CallMethodNoArgs(buf, str_popleft);
+    }
+    PyObject *solo = PyDict_GetItemWithError(d, str_solo);
+    PyObject *rejoin = solo ? PyDict_GetItemWithError(d, str_rejoin) : NULL;
+    if (!rejoin || Py_TYPE(solo) != &PartType || rejoin != Py_False) {
+        if (PyErr_Occurred()) return NULL;
+        return cp_fallback(self, args, nargs, kwnames);
+    }
+    Py_ssize_t nc = PyObject_Size(self->commit_events);
+    if (nc < 0) return NULL;
+    Part *part = (Part *)solo;
+    FastLog *fl = (FastLog *)part->fast;
+    if (nc || part->paused || part->stopped || (self->eof && !part->eof_sent) || !part->buf || !fl ||
+        Py_TYPE(fl) != &FastLogType || !fl->v)
+        return cp_fallback(self, args, nargs, kwnames);
+    Py_ssize_t nb = PyObject_Size(part->buf);
+    if (nb < 0) return NULL;
+    /* relaxed read: `shmbroker destroy` sets the flag once; the Python path says so (the next call sees it) */
+    if (nb || *self->flag) return cp_fallback(self, args, nargs, kwnames);
+    /* the spin: the wait mode's, at most the timeout (None or < 0: no limit) */
+    long long spin = self->spin_ns;
+    PyObject *timeout = nargs ? args[0] : Py_None;
+    if (timeout != Py_None) {
+        double s = PyFloat_AsDouble(timeout);
+        if (s == -1.0 && PyErr_Occurred()) { PyErr_Clear(); return cp_fallback(self, args, nargs, kwnames); }
+        if (s >= 0 && s * 1e9 < (double)spin) spin = (long long)(s * 1e9);
+    }
+    Py_INCREF(part); /* Python code may run below (buf.extend of a LatQueue, rest) */
+    PyObject *first = NULL, *out = NULL;
+    unsigned long long nxt;
+    int code;
+    int got = next_core(fl, part->pos, spin, self->fetch, part->topic, part->partition, part->buf, &first, &nxt,
+                        &code);
+    if (got < 0) goto done;
+    if (got && first) {
+        part->pos = nxt;
+        part->eof_sent = 0;
+        Py_ssize_t n = PyObject_Size(part->buf);
+        if (n < 0 || (n > 0 && PyDict_SetItem(d, str_cur, (PyObject *)part) < 0)) { Py_DECREF(first); goto done; }
+        out = first;
+        goto done;
+    }
+    { /* nothing read: the Python side waits, or handles the status */
+        PyObject *r = got ? next_result(NULL, nxt, code) : (Py_INCREF(Py_None), Py_None);
+        PyObject *spun = r ? PyLong_FromLongLong(spin) : NULL;
+        if (spun) {
+            PyObject *rargs[4] = {(PyObject *)part, r, spun, timeout};
+            out = PyObject_Vectorcall(self->rest, rargs, 4, NULL);
+        }
+        Py_XDECREF(spun);
+        Py_XDECREF(r);
+    }
+done:
+    Py_DECREF(part);
+    return out;
+}
+
+static int ConsumerPoll_init(ConsumerPoll *self, PyObject *args, PyObject *kw)
+{
+    PyObject *state, *fb, *rest, *ev, *cev;
+    unsigned long long addr, fetch;
+    long long spin;
+    int eof;
+    if (!PyArg_ParseTuple(args, "O!OOOOKLKp", &PyDict_Type, &state, &fb, &rest, &ev, &cev, &addr, &spin, &fetch, &eof))
+        return -1;
+    if (!addr || addr % 8 || fetch == 0 || fetch > (1u << 24)) {
+        PyErr_SetString(PyExc_ValueError, "ConsumerPoll: a flag address (8-aligned) and fetch in [1, 2**24]");
+        return -1;
+    }
+    PyObject *fo = PyLong_FromUnsignedLongLong(fetch);
+    if (!fo) return -1;
+    Py_XSETREF(self->fetch_obj, fo);
+    Py_INCREF(state); Py_XSETREF(self->state, state);
+    Py_INCREF(fb); Py_XSETREF(self->fallback, fb);
+    Py_INCREF(rest); Py_XSETREF(self->rest, rest);
+    Py_INCREF(ev); Py_XSETREF(self->events, ev);
+    Py_INCREF(cev); Py_XSETREF(self->commit_events, cev);
+    self->flag = (const volatile uint64_t *)(uintptr_t)addr;
+    self->spin_ns = spin < 0 ? 0 : spin;
+    self->fetch = fetch;
+    self->eof = eof;
+    self->vectorcall = (vectorcallfunc)ConsumerPoll_call;
+    return 0;
+}
+
+static PyObject *ConsumerPoll_disable(ConsumerPoll *self, PyObject *unused)
+{
+    self->flag = NULL; /* every call goes to the Python method from now on */
+    Py_RETURN_NONE;
+}
+
+static int ConsumerPoll_traverse(ConsumerPoll *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->state); Py_VISIT(self->fallback); Py_VISIT(self->rest);
+    Py_VISIT(self->events); Py_VISIT(self->commit_events);
+    return 0;
+}
+
+static int ConsumerPoll_clear(ConsumerPoll *self)
+{
+    /* the consumer's dict holds us and we hold it: the cyclic GC breaks the cycle here */
+    Py_CLEAR(self->state); Py_CLEAR(self->fallback); Py_CLEAR(self->rest);
+    Py_CLEAR(self->events); Py_CLEAR(self->commit_events); Py_CLEAR(self->fetch_obj);
+    return 0;
+}
+
+static void ConsumerPoll_dealloc(ConsumerPoll *self)
+{
+    PyObject_GC_UnTrack(self);
+    ConsumerPoll_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef ConsumerPoll_methods[] = {
+    {"disable", (PyCFunction)ConsumerPoll_disable, METH_NOARGS, "send every later call to the Python method"},
+    {NULL},
+};
+
+static PyTypeObject ConsumerPollType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shm._fastlog.ConsumerPoll",
+    .tp_basicsize = sizeof(ConsumerPoll),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "Consumer.poll's lean path",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)ConsumerPoll_init,
+    .tp_dealloc = (destructor)ConsumerPoll_dealloc,
+    .tp_traverse = (traverseproc)ConsumerPoll_traverse,
+    .tp_clear = (inquiry)ConsumerPoll_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(ConsumerPoll, vectorcall),
+    .tp_methods = ConsumerPoll_methods,
+};
+
+static int fastpoll_ready(PyObject *m)
+{
+    static const char *names[] = {"_cur", "_slot", "_rejoin", "_solo", "popleft"};
+    PyObject **vars[] = {&str_cur, &str_slot, &str_rejoin, &str_solo, &str_popleft};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (!*vars[i] && !(*vars[i] = PyUnicode_InternFromString(names[i]))) return -1;
+    if (!deque_type) {
+        PyObject *c = PyImport_ImportModule("collections");
+        if (!c) return -1;
+        deque_type = PyObject_GetAttrString(c, "deque");
+        Py_DECREF(c);
+        if (!deque_type) return -1;
+    }
+    if (PyModule_AddType(m, &PartType) < 0) return -1;
+    return PyModule_AddType(m, &ConsumerPollType);
+}

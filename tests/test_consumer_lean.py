@@ -1,0 +1,157 @@
+"""Consumer.poll's lean path in C (ext/fastpoll.c): installed on a plain consumer only, it hands out exactly
+what the Python method hands out - in order, across batches and single records, pause/resume, seek, events,
+end-of-partition events, laps and corrupt records (each counted once) - and steps aside for everything
+else; close() disables it."""
+import gc
+import struct
+import weakref
+
+import pytest
+
+from conftest import conf, make_topic
+
+from broker.kafka import OFFSET_BEGINNING, Consumer, DeserializingConsumer, Producer, TopicPartition
+from broker.namespace import Namespace
+from shm._native import _fastlog
+from shm.errors import ClosedError
+
+
+def _consumer(ns, lean, topic="t", parts=(0,), **kw):
+    c = Consumer(conf(ns, **{"group.id": "g", "enable.auto.commit": False, **kw}))
+    if not lean:
+        del c.__dict__["poll"]  # the Python method
+    assert isinstance(c.poll, _fastlog.ConsumerPoll) == lean
+    c.assign([TopicPartition(topic, k, OFFSET_BEGINNING) for k in parts])
+    return c
+
+
+def _script(c, p, t):
+    """A run of polls mixed with produces, pauses, seeks: what it saw, as comparable tuples."""
+    seen = []
+
+    def take(n, timeout=0.5):
+        for _ in range(n):
+            m = c.poll(timeout)
+            seen.append(None if m is None else (m.topic(), m.partition(), m.offset(), m.value(),
+                                                 m.error().code() if m.error() else None))
+    for i in range(300):  # a batch: more than one fetch
+        p.produce(t, b"a%d" % i)
+    take(150)
+    take(160, 0.05)  # the rest, then nothing
+    for i in range(5):  # one at a time, caught up
+        p.produce(t, b"b%d" % i)
+        take(1)
+    tp = TopicPartition(t, 0)
+    c.pause([tp])
+    p.produce(t, b"while paused")
+    take(1, 0.05)
+    c.resume([tp])
+    take(1)
+    c.seek(TopicPartition(t, 0, 3))
+    take(3)
+    c.seek(TopicPartition(t, 0, OFFSET_BEGINNING))
+    take(2)
+    return seen
+
+
+def test_the_lean_path_hands_out_what_the_method_does(ns):
+    runs = []
+    for lean, t in ((True, "lean"), (False, "method")):
+        make_topic(ns, t, 1)
+        with Producer(conf(ns)) as p, _consumer(ns, lean, topic=t) as c:
+            runs.append([x if x is None else x[1:] for x in _script(c, p, t)])  # (the topic's name aside)
+    lean_run, py_run = runs
+    assert lean_run == py_run
+    assert lean_run[:150] == [(0, i, b"a%d" % i, None) for i in range(150)]
+    assert lean_run[150:300] == [(0, i, b"a%d" % i, None) for i in range(150, 300)]
+    assert lean_run[300:310] == [None] * 10
+    assert lean_run[310:315] == [(0, 300 + i, b"b%d" % i, None) for i in range(5)]
+    assert lean_run[315] is None  # paused: nothing
+    assert lean_run[316] == (0, 305, b"while paused", None)
+    assert lean_run[317:320] == [(0, o, b"a%d" % o, None) for o in (3, 4, 5)]
+    assert lean_run[320:] == [(0, 0, b"a0", None), (0, 1, b"a1", None)]
+
+
+def test_events_and_end_of_partition_come_as_from_the_method(ns):
+    make_topic(ns, "t", 1)
+    with Producer(conf(ns)) as p:
+        for i in range(3):
+            p.produce("t", b"%d" % i)
+    got = []
+    for lean in (True, False):
+        with _consumer(ns, lean, **{"enable.partition.eof": True}) as c:
+            c.incremental_assign([TopicPartition("absent", 0, OFFSET_BEGINNING)])  # an event: unknown topic
+            seq = []
+            for _ in range(7):
+                m = c.poll(0.2)
+                seq.append(None if m is None else (m.topic(), m.offset(), m.value(),
+                                                    m.error().code() if m.error() else None))
+            got.append(seq)
+    assert got[0] == got[1]
+    codes = [x[3] for x in got[0] if x is not None and x[3] is not None]
+    assert len(codes) == 2  # the unknown topic, then end of partition once the three were read
+    assert [x[2] for x in got[0] if x is not None and x[3] is None] == [b"0", b"1", b"2"]
+
+
+def test_a_lap_and_a_corrupt_record_are_counted_once(ns):
+    make_topic(ns, "t", 1, **{"shm.slots": 16, "retention.bytes": 1 << 16})
+    with Producer(conf(ns)) as p:
+        for i in range(3):
+            p.produce("t", b"%d" % i)
+    with Namespace(ns) as n:
+        log = n.open_partition(n.topic("t"), 0)
+        mm = log._seg.mm
+        data_off, = struct.unpack_from("<Q", mm, 48)
+        pos, = struct.unpack_from("<Q", mm, 4096 + 1 * 64 + 8)
+        mm[data_off + pos % log.data_capacity + 16] ^= 0xFF  # offset 1's value
+        with _consumer(ns, True, **{"auto.offset.reset": "earliest"}) as c:
+            assert [c.poll(1).value(), c.poll(1).value(), c.poll(0.05)] == [b"0", b"2", None]
+            assert log.stats()["corrupt_skips"] == 1
+            with Producer(conf(ns)) as p:
+                for i in range(40):  # laps the consumer (16 slots)
+                    p.produce("t", b"x%d" % i)
+            m = c.poll(1)
+            low = log.watermarks()[0]
+            assert (m.offset(), m.value()) == (low, b"x%d" % (low - 3))
+            assert log.stats()["laps_seen"] == 1
+            assert c.position([TopicPartition("t", 0)])[0].offset == low + 1
+        log.close()
+
+
+def test_only_a_plain_consumer_gets_it_and_close_disables_it(ns):
+    make_topic(ns, "t", 1)
+    d = DeserializingConsumer(conf(ns, **{"group.id": "g", "value.deserializer": lambda b, ctx: b.decode()}))
+    assert not isinstance(d.poll, _fastlog.ConsumerPoll)  # its own poll() runs the deserializers
+    d.close()
+    s = Consumer(conf(ns, **{"group.id": "g", "statistics.interval.ms": 1000, "stats_cb": lambda doc: None}))
+    assert not isinstance(s.poll, _fastlog.ConsumerPoll)  # statistics wrap poll()
+    s.close()
+    c = _consumer(ns, True)
+    poll = c.poll
+    with Producer(conf(ns)) as p:
+        p.produce("t", b"v")
+    assert poll(1).value() == b"v"
+    ref = weakref.ref(c)
+    c.close()
+    with pytest.raises(ClosedError):
+        poll(0)
+    del c, poll
+    gc.collect()
+    assert ref() is None  # the consumer and its C poll (a cycle through its dict) are collected
+
+
+def test_part_keeps_its_attributes(ns):
+    make_topic(ns, "t", 1)
+    with _consumer(ns, True) as c:
+        part = c._parts[("t", 0)]
+        assert (part.topic, part.partition, part.pos, part.start, part.retention_ms) == ("t", 0, 0, 0, -1)
+        assert (part.paused, part.eof_sent, part.stopped) == (False, False, False)
+        part.pos = 7
+        assert part.pos == 7
+        with pytest.raises(TypeError):
+            part.paused = 1  # a bool, as the consumer sets it
+        with pytest.raises(AttributeError):
+            part.other = 1
+        with pytest.raises(AttributeError):
+            part.tp = None
+        part.pos = 0
