@@ -99,8 +99,8 @@ class Consumer(GroupMember, Queries):
             # destroyed flag where the namespace is mapped: close() disables it before that goes.
             flag = int(ffi.cast("uintptr_t", ffi.from_buffer(self._ns.seg.mm))) + DESTROYED_OFF
             self.poll = _fastlog.ConsumerPoll(self.__dict__, types.MethodType(Consumer.poll, self), self._poll_after,
-                                              self._events, self._commit_events, flag, self._spin_ns, _FETCH,
-                                              self._eof)
+                                              self._events, self._commit_events, flag,
+                                              -1 if self._wait_mode == "spin" else self._spin_ns, _FETCH, self._eof)
 
     # -- assignment
     def _check(self):

@@ -6,7 +6,7 @@
  * attribute lookups; Python sees the same attributes as before.
  *
  * ConsumerPoll(state, fallback, rest, events, commit_events, flag_addr,
- * spin_ns, fetch, eof) is installed as a Consumer's `poll` (an instance
+ * spin_ns (-1: spin mode), fetch, eof) is installed as a Consumer's `poll` (an instance
  * attribute, as Producer.produce's lean path) when no statistics wrap it
  * and no subclass overrides it.  It reads the consumer's own state - its
  * instance dict `state` (_cur, _slot, _rejoin, _solo), the deques it never
@@ -134,62 +134,59 @@ typedef struct {
 
 static PyObject *str_cur, *str_slot, *str_rejoin, *str_solo, *str_popleft;
 
-static PyObject *cp_fallback(ConsumerPoll *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+#define CP_CHUNK_NS 1000000LL /* spin mode: a spin holding the GIL lasts at most this long */
+
+static PyObject *cp_call1(PyObject *fn, PyObject *timeout)
 {
-    return PyObject_Vectorcall(self->fallback, args, nargs, kwnames);
+    PyObject *a[1] = {timeout};
+    return PyObject_Vectorcall(fn, a, 1, NULL);
 }
 
-static PyObject *ConsumerPoll_call(ConsumerPoll *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+/* One pass of poll(timeout) (left_ns: the time left, -1: no limit): 1 with
+ * *out the result (NULL with an exception set); 0 if it spun a chunk with
+ * nothing read and should spin again (spin mode, time left). */
+static int cp_pass(ConsumerPoll *self, PyObject *timeout, long long left_ns, PyObject **out)
 {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (kwnames || nargs > 1 || !self->flag || !self->state) return cp_fallback(self, args, nargs, kwnames);
     PyObject *d = self->state;
+    *out = NULL;
+    if (!self->flag || !d) goto fallback;
     /* borrowed from the dict; used before any Python code can run */
     PyObject *cur = PyDict_GetItemWithError(d, str_cur);
     PyObject *slot = cur ? PyDict_GetItemWithError(d, str_slot) : NULL;
-    if (!slot) {
-        if (PyErr_Occurred()) return NULL;
-        return cp_fallback(self, args, nargs, kwnames);
-    }
+    if (!slot) goto fallback_or_error;
     Py_ssize_t ne = PyObject_Size(self->events);
-    if (ne < 0) return NULL;
-    if (slot != Py_None || ne) return cp_fallback(self, args, nargs, kwnames);
+    if (ne < 0) return 1;
+    if (slot != Py_None || ne) goto fallback;
     if (cur != Py_None) { /* a fetched batch being handed out */
-        if (Py_TYPE(cur) != &PartType) return cp_fallback(self, args, nargs, kwnames);
+        if (Py_TYPE(cur) != &PartType) goto fallback;
         PyObject *buf = ((Part *)cur)->buf;
         Py_ssize_t n = buf ? PyObject_Size(buf) : 0;
-        if (n < 0) return NULL;
-        if (n > 0) return PyObject_CallMethodNoArgs(buf, str_popleft);
+        if (n < 0) return 1;
+        if (n > 0) { *out = PyObject_CallMethodNoArgs(buf, str_popleft); return 1; }
     }
     PyObject *solo = PyDict_GetItemWithError(d, str_solo);
     PyObject *rejoin = solo ? PyDict_GetItemWithError(d, str_rejoin) : NULL;
-    if (!rejoin || Py_TYPE(solo) != &PartType || rejoin != Py_False) {
-        if (PyErr_Occurred()) return NULL;
-        return cp_fallback(self, args, nargs, kwnames);
-    }
+    if (!rejoin) goto fallback_or_error;
+    if (Py_TYPE(solo) != &PartType || rejoin != Py_False) goto fallback;
     Py_ssize_t nc = PyObject_Size(self->commit_events);
-    if (nc < 0) return NULL;
+    if (nc < 0) return 1;
     Part *part = (Part *)solo;
     FastLog *fl = (FastLog *)part->fast;
     if (nc || part->paused || part->stopped || (self->eof && !part->eof_sent) || !part->buf || !fl ||
         Py_TYPE(fl) != &FastLogType || !fl->v)
-        return cp_fallback(self, args, nargs, kwnames);
+        goto fallback;
     Py_ssize_t nb = PyObject_Size(part->buf);
-    if (nb < 0) return NULL;
+    if (nb < 0) return 1;
     /* relaxed read: `shmbroker destroy` sets the flag once; the Python path says so (the next call sees it) */
-    if (nb || *self->flag) return cp_fallback(self, args, nargs, kwnames);
-    /* the spin: the wait mode's, at most the timeout (None or < 0: no limit) */
-    long long spin = self->spin_ns;
-    PyObject *timeout = nargs ? args[0] : Py_None;
-    if (timeout != Py_None) {
-        double s = PyFloat_AsDouble(timeout);
-        if (s == -1.0 && PyErr_Occurred()) { PyErr_Clear(); return cp_fallback(self, args, nargs, kwnames); }
-        if (s >= 0 && s * 1e9 < (double)spin) spin = (long long)(s * 1e9);
-    }
+    if (nb || *self->flag) goto fallback;
+    /* the spin: spin mode spins a chunk at a time, the others their share; never past the time left */
+    int spin_all = self->spin_ns < 0;
+    long long spin = spin_all ? CP_CHUNK_NS : self->spin_ns;
+    if (left_ns >= 0 && left_ns < spin) spin = left_ns;
     Py_INCREF(part); /* Python code may run below (buf.extend of a LatQueue, rest) */
-    PyObject *first = NULL, *out = NULL;
+    PyObject *first = NULL;
     unsigned long long nxt;
-    int code;
+    int code, again = 0;
     int got = next_core(fl, part->pos, spin, self->fetch, part->topic, part->partition, part->buf, &first, &nxt,
                         &code);
     if (got < 0) goto done;
@@ -198,22 +195,61 @@ static PyObject *ConsumerPoll_call(ConsumerPoll *self, PyObject *const *args, si
         part->eof_sent = 0;
         Py_ssize_t n = PyObject_Size(part->buf);
         if (n < 0 || (n > 0 && PyDict_SetItem(d, str_cur, (PyObject *)part) < 0)) { Py_DECREF(first); goto done; }
-        out = first;
+        *out = first;
         goto done;
     }
+    if (!got && spin_all && (left_ns < 0 || left_ns > spin)) { again = 1; goto done; }
     { /* nothing read: the Python side waits, or handles the status */
         PyObject *r = got ? next_result(NULL, nxt, code) : (Py_INCREF(Py_None), Py_None);
         PyObject *spun = r ? PyLong_FromLongLong(spin) : NULL;
         if (spun) {
             PyObject *rargs[4] = {(PyObject *)part, r, spun, timeout};
-            out = PyObject_Vectorcall(self->rest, rargs, 4, NULL);
+            *out = PyObject_Vectorcall(self->rest, rargs, 4, NULL);
         }
         Py_XDECREF(spun);
         Py_XDECREF(r);
     }
 done:
     Py_DECREF(part);
-    return out;
+    return !again;
+fallback_or_error:
+    if (PyErr_Occurred()) return 1;
+fallback:
+    *out = cp_call1(self->fallback, timeout);
+    return 1;
+}
+
+static PyObject *ConsumerPoll_call(ConsumerPoll *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames || nargs > 1) return PyObject_Vectorcall(self->fallback, args, nargs, kwnames);
+    PyObject *timeout = nargs ? args[0] : Py_None, *out;
+    long long left = -1;
+    if (timeout != Py_None) {
+        double s = PyFloat_AsDouble(timeout);
+        if (s == -1.0 && PyErr_Occurred()) { /* not a number: the method says so */
+            PyErr_Clear();
+            return cp_call1(self->fallback, timeout);
+        }
+        if (s >= 0) left = s * 1e9 > 9e18 ? (long long)9e18 : (long long)(s * 1e9);
+    }
+    if (cp_pass(self, timeout, left, &out)) return out;
+    /* spin mode, a chunk went by with nothing: again until the timeout, other threads and signals between */
+    long long start = now_ns(), total = left;
+    for (;;) {
+        if (PyErr_CheckSignals() < 0) return NULL;
+        Py_BEGIN_ALLOW_THREADS
+        Py_END_ALLOW_THREADS
+        PyObject *t = timeout;
+        if (total >= 0) {
+            left = total - (now_ns() - start);
+            if (left < 0) left = 0;
+            if (!(t = PyFloat_FromDouble((double)left / 1e9))) return NULL;
+        } else Py_INCREF(t);
+        int done = cp_pass(self, t, left, &out);
+        Py_DECREF(t);
+        if (done) return out;
+    }
 }
 
 static int ConsumerPoll_init(ConsumerPoll *self, PyObject *args, PyObject *kw)
@@ -237,7 +273,7 @@ static int ConsumerPoll_init(ConsumerPoll *self, PyObject *args, PyObject *kw)
     Py_INCREF(ev); Py_XSETREF(self->events, ev);
     Py_INCREF(cev); Py_XSETREF(self->commit_events, cev);
     self->flag = (const volatile uint64_t *)(uintptr_t)addr;
-    self->spin_ns = spin < 0 ? 0 : spin;
+    self->spin_ns = spin < 0 ? -1 : spin; /* -1: spin mode, for the whole timeout */
     self->fetch = fetch;
     self->eof = eof;
     self->vectorcall = (vectorcallfunc)ConsumerPoll_call;

@@ -195,9 +195,12 @@ def test_cancelled_poll_leaves_the_record_for_the_next(ns, children):
 
 def test_cancellations_racing_a_stream_lose_nothing(ns, children):
     make_topic(ns, "t", 1)
-    go = CTX.Event()
+    go, go2 = CTX.Event(), CTX.Event()
     n = 300
-    children.start(_produce_when, ns, "t", go, [(0, b"%d" % i) for i in range(n)], 0.0002)
+    # the second half waits until a poll was cancelled with nothing there: at least one cancellation is
+    # certain, whatever the machine's speed; the rest race the stream as they come
+    children.start(_produce_when, ns, "t", go, [(0, b"%d" % i) for i in range(n // 2)], 0.0002)
+    children.start(_produce_when, ns, "t", go2, [(0, b"%d" % i) for i in range(n // 2, n)], 0.0002)
 
     async def main():
         async with AIOConsumer(cconf(ns)) as c:
@@ -211,6 +214,8 @@ def test_cancellations_racing_a_stream_lose_nothing(ns, children):
                     msg = await asyncio.wait_for(c.poll(5), 0.0005)
                 except asyncio.TimeoutError:
                     cancels += 1
+                    if len(got) == n // 2:
+                        go2.set()
                     continue
                 got.append(int(msg.value()))
             assert await c.poll(0) is None

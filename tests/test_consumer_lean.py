@@ -155,3 +155,29 @@ def test_part_keeps_its_attributes(ns):
         with pytest.raises(AttributeError):
             part.tp = None
         part.pos = 0
+
+
+def test_spin_mode_spins_in_c_for_the_whole_timeout_letting_threads_run(ns):
+    """shm.wait=spin: the C path spins in 1 ms chunks until the timeout, releasing the GIL between chunks (an
+    appending thread of this process gets in) - and returns None when the timeout passes."""
+    import threading
+    import time
+    make_topic(ns, "t", 1)
+    with _consumer(ns, True, **{"shm.wait": "spin"}) as c, Producer(conf(ns)) as p:
+        t0 = time.monotonic()
+        assert c.poll(0.3) is None
+        took = time.monotonic() - t0
+        assert 0.3 <= took < 5, took
+        errors = []
+
+        def produce():
+            try:
+                p.produce("t", b"from a thread")
+            except BaseException as exc:  # reported to the test
+                errors.append(exc)
+        th = threading.Thread(target=produce)
+        th.start()
+        m = c.poll(30)
+        th.join(30)
+        assert not th.is_alive() and errors == []
+        assert m is not None and m.value() == b"from a thread"
