@@ -22,7 +22,6 @@ wait: it may first hand out the rest of a batch it fetched before).
 """
 import collections
 import time
-import types
 
 from shm._native import _fastlog, ffi, lib
 from shm.errors import ClosedError, KafkaError, KafkaException, UnknownTopicError
@@ -91,16 +90,17 @@ class Consumer(GroupMember, Queries):
         self._sup_check = client_check(conf, self._ns.name)  # from our waits: a dead supervisor is restarted
         if self._sup_check is not None:
             self._sup_check()
+        # poll()'s lean path in C (ext/fastpoll.c): a fetched batch's next Message, or the one assigned
+        # partition's next records; everything else comes back to _poll_py.  It reads the destroyed flag where
+        # the namespace is mapped: close() disables it before that goes.
+        flag = int(ffi.cast("uintptr_t", ffi.from_buffer(self._ns.seg.mm))) + DESTROYED_OFF
+        self._cpoll = _fastlog.ConsumerPoll(self.__dict__, self._poll_py, self._poll_after, self._events,
+                                            self._commit_events, flag,
+                                            -1 if self._wait_mode == "spin" else self._spin_ns, _FETCH, self._eof)
         if _stats.Statistics.wanted(conf):
             _stats.attach_consumer(self, conf)
-        elif type(self).poll is Consumer.poll and "_rejoin" in self.__dict__:
-            # poll()'s lean path in C (ext/fastpoll.c): a fetched batch's next Message, or the one assigned
-            # partition's next records; everything else comes back to the method below.  It reads the
-            # destroyed flag where the namespace is mapped: close() disables it before that goes.
-            flag = int(ffi.cast("uintptr_t", ffi.from_buffer(self._ns.seg.mm))) + DESTROYED_OFF
-            self.poll = _fastlog.ConsumerPoll(self.__dict__, types.MethodType(Consumer.poll, self), self._poll_after,
-                                              self._events, self._commit_events, flag,
-                                              -1 if self._wait_mode == "spin" else self._spin_ns, _FETCH, self._eof)
+        elif type(self).poll is Consumer.poll:
+            self.poll = self._cpoll  # no Python frame a call
 
     # -- assignment
     def _check(self):
@@ -436,25 +436,13 @@ class Consumer(GroupMember, Queries):
     def poll(self, timeout=None):
         """The next message, an event (error() set), or None after *timeout*
         seconds (None or -1: wait forever)."""
+        return self._cpoll(timeout)  # the C lean path, _poll_py for the rest (a plain consumer calls it directly)
+
+    def _poll_py(self, timeout=None):
+        """poll() in Python: what the C lean path (ext/fastpoll.c) hands back."""
         cur = self._cur  # a fetched batch being handed out: nothing else to do (a closed consumer has none)
         if cur is not None and cur.buf and not self._events and self._slot is None:
             return cur.buf.popleft()
-        part = self._solo  # the one partition read, while it is the whole assignment
-        if (part is not None and not self._events and self._slot is None and not self._commit_events
-                and not self._rejoin):
-            if not part.buf and not part.paused and not part.stopped and (part.eof_sent or not self._eof):
-                # its next records in one C call that spins for the first (a closed consumer has no solo)
-                if self._nsw[_DESTROYED_W]:
-                    self._ns.check_alive()
-                spin = self._spin_ns if timeout is None or timeout < 0 else min(self._spin_ns, int(timeout * 1e9))
-                r = part.fast.next_message(part.pos, spin, _FETCH, part.topic, part.partition, part.buf)
-                if r is not None and r[0] is not None:
-                    part.pos = r[1]
-                    part.eof_sent = False
-                    if part.buf:
-                        self._cur = part
-                    return r[0]
-                return self._poll_after(part, r, spin, timeout)
         self._check()
         if self._missing:
             self._promote()
@@ -609,9 +597,9 @@ class Consumer(GroupMember, Queries):
 
         :rtype: None"""
         if not self._closed:
-            fast = self.__dict__.get("poll")
-            if isinstance(fast, _fastlog.ConsumerPoll):
-                fast.disable()  # it reads the namespace's mapping, closed below
+            cpoll = self.__dict__.get("_cpoll")
+            if cpoll is not None:
+                cpoll.disable()  # it reads the namespace's mapping, closed below
             if self._slot is not None:
                 try:
                     self._leave()

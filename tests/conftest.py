@@ -93,6 +93,27 @@ def deadline_wait(pred, timeout, what):
         time.sleep(0.001)
 
 
+def with_thread(action, wait, timeout=30):
+    """Start *action* in a thread of this process, then call *wait* - a call that ends once *action* ran, so
+    it proves the waiting call lets other threads run.  Returns wait's result; the thread must have ended,
+    and its failure, if any, fails the test."""
+    import threading
+    errors = []
+
+    def run():
+        try:
+            action()
+        except BaseException as exc:  # reported to the test
+            errors.append(exc)
+    t = threading.Thread(target=run)
+    t.start()
+    got = wait()
+    t.join(timeout)
+    assert not t.is_alive(), "the thread's action did not end within %s s" % timeout
+    assert errors == [], errors
+    return got
+
+
 def wait_child(pid, stopped=False, timeout=30):
     """waitpid for a forked child to exit (or, with stopped=True, to stop),
     with a deadline; on timeout the child is killed and the test fails."""

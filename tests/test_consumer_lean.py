@@ -3,12 +3,13 @@ what the Python method hands out - in order, across batches and single records, 
 end-of-partition events, laps and corrupt records (each counted once) - and steps aside for everything
 else; close() disables it."""
 import gc
+import json
 import struct
 import weakref
 
 import pytest
 
-from conftest import conf, make_topic
+from conftest import conf, make_topic, with_thread
 
 from broker.kafka import OFFSET_BEGINNING, Consumer, DeserializingConsumer, Producer, TopicPartition
 from broker.namespace import Namespace
@@ -19,7 +20,7 @@ from shm.errors import ClosedError
 def _consumer(ns, lean, topic="t", parts=(0,), **kw):
     c = Consumer(conf(ns, **{"group.id": "g", "enable.auto.commit": False, **kw}))
     if not lean:
-        del c.__dict__["poll"]  # the Python method
+        c.poll = c._poll_py  # the Python path alone
     assert isinstance(c.poll, _fastlog.ConsumerPoll) == lean
     c.assign([TopicPartition(topic, k, OFFSET_BEGINNING) for k in parts])
     return c
@@ -118,13 +119,21 @@ def test_a_lap_and_a_corrupt_record_are_counted_once(ns):
         log.close()
 
 
-def test_only_a_plain_consumer_gets_it_and_close_disables_it(ns):
+def test_subclasses_and_statistics_keep_their_poll_over_it_and_close_disables_it(ns):
     make_topic(ns, "t", 1)
+    with Producer(conf(ns)) as p:
+        p.produce("t", b"v")
     d = DeserializingConsumer(conf(ns, **{"group.id": "g", "value.deserializer": lambda b, ctx: b.decode()}))
-    assert not isinstance(d.poll, _fastlog.ConsumerPoll)  # its own poll() runs the deserializers
+    assert not isinstance(d.poll, _fastlog.ConsumerPoll)  # its own poll() runs the deserializers ...
+    d.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
+    assert d.poll(1).value() == "v"  # ... over Consumer.poll, the C path
     d.close()
-    s = Consumer(conf(ns, **{"group.id": "g", "statistics.interval.ms": 1000, "stats_cb": lambda doc: None}))
-    assert not isinstance(s.poll, _fastlog.ConsumerPoll)  # statistics wrap poll()
+    docs = []
+    s = Consumer(conf(ns, **{"group.id": "g", "statistics.interval.ms": 10, "stats_cb": docs.append}))
+    assert not isinstance(s.poll, _fastlog.ConsumerPoll)  # statistics wrap poll() ...
+    s.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
+    assert s.poll(1).value() == b"v"  # ... and count what it hands out
+    assert s.poll(0.05) is None and docs and json.loads(docs[-1])["rxmsgs"] == 1
     s.close()
     c = _consumer(ns, True)
     poll = c.poll
@@ -160,7 +169,6 @@ def test_part_keeps_its_attributes(ns):
 def test_spin_mode_spins_in_c_for_the_whole_timeout_letting_threads_run(ns):
     """shm.wait=spin: the C path spins in 1 ms chunks until the timeout, releasing the GIL between chunks (an
     appending thread of this process gets in) - and returns None when the timeout passes."""
-    import threading
     import time
     make_topic(ns, "t", 1)
     with _consumer(ns, True, **{"shm.wait": "spin"}) as c, Producer(conf(ns)) as p:
@@ -168,16 +176,5 @@ def test_spin_mode_spins_in_c_for_the_whole_timeout_letting_threads_run(ns):
         assert c.poll(0.3) is None
         took = time.monotonic() - t0
         assert 0.3 <= took < 5, took
-        errors = []
-
-        def produce():
-            try:
-                p.produce("t", b"from a thread")
-            except BaseException as exc:  # reported to the test
-                errors.append(exc)
-        th = threading.Thread(target=produce)
-        th.start()
-        m = c.poll(30)
-        th.join(30)
-        assert not th.is_alive() and errors == []
+        m = with_thread(lambda: p.produce("t", b"from a thread"), lambda: c.poll(30))
         assert m is not None and m.value() == b"from a thread"

@@ -5,14 +5,13 @@ another thread or process and on their timeout, and bad arguments refused."""
 import math
 import os
 import struct
-import threading
 import time
 
 import pytest
 
 from shm.errors import ClosedError, QueueFullError
 
-from conftest import wait_child
+from conftest import wait_child, with_thread
 
 
 def test_records_come_in_order_with_their_fields(logs):
@@ -104,18 +103,7 @@ def test_a_spinning_reader_lets_other_threads_run(logs):
     same process gets in, and the record ends the wait."""
     log = logs.create(slot_count=16, data_capacity=4096, max_record=64)
     rd = log.reader(0, "spin")
-    errors = []
-
-    def append():
-        try:
-            log.append(b"from a thread")
-        except BaseException as exc:  # reported to the test
-            errors.append(exc)
-    t = threading.Thread(target=append)
-    t.start()
-    got = rd.poll_value(30)
-    t.join(30)
-    assert not t.is_alive() and errors == []
+    got = with_thread(lambda: log.append(b"from a thread"), lambda: rd.poll_value(30))
     assert got == b"from a thread"
 
 
