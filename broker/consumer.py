@@ -96,7 +96,8 @@ class Consumer(GroupMember, Queries):
         flag = int(ffi.cast("uintptr_t", ffi.from_buffer(self._ns.seg.mm))) + DESTROYED_OFF
         self._cpoll = _fastlog.ConsumerPoll(self.__dict__, self._poll_py, self._poll_after, self._events,
                                             self._commit_events, flag,
-                                            -1 if self._wait_mode == "spin" else self._spin_ns, _FETCH, self._eof)
+                                            -1 if self._wait_mode == "spin" else self._spin_ns, _FETCH, self._eof,
+                                            self._sup_check)
         if _stats.Statistics.wanted(conf):
             _stats.attach_consumer(self, conf)
         elif type(self).poll is Consumer.poll:
@@ -410,6 +411,8 @@ class Consumer(GroupMember, Queries):
     def _poll_rest(self, part, r, spun, timeout):
         """_poll_one after its C call read nothing: *r* is None (nothing came within *spun* ns) or (None,
         next offset, status code)."""
+        if timeout is not None:
+            timeout = max(0.0, timeout - spun / 1e9)
         if r is not None:
             part.pos, rc = r[1], r[2]
             # nothing read: an error, a lap, a skipped record (pos moved past it), or a producer still copying
@@ -418,9 +421,7 @@ class Consumer(GroupMember, Queries):
             if rc == _LOG_LAPPED:  # handled here: a second read would count the lap twice
                 self._jump(part, self._reset_to(part.log, part.tp, part.pos, part.retention_ms, lapped=True))
             if rc != _LOG_NOT_YET:
-                return self._next()
-        if timeout is not None:
-            timeout = max(0.0, timeout - spun / 1e9)
+                return self._next_or_wait(timeout)
         # adaptive has spun its share above: now sleep (spin mode keeps spinning)
         r = part.log.poll(part.pos, timeout, "sleep" if self._wait_mode == "adaptive" else self._wait_mode)
         if r is None:
@@ -431,7 +432,16 @@ class Consumer(GroupMember, Queries):
             if self._lat is not None:
                 part.log._fast.lat_record(r[4])
             return _mk(Message, (part.tp.topic, part.tp.partition, r[0], r[2], r[1], r[3], None, r[4], None))
-        return self._next()  # a status: the general path handles it
+        return self._next_or_wait(0.0)  # a status: the general path handles it
+
+    def _next_or_wait(self, timeout):
+        """After a lap or a skipped record: the next message or event, waiting the rest of *timeout* (None: no
+        limit) for one - not None at once while time is left."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        msg = self._next()
+        if msg is not None or timeout == 0:
+            return msg
+        return self._wait_next(deadline)
 
     def poll(self, timeout=None):
         """The next message, an event (error() set), or None after *timeout*
@@ -467,7 +477,10 @@ class Consumer(GroupMember, Queries):
             return msg
         if timeout == 0:
             return None
-        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+        return self._wait_next(None if timeout is None or timeout < 0 else time.monotonic() + timeout)
+
+    def _wait_next(self, deadline):
+        """Wait for the next message or event until *deadline* (time.monotonic(); None: no limit)."""
         while True:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:

@@ -297,6 +297,7 @@ static PyObject *FastLog_poll(FastLog *self, PyObject *const *args, Py_ssize_t n
     if (PyErr_Occurred()) return NULL;
     long long spin = PyLong_AsLongLong(args[1]);
     if (spin == -1 && PyErr_Occurred()) return NULL;
+    if (spin < 0) spin = 0; /* never an endless spin holding the GIL */
     /* the core's wait, spinning only: it never sleeps while we hold the GIL */
     if (log_wait(self->v, o, spin, LOG_WAIT_SPIN, 0) != LOG_OK) Py_RETURN_NONE;
     int rc;
@@ -563,6 +564,7 @@ static PyObject *FastLog_next_message(FastLog *self, PyObject *const *args, Py_s
     if (PyErr_Occurred()) return NULL;
     long long spin = PyLong_AsLongLong(args[1]);
     if (spin == -1 && PyErr_Occurred()) return NULL;
+    if (spin < 0) spin = 0; /* never an endless spin holding the GIL */
     unsigned long long fetch = PyLong_AsUnsignedLongLong(args[2]);
     if (PyErr_Occurred()) return NULL;
     PyObject *first;

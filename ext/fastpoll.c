@@ -6,7 +6,7 @@
  * attribute lookups; Python sees the same attributes as before.
  *
  * ConsumerPoll(state, fallback, rest, events, commit_events, flag_addr,
- * spin_ns (-1: spin mode), fetch, eof) is installed as a Consumer's `poll` (an instance
+ * spin_ns (-1: spin mode), fetch, eof, idle) is installed as a Consumer's `poll` (an instance
  * attribute, as Producer.produce's lean path) when no statistics wrap it
  * and no subclass overrides it.  It reads the consumer's own state - its
  * instance dict `state` (_cur, _slot, _rejoin, _solo), the deques it never
@@ -125,6 +125,7 @@ typedef struct {
     PyObject *rest;          /* Consumer._poll_after bound to it */
     PyObject *events;        /* its _events deque */
     PyObject *commit_events; /* its _commit_events deque */
+    PyObject *idle;          /* called between spin chunks with nothing (its supervisor check), or None */
     const volatile uint64_t *flag; /* the namespace's destroyed flag; NULL once disabled */
     long long spin_ns;
     unsigned long long fetch;
@@ -184,11 +185,13 @@ static int cp_pass(ConsumerPoll *self, PyObject *timeout, long long left_ns, PyO
     long long spin = spin_all ? CP_CHUNK_NS : self->spin_ns;
     if (left_ns >= 0 && left_ns < spin) spin = left_ns;
     Py_INCREF(part); /* Python code may run below (buf.extend of a LatQueue, rest) */
+    PyObject *buf = part->buf; /* a writable member: held while Python code may run */
+    Py_INCREF(buf);
     PyObject *first = NULL;
     unsigned long long nxt;
     int code, again = 0;
-    int got = next_core(fl, part->pos, spin, self->fetch, part->topic, part->partition, part->buf, &first, &nxt,
-                        &code);
+    int got = next_core(fl, part->pos, spin, self->fetch, part->topic, part->partition, buf, &first, &nxt, &code);
+    Py_DECREF(buf);
     if (got < 0) goto done;
     if (got && first) {
         part->pos = nxt;
@@ -227,7 +230,7 @@ static PyObject *ConsumerPoll_call(ConsumerPoll *self, PyObject *const *args, si
     long long left = -1;
     if (timeout != Py_None) {
         double s = PyFloat_AsDouble(timeout);
-        if (s == -1.0 && PyErr_Occurred()) { /* not a number: the method says so */
+        if ((s == -1.0 && PyErr_Occurred()) || s != s) { /* not a number (or nan): the method says so */
             PyErr_Clear();
             return cp_call1(self->fallback, timeout);
         }
@@ -238,6 +241,11 @@ static PyObject *ConsumerPoll_call(ConsumerPoll *self, PyObject *const *args, si
     long long start = now_ns(), total = left;
     for (;;) {
         if (PyErr_CheckSignals() < 0) return NULL;
+        if (self->idle != Py_None) { /* the consumer's supervisor check, as the Python spin calls it */
+            PyObject *x = PyObject_CallNoArgs(self->idle);
+            if (!x) return NULL;
+            Py_DECREF(x);
+        }
         Py_BEGIN_ALLOW_THREADS
         Py_END_ALLOW_THREADS
         PyObject *t = timeout;
@@ -254,11 +262,12 @@ static PyObject *ConsumerPoll_call(ConsumerPoll *self, PyObject *const *args, si
 
 static int ConsumerPoll_init(ConsumerPoll *self, PyObject *args, PyObject *kw)
 {
-    PyObject *state, *fb, *rest, *ev, *cev;
+    PyObject *state, *fb, *rest, *ev, *cev, *idle;
     unsigned long long addr, fetch;
     long long spin;
     int eof;
-    if (!PyArg_ParseTuple(args, "O!OOOOKLKp", &PyDict_Type, &state, &fb, &rest, &ev, &cev, &addr, &spin, &fetch, &eof))
+    if (!PyArg_ParseTuple(args, "O!OOOOKLKpO", &PyDict_Type, &state, &fb, &rest, &ev, &cev, &addr, &spin, &fetch,
+                          &eof, &idle))
         return -1;
     if (!addr || addr % 8 || fetch == 0 || fetch > (1u << 24)) {
         PyErr_SetString(PyExc_ValueError, "ConsumerPoll: a flag address (8-aligned) and fetch in [1, 2**24]");
@@ -272,6 +281,7 @@ static int ConsumerPoll_init(ConsumerPoll *self, PyObject *args, PyObject *kw)
     Py_INCREF(rest); Py_XSETREF(self->rest, rest);
     Py_INCREF(ev); Py_XSETREF(self->events, ev);
     Py_INCREF(cev); Py_XSETREF(self->commit_events, cev);
+    Py_INCREF(idle); Py_XSETREF(self->idle, idle);
     self->flag = (const volatile uint64_t *)(uintptr_t)addr;
     self->spin_ns = spin < 0 ? -1 : spin; /* -1: spin mode, for the whole timeout */
     self->fetch = fetch;
@@ -289,7 +299,7 @@ static PyObject *ConsumerPoll_disable(ConsumerPoll *self, PyObject *unused)
 static int ConsumerPoll_traverse(ConsumerPoll *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->state); Py_VISIT(self->fallback); Py_VISIT(self->rest);
-    Py_VISIT(self->events); Py_VISIT(self->commit_events);
+    Py_VISIT(self->events); Py_VISIT(self->commit_events); Py_VISIT(self->idle);
     return 0;
 }
 
@@ -297,7 +307,7 @@ static int ConsumerPoll_clear(ConsumerPoll *self)
 {
     /* the consumer's dict holds us and we hold it: the cyclic GC breaks the cycle here */
     Py_CLEAR(self->state); Py_CLEAR(self->fallback); Py_CLEAR(self->rest);
-    Py_CLEAR(self->events); Py_CLEAR(self->commit_events); Py_CLEAR(self->fetch_obj);
+    Py_CLEAR(self->events); Py_CLEAR(self->commit_events); Py_CLEAR(self->fetch_obj); Py_CLEAR(self->idle);
     return 0;
 }
 

@@ -25,6 +25,7 @@ typedef struct {
     FastLog *fl;
     PyObject *wait_fn;   /* wait_fn(offset, timeout_s or None) -> bool: sleeps until offset is readable */
     PyObject *closed_fn; /* closed_fn(): raises the log's "closed" error */
+    PyObject *idle_fn;   /* idle_fn(): between spin chunks with nothing (the log's on_wait, as its poll() calls) */
     uint64_t pos;
     uint64_t floor_every, since_floor;
     uint64_t lost, skipped;
@@ -123,6 +124,9 @@ static PyObject *reader_next(Reader *r, int64_t timeout_ns, int value_only)
             if (deadline >= 0 && chunk > deadline - now) chunk = deadline - now;
             if (log_wait(fl->v, r->pos, chunk, LOG_WAIT_SPIN, 0) == LOG_OK) continue;
             if (PyErr_CheckSignals() < 0) return NULL;
+            PyObject *x = PyObject_CallNoArgs(r->idle_fn);
+            if (!x) return NULL;
+            Py_DECREF(x);
             Py_BEGIN_ALLOW_THREADS /* a whole chunk went by: let the process's other threads run */
             Py_END_ALLOW_THREADS
             continue;
@@ -158,27 +162,37 @@ static int64_t reader_timeout(PyObject *const *args, Py_ssize_t nargs)
     return t > 9e9 ? INT64_MAX / 2 : (int64_t)(t * 1e9);
 }
 
+static int reader_ready(Reader *r)
+{
+    if (r->fl) return 1;
+    PyErr_SetString(PyExc_ValueError, "LogReader not initialised: make one with PartitionLog.reader()");
+    return 0;
+}
+
 static PyObject *Reader_poll(Reader *r, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (!reader_ready(r)) return NULL;
     int64_t t = reader_timeout(args, nargs);
     return t == -2 ? NULL : reader_next(r, t, 0);
 }
 
 static PyObject *Reader_poll_value(Reader *r, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (!reader_ready(r)) return NULL;
     int64_t t = reader_timeout(args, nargs);
     return t == -2 ? NULL : reader_next(r, t, 1);
 }
 
 static int Reader_init(Reader *r, PyObject *args, PyObject *kw)
 {
-    PyObject *fl, *wf, *cf;
+    PyObject *fl, *wf, *cf, *idle;
     unsigned long long pos, every;
     long long spin;
-    if (!PyArg_ParseTuple(args, "O!KLKOO", &FastLogType, &fl, &pos, &spin, &every, &wf, &cf)) return -1;
+    if (!PyArg_ParseTuple(args, "O!KLKOOO", &FastLogType, &fl, &pos, &spin, &every, &wf, &cf, &idle)) return -1;
     Py_INCREF(fl); Py_XSETREF(r->fl, (FastLog *)fl);
     Py_INCREF(wf); Py_XSETREF(r->wait_fn, wf);
     Py_INCREF(cf); Py_XSETREF(r->closed_fn, cf);
+    Py_INCREF(idle); Py_XSETREF(r->idle_fn, idle);
     r->pos = pos;
     r->spin_ns = spin < 0 ? INT64_MAX : spin;
     r->floor_every = every;
@@ -186,11 +200,29 @@ static int Reader_init(Reader *r, PyObject *args, PyObject *kw)
     return 0;
 }
 
+static int Reader_traverse(Reader *r, visitproc visit, void *arg)
+{
+    Py_VISIT(r->fl);
+    Py_VISIT(r->wait_fn);
+    Py_VISIT(r->closed_fn);
+    Py_VISIT(r->idle_fn);
+    return 0;
+}
+
+static int Reader_clear(Reader *r)
+{
+    /* wait_fn and closed_fn hold the PartitionLog: a reader kept on its log is a cycle */
+    Py_CLEAR(r->fl);
+    Py_CLEAR(r->wait_fn);
+    Py_CLEAR(r->closed_fn);
+    Py_CLEAR(r->idle_fn);
+    return 0;
+}
+
 static void Reader_dealloc(Reader *r)
 {
-    Py_XDECREF(r->fl);
-    Py_XDECREF(r->wait_fn);
-    Py_XDECREF(r->closed_fn);
+    PyObject_GC_UnTrack(r);
+    Reader_clear(r);
     Py_TYPE(r)->tp_free((PyObject *)r);
 }
 
@@ -236,11 +268,13 @@ static PyTypeObject ReaderType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "shm._fastlog.LogReader",
     .tp_basicsize = sizeof(Reader),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "a cursor over one partition log (PartitionLog.reader)",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Reader_init,
     .tp_dealloc = (destructor)Reader_dealloc,
+    .tp_traverse = (traverseproc)Reader_traverse,
+    .tp_clear = (inquiry)Reader_clear,
     .tp_methods = Reader_methods,
     .tp_getset = Reader_getset,
 };

@@ -536,13 +536,17 @@ class PartitionLog:
             raise ValueError("offset must be a non-negative int, got %r" % (offset,))
         if not isinstance(floor_every, int) or floor_every < 0:
             raise ValueError("floor_every must be a non-negative int, got %r" % (floor_every,))
-        if not isinstance(spin_us, (int, float)) or not spin_us >= 0:
+        if not isinstance(spin_us, (int, float)) or not 0 <= spin_us <= 1e12:
             raise ValueError("spin_us must be a non-negative number of microseconds, got %r" % (spin_us,))
         spin_ns = -1 if mode == "spin" else (0 if mode == "sleep" else int(spin_us * 1000))
 
         def sleep(off, timeout):
             return self.wait(off, timeout, "sleep")
-        return _fastlog.LogReader(self._fast, offset, spin_ns, floor_every, sleep, self._check_open)
+
+        def idle():  # between spin chunks, as poll() calls it
+            if self.on_wait is not None:
+                self.on_wait()
+        return _fastlog.LogReader(self._fast, offset, spin_ns, floor_every, sleep, self._check_open, idle)
 
     def watermarks(self):
         """(low, high): the oldest offset still held, the next to be written."""

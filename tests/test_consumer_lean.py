@@ -178,3 +178,22 @@ def test_spin_mode_spins_in_c_for_the_whole_timeout_letting_threads_run(ns):
         assert 0.3 <= took < 5, took
         m = with_thread(lambda: p.produce("t", b"from a thread"), lambda: c.poll(30))
         assert m is not None and m.value() == b"from a thread"
+
+
+@pytest.mark.parametrize("lean", [True, False])
+def test_after_a_lap_poll_waits_out_its_timeout_and_a_nan_timeout_is_refused(ns, lean):
+    """Lapped (auto.offset.reset=latest: it jumps to the end), poll() goes on waiting for the rest of its
+    timeout rather than returning None at once; a nan timeout raises, it never spins for ever."""
+    import time
+    make_topic(ns, "t", 1, **{"shm.slots": 16, "retention.bytes": 1 << 16})
+    with _consumer(ns, lean, **{"auto.offset.reset": "latest", "shm.wait": "spin"}) as c:
+        with Producer(conf(ns)) as p:
+            for i in range(40):
+                p.produce("t", b"%d" % i)
+        t0 = time.monotonic()
+        assert c.poll(0.3) is None
+        took = time.monotonic() - t0
+        assert 0.25 <= took < 5, took
+        assert c.position([TopicPartition("t", 0)])[0].offset == 40
+        with pytest.raises(ValueError):
+            c.poll(float("nan"))

@@ -178,3 +178,27 @@ def test_a_closed_log_and_bad_arguments_are_refused(logs):
         rd.poll(0)
     with pytest.raises(ClosedError):
         rd.poll_value(1)
+
+
+def test_a_spinning_reader_calls_the_logs_on_wait_between_chunks(logs):
+    """As poll() does: a broker client's log checks its supervisor there."""
+    log = logs.create(slot_count=16, data_capacity=4096, max_record=64)
+    calls = []
+    log.on_wait = lambda: calls.append(1)
+    rd = log.reader(0, "spin")
+    assert rd.poll_value(0.05) is None
+    assert len(calls) >= 10  # a call every 1 ms chunk with nothing (at least 10 of the 50 on a slow host)
+    log.on_wait = None
+    assert rd.poll_value(0.01) is None  # and none once it is unset
+
+
+def test_an_uninitialised_reader_raises(logs):
+    from shm._native import _fastlog
+    bare = _fastlog.LogReader.__new__(_fastlog.LogReader)
+    with pytest.raises(ValueError, match="PartitionLog.reader"):
+        bare.poll(0)
+    with pytest.raises(ValueError, match="PartitionLog.reader"):
+        bare.poll_value(0)
+    log = logs.create(slot_count=16, data_capacity=4096, max_record=64)
+    with pytest.raises(ValueError, match="spin_us"):
+        log.reader(0, spin_us=float("inf"))

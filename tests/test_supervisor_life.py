@@ -85,10 +85,12 @@ def member(c, deadline=10):
 
 
 # -- survivors restart it
-def test_waiting_assign_consumer_restarts_a_dead_supervisor(topic, kids):
+@pytest.mark.parametrize("wait", ["adaptive", "spin"])
+def test_waiting_assign_consumer_restarts_a_dead_supervisor(topic, kids, wait):
     """The supervisor is SIGKILLed, then a producer dies mid-append: an
     assign() consumer waiting behind the dead offset brings a supervisor
-    back, which repairs the claim, and the consumer gets past it."""
+    back, which repairs the claim, and the consumer gets past it (spin
+    mode too: its poll spins in C, checking the supervisor between chunks)."""
     ns = topic
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
@@ -103,7 +105,7 @@ def test_waiting_assign_consumer_restarts_a_dead_supervisor(topic, kids):
 
     kids.append(fork(doomed))
     read_ready(ready_r, "the producer")
-    with Consumer(conf(ns)) as c, Producer(conf(ns)) as p:
+    with Consumer(conf(ns, **{"shm.wait": wait})) as c, Producer(conf(ns)) as p:
         c.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
         old = kill_supervisor(ns)
         os.write(go_w, b"g")
