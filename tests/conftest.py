@@ -9,10 +9,14 @@ import sys
 import time
 import traceback
 
-import pytest
+# numpy (imported by shm) starts OpenBLAS's thread pool unless told not to: idle threads that spin on the
+# 2 cores beside the tests, and that every fork() of the tests copies mid-whatever-they-hold
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from shm import PartitionLog
-from shm.segment import unlink
+import pytest  # noqa: E402
+
+from shm import PartitionLog  # noqa: E402
+from shm.segment import unlink  # noqa: E402
 
 _counter = itertools.count()
 
