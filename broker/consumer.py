@@ -398,10 +398,10 @@ class Consumer(GroupMember, Queries):
             if part.buf:
                 self._cur = part
             return r[0]
-        return self._poll_rest(part, r, spin, timeout)
+        return self._poll_after(part, r, spin, timeout)
 
     def _poll_after(self, part, r, spun, timeout):
-        """poll()'s continuation (from C too, ext/fastpoll.c) when its read of the one partition found nothing:
+        """_poll_one's continuation (the C poll's too, ext/fastpoll.c) when its read found nothing:
         _poll_rest, and a deleted topic reported as the general path reports it."""
         try:
             return self._poll_rest(part, r, spun, None if timeout is None or timeout < 0 else timeout)
@@ -432,7 +432,7 @@ class Consumer(GroupMember, Queries):
             if self._lat is not None:
                 part.log._fast.lat_record(r[4])
             return _mk(Message, (part.tp.topic, part.tp.partition, r[0], r[2], r[1], r[3], None, r[4], None))
-        return self._next_or_wait(0.0)  # a status: the general path handles it
+        return self._next()  # a status: the general path handles it
 
     def _next_or_wait(self, timeout):
         """After a lap or a skipped record: the next message or event, waiting the rest of *timeout* (None: no
@@ -468,10 +468,7 @@ class Consumer(GroupMember, Queries):
             part = self._parts[order[0]]
             if (not part.paused and not part.stopped and not part.buf and part.retention_ms < 0
                     and (part.eof_sent or not self._eof)):
-                try:
-                    return self._poll_one(part, None if timeout is None or timeout < 0 else timeout)
-                except UnknownTopicError:
-                    return self._next()  # _fill reports the deletion
+                return self._poll_one(part, None if timeout is None or timeout < 0 else timeout)
         msg = self._next()
         if msg is not None:
             return msg

@@ -251,18 +251,17 @@ static int read_long_value(FastLog *self, unsigned long long o, log_rec *rec, Py
     return rc;
 }
 
-/* One read of offset o: the Record (NULL, *rc = LOG_OK, on an error set),
- * or NULL with *rc the status or error code. */
-static PyObject *read_record(FastLog *self, unsigned long long o, PyObject *offset_obj, int *rc)
+/* One read of offset o into *rec: the Record (NULL, *rc = LOG_OK, on an
+ * error set), or NULL with *rc the status or error code. */
+static PyObject *read_record(FastLog *self, unsigned long long o, PyObject *offset_obj, int *rc, log_rec *rec)
 {
-    log_rec rec;
     PyObject *val;
-    *rc = read_long_value(self, o, &rec, &val);
-    if (*rc == LOG_OK) return make_record_v(self, &rec, self->buf, offset_obj, val); /* val's reference moves */
+    *rc = read_long_value(self, o, rec, &val);
+    if (*rc == LOG_OK) return make_record_v(self, rec, self->buf, offset_obj, val); /* val's reference moves */
     if (*rc == INT_MIN) { *rc = LOG_OK; return NULL; }
     if (*rc != LOG_E_BUFFER) return NULL;
-    *rc = log_read(self->v, o, &rec, self->buf, self->cap);
-    return *rc == LOG_OK ? make_record(self, &rec, self->buf, offset_obj) : NULL;
+    *rc = log_read(self->v, o, rec, self->buf, self->cap);
+    return *rc == LOG_OK ? make_record(self, rec, self->buf, offset_obj) : NULL;
 }
 
 /* read(offset) -> Record, or whatever the slow path returns for a status */
@@ -275,7 +274,8 @@ static PyObject *FastLog_read(FastLog *self, PyObject *const *args, Py_ssize_t n
         if (o == (unsigned long long)-1 && PyErr_Occurred()) PyErr_Clear();
         else {
             int rc;
-            PyObject *r = read_record(self, o, args[0], &rc);
+            log_rec rec;
+            PyObject *r = read_record(self, o, args[0], &rc, &rec);
             if (r || rc == LOG_OK) return r;
             if (rc > 0) return not_ok(self, rc, args[0]);
         }
@@ -301,7 +301,8 @@ static PyObject *FastLog_poll(FastLog *self, PyObject *const *args, Py_ssize_t n
     /* the core's wait, spinning only: it never sleeps while we hold the GIL */
     if (log_wait(self->v, o, spin, LOG_WAIT_SPIN, 0) != LOG_OK) Py_RETURN_NONE;
     int rc;
-    PyObject *r = read_record(self, o, args[0], &rc);
+    log_rec rec;
+    PyObject *r = read_record(self, o, args[0], &rc, &rec);
     if (r || rc == LOG_OK) return r;
     if (rc > 0) return not_ok(self, rc, args[0]);
     return PyObject_Vectorcall(self->read_slow, args, 1, NULL);
@@ -320,42 +321,6 @@ static PyObject *set_message_type(PyObject *m, PyObject *tp)
     Py_INCREF(tp);
     Py_XSETREF(message_type, tp);
     Py_RETURN_NONE;
-}
-
-/* Record (offset, value, key, headers, ts) -> Message (topic, partition,
- * offset, key, value, headers, error, ts, latency); steals r, items are moved */
-static PyObject *record_to_message(PyObject *r, PyObject *topic, PyObject *partition)
-{
-    PyTypeObject *tp = (PyTypeObject *)message_type;
-    PyObject *m = tp->tp_alloc(tp, 9);
-    if (!m) { Py_DECREF(r); return NULL; }
-    PyObject *items[9] = {topic, partition, PyTuple_GET_ITEM(r, 0), PyTuple_GET_ITEM(r, 2), PyTuple_GET_ITEM(r, 1),
-                          PyTuple_GET_ITEM(r, 3), Py_None, PyTuple_GET_ITEM(r, 4), Py_None};
-    for (int i = 0; i < 9; i++) {
-        Py_INCREF(items[i]);
-        PyTuple_SET_ITEM(m, i, items[i]);
-    }
-    Py_DECREF(r);
-    return m;
-}
-
-/* poll_message(offset, spin_ns, topic, partition) -> Message, a status
- * (slow path), or None: poll() that builds the broker's Message directly. */
-static PyObject *FastLog_poll_message(FastLog *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 4 || !PyLong_CheckExact(args[0]) || !message_type) {
-        PyErr_SetString(PyExc_TypeError, "poll_message(offset: int, spin_ns: int, topic, partition) "
-                                         "after set_message_type()");
-        return NULL;
-    }
-    PyObject *r = FastLog_poll(self, args, 2);
-    if (!r || r == Py_None || Py_TYPE(r) != (PyTypeObject *)self->record_type) return r;
-    if (self->lat) { /* shm.latency.histogram: the record is handed out now */
-        long long ts = lat_stamp(PyTuple_GET_ITEM(r, 4));
-        if (ts == -1 && PyErr_Occurred()) PyErr_Clear();
-        else lat_count(self, ts);
-    }
-    return record_to_message(r, args[2], args[3]);
 }
 
 /* Parse (offset, max_records) from args and read that batch into
@@ -379,7 +344,6 @@ static int batch_read_c(FastLog *self, unsigned long long o, unsigned long long 
 
 static int batch_read(FastLog *self, PyObject *const *args, unsigned long long *o, log_batch *b)
 {
-    if (!self->v) { PyErr_SetString(PyExc_ValueError, "log closed"); return INT_MIN; }
     *o = PyLong_AsUnsignedLongLong(args[0]);
     if (PyErr_Occurred()) return INT_MIN;
     unsigned long long n = PyLong_AsUnsignedLongLong(args[1]);
@@ -418,6 +382,30 @@ static PyObject *make_message(FastLog *self, const log_rec *rec, const char *bas
     return make_message_v(self, rec, base, topic, partition, NULL);
 }
 
+/* A long value first in line at o is read alone, straight into its bytes
+ * object (one copy, not two through the batch buffer), ending where
+ * log_read_batch would end on its first record: 1 with *m the Message (NULL
+ * when nothing was read: a corrupt record skipped, a status, an error),
+ * *nxt, *code and *rec set; 0 when o's value is not long (read it the
+ * batch's way); -1 with an exception set. */
+static int long_first(FastLog *self, unsigned long long o, PyObject *topic, PyObject *partition, log_rec *rec,
+                      PyObject **m, unsigned long long *nxt, int *code)
+{
+    PyObject *val;
+    int rc = read_long_value(self, o, rec, &val); /* counted there, as a batch would count it */
+    *m = NULL;
+    *nxt = o;
+    *code = LOG_OK;
+    if (rc == LOG_E_BUFFER) return 0; /* not a long value, or it changed size under us (a lap) */
+    if (rc == INT_MIN) return -1;
+    if (rc == LOG_OK) {
+        if (!(*m = make_message_v(self, rec, self->buf, topic, partition, val))) return -1; /* val moves */
+        *nxt = o + 1;
+    } else if (rc == LOG_CORRUPT_RECORD) *nxt = o + 1; /* skipped */
+    else *code = rc;
+    return 1;
+}
+
 static PyObject *py_track(PyObject *mod, PyObject *o)
 {
     if (PyObject_IS_GC(o) && !PyObject_GC_IsTracked(o)) PyObject_GC_Track(o);
@@ -430,24 +418,18 @@ static PyObject *batch_objects(FastLog *self, PyObject *const *args, PyObject *t
 {
     unsigned long long o;
     log_batch b;
-    if (topic && self->v && PyLong_CheckExact(args[0])) {
-        /* Messages: a long value first in line is read alone, straight into its bytes object (one copy, not
-         * two through the batch buffer); anything but a record there goes the batch's way */
+    if (topic && self->v && PyLong_CheckExact(args[0])) { /* Messages: a long value first goes alone */
         o = PyLong_AsUnsignedLongLong(args[0]);
         if (PyErr_Occurred()) return NULL;
         log_rec rec;
-        PyObject *val;
-        int rc = read_long_value(self, o, &rec, &val); /* counted there, as a batch would count it */
-        if (rc == LOG_OK) {
-            PyObject *m = make_message_v(self, &rec, self->buf, topic, partition, val); /* val moves */
-            return m ? Py_BuildValue("([N]Ki)", m, o + 1, LOG_OK) : NULL;
+        PyObject *m;
+        unsigned long long nxt;
+        int code, got = long_first(self, o, topic, partition, &rec, &m, &nxt, &code);
+        if (got < 0) return NULL;
+        if (got) {
+            if (m) return Py_BuildValue("([N]Ki)", m, nxt, code);
+            return code < 0 ? Py_BuildValue("(OKi)", Py_None, nxt, code) : Py_BuildValue("([]Ki)", nxt, code);
         }
-        if (rc == INT_MIN) return NULL;
-        /* as log_read_batch ends on its first record: a corrupt one skipped, a status stops it */
-        if (rc == LOG_CORRUPT_RECORD) return Py_BuildValue("([]Ki)", o + 1, LOG_OK);
-        if (rc > 0) return Py_BuildValue("([]Ki)", o, rc);
-        if (rc != LOG_E_BUFFER) return Py_BuildValue("(OKi)", Py_None, o, rc);
-        /* LOG_E_BUFFER: not a long value, or it changed size under us (a lap): the batch's way */
     }
     int rc = batch_read(self, args, &o, &b);
     if (rc == INT_MIN) return NULL;
@@ -492,15 +474,6 @@ static PyObject *next_result(PyObject *first, unsigned long long nxt, int code)
     return t;
 }
 
-/* next_message(offset, spin_ns, max_records, topic, partition, buf) -> None
- * if offset did not become readable within spin_ns (spinning, GIL held, as
- * poll()), else (Message or None, next_offset, stop status code): every
- * record ready from offset, up to max_records, read in one batch as
- * read_messages reads it (the same statuses and counts) - the first is
- * returned, the others appended to buf (the partition's fetched batch:
- * buf.extend).  None in place of the Message: nothing was read (a status, a
- * skipped record, an error); next_offset and the code say why, for the
- * general path. */
 /* next_message's work: -1 with an exception set; 0 if o did not become
  * readable within spin ns; 1 with *first (a new reference, or NULL: nothing
  * read), *nxt and *code. */
@@ -514,18 +487,11 @@ static int next_core(FastLog *self, unsigned long long o, long long spin, unsign
     /* the core's wait, spinning only: it never sleeps while we hold the GIL */
     if (log_wait(self->v, o, spin, LOG_WAIT_SPIN, 0) != LOG_OK) return 0;
     log_rec rec;
-    PyObject *val;
-    /* a long value first in line is read alone, straight into its bytes object (as batch_objects does) */
-    int rc = read_long_value(self, o, &rec, &val);
-    if (rc == LOG_OK) {
-        if (!(*first = make_message_v(self, &rec, self->buf, topic, partition, val))) return -1; /* val moves */
-        *nxt = o + 1;
-        if (self->lat) lat_count(self, rec.timestamp_ns); /* shm.latency.histogram: handed out now */
-        return 1;
+    int rc = long_first(self, o, topic, partition, &rec, first, nxt, code);
+    if (rc) {
+        if (rc > 0 && *first && self->lat) lat_count(self, rec.timestamp_ns); /* shm.latency.histogram */
+        return rc;
     }
-    if (rc == INT_MIN) return -1;
-    if (rc == LOG_CORRUPT_RECORD) { *nxt = o + 1; return 1; } /* counted, skipped */
-    if (rc != LOG_E_BUFFER) { *code = rc; return 1; }
     log_batch b;
     rc = batch_read_c(self, o, fetch, &b);
     if (rc == INT_MIN) return -1;
@@ -553,6 +519,15 @@ static int next_core(FastLog *self, unsigned long long o, long long spin, unsign
     return 1;
 }
 
+/* next_message(offset, spin_ns, max_records, topic, partition, buf) -> None
+ * if offset did not become readable within spin_ns (spinning, GIL held, as
+ * poll()), else (Message or None, next_offset, stop status code): every
+ * record ready from offset, up to max_records, read in one batch as
+ * read_messages reads it (the same statuses and counts) - the first is
+ * returned, the others appended to buf (the partition's fetched batch:
+ * buf.extend).  None in place of the Message: nothing was read (a status, a
+ * skipped record, an error); next_offset and the code say why, for the
+ * general path. */
 static PyObject *FastLog_next_message(FastLog *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 6 || !PyLong_CheckExact(args[0]) || !message_type) {
@@ -591,7 +566,7 @@ static PyObject *FastLog_invalidate(FastLog *self, PyObject *unused)
 }
 
 /* set_latency(buffer, offset): count the latency of every record this
- * view hands out (poll_message, LatQueue.popleft, lat_record) into the
+ * view hands out (next_message, LatQueue.popleft, lat_record) into the
  * LAT_SLOT_BYTES slot at offset of buffer (a writable mapping of the
  * group's latency segment); set_latency(None) stops.  The buffer stays
  * exported until then (or invalidate, or our end). */
@@ -699,8 +674,6 @@ static PyMethodDef FastLog_methods[] = {
     {"read", (PyCFunction)(void (*)(void))FastLog_read, METH_FASTCALL | METH_KEYWORDS, "read(offset) -> Record or status"},
     {"poll", (PyCFunction)(void (*)(void))FastLog_poll, METH_FASTCALL,
      "poll(offset, spin_ns) -> Record, status, or None"},
-    {"poll_message", (PyCFunction)(void (*)(void))FastLog_poll_message, METH_FASTCALL,
-     "poll_message(offset, spin_ns, topic, partition) -> broker Message, status, or None"},
     {"next_message", (PyCFunction)(void (*)(void))FastLog_next_message, METH_FASTCALL,
      "next_message(offset, spin_ns, max_records, topic, partition, buf) -> None or (Message or None, next_offset, "
      "stop status code)"},

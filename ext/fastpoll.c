@@ -129,7 +129,6 @@ typedef struct {
     const volatile uint64_t *flag; /* the namespace's destroyed flag; NULL once disabled */
     long long spin_ns;
     unsigned long long fetch;
-    PyObject *fetch_obj;
     int eof;                 /* enable.partition.eof */
 } ConsumerPoll;
 
@@ -273,9 +272,6 @@ static int ConsumerPoll_init(ConsumerPoll *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_ValueError, "ConsumerPoll: a flag address (8-aligned) and fetch in [1, 2**24]");
         return -1;
     }
-    PyObject *fo = PyLong_FromUnsignedLongLong(fetch);
-    if (!fo) return -1;
-    Py_XSETREF(self->fetch_obj, fo);
     Py_INCREF(state); Py_XSETREF(self->state, state);
     Py_INCREF(fb); Py_XSETREF(self->fallback, fb);
     Py_INCREF(rest); Py_XSETREF(self->rest, rest);
@@ -307,7 +303,7 @@ static int ConsumerPoll_clear(ConsumerPoll *self)
 {
     /* the consumer's dict holds us and we hold it: the cyclic GC breaks the cycle here */
     Py_CLEAR(self->state); Py_CLEAR(self->fallback); Py_CLEAR(self->rest);
-    Py_CLEAR(self->events); Py_CLEAR(self->commit_events); Py_CLEAR(self->fetch_obj); Py_CLEAR(self->idle);
+    Py_CLEAR(self->events); Py_CLEAR(self->commit_events); Py_CLEAR(self->idle);
     return 0;
 }
 

@@ -50,16 +50,9 @@ static int reader_read_value(Reader *r, log_rec *rec, PyObject **out)
 
 static int reader_read_record(Reader *r, log_rec *rec, PyObject **out)
 {
-    FastLog *fl = r->fl;
-    PyObject *val = NULL;
-    int rc = read_long_value(fl, r->pos, rec, &val);
-    if (rc == LOG_E_BUFFER) {
-        val = NULL;
-        rc = log_read(fl->v, r->pos, rec, fl->buf, fl->cap);
-    }
-    if (rc != LOG_OK) return rc;
-    *out = make_record_v(fl, rec, fl->buf, NULL, val); /* val's reference moves */
-    return *out ? LOG_OK : INT_MIN;
+    int rc;
+    *out = read_record(r->fl, r->pos, NULL, &rc, rec);
+    return *out ? LOG_OK : rc == LOG_OK ? INT_MIN : rc;
 }
 
 /* The next record (value_only: its value) within timeout_ns (< 0: no

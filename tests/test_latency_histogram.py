@@ -125,7 +125,7 @@ def test_bucket_index_is_hdrhistogram_log_linear():
 
 
 def test_fastlog_hot_paths_and_bounds_checks(logs):
-    """poll_message and LatQueue.popleft (C) and lat_record (the Python
+    """next_message and LatQueue.popleft (C) and lat_record (the Python
     paths' call) count each record handed out once; read_messages (a fetch)
     counts nothing; set_latency checks the slot against the buffer; None,
     invalidate (close) stop counting."""
@@ -150,8 +150,8 @@ def test_fastlog_hot_paths_and_bounds_checks(logs):
     fast.lat_record(time.time_ns())  # no slot yet: nothing
     assert int(counts.sum()) == 0
     fast.set_latency(buf, 512)
-    m = fast.poll_message(0, 0, "t", 0)
-    assert m.offset() == 0 and int(counts.sum()) == 1
+    m, nxt, _ = fast.next_message(0, 0, 1, "t", 0, collections.deque())
+    assert m.offset() == 0 and nxt == 1 and int(counts.sum()) == 1
     msgs, nxt, _ = fast.read_messages(1, 256, "t", 0)
     assert len(msgs) == 7 and int(counts.sum()) == 1  # fetched, not handed out
     q = _fastlog.LatQueue(fast)
