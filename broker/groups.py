@@ -57,7 +57,7 @@ import time
 
 import numpy as np
 
-from shm._native import lib
+from shm._native import ffi, lib
 from shm.errors import ConfigError, KafkaError, KafkaException, NamespaceError
 from shm.segment import unlink
 
@@ -137,6 +137,7 @@ class Groups:
                                     offset=COMMITS_OFF).reshape(MAX_COMMITS, CENTRY // 8)
         self._slot_words = np.frombuffer(self.mm, dtype=np.uint64, count=MAX_GMEMBERS * GMEMBER // 8,
                                          offset=GMEMBER_OFF)
+        self._floor_out = ffi.new("uint64_t[1]")
 
     def close(self):
         """Drop our views of the segment (before the Namespace closes it)."""
@@ -279,7 +280,7 @@ class Groups:
     @staticmethod
     def home(key):
         """The table index where the probe for *key* starts."""
-        return (key * 0x9E3779B97F4A7C15 >> 20) % MAX_COMMITS
+        return (key * 0x9E3779B97F4A7C15 >> 20) % MAX_COMMITS  # as ext/shmlog.c's shm_commit_floor probes
 
     def commit_entry(self, gidx, topic_id, partition, create=True):
         """Byte offset of the commit entry (inserted if new), or None."""
@@ -395,16 +396,15 @@ class Groups:
 
     def floor_for(self, topic_id, partition):
         """Block mode: the lowest offset any group of the topic committed
-        (a group that was assigned it but never committed counts as 0)."""
-        w = self._words
-        low = np.uint64(((topic_id & ((1 << 40) - 1)) << 12) | (partition & 0xFFF))
-        keys = w[:, 0]
-        mask = (keys & np.uint64((1 << 52) - 1)) == low
-        mask &= keys > np.uint64(DELETED_KEY)
-        if not mask.any():
+        (a group that was assigned it but never committed counts as 0), or
+        None when no group has it: one probe a group (ext/shmlog.c), not a
+        scan of the table."""
+        low = ((topic_id & ((1 << 40) - 1)) << 12) | (partition & 0xFFF)
+        out = self._floor_out
+        if lib.shm_commit_floor(self.buf, META_SIZE, COMMITS_OFF, MAX_COMMITS, CENTRY, C_VALUE, low, MAX_GROUPS,
+                                out) != 1:
             return None
-        vals = w[mask, C_VALUE // 8]
-        return int(vals.min()) - 1 if vals.min() > 0 else 0
+        return out[0] - 1 if out[0] else 0
 
     # -- member slots
     def read_list(self, slot, which, with_seq=False):

@@ -70,6 +70,7 @@ COMMITS_OFF = GMEMBER_OFF + MAX_GMEMBERS * GMEMBER
 MAX_COMMITS = 16384
 CENTRY = 48
 assert MEMBERS_OFF + MAX_MEMBERS * MEMBER <= GTABLE_OFF
+assert MAX_COMMITS & (MAX_COMMITS - 1) == 0  # shm_commit_floor probes with a mask
 assert COMMITS_OFF + MAX_COMMITS * CENTRY <= GROUPS_OFF + GROUPS_SIZE and COMMITS_OFF % 4096 == 0
 
 _HDR = struct.Struct("<8sIIIII")  # magic, version, layout, max_topics, entry size, creator pid

@@ -1734,6 +1734,50 @@ uint64_t shm_pair_own(void *base, uint64_t size, uint64_t off, uint64_t owner)
     }
 }
 
+/* The commit table (broker/groups.py): n entries of esize bytes at off,
+ * open addressing with linear probing from home(key); an entry's key word
+ * is written last (release), 0 free, 1 deleted.  The block-mode floor of
+ * one partition: the lowest committed value (offset + 1; 0 = assigned,
+ * nothing committed yet) over the entries of every group index in
+ * [0, max_groups) keyed (gidx + 1) << 52 | key_low.  1 with *low set, 0 when
+ * no group has an entry, LOG_E_BAD_ARG for a bad geometry.  At most
+ * 9 * max_groups * n probes however the table was corrupted. */
+int shm_commit_floor(void *base, uint64_t size, uint64_t off, uint64_t n, uint64_t esize, uint64_t value_off,
+                     uint64_t key_low, uint32_t max_groups, uint64_t *low)
+{
+    if (!base || !low || !n || (n & (n - 1)) || (off & 7) || (esize & 7) || esize < 16 || (value_off & 7) ||
+        value_off > esize - 8 || off > size || n > (size - off) / esize || max_groups > 4095 ||
+        key_low >= (1ULL << 52))
+        return LOG_E_BAD_ARG;
+    uint8_t *tab = (uint8_t *)base + off;
+    int found = 0;
+    uint64_t best = 0;
+    for (uint32_t g = 0; g < max_groups; g++) {
+        uint64_t key = ((uint64_t)(g + 1) << 52) | key_low;
+        unsigned retries = 0;
+        uint64_t h = (uint64_t)(((unsigned __int128)key * 0x9E3779B97F4A7C15ULL) >> 20) & (n - 1); /* home() */
+        for (uint64_t k = 0; k < n; k++) {
+            const volatile uint64_t *e = (const volatile uint64_t *)(tab + ((h + k) & (n - 1)) * esize);
+            /* acquire: pairs with the release store of the key that publishes an entry */
+            uint64_t cur = atom_load_acquire64(e);
+            if (cur == 0) break; /* free: the end of key's chain */
+            if (cur != key) continue;
+            /* acquire: pairs with the committer's CAS on the {owner, value} pair */
+            uint64_t v = atom_load_acquire64(e + value_off / 8);
+            /* acquire: a deleted and reused entry changes its key after its value: read the key again */
+            if (atom_load_acquire64(e) != key) {
+                if (++retries <= 8) k = (uint64_t)-1; /* probe this key's chain again (bounded) */
+                continue;
+            }
+            if (!found || v < best) best = v;
+            found = 1;
+            break;
+        }
+    }
+    *low = best;
+    return found;
+}
+
 /* ---- partitioner hashes -------------------------------------------------- */
 int32_t part_murmur2(const char *key, uint64_t len)
 {

@@ -217,6 +217,12 @@ uint64_t shm_pair_own(void *base, uint64_t size, uint64_t off, uint64_t owner);
 /* clear the owner if it is still `owner`: 1 done, 0 another owner has it */
 int shm_pair_release(void *base, uint64_t size, uint64_t off, uint64_t owner);
 
+/* The block-mode floor over a commit table (broker/groups.py): the lowest
+ * committed value among the entries of group indices [0, max_groups) for
+ * key_low; 1 with *low set, 0 none, LOG_E_BAD_ARG a bad geometry. */
+int shm_commit_floor(void *base, uint64_t size, uint64_t off, uint64_t n, uint64_t esize, uint64_t value_off,
+                     uint64_t key_low, uint32_t max_groups, uint64_t *low);
+
 /* Partitioner hashes: Java Kafka's murmur2 (seed 0x9747b28c, signed result
  * as the Java client returns it) and librdkafka's FNV-1a. */
 int32_t part_murmur2(const char *key, uint64_t len);
