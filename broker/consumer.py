@@ -98,6 +98,7 @@ class Consumer(GroupMember, Queries):
                                             self._commit_events, flag,
                                             -1 if self._wait_mode == "spin" else self._spin_ns, _FETCH, self._eof,
                                             self._sup_check)
+        self._lean_sync()
         if _stats.Statistics.wanted(conf):
             _stats.attach_consumer(self, conf)
         elif type(self).poll is Consumer.poll:
@@ -223,6 +224,7 @@ class Consumer(GroupMember, Queries):
         without retention.ms; else None.  Kept by _add and _remove, the only changes of the assignment."""
         part = self._parts[self._order[0]] if len(self._order) == 1 and not self._missing else None
         self._solo = None if part is None or part.retention_ms >= 0 else part
+        self._lean_sync()
 
     def assign(self, partitions):
         """Replace the assignment (manual: no group rebalancing).
@@ -327,7 +329,7 @@ class Consumer(GroupMember, Queries):
                     part.pos = nxt
                     return None
         t, p = part.tp.topic, part.tp.partition
-        return [_mk(Message, (t, p, r[0], r[2], r[1], r[3], None, r[4], None)) for r in recs]
+        return [_mk(Message, (t, p, r[0], r[2], r[1], r[3], None, r[4], None, None)) for r in recs]
 
     def _next(self):
         """One message (or event) if any partition has one ready."""
@@ -431,7 +433,7 @@ class Consumer(GroupMember, Queries):
             part.eof_sent = False
             if self._lat is not None:
                 part.log._fast.lat_record(r[4])
-            return _mk(Message, (part.tp.topic, part.tp.partition, r[0], r[2], r[1], r[3], None, r[4], None))
+            return _mk(Message, (part.tp.topic, part.tp.partition, r[0], r[2], r[1], r[3], None, r[4], None, None))
         return self._next()  # a status: the general path handles it
 
     def _next_or_wait(self, timeout):

@@ -54,6 +54,36 @@ class GroupMember:
         self._commit_events = collections.deque()
         self._rejoin = False
 
+    # _slot and _rejoin are properties: every change tells poll()'s C lean path (_lean_sync)
+    @property
+    def _slot(self):
+        """Our member slot while subscribed (None: no group membership)."""
+        return self._slot_
+
+    @_slot.setter
+    def _slot(self, slot):
+        self._slot_ = slot
+        self._lean_sync()
+
+    @property
+    def _rejoin(self):
+        """A forked or fenced member joins again at its next poll."""
+        return self._rejoin_
+
+    @_rejoin.setter
+    def _rejoin(self, flag):
+        self._rejoin_ = flag
+        self._lean_sync()
+
+    def _lean_sync(self):
+        """Tell poll()'s C lean path (ext/fastpoll.c) what it may do alone: hand out fetched batches while
+        no group slot is held; read the one assigned partition (_solo) while also no rejoin is due."""
+        d = self.__dict__
+        cpoll = d.get("_cpoll")
+        if cpoll is not None:
+            plain = d.get("_slot_") is None
+            cpoll.set_lean(plain, d.get("_solo") if plain and not d.get("_rejoin_") else None)
+
     def _groups(self):
         if self._gs is None:
             if self._group is None:

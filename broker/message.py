@@ -73,9 +73,11 @@ def _need_message(obj):
 def _set(msg, i, v):
     """Override field *i* of *msg* with *v* (the tuple itself is immutable)."""
     _need_message(msg)
-    if msg._ov is None:
-        msg._ov = {}
-    msg._ov[i] = v
+    ov = msg[9]
+    if ov is None:
+        ov = {}
+        _fastlog.set_overrides(msg, ov)
+    ov[i] = v
 
 
 class Message(_fastlog.MessageBase):
@@ -87,19 +89,15 @@ class Message(_fastlog.MessageBase):
 
     :param str topic: the topic. :param int partition: the partition. :param int offset: the offset.
 
-    Inside it is a tuple (topic, partition, offset, key, value, headers, error, timestamp, latency) that the
-    consumer builds without running Python code (timestamp: epoch ns from a partition, 0 for an event, None
-    or a ``(type, ms)`` tuple for a Message made by hand); the ``set_*`` methods keep an override.
+    Inside it is a tuple (topic, partition, offset, key, value, headers, error, timestamp, latency, overrides)
+    that the consumer builds without running Python code (timestamp: epoch ns from a partition, 0 for an
+    event, None or a ``(type, ms)`` tuple for a Message made by hand); the ``set_*`` methods keep an override
+    in a dict in the last item ({field index: value}; 9: leader_epoch, 10: delivery_count).  No instance
+    dict: nothing else is set on a Message, as on confluent-kafka's.
     Messages compare equal field by field (latency aside), are not ordered, not hashable, and pickle.
     """
 
-    _ov = None  # {field index: value} once a set_* method was called; 9: leader_epoch, 10: delivery_count
-
-    def __setattr__(self, name, value):
-        # a consumed Message holding only atoms is left out of the cyclic GC (ext/fastlog.c's make_message):
-        # whatever is hung on it may reference it back, so it is tracked again first
-        _fastlog.track(self)
-        tuple.__setattr__(self, name, value)
+    __slots__ = ()
 
     def __new__(cls, topic=None, partition=None, offset=None, key=None, value=None, headers=None, error=None,
                 timestamp=None, latency=None, leader_epoch=None, delivery_count=None):
@@ -114,10 +112,11 @@ class Message(_fastlog.MessageBase):
             offset = None
         if latency is not None and latency < 0:
             latency = None
-        m = tuple.__new__(cls, (topic, partition, offset, key, value, headers, error, timestamp, latency))
+        m = tuple.__new__(cls, (topic, partition, offset, key, value, headers, error, timestamp, latency, None))
         if (leader_epoch is not None and leader_epoch >= 0) or (delivery_count is not None and delivery_count > 0):
-            m._ov = {9: leader_epoch if leader_epoch is not None and leader_epoch >= 0 else None,
-                     10: delivery_count if delivery_count is not None and delivery_count > 0 else None}
+            _fastlog.set_overrides(m, {9: leader_epoch if leader_epoch is not None and leader_epoch >= 0 else None,
+                                       10: delivery_count if delivery_count is not None and delivery_count > 0
+                                       else None})
         return m
 
     def __init__(self, *args, **kwargs):
@@ -128,7 +127,7 @@ class Message(_fastlog.MessageBase):
 
     def _get(self, i):
         """:returns: field *i*, or the value a ``set_*`` method gave it."""
-        ov = self._ov
+        ov = self[9]
         if i > 8:
             return None if ov is None else ov.get(i)
         return self[i] if ov is None or i not in ov else ov[i]
@@ -247,12 +246,12 @@ def make_message(topic, partition, offset, key, value, headers, error, timestamp
     """A Message from our own paths, without running ``__new__``'s checks.
 
     :returns: the Message (*timestamp_ns*: epoch ns, 0 for an event)."""
-    return tuple.__new__(Message, (topic, partition, offset, key, value, headers, error, timestamp_ns, latency))
+    return tuple.__new__(Message, (topic, partition, offset, key, value, headers, error, timestamp_ns, latency, None))
 
 
 def event(topic, partition, offset, error):
     """:returns: an event Message (``error()`` set, timestamp ``(TIMESTAMP_NOT_AVAILABLE, -1)``)."""
-    return tuple.__new__(Message, (topic, partition, offset, None, None, None, error, 0, None))
+    return tuple.__new__(Message, (topic, partition, offset, None, None, None, error, 0, None, None))
 
 
 _fastlog.set_message_type(Message)  # the C poll builds these directly

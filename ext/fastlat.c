@@ -54,7 +54,7 @@ static PyObject *LatQueue_popleft(PyObject *self, PyObject *unused)
     PyObject *m = deque_popleft_c ? deque_popleft_c(self, NULL) : PyObject_CallOneArg(deque_popleft, self);
     FastLog *fl = LATQ_FL(self);
     if (m && fl && fl->lat && message_type && PyObject_TypeCheck(m, (PyTypeObject *)message_type) &&
-        PyTuple_GET_SIZE(m) == 9 && PyTuple_GET_ITEM(m, 6) == Py_None) { /* a record, not an event */
+        PyTuple_GET_SIZE(m) == MSG_ITEMS && PyTuple_GET_ITEM(m, 6) == Py_None) { /* a record, not an event */
         long long ts = lat_stamp(PyTuple_GET_ITEM(m, 7));
         if (ts == -1 && PyErr_Occurred()) PyErr_Clear();
         else lat_count(fl, ts);

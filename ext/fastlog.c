@@ -309,8 +309,28 @@ static PyObject *FastLog_poll(FastLog *self, PyObject *const *args, Py_ssize_t n
 }
 
 /* The broker's Message type (a tuple subclass: topic, partition, offset, key,
- * value, headers, error, timestamp_ns, latency), registered by broker.message. */
+ * value, headers, error, timestamp_ns, latency, overrides), registered by
+ * broker.message. */
 static PyObject *message_type;
+#define MSG_ITEMS 10 /* item 9: None, or the dict of the set_* overrides (set_overrides) */
+
+/* Messages kept for reuse: MessageBase's dealloc (fastmsg.c) puts a dying
+ * Message here, so a consumed record's Message costs no allocation in the
+ * steady state.  Each is untracked, holds no items and no reference to its
+ * type (subtype_dealloc drops that after MessageBase's dealloc returns). */
+#define MSG_FREE_MAX 256
+static PyObject *msg_free[MSG_FREE_MAX];
+static int msg_nfree;
+
+/* A kept Message as a new reference (untracked, its items NULL), or NULL. */
+static PyObject *msg_take(void)
+{
+    if (!msg_nfree) return NULL;
+    PyObject *m = msg_free[--msg_nfree];
+    Py_INCREF(message_type); /* the instance's reference to its heap type, as PyType_GenericAlloc takes it */
+    _Py_NewReference(m);
+    return m;
+}
 
 static PyObject *set_message_type(PyObject *m, PyObject *tp)
 {
@@ -318,6 +338,7 @@ static PyObject *set_message_type(PyObject *m, PyObject *tp)
         PyErr_SetString(PyExc_TypeError, "the message type must be a tuple subclass");
         return NULL;
     }
+    while (msg_nfree) PyObject_GC_Del(msg_free[--msg_nfree]); /* kept ones are of the old type */
     Py_INCREF(tp);
     Py_XSETREF(message_type, tp);
     Py_RETURN_NONE;
@@ -352,27 +373,30 @@ static int batch_read(FastLog *self, PyObject *const *args, unsigned long long *
 }
 
 /* The Message (topic, partition, offset, key, value, headers, None, ts,
- * None) of rec, built straight from it. */
+ * None, None) of rec, built straight from it. */
 static PyObject *make_message_v(FastLog *self, const log_rec *rec, const char *base, PyObject *topic,
                                 PyObject *partition, PyObject *value)
 {
     PyObject *it[5];
     if (record_items(self, rec, base, NULL, it, value) < 0) return NULL;
     PyTypeObject *tp = (PyTypeObject *)message_type;
-    PyObject *m = tp->tp_alloc(tp, 9);
-    if (!m) { for (int k = 0; k < 5; k++) Py_DECREF(it[k]); return NULL; }
-    PyObject *items[9] = {topic, partition, it[0], it[2], it[1], it[3], Py_None, it[4], Py_None};
+    PyObject *m = msg_take();
+    if (!m && !(m = tp->tp_alloc(tp, MSG_ITEMS))) { for (int k = 0; k < 5; k++) Py_DECREF(it[k]); return NULL; }
+    PyObject *items[MSG_ITEMS] = {topic, partition, it[0], it[2], it[1], it[3], Py_None, it[4], Py_None, Py_None};
     Py_INCREF(topic);
     Py_INCREF(partition);
     Py_INCREF(Py_None);
     Py_INCREF(Py_None);
-    for (int k = 0; k < 9; k++) PyTuple_SET_ITEM(m, k, items[k]); /* references move */
+    Py_INCREF(Py_None);
+    for (int k = 0; k < MSG_ITEMS; k++) PyTuple_SET_ITEM(m, k, items[k]); /* references move */
     /* Without headers (a list) a consumed Message holds atoms only (str, int,
      * bytes, None): it is left out of the cyclic GC's lists, as CPython does
      * with a tuple of atoms, so a batch of them no longer costs a gen-0
      * collection every few hundred messages.  Whatever hangs an object on one
-     * later (Message.__setattr__: the set_* overrides) tracks it first (track()). */
-    if (items[5] == Py_None && PyObject_GC_IsTracked(m)) PyObject_GC_UnTrack(m);
+     * later (set_overrides: the set_* methods) tracks it first.  A reused
+     * Message comes untracked. */
+    if (items[5] != Py_None) { if (!PyObject_GC_IsTracked(m)) PyObject_GC_Track(m); }
+    else if (PyObject_GC_IsTracked(m)) PyObject_GC_UnTrack(m);
     return m;
 }
 
@@ -719,6 +743,8 @@ static PyMethodDef module_methods[] = {
     {"build_id", build_id, METH_NOARGS, "the build id compiled in"},
     {"set_message_type", set_message_type, METH_O, "register the broker's Message type (a tuple subclass)"},
     {"track", py_track, METH_O, "track(obj): put obj back in the cyclic GC's lists if it was left out"},
+    {"set_overrides", (PyCFunction)(void (*)(void))set_overrides, METH_FASTCALL,
+     "set_overrides(message, dict): hang the set_* overrides on a Message (its item 9)"},
     {"lat_layout", lat_layout, METH_NOARGS, "the latency histogram slot's layout (ext/shmlat.h)"},
     {"lat_index", py_lat_index, METH_O, "lat_index(ns) -> the latency counts index of ns"},
     {"lat_lowest", py_lat_lowest, METH_O, "lat_lowest(index) -> the lowest ns counted at index"},

@@ -2,28 +2,28 @@
  * (shm._fastlog; compiled into fastlog.c's unit).
  *
  * A Message is a tuple (topic, partition, offset, key, value, headers,
- * error, timestamp, latency).  Its field getters are called once or more
- * per consumed record (msg.value(), msg.key(), msg.offset()...): as Python
- * methods each costs a frame; here each is an item load.  A set_* method
- * (Python, broker/message.py) keeps an override in the instance's _ov dict:
- * a getter whose field can be overridden returns the item only while _ov is
- * None (the class default), and otherwise asks Message._get. */
+ * error, timestamp, latency, overrides) with no instance dict.  Its field
+ * getters are called once or more per consumed record (msg.value(),
+ * msg.key(), msg.offset()...): as Python methods each costs a frame; here
+ * each is an item load.  A set_* method (Python, broker/message.py) keeps
+ * an override in the dict that set_overrides hangs in item 9: a getter
+ * whose field can be overridden returns its item only while item 9 is
+ * None, and otherwise asks Message._get.
+ *
+ * MessageBase's dealloc keeps dying Messages for reuse (fastlog.c's
+ * msg_free). */
 
-static PyObject *str_ov;  /* interned "_ov" */
 static PyObject *str_get; /* interned "_get" */
 
 /* field i of self, or Message._get(i) once a set_* override exists */
 static PyObject *msg_field(PyObject *self, Py_ssize_t i, int overridable)
 {
-    if (PyTuple_GET_SIZE(self) < 9) {
-        PyErr_SetString(PyExc_TypeError, "not a Message: a tuple of 9 fields expected");
+    if (PyTuple_GET_SIZE(self) != MSG_ITEMS) {
+        PyErr_SetString(PyExc_TypeError, "not a Message: a tuple of 10 fields expected");
         return NULL;
     }
     if (overridable) {
-        PyObject *ov = PyObject_GetAttr(self, str_ov);
-        if (!ov) return NULL;
-        Py_DECREF(ov); /* (None, or the dict the instance holds: ov stays alive meanwhile) */
-        if (ov != Py_None) {
+        if (PyTuple_GET_ITEM(self, MSG_ITEMS - 1) != Py_None) {
             PyObject *idx = PyLong_FromSsize_t(i);
             if (!idx) return NULL;
             PyObject *x = PyObject_CallMethodOneArg(self, str_get, idx);
@@ -65,18 +65,53 @@ static PyMethodDef MessageBase_methods[] = {
     {NULL},
 };
 
+/* MessageBase's dealloc, called by subtype_dealloc once Message's own part
+ * is done (self tracked again, its type still referenced until we return):
+ * a Message is kept for reuse (cleared, untracked), anything else goes as a
+ * tuple goes. */
+static void msgbase_dealloc(PyObject *self)
+{
+    if ((PyObject *)Py_TYPE(self) == message_type && PyTuple_GET_SIZE(self) == MSG_ITEMS &&
+        msg_nfree < MSG_FREE_MAX) {
+        PyObject_GC_UnTrack(self);
+        for (Py_ssize_t i = 0; i < MSG_ITEMS; i++) Py_CLEAR(((PyTupleObject *)self)->ob_item[i]);
+        if (msg_nfree < MSG_FREE_MAX) msg_free[msg_nfree++] = self; /* (clearing may have run code that kept others) */
+        else PyObject_GC_Del(self);
+        return;
+    }
+    PyTuple_Type.tp_dealloc(self);
+}
+
+/* set_overrides(message, dict): the dict of a Message's set_* overrides, in
+ * its item 9 (a Message is made with None there and is otherwise never
+ * changed); tracked by the cyclic GC from now on (the dict may reference
+ * the Message back). */
+static PyObject *set_overrides(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !message_type || !PyObject_TypeCheck(args[0], (PyTypeObject *)message_type) ||
+        PyTuple_GET_SIZE(args[0]) != MSG_ITEMS || !PyDict_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "set_overrides(message: Message, overrides: dict)");
+        return NULL;
+    }
+    PyObject **slot = &((PyTupleObject *)args[0])->ob_item[MSG_ITEMS - 1];
+    Py_INCREF(args[1]);
+    Py_XSETREF(*slot, args[1]);
+    if (!PyObject_GC_IsTracked(args[0])) PyObject_GC_Track(args[0]);
+    Py_RETURN_NONE;
+}
+
 static PyTypeObject MessageBaseType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "shm._fastlog.MessageBase",
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "the field getters of broker.message.Message (a tuple of its 9 fields)",
     .tp_methods = MessageBase_methods,
-    /* tp_base (tuple) is set before PyType_Ready; size, GC, alloc, new and dealloc are tuple's */
+    .tp_dealloc = msgbase_dealloc,
+    /* tp_base (tuple) is set before PyType_Ready; size, GC, alloc and new are tuple's */
 };
 
 static int msgbase_ready(PyObject *m)
 {
-    if (!str_ov && !(str_ov = PyUnicode_InternFromString("_ov"))) return -1;
     if (!str_get && !(str_get = PyUnicode_InternFromString("_get"))) return -1;
     MessageBaseType.tp_base = &PyTuple_Type;
     return PyModule_AddType(m, &MessageBaseType);

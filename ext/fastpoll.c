@@ -8,10 +8,13 @@
  * ConsumerPoll(state, fallback, rest, events, commit_events, flag_addr,
  * spin_ns (-1: spin mode), fetch, eof, idle) is installed as a Consumer's `poll` (an instance
  * attribute, as Producer.produce's lean path) when no statistics wrap it
- * and no subclass overrides it.  It reads the consumer's own state - its
- * instance dict `state` (_cur, _slot, _rejoin, _solo), the deques it never
- * replaces, the namespace's destroyed flag at flag_addr - and does in C
- * what the top of Consumer.poll does in Python:
+ * and no subclass overrides it.  It reads the consumer's own state - _cur
+ * in its instance dict `state`, the deques it never replaces, the
+ * namespace's destroyed flag at flag_addr, and what set_lean(plain, solo)
+ * last said (the consumer calls it whenever _slot, _rejoin or _solo
+ * change: plain, no group slot held; solo, the one partition to read when
+ * also no rejoin is due, else None) - and does in C what the top of
+ * Consumer.poll does in Python:
  *   - a fetched batch being handed out: its next Message;
  *   - one partition assigned (_solo) and nothing else to report: spin for
  *     its next record, read every ready one (the first is returned, the
@@ -126,13 +129,15 @@ typedef struct {
     PyObject *events;        /* its _events deque */
     PyObject *commit_events; /* its _commit_events deque */
     PyObject *idle;          /* called between spin chunks with nothing (its supervisor check), or None */
+    PyObject *solo;          /* set_lean's solo Part, or NULL */
+    int plain;               /* set_lean's plain: no group slot held (0 until told) */
     const volatile uint64_t *flag; /* the namespace's destroyed flag; NULL once disabled */
     long long spin_ns;
     unsigned long long fetch;
     int eof;                 /* enable.partition.eof */
 } ConsumerPoll;
 
-static PyObject *str_cur, *str_slot, *str_rejoin, *str_solo, *str_popleft;
+static PyObject *str_cur, *str_popleft;
 
 #define CP_CHUNK_NS 1000000LL /* spin mode: a spin holding the GIL lasts at most this long */
 
@@ -149,25 +154,27 @@ static int cp_pass(ConsumerPoll *self, PyObject *timeout, long long left_ns, PyO
 {
     PyObject *d = self->state;
     *out = NULL;
-    if (!self->flag || !d) goto fallback;
+    if (!self->flag || !d || !self->plain) goto fallback;
     /* borrowed from the dict; used before any Python code can run */
     PyObject *cur = PyDict_GetItemWithError(d, str_cur);
-    PyObject *slot = cur ? PyDict_GetItemWithError(d, str_slot) : NULL;
-    if (!slot) goto fallback_or_error;
+    if (!cur) goto fallback_or_error;
     Py_ssize_t ne = PyObject_Size(self->events);
     if (ne < 0) return 1;
-    if (slot != Py_None || ne) goto fallback;
+    if (ne) goto fallback;
     if (cur != Py_None) { /* a fetched batch being handed out */
         if (Py_TYPE(cur) != &PartType) goto fallback;
         PyObject *buf = ((Part *)cur)->buf;
         Py_ssize_t n = buf ? PyObject_Size(buf) : 0;
         if (n < 0) return 1;
-        if (n > 0) { *out = PyObject_CallMethodNoArgs(buf, str_popleft); return 1; }
+        if (n > 0) { /* a plain deque's popleft called directly (fastlat.c), a LatQueue's counting one */
+            if (Py_IS_TYPE(buf, (PyTypeObject *)deque_type) && deque_popleft_c) *out = deque_popleft_c(buf, NULL);
+            else if (Py_IS_TYPE(buf, &LatQueueType)) *out = LatQueue_popleft(buf, NULL);
+            else *out = PyObject_CallMethodNoArgs(buf, str_popleft);
+            return 1;
+        }
     }
-    PyObject *solo = PyDict_GetItemWithError(d, str_solo);
-    PyObject *rejoin = solo ? PyDict_GetItemWithError(d, str_rejoin) : NULL;
-    if (!rejoin) goto fallback_or_error;
-    if (Py_TYPE(solo) != &PartType || rejoin != Py_False) goto fallback;
+    PyObject *solo = self->solo;
+    if (!solo || Py_TYPE(solo) != &PartType) goto fallback;
     Py_ssize_t nc = PyObject_Size(self->commit_events);
     if (nc < 0) return 1;
     Part *part = (Part *)solo;
@@ -227,8 +234,9 @@ static PyObject *ConsumerPoll_call(ConsumerPoll *self, PyObject *const *args, si
     if (kwnames || nargs > 1) return PyObject_Vectorcall(self->fallback, args, nargs, kwnames);
     PyObject *timeout = nargs ? args[0] : Py_None, *out;
     long long left = -1;
-    if (timeout != Py_None) {
-        double s = PyFloat_AsDouble(timeout);
+    if (timeout != Py_None) { /* (an exact float or int is read without making a float) */
+        double s = PyFloat_CheckExact(timeout) ? PyFloat_AS_DOUBLE(timeout)
+                   : PyLong_CheckExact(timeout) ? PyLong_AsDouble(timeout) : PyFloat_AsDouble(timeout);
         if ((s == -1.0 && PyErr_Occurred()) || s != s) { /* not a number (or nan): the method says so */
             PyErr_Clear();
             return cp_call1(self->fallback, timeout);
@@ -286,6 +294,21 @@ static int ConsumerPoll_init(ConsumerPoll *self, PyObject *args, PyObject *kw)
     return 0;
 }
 
+static PyObject *ConsumerPoll_set_lean(ConsumerPoll *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || (args[1] != Py_None && Py_TYPE(args[1]) != &PartType)) {
+        PyErr_SetString(PyExc_TypeError, "set_lean(plain: bool, solo: Part or None)");
+        return NULL;
+    }
+    int plain = PyObject_IsTrue(args[0]);
+    if (plain < 0) return NULL;
+    PyObject *solo = args[1] == Py_None ? NULL : args[1];
+    Py_XINCREF(solo);
+    Py_XSETREF(self->solo, solo);
+    self->plain = plain;
+    Py_RETURN_NONE;
+}
+
 static PyObject *ConsumerPoll_disable(ConsumerPoll *self, PyObject *unused)
 {
     self->flag = NULL; /* every call goes to the Python method from now on */
@@ -295,7 +318,7 @@ static PyObject *ConsumerPoll_disable(ConsumerPoll *self, PyObject *unused)
 static int ConsumerPoll_traverse(ConsumerPoll *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->state); Py_VISIT(self->fallback); Py_VISIT(self->rest);
-    Py_VISIT(self->events); Py_VISIT(self->commit_events); Py_VISIT(self->idle);
+    Py_VISIT(self->events); Py_VISIT(self->commit_events); Py_VISIT(self->idle); Py_VISIT(self->solo);
     return 0;
 }
 
@@ -303,7 +326,7 @@ static int ConsumerPoll_clear(ConsumerPoll *self)
 {
     /* the consumer's dict holds us and we hold it: the cyclic GC breaks the cycle here */
     Py_CLEAR(self->state); Py_CLEAR(self->fallback); Py_CLEAR(self->rest);
-    Py_CLEAR(self->events); Py_CLEAR(self->commit_events); Py_CLEAR(self->idle);
+    Py_CLEAR(self->events); Py_CLEAR(self->commit_events); Py_CLEAR(self->idle); Py_CLEAR(self->solo);
     return 0;
 }
 
@@ -316,6 +339,8 @@ static void ConsumerPoll_dealloc(ConsumerPoll *self)
 
 static PyMethodDef ConsumerPoll_methods[] = {
     {"disable", (PyCFunction)ConsumerPoll_disable, METH_NOARGS, "send every later call to the Python method"},
+    {"set_lean", (PyCFunction)(void (*)(void))ConsumerPoll_set_lean, METH_FASTCALL,
+     "set_lean(plain, solo): no group slot held; the one partition to read alone (None: fall back)"},
     {NULL},
 };
 
@@ -337,8 +362,8 @@ static PyTypeObject ConsumerPollType = {
 
 static int fastpoll_ready(PyObject *m)
 {
-    static const char *names[] = {"_cur", "_slot", "_rejoin", "_solo", "popleft"};
-    PyObject **vars[] = {&str_cur, &str_slot, &str_rejoin, &str_solo, &str_popleft};
+    static const char *names[] = {"_cur", "popleft"};
+    PyObject **vars[] = {&str_cur, &str_popleft};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if (!*vars[i] && !(*vars[i] = PyUnicode_InternFromString(names[i]))) return -1;
     if (!deque_type) {
