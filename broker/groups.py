@@ -137,7 +137,6 @@ class Groups:
                                     offset=COMMITS_OFF).reshape(MAX_COMMITS, CENTRY // 8)
         self._slot_words = np.frombuffer(self.mm, dtype=np.uint64, count=MAX_GMEMBERS * GMEMBER // 8,
                                          offset=GMEMBER_OFF)
-        self._floor_out = ffi.new("uint64_t[1]")
 
     def close(self):
         """Drop our views of the segment (before the Namespace closes it)."""
@@ -400,7 +399,7 @@ class Groups:
         None when no group has it: one probe a group (ext/shmlog.c), not a
         scan of the table."""
         low = ((topic_id & ((1 << 40) - 1)) << 12) | (partition & 0xFFF)
-        out = self._floor_out
+        out = ffi.new("uint64_t[1]")  # a call's own: cffi lets other threads run during it
         if lib.shm_commit_floor(self.buf, META_SIZE, COMMITS_OFF, MAX_COMMITS, CENTRY, C_VALUE, low, MAX_GROUPS,
                                 out) != 1:
             return None

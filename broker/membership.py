@@ -81,8 +81,8 @@ class GroupMember:
         d = self.__dict__
         cpoll = d.get("_cpoll")
         if cpoll is not None:
-            plain = d.get("_slot_") is None
-            cpoll.set_lean(plain, d.get("_solo") if plain and not d.get("_rejoin_") else None)
+            plain = "_slot_" in d and d["_slot_"] is None  # (not yet set: the Python path)
+            cpoll.set_lean(plain, d.get("_solo") if plain and not d.get("_rejoin_", True) else None)
 
     def _groups(self):
         if self._gs is None:

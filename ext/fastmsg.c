@@ -75,7 +75,8 @@ static void msgbase_dealloc(PyObject *self)
         msg_nfree < MSG_FREE_MAX) {
         PyObject_GC_UnTrack(self);
         for (Py_ssize_t i = 0; i < MSG_ITEMS; i++) Py_CLEAR(((PyTupleObject *)self)->ob_item[i]);
-        if (msg_nfree < MSG_FREE_MAX) msg_free[msg_nfree++] = self; /* (clearing may have run code that kept others) */
+        /* (clearing may have run code: one that kept others, or registered another type) */
+        if ((PyObject *)Py_TYPE(self) == message_type && msg_nfree < MSG_FREE_MAX) msg_free[msg_nfree++] = self;
         else PyObject_GC_Del(self);
         return;
     }
@@ -104,7 +105,7 @@ static PyTypeObject MessageBaseType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "shm._fastlog.MessageBase",
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "the field getters of broker.message.Message (a tuple of its 9 fields)",
+    .tp_doc = "the field getters of broker.message.Message (a tuple of its 9 fields and its overrides)",
     .tp_methods = MessageBase_methods,
     .tp_dealloc = msgbase_dealloc,
     /* tp_base (tuple) is set before PyType_Ready; size, GC, alloc and new are tuple's */
