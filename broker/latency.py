@@ -54,6 +54,10 @@ import time
 
 import numpy as np
 
+from shm._native import _fastlog
+
+_spin_until = _fastlog.spin_until
+
 __all__ = ["stamp", "Stage", "Stages", "Pacer", "plot", "have_hdrh", "PERF_EXTRA"]
 
 PERF_EXTRA = "pip install 'shmbroker[perf]'"
@@ -372,10 +376,15 @@ class Pacer:
         due = self.t0 + int(i * self.period_ns)
         clock = self._clock
         ahead = due - clock()
-        while ahead > 0:
-            if ahead > self._spin:
-                self._sleep((ahead - self._spin) / 1e9)
+        while ahead > self._spin:
+            self._sleep((ahead - self._spin) / 1e9)
             ahead = due - clock()
+        if ahead > 0:
+            if clock is time.monotonic_ns:  # the spin in C (shm._fastlog.spin_until): back within ns of due
+                _spin_until(due)
+            else:
+                while due - clock() > 0:
+                    pass
         return due
 
 

@@ -737,6 +737,27 @@ static PyTypeObject FastLogType = {
 
 static PyObject *build_id(PyObject *m, PyObject *unused) { return PyUnicode_FromString(log_build_id()); }
 
+/* spin_until(due_ns) -> CLOCK_MONOTONIC ns when it returned (>= due_ns):
+ * a paced producer's last microseconds before a record is due, spun in C
+ * (a Python loop of clock() calls returns a loop's length late on average
+ * and churns the caches).  Holds the GIL, as that loop did; signals are
+ * checked every millisecond. */
+static PyObject *spin_until(PyObject *m, PyObject *arg)
+{
+    long long due = PyLong_AsLongLong(arg);
+    if (due == -1 && PyErr_Occurred()) return NULL;
+    int64_t t = now_ns(), check = t + 1000000;
+    while (t < due) {
+        cpu_relax();
+        t = now_ns();
+        if (t >= check) {
+            if (PyErr_CheckSignals() < 0) return NULL;
+            check = t + 1000000;
+        }
+    }
+    return PyLong_FromLongLong(t);
+}
+
 #include "fastqueue.c"
 
 static PyMethodDef module_methods[] = {
@@ -748,6 +769,7 @@ static PyMethodDef module_methods[] = {
     {"lat_layout", lat_layout, METH_NOARGS, "the latency histogram slot's layout (ext/shmlat.h)"},
     {"lat_index", py_lat_index, METH_O, "lat_index(ns) -> the latency counts index of ns"},
     {"lat_lowest", py_lat_lowest, METH_O, "lat_lowest(index) -> the lowest ns counted at index"},
+    {"spin_until", spin_until, METH_O, "spin_until(due_ns) -> CLOCK_MONOTONIC ns at return (>= due_ns)"},
     {NULL},
 };
 

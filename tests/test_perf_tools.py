@@ -256,6 +256,23 @@ def test_pacer_and_correction_on_a_simulated_clock():
     assert now[0] == pytest.approx(1999 * 1_000_000 + 20_000, rel=0.001)  # caught up: the rate held
 
 
+def test_pacer_spins_its_last_stretch_in_c_on_the_real_clock():
+    """On time.monotonic_ns the spin before a due time is shm._fastlog.spin_until: never early."""
+    import time
+    from shm._native import _fastlog
+    t = time.monotonic_ns()
+    assert _fastlog.spin_until(t - 10**9) >= t  # already due: back at once, with the clock
+    due = time.monotonic_ns() + 200_000
+    assert _fastlog.spin_until(due) >= due and time.monotonic_ns() >= due
+    with pytest.raises(TypeError):
+        _fastlog.spin_until(1.5)
+    pacer = Pacer(20_000, spin_us=100)  # due every 50 us: spun, never slept
+    pacer.start()
+    for i in range(200):
+        due = pacer.wait(i)
+        assert due == pacer.t0 + i * 50_000 and time.monotonic_ns() >= due
+
+
 # -- usage errors
 @pytest.mark.parametrize("tool", ["producer-perf-test", "consumer-perf-test", "e2e-latency"])
 def test_help(tool):
