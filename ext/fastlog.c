@@ -318,7 +318,7 @@ static PyObject *message_type;
  * Message here, so a consumed record's Message costs no allocation in the
  * steady state.  Each is untracked, holds no items and no reference to its
  * type (subtype_dealloc drops that after MessageBase's dealloc returns). */
-#define MSG_FREE_MAX 256
+#define MSG_FREE_MAX 2048 /* ~250 KB at most: a consume(1024) batch and the one before it */
 static PyObject *msg_free[MSG_FREE_MAX];
 static int msg_nfree;
 
