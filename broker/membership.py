@@ -28,6 +28,17 @@ from .subscription import regex_risk
 _DESTROYED_W = DESTROYED_OFF // 8
 
 
+def _lean_state(name, doc):
+    """A property kept in the instance dict under *name* whose every change calls _lean_sync."""
+    def get(self):
+        return self.__dict__[name]
+
+    def put(self, value):
+        self.__dict__[name] = value
+        self._lean_sync()
+    return property(get, put, doc=doc)
+
+
 class GroupMember:
     """Mixin of Consumer: the group's side.  Uses the Consumer's _ns, _conf,
     _parts, _order, _topics, _add, _remove, _next, _wait and _waiter_for."""
@@ -55,25 +66,8 @@ class GroupMember:
         self._rejoin = False
 
     # _slot and _rejoin are properties: every change tells poll()'s C lean path (_lean_sync)
-    @property
-    def _slot(self):
-        """Our member slot while subscribed (None: no group membership)."""
-        return self._slot_
-
-    @_slot.setter
-    def _slot(self, slot):
-        self._slot_ = slot
-        self._lean_sync()
-
-    @property
-    def _rejoin(self):
-        """A forked or fenced member joins again at its next poll."""
-        return self._rejoin_
-
-    @_rejoin.setter
-    def _rejoin(self, flag):
-        self._rejoin_ = flag
-        self._lean_sync()
+    _slot = _lean_state("_slot_", "Our member slot while subscribed (None: no group membership).")
+    _rejoin = _lean_state("_rejoin_", "A forked or fenced member joins again at its next poll.")
 
     def _lean_sync(self):
         """Tell poll()'s C lean path (ext/fastpoll.c) what it may do alone: hand out fetched batches while
