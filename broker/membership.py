@@ -31,7 +31,7 @@ _DESTROYED_W = DESTROYED_OFF // 8
 def _lean_state(name, doc):
     """A property kept in the instance dict under *name* whose every change calls _lean_sync."""
     def get(self):
-        return self.__dict__[name]
+        return self.__dict__.get(name)  # (None before __init__ set it: no slot, no rejoin)
 
     def put(self, value):
         self.__dict__[name] = value
