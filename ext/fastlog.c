@@ -430,12 +430,6 @@ static int long_first(FastLog *self, unsigned long long o, PyObject *topic, PyOb
     return 1;
 }
 
-static PyObject *py_track(PyObject *mod, PyObject *o)
-{
-    if (PyObject_IS_GC(o) && !PyObject_GC_IsTracked(o)) PyObject_GC_Track(o);
-    Py_RETURN_NONE;
-}
-
 /* A batch from args (offset, max_records) as (objects or None, next_offset,
  * stop status code): Records, or with a topic the broker's Messages. */
 static PyObject *batch_objects(FastLog *self, PyObject *const *args, PyObject *topic, PyObject *partition)
@@ -763,7 +757,6 @@ static PyObject *spin_until(PyObject *m, PyObject *arg)
 static PyMethodDef module_methods[] = {
     {"build_id", build_id, METH_NOARGS, "the build id compiled in"},
     {"set_message_type", set_message_type, METH_O, "register the broker's Message type (a tuple subclass)"},
-    {"track", py_track, METH_O, "track(obj): put obj back in the cyclic GC's lists if it was left out"},
     {"set_overrides", (PyCFunction)(void (*)(void))set_overrides, METH_FASTCALL,
      "set_overrides(message, dict): hang the set_* overrides on a Message (its item 9)"},
     {"lat_layout", lat_layout, METH_NOARGS, "the latency histogram slot's layout (ext/shmlat.h)"},

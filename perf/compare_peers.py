@@ -190,17 +190,11 @@ class ShmKafka(Peer):
             ns = unique()
             # its supervisor never exits idle (by default it does after 30 s without a client, and the other
             # peers' turns are longer): a new one starting - a Python process - inside a measurement took
-            # the pinned cores from it (Kafka API spin at 100000/s: p50 1.7 ms, consumer CPU 35 %)
-            old = os.environ.get(IDLE_ENV)
+            # the pinned cores from it (Kafka API spin at 100000/s: p50 1.7 ms, consumer CPU 35 %).  Set for
+            # the whole run, so a supervisor any of our processes (re)starts inherits it; no other peer has one
             os.environ[IDLE_ENV] = "0"
-            try:
-                with AdminClient({"shm.namespace": ns}) as a:  # starts its supervisor
-                    a.create_topics([NewTopic("warm", 1)])["warm"].result()
-            finally:
-                if old is None:
-                    del os.environ[IDLE_ENV]
-                else:
-                    os.environ[IDLE_ENV] = old
+            with AdminClient({"shm.namespace": ns}) as a:  # starts its supervisor
+                a.create_topics([NewTopic("warm", 1)])["warm"].result()
             wait_supervisor(ns)  # its start-up must not overlap a measurement
             ShmKafka._ns = ns
         return ShmKafka._ns
