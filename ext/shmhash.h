@@ -103,38 +103,134 @@ __attribute__((target("avx2"))) static void wide_avx2(uint64_t *acc, const uint8
 }
 #endif
 
+/* The same sums over src while copying it to dst (no overlap): each stripe
+ * is loaded once, stored and summed from the same registers, so a record is
+ * read once, not once to copy and again to sum; and the sums are those of
+ * the bytes stored, whatever a racing writer did to src meanwhile. */
+static void wide_copy_scalar(uint64_t *acc, uint8_t *dst, const uint8_t *p, uint64_t stripes)
+{
+    for (uint64_t s = 0; s < stripes; s++, p += 64, dst += 64)
+        for (int i = 0; i < 8; i++) {
+            uint64_t d, dk;
+            memcpy(&d, p + 8 * i, 8);
+            memcpy(dst + 8 * i, &d, 8);
+            dk = d ^ (WIDE_K[i] + s * WIDE_STEP);
+            acc[i ^ 1] += d;
+            acc[i] += (dk & 0xFFFFFFFFULL) * (dk >> 32);
+        }
+}
+
+#if defined(__x86_64__)
+static void wide_copy_sse2(uint64_t *acc, uint8_t *dst, const uint8_t *p, uint64_t stripes)
+{
+    __m128i a[4], k[4], step = _mm_set1_epi64x((long long)WIDE_STEP);
+    for (int j = 0; j < 4; j++) {
+        a[j] = _mm_loadu_si128((const __m128i *)(acc + 2 * j));
+        k[j] = _mm_loadu_si128((const __m128i *)(WIDE_K + 2 * j));
+    }
+    for (uint64_t s = 0; s < stripes; s++, p += 64, dst += 64)
+        for (int j = 0; j < 4; j++) {
+            __m128i d = _mm_loadu_si128((const __m128i *)(p + 16 * j)), dk = _mm_xor_si128(d, k[j]);
+            _mm_storeu_si128((__m128i *)(dst + 16 * j), d);
+            __m128i prod = _mm_mul_epu32(dk, _mm_srli_epi64(dk, 32));
+            a[j] = _mm_add_epi64(a[j], _mm_add_epi64(prod, _mm_shuffle_epi32(d, 0x4E)));
+            k[j] = _mm_add_epi64(k[j], step);
+        }
+    for (int j = 0; j < 4; j++) _mm_storeu_si128((__m128i *)(acc + 2 * j), a[j]);
+}
+
+__attribute__((target("avx2"))) static void wide_copy_avx2(uint64_t *acc, uint8_t *dst, const uint8_t *p,
+                                                           uint64_t stripes)
+{
+    __m256i a[2], k[2], step = _mm256_set1_epi64x((long long)WIDE_STEP);
+    for (int j = 0; j < 2; j++) {
+        a[j] = _mm256_loadu_si256((const __m256i *)(acc + 4 * j));
+        k[j] = _mm256_loadu_si256((const __m256i *)(WIDE_K + 4 * j));
+    }
+    for (uint64_t s = 0; s < stripes; s++, p += 64, dst += 64)
+        for (int j = 0; j < 2; j++) {
+            __m256i d = _mm256_loadu_si256((const __m256i *)(p + 32 * j)), dk = _mm256_xor_si256(d, k[j]);
+            _mm256_storeu_si256((__m256i *)(dst + 32 * j), d);
+            __m256i prod = _mm256_mul_epu32(dk, _mm256_srli_epi64(dk, 32));
+            a[j] = _mm256_add_epi64(a[j], _mm256_add_epi64(prod, _mm256_shuffle_epi32(d, 0x4E)));
+            k[j] = _mm256_add_epi64(k[j], step);
+        }
+    for (int j = 0; j < 2; j++) _mm256_storeu_si256((__m256i *)(acc + 4 * j), a[j]);
+}
+#endif
+
 typedef void (*wide_fn)(uint64_t *, const uint8_t *, uint64_t);
-static wide_fn wide_impl; /* chosen on first use; a race only picks the same function twice */
+typedef void (*wide_copy_fn)(uint64_t *, uint8_t *, const uint8_t *, uint64_t);
+#if defined(__x86_64__)
+static const wide_fn WIDE_FNS[3] = {wide_scalar, wide_sse2, wide_avx2};
+static const wide_copy_fn WIDE_COPY_FNS[3] = {wide_copy_scalar, wide_copy_sse2, wide_copy_avx2};
+#else
+static const wide_fn WIDE_FNS[3] = {wide_scalar, wide_scalar, wide_scalar};
+static const wide_copy_fn WIDE_COPY_FNS[3] = {wide_copy_scalar, wide_copy_scalar, wide_copy_scalar};
+#endif
+static int wide_level_cached = -1; /* chosen on first use; a race only picks the same level twice */
 int shmlog_wide_force = -1; /* tests: -1 the best this CPU has, 0 scalar, 1 SSE2, 2 AVX2 (if the CPU has it) */
 
-static wide_fn wide_pick(void)
+/* Index into WIDE_FNS / WIDE_COPY_FNS: 0 scalar, 1 SSE2, 2 AVX2. */
+static int wide_pick(void)
 {
 #if defined(__x86_64__)
     __builtin_cpu_init();
     int avx2 = __builtin_cpu_supports("avx2");
-    if (shmlog_wide_force == 0) return wide_scalar;
-    if (shmlog_wide_force == 1 || !avx2) return wide_sse2;
-    return wide_avx2;
+    if (shmlog_wide_force == 0) return 0;
+    if (shmlog_wide_force == 1 || !avx2) return 1;
+    return 2;
 #else
-    return wide_scalar;
+    return 0;
 #endif
+}
+
+static inline int wide_level(void)
+{
+    if (shmlog_wide_force >= 0) return wide_pick();
+    int l = __atomic_load_n(&wide_level_cached, __ATOMIC_RELAXED);
+    if (l < 0) /* relaxed: any thread's pick is the same level */
+        __atomic_store_n(&wide_level_cached, l = wide_pick(), __ATOMIC_RELAXED);
+    return l;
+}
+
+static inline void wide_init(uint64_t *acc, uint64_t seed)
+{
+    for (int i = 0; i < 8; i++) acc[i] = seed ^ WIDE_K[7 - i];
 }
 
 static uint64_t hash_wide(const uint8_t *p, uint64_t n, uint64_t seed)
 {
     uint64_t acc[8];
-    for (int i = 0; i < 8; i++) acc[i] = seed ^ WIDE_K[7 - i];
-    wide_fn f = shmlog_wide_force >= 0 ? wide_pick() : __atomic_load_n(&wide_impl, __ATOMIC_RELAXED);
-    if (!f) /* relaxed: any thread's pick is the same function */
-        __atomic_store_n(&wide_impl, f = wide_pick(), __ATOMIC_RELAXED);
-    f(acc, p, n / 64);
+    wide_init(acc, seed);
+    WIDE_FNS[wide_level()](acc, p, n / 64);
     uint64_t h = hash_bytes(p + n / 64 * 64, n % 64, seed ^ n);
+    return hash_bytes((const uint8_t *)acc, sizeof acc, h);
+}
+
+/* hash_wide(dst, n, seed) of the bytes it copies from src to dst. */
+static uint64_t hash_wide_copy(uint8_t *dst, const uint8_t *src, uint64_t n, uint64_t seed)
+{
+    uint64_t acc[8], done = n / 64 * 64;
+    wide_init(acc, seed);
+    WIDE_COPY_FNS[wide_level()](acc, dst, src, n / 64);
+    memcpy(dst + done, src + done, n % 64);
+    uint64_t h = hash_bytes(dst + done, n % 64, seed ^ n);
     return hash_bytes((const uint8_t *)acc, sizeof acc, h);
 }
 
 static inline uint64_t hash_part(const uint8_t *p, uint64_t n, uint64_t seed)
 {
     return n >= WIDE_MIN ? hash_wide(p, n, seed) : hash_bytes(p, n, seed);
+}
+
+/* hash_part(dst, n, seed) of the n bytes it copies from src to dst (no
+ * overlap; n may be 0): the checksum of what was stored, in one pass. */
+static inline uint64_t hash_part_copy(uint8_t *dst, const uint8_t *src, uint64_t n, uint64_t seed)
+{
+    if (n >= WIDE_MIN) return hash_wide_copy(dst, src, n, seed);
+    if (n) memcpy(dst, src, n);
+    return hash_bytes(dst, n, seed);
 }
 
 #endif

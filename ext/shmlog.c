@@ -271,19 +271,20 @@ static inline void crash_at(log_view *v, int point)
 
 #include "shmhash.h"
 
-static inline uint32_t record_checksum(uint64_t offset, int64_t ts, uint64_t flags,
-                                       const uint8_t *k, uint64_t kl, const uint8_t *hd, uint64_t hl,
-                                       const uint8_t *val, uint64_t vl)
+/* A record's checksum: seeded by its offset, timestamp, flags and every
+ * length (so an empty key or header block needs no pass of its own: most
+ * records have neither), then key, headers and value in turn, each with its
+ * own seed, folded to 32 bits.  Appends and reads compute it while copying
+ * (put_part, get_part), one part at a time. */
+#define SUM_KEY_SEED 0x4B4559ULL
+#define SUM_HDR_SEED 0x484452ULL
+static inline uint64_t checksum_seed(uint64_t offset, int64_t ts, uint64_t flags, uint64_t kl, uint64_t hl,
+                                     uint64_t vl)
 {
-    /* every length is in the seed, so an empty key or header block needs no
-     * pass of its own (most records have neither) */
-    uint64_t s = offset * 0x9E3779B97F4A7C15ULL ^ (uint64_t)ts ^ ((uint64_t)flags << 56) ^
-                 rotl(kl, 32) ^ rotl(hl, 16) ^ rotl(vl, 48);
-    if (kl) s = hash_part(k, kl, s ^ 0x4B4559ULL);
-    if (hl) s = hash_part(hd, hl, s ^ 0x484452ULL);
-    s = hash_part(val, vl, s);
-    return (uint32_t)(s ^ (s >> 32));
+    return offset * 0x9E3779B97F4A7C15ULL ^ (uint64_t)ts ^ ((uint64_t)flags << 56) ^ rotl(kl, 32) ^ rotl(hl, 16) ^
+           rotl(vl, 48);
 }
+static inline uint32_t checksum_fold(uint64_t s) { return (uint32_t)(s ^ (s >> 32)); }
 
 static uint32_t layout_hash(void)
 {
@@ -343,6 +344,26 @@ static inline void ring_get(const log_view *v, uint64_t pos, void *dst, uint64_t
         memcpy(dst, v->data + at, first);
         memcpy((uint8_t *)dst + first, v->data, n - first);
     }
+}
+
+/* Copy n bytes of a record part into the ring at pos, returning
+ * hash_part of them (seeded with seed) - one pass where the part does not
+ * wrap, else the copy and the sum of src. */
+static inline uint64_t put_part(log_view *v, uint64_t pos, const void *src, uint64_t n, uint64_t seed)
+{
+    uint64_t at = pos & v->dmask;
+    if (n <= v->d - at) return hash_part_copy(v->data + at, (const uint8_t *)src, n, seed);
+    ring_put(v, pos, src, n);
+    return hash_part((const uint8_t *)src, n, seed);
+}
+/* Copy n bytes at pos out of the ring into dst, returning hash_part of the
+ * bytes copied (what dst holds, whatever a writer did meanwhile). */
+static inline uint64_t get_part(const log_view *v, uint64_t pos, uint8_t *dst, uint64_t n, uint64_t seed)
+{
+    uint64_t at = pos & v->dmask;
+    if (n <= v->d - at) return hash_part_copy(dst, v->data + at, n, seed);
+    ring_get(v, pos, dst, n);
+    return hash_part(dst, n, seed);
 }
 
 /* statistics counters: relaxed, ordering nothing - read only by log_get_stats */
@@ -843,22 +864,20 @@ static inline __attribute__((always_inline)) int write_record(log_view *v, uint6
     atom_store_release64(&s->offset, o);
     crash_at(v, LOG_CP_AFTER_RESERVE);
     publish_limit(v, pos + rl);
-    uint32_t sum = record_checksum(o, ts, flags, (const uint8_t *)key, k, (const uint8_t *)hd, hl,
-                                   (const uint8_t *)val, vv);
     /* ask for the lines a few records on for writing now: their misses
      * overlap our copies instead of stalling the next locked instruction */
     __builtin_prefetch(v->data + ((pos + PREFETCH_AHEAD) & v->dmask), 1, 3);
-    put_header(v, pos, o, (uint32_t)rl, sum);
-    uint64_t at = pos + sizeof(struct log_rec_header);
-    if (k) ring_put(v, at, key, k);
+    uint64_t sm = checksum_seed(o, ts, flags, k, hl, vv), at = pos + sizeof(struct log_rec_header);
+    if (k) sm = put_part(v, at, key, k, sm ^ SUM_KEY_SEED);
     at += k;
-    if (hl) ring_put(v, at, hd, hl);
+    if (hl) sm = put_part(v, at, hd, hl, sm ^ SUM_HDR_SEED);
     at += hl;
     if (__builtin_expect(v->crash_point == LOG_CP_MID_COPY, 0)) {
         ring_put(v, at, val, vv / 2);
         crash_at(v, LOG_CP_MID_COPY);
     }
-    if (vv) ring_put(v, at, val, vv);
+    uint32_t sum = checksum_fold(put_part(v, at, val, vv, sm)); /* the value's pass even when empty */
+    put_header(v, pos, o, (uint32_t)rl, sum);
     s->timestamp_ns = ts;
     s->key_len = (uint32_t)k;
     s->hdr_len = (uint32_t)hl;
@@ -1022,9 +1041,11 @@ static int read_one_x(log_view *v, uint64_t o, log_rec *rec, uint8_t *buf, uint6
     if (vbuf ? kl + hl > cap || vl != vcap : payload > cap) return LOG_E_BUFFER;
     struct log_rec_header rh;
     ring_get(v, pos, &rh, sizeof rh);
-    ring_get(v, pos + sizeof rh, buf, vbuf ? kl + hl : payload);
-    uint8_t *val = buf + kl + hl;
-    if (vbuf) ring_get(v, pos + sizeof rh + kl + hl, val = vbuf, vl);
+    uint64_t sm = checksum_seed(o, (int64_t)ts, flags, kl, hl, vl), at = pos + sizeof rh;
+    if (kl) sm = get_part(v, at, buf, kl, sm ^ SUM_KEY_SEED);
+    if (hl) sm = get_part(v, at + kl, buf + kl, hl, sm ^ SUM_HDR_SEED);
+    uint8_t *val = vbuf ? vbuf : buf + kl + hl;
+    sm = get_part(v, at + kl + hl, val, vl, sm);
     /* acquire fence: orders the copies above before the re-checks below;
      * pairs with the next writer's claim CAS / slot CAS (full barriers) */
     atom_fence_acquire();
@@ -1035,8 +1056,7 @@ static int read_one_x(log_view *v, uint64_t o, log_rec *rec, uint8_t *buf, uint6
     if (atom_load_relaxed64(&v->h->data_limit) - pos > v->d &&
         atom_load_relaxed64(&v->h->claim.hi) - pos > v->d) /* both ordered by the fence above */
         return LOG_LAPPED;
-    if (rh.offset != o || rh.rec_len != rl || rh.checksum != sum ||
-        record_checksum(o, ts, flags, buf, kl, buf + kl, hl, val, vl) != sum)
+    if (rh.offset != o || rh.rec_len != rl || rh.checksum != sum || checksum_fold(sm) != sum)
         return LOG_CORRUPT_RECORD;
     if (hl && !headers_wellformed(buf + kl, hl)) return LOG_CORRUPT_RECORD; /* a hostile writer's block */
     rec->offset = o;
