@@ -26,6 +26,7 @@ typedef struct {
     PyObject *wait_fn;   /* wait_fn(offset, timeout_s or None) -> bool: sleeps until offset is readable */
     PyObject *closed_fn; /* closed_fn(): raises the log's "closed" error */
     PyObject *idle_fn;   /* idle_fn(): between spin chunks with nothing (the log's on_wait, as its poll() calls) */
+    PyObject *view_base; /* a read-only memoryview of the whole mapping (block-mode logs), or None: poll_view's slices */
     uint64_t pos;
     uint64_t floor_every, since_floor;
     uint64_t lost, skipped;
@@ -48,6 +49,40 @@ static int reader_read_value(Reader *r, log_rec *rec, PyObject **out)
     return *out ? LOG_OK : INT_MIN;
 }
 
+/* The value of the record at pos as a read-only memoryview of its bytes in
+ * the ring, checked there and not copied (a copy's memoryview where the
+ * value wraps the ring's end, or where the log's floor is already past it,
+ * so that producers may reuse its bytes): LOG_OK with *out set; a read
+ * status; INT_MIN with an exception set. */
+static int reader_read_view(Reader *r, log_rec *rec, PyObject **out)
+{
+    FastLog *fl = r->fl;
+    uint64_t at = 0;
+    int rc = log_read_value_view(fl->v, r->pos, rec, fl->buf, fl->cap, &at);
+    /* acquire: pairs with log_set_floor's CAS; a floor only rises, so one at
+     * or below pos now was so through the read, and no producer may reuse
+     * the record's bytes until it rises past pos (our next poll moves it) */
+    if (rc == LOG_E_BUFFER || (rc == LOG_OK && log_get_floor(fl->v) > r->pos)) {
+        PyObject *b = NULL;
+        rc = reader_read_value(r, rec, &b);
+        if (rc != LOG_OK) return rc;
+        *out = PyMemoryView_FromObject(b);
+        Py_DECREF(b);
+        return *out ? LOG_OK : INT_MIN;
+    }
+    if (rc != LOG_OK) return rc;
+    uint64_t len = (rec->flags & LOG_FLAG_VALUE_NULL) ? 0 : rec->val_len;
+    /* at + len lies inside the mapping: the read checked the value against the ring's bounds */
+    PyObject *a = PyLong_FromUnsignedLongLong(at), *b = a ? PyLong_FromUnsignedLongLong(at + len) : NULL;
+    PyObject *sl = b ? PySlice_New(a, b, NULL) : NULL;
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    if (!sl) return INT_MIN;
+    *out = PyObject_GetItem(r->view_base, sl);
+    Py_DECREF(sl);
+    return *out ? LOG_OK : INT_MIN;
+}
+
 static int reader_read_record(Reader *r, log_rec *rec, PyObject **out)
 {
     int rc;
@@ -55,9 +90,12 @@ static int reader_read_record(Reader *r, log_rec *rec, PyObject **out)
     return *out ? LOG_OK : rc == LOG_OK ? INT_MIN : rc;
 }
 
-/* The next record (value_only: its value) within timeout_ns (< 0: no
- * limit); None on timeout; NULL with an exception set. */
-static PyObject *reader_next(Reader *r, int64_t timeout_ns, int value_only)
+enum { READ_RECORD, READ_VALUE, READ_VIEW };
+
+/* The next record (READ_VALUE: its value's bytes; READ_VIEW: a view of
+ * them) within timeout_ns (< 0: no limit); None on timeout; NULL with an
+ * exception set. */
+static PyObject *reader_next(Reader *r, int64_t timeout_ns, int what)
 {
     int64_t start = -1, deadline = -1;
     for (;;) {
@@ -70,13 +108,17 @@ static PyObject *reader_next(Reader *r, int64_t timeout_ns, int value_only)
         }
         log_rec rec;
         PyObject *out = NULL;
-        int rc = value_only ? reader_read_value(r, &rec, &out) : reader_read_record(r, &rec, &out);
+        int rc = what == READ_VALUE  ? reader_read_value(r, &rec, &out)
+                 : what == READ_VIEW ? reader_read_view(r, &rec, &out)
+                                     : reader_read_record(r, &rec, &out);
         if (rc == LOG_OK) {
             if (fl->lat) lat_count(fl, rec.timestamp_ns); /* shm.latency.histogram: handed out now */
             r->pos++;
             if (r->floor_every && ++r->since_floor >= r->floor_every) {
                 r->since_floor = 0;
-                log_set_floor(fl->v, r->pos); /* a floor behind a newer one is ignored by the log */
+                /* a floor behind a newer one is ignored by the log; a view's
+                 * record stays below none until the next poll */
+                log_set_floor(fl->v, what == READ_VIEW ? r->pos - 1 : r->pos);
             }
             return out;
         }
@@ -166,22 +208,41 @@ static PyObject *Reader_poll(Reader *r, PyObject *const *args, Py_ssize_t nargs)
 {
     if (!reader_ready(r)) return NULL;
     int64_t t = reader_timeout(args, nargs);
-    return t == -2 ? NULL : reader_next(r, t, 0);
+    return t == -2 ? NULL : reader_next(r, t, READ_RECORD);
 }
 
 static PyObject *Reader_poll_value(Reader *r, PyObject *const *args, Py_ssize_t nargs)
 {
     if (!reader_ready(r)) return NULL;
     int64_t t = reader_timeout(args, nargs);
-    return t == -2 ? NULL : reader_next(r, t, 1);
+    return t == -2 ? NULL : reader_next(r, t, READ_VALUE);
+}
+
+static PyObject *Reader_poll_view(Reader *r, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!reader_ready(r)) return NULL;
+    if (r->view_base == Py_None) {
+        PyErr_SetString(PyExc_ValueError,
+                        "poll_view() needs a log made with overflow='block': in an 'overwrite' log producers may "
+                        "overwrite a record while you hold its view (use poll_value(), which copies)");
+        return NULL;
+    }
+    int64_t t = reader_timeout(args, nargs);
+    return t == -2 ? NULL : reader_next(r, t, READ_VIEW);
 }
 
 static int Reader_init(Reader *r, PyObject *args, PyObject *kw)
 {
-    PyObject *fl, *wf, *cf, *idle;
+    PyObject *fl, *wf, *cf, *idle, *base = Py_None;
     unsigned long long pos, every;
     long long spin;
-    if (!PyArg_ParseTuple(args, "O!KLKOOO", &FastLogType, &fl, &pos, &spin, &every, &wf, &cf, &idle)) return -1;
+    if (!PyArg_ParseTuple(args, "O!KLKOOO|O", &FastLogType, &fl, &pos, &spin, &every, &wf, &cf, &idle, &base))
+        return -1;
+    if (base != Py_None && !PyMemoryView_Check(base)) {
+        PyErr_SetString(PyExc_TypeError, "view_base must be a memoryview of the log's mapping or None");
+        return -1;
+    }
+    Py_INCREF(base); Py_XSETREF(r->view_base, base);
     Py_INCREF(fl); Py_XSETREF(r->fl, (FastLog *)fl);
     Py_INCREF(wf); Py_XSETREF(r->wait_fn, wf);
     Py_INCREF(cf); Py_XSETREF(r->closed_fn, cf);
@@ -199,6 +260,7 @@ static int Reader_traverse(Reader *r, visitproc visit, void *arg)
     Py_VISIT(r->wait_fn);
     Py_VISIT(r->closed_fn);
     Py_VISIT(r->idle_fn);
+    Py_VISIT(r->view_base);
     return 0;
 }
 
@@ -209,6 +271,7 @@ static int Reader_clear(Reader *r)
     Py_CLEAR(r->wait_fn);
     Py_CLEAR(r->closed_fn);
     Py_CLEAR(r->idle_fn);
+    Py_CLEAR(r->view_base);
     return 0;
 }
 
@@ -254,6 +317,9 @@ static PyMethodDef Reader_methods[] = {
      "poll(timeout=None) -> the next Record, or None after timeout seconds"},
     {"poll_value", (PyCFunction)(void (*)(void))Reader_poll_value, METH_FASTCALL,
      "poll_value(timeout=None) -> the next record's value (bytes; b'' for a null value), or None after timeout"},
+    {"poll_view", (PyCFunction)(void (*)(void))Reader_poll_view, METH_FASTCALL,
+     "poll_view(timeout=None) -> the next record's value as a read-only memoryview of its bytes in the log, "
+     "valid until this reader's next poll (block-mode logs), or None after timeout"},
     {NULL},
 };
 

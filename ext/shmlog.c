@@ -1008,7 +1008,8 @@ int64_t log_append_batch(log_view *v, const char *data, const uint32_t *lens, ui
  * buf; with vbuf, the value into vbuf, which must be exactly vcap bytes
  * (else LOG_E_BUFFER, nothing delivered): a reader that knows the value's
  * size copies it once, straight into its own object. */
-static int read_one_x(log_view *v, uint64_t o, log_rec *rec, uint8_t *buf, uint64_t cap, uint8_t *vbuf, uint64_t vcap)
+static int read_one_x(log_view *v, uint64_t o, log_rec *rec, uint8_t *buf, uint64_t cap, uint8_t *vbuf, uint64_t vcap,
+                      uint64_t *view_at)
 {
     if (o < v->start) return LOG_LAPPED;
     /* acquire: pairs with log_trim's CAS; trimmed records read as lapped */
@@ -1038,14 +1039,19 @@ static int read_one_x(log_view *v, uint64_t o, log_rec *rec, uint8_t *buf, uint6
         if (atom_load_acquire64(&s->tag) != t || claim_bytes(v) - pos > v->d) return LOG_LAPPED;
         return LOG_CORRUPT_RECORD;
     }
-    if (vbuf ? kl + hl > cap || vl != vcap : payload > cap) return LOG_E_BUFFER;
+    if (vbuf || view_at ? kl + hl > cap || (vbuf && vl != vcap) : payload > cap) return LOG_E_BUFFER;
+    uint64_t vat = (pos + LOG_RECORD_OVERHEAD + kl + hl) & v->dmask; /* < D */
+    if (view_at && vl > v->d - vat) return LOG_E_BUFFER; /* the value wraps the ring's end: no one view */
     struct log_rec_header rh;
     ring_get(v, pos, &rh, sizeof rh);
     uint64_t sm = checksum_seed(o, (int64_t)ts, flags, kl, hl, vl), at = pos + sizeof rh;
     if (kl) sm = get_part(v, at, buf, kl, sm ^ SUM_KEY_SEED);
     if (hl) sm = get_part(v, at + kl, buf + kl, hl, sm ^ SUM_HDR_SEED);
-    uint8_t *val = vbuf ? vbuf : buf + kl + hl;
-    sm = get_part(v, at + kl + hl, val, vl, sm);
+    if (view_at) { /* summed where it lies, not copied */
+        sm = hash_part(v->data + vat, vl, sm);
+        *view_at = (uint64_t)(v->data - (uint8_t *)v->h) + vat;
+    } else
+        sm = get_part(v, at + kl + hl, vbuf ? vbuf : buf + kl + hl, vl, sm);
     /* acquire fence: orders the copies above before the re-checks below;
      * pairs with the next writer's claim CAS / slot CAS (full barriers) */
     atom_fence_acquire();
@@ -1076,7 +1082,7 @@ static void count_read(log_view *v, int rc)
 
 static int read_one(log_view *v, uint64_t o, log_rec *rec, uint8_t *buf, uint64_t cap)
 {
-    return read_one_x(v, o, rec, buf, cap, NULL, 0);
+    return read_one_x(v, o, rec, buf, cap, NULL, 0, NULL);
 }
 
 int64_t log_value_len_hint(log_view *v, uint64_t offset)
@@ -1093,9 +1099,9 @@ int64_t log_value_len_hint(log_view *v, uint64_t offset)
 
 /* One counted read of a single record (log_read, log_read_value_into). */
 static int read_single(log_view *v, uint64_t offset, log_rec *rec, uint8_t *buf, uint64_t cap, uint8_t *vbuf,
-                       uint64_t vcap)
+                       uint64_t vcap, uint64_t *view_at)
 {
-    int rc = read_one_x(v, offset, rec, buf, cap, vbuf, vcap);
+    int rc = read_one_x(v, offset, rec, buf, cap, vbuf, vcap, view_at);
     if (rc == LOG_NOT_YET && is_deleted(v)) rc = LOG_E_DELETED;
     rec->buf_pos = 0;
     if (rc != LOG_OK) rec->offset = offset;
@@ -1107,13 +1113,19 @@ int log_read_value_into(log_view *v, uint64_t offset, log_rec *rec, char *buf, u
                         uint64_t vlen)
 {
     if (!v || !v->h || !rec || (!buf && cap) || (!vbuf && vlen)) return LOG_E_BAD_ARG;
-    return read_single(v, offset, rec, (uint8_t *)buf, cap, (uint8_t *)(vbuf ? vbuf : buf), vlen);
+    return read_single(v, offset, rec, (uint8_t *)buf, cap, (uint8_t *)(vbuf ? vbuf : buf), vlen, NULL);
+}
+
+int log_read_value_view(log_view *v, uint64_t offset, log_rec *rec, char *buf, uint64_t cap, uint64_t *value_at)
+{
+    if (!v || !v->h || !rec || (!buf && cap) || !value_at) return LOG_E_BAD_ARG;
+    return read_single(v, offset, rec, (uint8_t *)buf, cap, NULL, 0, value_at);
 }
 
 int log_read(log_view *v, uint64_t offset, log_rec *rec, char *buf, uint64_t cap)
 {
     if (!v || !v->h || !rec || (!buf && cap)) return LOG_E_BAD_ARG;
-    return read_single(v, offset, rec, (uint8_t *)buf, cap, NULL, 0);
+    return read_single(v, offset, rec, (uint8_t *)buf, cap, NULL, 0, NULL);
 }
 
 int log_read_batch(log_view *v, uint64_t offset, uint64_t max_records, log_rec *recs,

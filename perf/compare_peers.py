@@ -120,6 +120,7 @@ class Peer:
 class ShmRaw(Peer):
     name, label = "shmbroker-raw", "shmbroker raw log"
     modes = ("spin", "adaptive", "sleep")
+    VIEW_MIN = 4096
 
     def setup(self, env, size):
         from shm import PartitionLog
@@ -127,7 +128,7 @@ class ShmRaw(Peer):
         log = PartitionLog.create(name, slot_count=RING_SLOTS, data_capacity=RING_DATA,
                                   max_record=max(size, 64), overflow="block")
         log.close()
-        return {"name": name, "every": free_every(size)}
+        return {"name": name, "every": free_every(size), "size": size}
 
     def teardown(self, spec):
         from shm.segment import unlink
@@ -146,7 +147,10 @@ class ShmRaw(Peer):
         return log.append_batch, log.close
 
     def receiver(self, spec, mode):
-        """A reader (PartitionLog.reader): position, wait and floor kept in C."""
+        """A reader (PartitionLog.reader): position, wait and floor kept in C.  Values of
+        VIEW_MIN bytes and more are read in place (poll_view: a memoryview of the record in the
+        log, valid until the next poll; iceoryx2's are too), shorter ones copied (poll_value:
+        cheaper than a view for them)."""
         from shm import PartitionLog
         log = PartitionLog.attach(spec["name"])
         reader = log.reader(0, mode, floor_every=spec["every"])
@@ -155,7 +159,7 @@ class ShmRaw(Peer):
             if reader.lost or reader.skipped:
                 raise RuntimeError("the raw log's reader lost %d and skipped %d records" % (reader.lost, reader.skipped))
             log.close()
-        return reader.poll_value, close
+        return (reader.poll_view if spec["size"] >= self.VIEW_MIN else reader.poll_value), close
 
     def batch_receiver(self, spec, mode, batch, row):
         """recv(timeout) -> (records read, first byte of the last one) or None."""

@@ -100,6 +100,7 @@ class PartitionLog:
         self._users = []
         self._closing = False
         self._on_release = []  # unmaps that go with this one (a work queue's leases)
+        self._view_base = None  # a read-only memoryview of the mapping for readers' poll_view (block mode)
         self._cbuf = ffi.from_buffer(seg.mm)
         v = lib.log_view_new()
         if v == ffi.NULL:
@@ -192,6 +193,10 @@ class PartitionLog:
         _live_logs.discard(self)
         self._stop_fast()
         self._v = None  # the view only points into the mapping; freed by gc
+        if self._view_base is not None:
+            # views poll_view handed out keep the mapping until the last of them goes (Segment.close)
+            self._view_base.release()
+            self._view_base = None
         if self._cbuf is not None:
             ffi.release(self._cbuf)
             self._cbuf = None
@@ -523,7 +528,13 @@ class PartitionLog:
         """A cursor from *offset* that keeps its position and waits in C:
         ``poll(timeout=None)`` returns the next Record, ``poll_value(timeout=None)``
         just its value (bytes; b"" for a null value), each None after *timeout*
-        seconds.  It passes over tombstones and corrupt records (counted in
+        seconds.  In a block-mode log, ``poll_view(timeout=None)`` returns the
+        value without copying it: a read-only memoryview of its bytes in the
+        log (checked there), valid until this reader's next poll - the reader
+        keeps the floor at or below it until then (with *floor_every*; nothing
+        else may move the floor past it meanwhile: another reader's
+        floor_every, trim).  A value that wraps the ring's end, or that the
+        floor has passed already, comes as a view of a copy.  It passes over tombstones and corrupt records (counted in
         ``skipped``) and, if producers lapped it, moves up to the oldest record
         held (counting the ones it missed in ``lost``); ``position`` is the next
         offset (set it to seek).  *mode* and *spin_us* as for poll().  With
@@ -546,7 +557,12 @@ class PartitionLog:
         def idle():  # between spin chunks, as poll() calls it
             if self.on_wait is not None:
                 self.on_wait()
-        return _fastlog.LogReader(self._fast, offset, spin_ns, floor_every, sleep, self._check_open, idle)
+        if self.overflow == BLOCK and self._view_base is None:
+            mv = memoryview(self._seg.mm)
+            self._view_base = mv.toreadonly()  # the same buffer; its slices cannot write the ring
+            mv.release()
+        return _fastlog.LogReader(self._fast, offset, spin_ns, floor_every, sleep, self._check_open, idle,
+                                  self._view_base if self.overflow == BLOCK else None)
 
     def watermarks(self):
         """(low, high): the oldest offset still held, the next to be written."""

@@ -177,7 +177,12 @@ class Segment:
     def close(self):
         if not self._closed:
             self._closed = True
-            self.mm.close()
+            try:
+                self.mm.close()
+            except BufferError:
+                # memoryviews of the mapping are alive (LogReader.poll_view's): the mapping is unmapped
+                # when the last of them goes, never under them
+                pass
 
     def unlink(self):
         unlink(self.name)

@@ -202,3 +202,114 @@ def test_an_uninitialised_reader_raises(logs):
     log = logs.create(slot_count=16, data_capacity=4096, max_record=64)
     with pytest.raises(ValueError, match="spin_us"):
         log.reader(0, spin_us=float("inf"))
+
+
+def _value_in_ring(log, o):
+    """Where offset o's value (no key) starts in the ring: its slot's record position past the 16-byte header."""
+    pos, = struct.unpack_from("<Q", log._seg.mm, 4096 + (o % log.slot_count) * 64 + 8)
+    return (pos + 16) % log.data_capacity
+
+
+def _value_at(log, o):
+    """Where offset o's value (no key) starts in the mapping."""
+    data_off, = struct.unpack_from("<Q", log._seg.mm, 48)
+    return data_off + _value_in_ring(log, o)
+
+
+def test_poll_view_hands_out_the_bytes_in_the_log_without_a_copy(logs):
+    log = logs.create(slot_count=64, data_capacity=1 << 16, max_record=8192, overflow="block")
+    vals = [os.urandom(n) for n in (0, 1, 255, 256, 3000, 8000)] + [None]
+    for v in vals:
+        log.append(v)
+    rd, copy = log.reader(0, "spin"), log.reader(0, "spin")
+    for o, v in enumerate(vals):
+        view = rd.poll_view(1)
+        assert type(view) is memoryview and view.readonly
+        assert view == (v or b"") == copy.poll_value(1)
+        if v:  # the record's own bytes: a byte changed in the ring shows through the view
+            at = _value_at(log, o)
+            log._seg.mm[at] ^= 0xFF
+            assert view[0] == v[0] ^ 0xFF
+            log._seg.mm[at] ^= 0xFF
+            with pytest.raises(TypeError):
+                view[0] = 1
+    assert rd.poll_view(0) is None
+    assert (rd.position, rd.lost, rd.skipped) == (len(vals), 0, 0)
+    assert log.stats()["corrupt_skips"] == 0
+
+
+def test_poll_view_keeps_the_floor_at_its_record_until_the_next_poll(logs):
+    """With floor_every=1 a block-mode producer may reuse everything below the
+    viewed record, never the record itself, until the reader polls again."""
+    log = logs.create(slot_count=8, data_capacity=1 << 14, max_record=1024, overflow="block")
+    log.block_timeout = 0.05
+    vals = [bytes([i]) * 1000 for i in range(8)]
+    for v in vals:
+        log.append(v)
+    rd = log.reader(0, "spin", floor_every=1)
+    views = [rd.poll_view(1) for _ in range(3)]
+    assert log.stats()["floor"] == 2  # held at the last view's record, not past it
+    assert views[2] == vals[2]
+    for i in range(2):  # the two below it are reusable ...
+        log.append(b"n" * 1000)
+    with pytest.raises(QueueFullError):  # ... the viewed one is not
+        log.append(b"x" * 1000)
+    assert views[2] == vals[2]
+    assert rd.poll_view(1) == vals[3]  # the next poll lets it go
+    assert log.stats()["floor"] == 3
+    log.append(b"y" * 1000)
+    assert [bytes(rd.poll_view(1)) for _ in range(7)] == vals[4:] + [b"n" * 1000] * 2 + [b"y" * 1000]
+    assert (rd.lost, rd.skipped) == (0, 0)
+
+
+def test_poll_view_copies_what_it_cannot_hold_in_place(logs):
+    """A value that wraps the ring's end, and one the floor has already passed
+    (producers may reuse its bytes), come as views of copies."""
+    log = logs.create(slot_count=64, data_capacity=1 << 13, max_record=4096, overflow="block")
+    rd = log.reader(0, "spin", floor_every=1)
+    wrapped = in_place = 0
+    for i in range(40):
+        v = os.urandom(1000 + 7 * i)
+        o = log.append(v)
+        at = _value_in_ring(log, o)
+        view = rd.poll_view(1)
+        assert view == v
+        spans_end = at + len(v) > log.data_capacity
+        assert isinstance(view.obj, bytes) == spans_end, (i, at, len(v))
+        wrapped += spans_end
+        in_place += not spans_end
+    assert wrapped >= 3 and in_place >= 30
+    log.append(b"z" * 2000)
+    late = log.reader(rd.position, "spin")
+    log.set_floor(rd.position + 1)  # someone else moved the floor past it
+    view = late.poll_view(1)
+    assert view == b"z" * 2000 and isinstance(view.obj, bytes)
+    assert (rd.lost, rd.skipped, late.lost, late.skipped) == (0, 0, 0, 0)
+
+
+def test_poll_view_checks_the_record_and_refuses_an_overwrite_log(logs):
+    log = logs.create(slot_count=16, data_capacity=1 << 14, max_record=4096, overflow="block")
+    for v in (b"a" * 3000, b"b" * 3000, b"c" * 3000):
+        log.append(v)
+    log._seg.mm[_value_at(log, 1) + 2999] ^= 0x01  # the middle one's last byte
+    rd = log.reader(0, "spin")
+    assert [rd.poll_view(1), rd.poll_view(1), rd.poll_view(0)] == [b"a" * 3000, b"c" * 3000, None]
+    assert (rd.skipped, rd.position, log.stats()["corrupt_skips"]) == (1, 3, 1)
+    plain = logs.create(slot_count=16, data_capacity=4096, max_record=64)
+    plain.append(b"v")
+    with pytest.raises(ValueError, match="overflow='block'"):
+        plain.reader(0).poll_view(0)
+
+
+def test_views_outlive_a_closed_log(logs):
+    """close() with views still held unmaps nothing under them: the mapping
+    goes with the last view; a closed log's reader raises."""
+    log = logs.create(slot_count=16, data_capacity=1 << 14, max_record=4096, overflow="block")
+    log.append(b"q" * 3000)
+    rd = log.reader(0, "spin")
+    view = rd.poll_view(1)
+    log.close()
+    assert log.closed and view == b"q" * 3000
+    with pytest.raises(ClosedError):
+        rd.poll_view(0)
+    view.release()
