@@ -48,7 +48,8 @@ sys.path[:0] = [_HERE, os.path.join(_HERE, "..")]
 from perfutil import Progress, parser as new_parser  # noqa: E402 - before numpy (OPENBLAS_NUM_THREADS)
 import compare_measure as M  # noqa: E402
 import compare_report as R  # noqa: E402
-from compare_peers import ALL, BY_NAME, PREFIX, RING_DATA  # noqa: E402
+import compare_peers  # noqa: E402
+from compare_peers import ALL, BY_NAME, PREFIX  # noqa: E402
 
 FULL = {"runs": 3, "rates": "10000,100000", "lat_records": 20000, "warmup": 2000,
         "sweep_rates": "1000,3000,10000,30000,100000,300000,1000000,3000000", "sweep_seconds": 0.5,
@@ -90,6 +91,10 @@ def parser():
     p.add_argument("--size", type=int, default=64, help="record size of the latency runs and the batch rows "
                    "")
     p.add_argument("--batch", type=int, default=1024, help="records a call in the batch rows")
+    p.add_argument("--ring-mib", type=int, default=64, help="MiB of data each shmbroker ring and the naive ring "
+                   "hold (a power of two; 64 is the Kafka API's retention.bytes default, larger than this "
+                   "machine's cache: the rings stream through memory, where iceoryx2 reuses a few buffers; the "
+                   "memcpy reference copies into a ring this large too)")
     p.add_argument("--pace-spin-us", type=float, default=100.0, help="the paced producer spins (rather than "
                    "sleeps) this close to each due time")
     p.add_argument("--stall-timeout", type=float, default=30.0, help="seconds without a record before a "
@@ -137,6 +142,10 @@ def options(argv=None):
         raise SystemExit("compare.py: error: --size must be >= %d (two stamps)" % M.STAMPS.size)
     if a.runs < 1:
         raise SystemExit("compare.py: error: --runs must be >= 1")
+    if a.ring_mib < 1 or a.ring_mib & (a.ring_mib - 1) or a.ring_mib << 20 < 2 * max(a.sizes) + 4096:
+        raise SystemExit("compare.py: error: --ring-mib must be a power of two >= 1 holding two of the largest "
+                         "record (--sizes), got %d" % a.ring_mib)
+    compare_peers.set_ring_bytes(a.ring_mib << 20)
     a.peers = [p.name for p in ALL if not names or p.name in names or
                ("shmbroker" in names and p.name.startswith("shmbroker"))]
     a.pins = (0, 1) if a.pin else (None, None)
@@ -223,10 +232,13 @@ def run(a):
                 elif x:
                     fl["c_note"] = x
                 for s in sorted(set(a.sizes) | {65536}):
-                    fl.setdefault("memcpy", {}).setdefault(str(s), []).append(M.memcpy(s, a.memcpy_bytes, RING_DATA))
+                    fl.setdefault("memcpy", {}).setdefault(str(s), []).append(
+                        M.memcpy(s, a.memcpy_bytes, compare_peers.RING_DATA))
+                    other = M.CACHE_RING if compare_peers.RING_DATA != M.CACHE_RING else 1 << 26
+                    fl["memcpy_other_ring"] = other
                     fl.setdefault("memcpy_cache", {}).setdefault(str(s), []).append(
-                        M.memcpy(s, a.memcpy_bytes, M.CACHE_RING))
-                print("%s floors: python p50 %s us, C p50 %s us, memcpy 64 KiB %s GB/s (in cache %s GB/s)" % (
+                        M.memcpy(s, a.memcpy_bytes, other))
+                print("%s floors: python p50 %s us, C p50 %s us, memcpy 64 KiB %s GB/s (other ring %s GB/s)" % (
                     tag, R.g(fl.get("python", [{}])[-1].get("p50")), R.g(fl.get("c", [{}])[-1].get("p50")),
                     R.g(fl["memcpy"]["65536"][-1] / 1e9), R.g(fl["memcpy_cache"]["65536"][-1] / 1e9)), flush=True)
             if "latency" in a.sections:

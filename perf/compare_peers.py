@@ -44,7 +44,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if os.path.join(_HERE, "..") not in sys.path:
     sys.path.insert(1, os.path.join(_HERE, ".."))
 
-RING_DATA = 1 << 26  # bytes of a shmbroker ring (and of the naive ring)
+RING_DATA = 1 << 26  # bytes of a shmbroker ring (and of the naive ring): the Kafka API's retention.bytes default
 RING_SLOTS = 1 << 16
 SHM_OVERHEAD = 64  # a record's header in a ring, roughly (to size how often the consumer frees room)
 _seq = [0]
@@ -56,8 +56,15 @@ def unique(stem=None):
     return "%s%dx%d" % (stem or PREFIX[0], os.getpid(), _seq[0])
 
 
-def free_every(size, data=RING_DATA, slots=RING_SLOTS):
+def set_ring_bytes(n):
+    """The rings' data capacity for this run (compare.py --ring-mib), set before any setup."""
+    global RING_DATA
+    RING_DATA = n
+
+
+def free_every(size, data=None, slots=RING_SLOTS):
     """How many records the consumer reads between two floor moves: a quarter of the ring."""
+    data = RING_DATA if data is None else data
     return max(1, min(slots // 4, data // (4 * (size + SHM_OVERHEAD))))
 
 

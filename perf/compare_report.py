@@ -155,7 +155,9 @@ def markdown(res):
         L += ["", "memcpy (GB/s) into a ring of the contenders' size: " + ", ".join(
             "%s B %s" % (s, mr(v, 1e-9)) for s, v in fl["memcpy"].items())]
     if fl.get("memcpy_cache"):
-        L += ["", "memcpy (GB/s) into a 4 MiB ring (in the CPU's cache; not a target's reference): " + ", ".join(
+        other = fl.get("memcpy_other_ring", 1 << 22)
+        L += ["", "memcpy (GB/s) into a %d MiB ring (%s; not a target's reference): " % (
+            other >> 20, "in the CPU's cache" if other <= 1 << 22 else "through memory") + ", ".join(
             "%s B %s" % (s, mr(v, 1e-9)) for s, v in fl["memcpy_cache"].items())]
     L.append("")
     for rate, chans in res["latency"].items():
@@ -221,7 +223,11 @@ def markdown(res):
           "- Wait modes of shmbroker: spin (poll in a loop), adaptive (spin briefly, then sleep on a futex), "
           "sleep (futex at once). iceoryx2 and the naive ring poll; the others block in the kernel.",
           "- Throughput counts from the producer's first send to the consumer's last record, one call per "
-          "record (batch rows: 2-D arrays of records in, `read_batch_array` / `consume(n)` out).",
+          "record (batch rows: 2-D arrays of records in, `read_batch_array` / `consume(n)` out). shmbroker's "
+          "rings and the naive ring hold %d MiB (`--ring-mib`): a ring larger than the CPU's cache streams "
+          "through memory, where iceoryx2's publisher reuses a few buffers that stay in cache. The raw log reads "
+          "values of 4 KiB and more in place (`LogReader.poll_view`), as iceoryx2's subscriber does." %
+          (res["args"].get("ring_mib", 64)),
           "- Targets are ratios between rows of this one run, so they hold on any machine; absolute figures "
           "move with the machine and its load.", ""]
     if res.get("plots"):
