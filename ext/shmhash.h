@@ -54,108 +54,79 @@ static const uint64_t WIDE_K[8] = {0xBE4BA423396CFEB8ULL, 0x1CAD21F72C81017CULL,
                                    0x1F67B3B7A4A44072ULL, 0x78E5C0CC4EE679CBULL, 0x2172FFCC7DD05A82ULL,
                                    0x8E2443F7744608B8ULL, 0x4C263A81E69035E0ULL};
 
-static void wide_scalar(uint64_t *acc, const uint8_t *p, uint64_t stripes)
+/* Each version is one body: with copy (a constant, folded away) it also
+ * stores every stripe to dst (no overlap) from the registers it sums, so a
+ * copied record is read once, not once to copy and again to sum, and the
+ * sums are those of the bytes stored, whatever a racing writer did to p. */
+#define WIDE_ALWAYS static inline __attribute__((always_inline))
+WIDE_ALWAYS void wide_scalar_t(uint64_t *acc, uint8_t *dst, const uint8_t *p, uint64_t stripes, int copy)
 {
-    for (uint64_t s = 0; s < stripes; s++, p += 64)
+    for (uint64_t s = 0; s < stripes; s++, p += 64, dst = copy ? dst + 64 : dst)
         for (int i = 0; i < 8; i++) {
             uint64_t d, dk;
             memcpy(&d, p + 8 * i, 8);
+            if (copy) memcpy(dst + 8 * i, &d, 8);
             dk = d ^ (WIDE_K[i] + s * WIDE_STEP);
             acc[i ^ 1] += d;
             acc[i] += (dk & 0xFFFFFFFFULL) * (dk >> 32);
         }
 }
+static void wide_scalar(uint64_t *acc, const uint8_t *p, uint64_t n) { wide_scalar_t(acc, NULL, p, n, 0); }
+static void wide_copy_scalar(uint64_t *acc, uint8_t *dst, const uint8_t *p, uint64_t n)
+{
+    wide_scalar_t(acc, dst, p, n, 1);
+}
 
 #if defined(__x86_64__)
 #include <immintrin.h>
-static void wide_sse2(uint64_t *acc, const uint8_t *p, uint64_t stripes)
+WIDE_ALWAYS void wide_sse2_t(uint64_t *acc, uint8_t *dst, const uint8_t *p, uint64_t stripes, int copy)
 {
     __m128i a[4], k[4], step = _mm_set1_epi64x((long long)WIDE_STEP);
     for (int j = 0; j < 4; j++) {
         a[j] = _mm_loadu_si128((const __m128i *)(acc + 2 * j));
         k[j] = _mm_loadu_si128((const __m128i *)(WIDE_K + 2 * j));
     }
-    for (uint64_t s = 0; s < stripes; s++, p += 64)
+    for (uint64_t s = 0; s < stripes; s++, p += 64, dst = copy ? dst + 64 : dst)
         for (int j = 0; j < 4; j++) {
             __m128i d = _mm_loadu_si128((const __m128i *)(p + 16 * j)), dk = _mm_xor_si128(d, k[j]);
+            if (copy) _mm_storeu_si128((__m128i *)(dst + 16 * j), d);
             __m128i prod = _mm_mul_epu32(dk, _mm_srli_epi64(dk, 32));                  /* lo32 * hi32 */
             a[j] = _mm_add_epi64(a[j], _mm_add_epi64(prod, _mm_shuffle_epi32(d, 0x4E))); /* + d[i ^ 1] */
             k[j] = _mm_add_epi64(k[j], step);
         }
     for (int j = 0; j < 4; j++) _mm_storeu_si128((__m128i *)(acc + 2 * j), a[j]);
 }
+static void wide_sse2(uint64_t *acc, const uint8_t *p, uint64_t n) { wide_sse2_t(acc, NULL, p, n, 0); }
+static void wide_copy_sse2(uint64_t *acc, uint8_t *dst, const uint8_t *p, uint64_t n)
+{
+    wide_sse2_t(acc, dst, p, n, 1);
+}
 
-__attribute__((target("avx2"))) static void wide_avx2(uint64_t *acc, const uint8_t *p, uint64_t stripes)
+__attribute__((target("avx2"))) WIDE_ALWAYS void wide_avx2_t(uint64_t *acc, uint8_t *dst, const uint8_t *p,
+                                                             uint64_t stripes, int copy)
 {
     __m256i a[2], k[2], step = _mm256_set1_epi64x((long long)WIDE_STEP);
     for (int j = 0; j < 2; j++) {
         a[j] = _mm256_loadu_si256((const __m256i *)(acc + 4 * j));
         k[j] = _mm256_loadu_si256((const __m256i *)(WIDE_K + 4 * j));
     }
-    for (uint64_t s = 0; s < stripes; s++, p += 64)
+    for (uint64_t s = 0; s < stripes; s++, p += 64, dst = copy ? dst + 64 : dst)
         for (int j = 0; j < 2; j++) {
             __m256i d = _mm256_loadu_si256((const __m256i *)(p + 32 * j)), dk = _mm256_xor_si256(d, k[j]);
+            if (copy) _mm256_storeu_si256((__m256i *)(dst + 32 * j), d);
             __m256i prod = _mm256_mul_epu32(dk, _mm256_srli_epi64(dk, 32));
             a[j] = _mm256_add_epi64(a[j], _mm256_add_epi64(prod, _mm256_shuffle_epi32(d, 0x4E)));
             k[j] = _mm256_add_epi64(k[j], step);
         }
     for (int j = 0; j < 2; j++) _mm256_storeu_si256((__m256i *)(acc + 4 * j), a[j]);
 }
-#endif
-
-/* The same sums over src while copying it to dst (no overlap): each stripe
- * is loaded once, stored and summed from the same registers, so a record is
- * read once, not once to copy and again to sum; and the sums are those of
- * the bytes stored, whatever a racing writer did to src meanwhile. */
-static void wide_copy_scalar(uint64_t *acc, uint8_t *dst, const uint8_t *p, uint64_t stripes)
+__attribute__((target("avx2"))) static void wide_avx2(uint64_t *acc, const uint8_t *p, uint64_t n)
 {
-    for (uint64_t s = 0; s < stripes; s++, p += 64, dst += 64)
-        for (int i = 0; i < 8; i++) {
-            uint64_t d, dk;
-            memcpy(&d, p + 8 * i, 8);
-            memcpy(dst + 8 * i, &d, 8);
-            dk = d ^ (WIDE_K[i] + s * WIDE_STEP);
-            acc[i ^ 1] += d;
-            acc[i] += (dk & 0xFFFFFFFFULL) * (dk >> 32);
-        }
+    wide_avx2_t(acc, NULL, p, n, 0);
 }
-
-#if defined(__x86_64__)
-static void wide_copy_sse2(uint64_t *acc, uint8_t *dst, const uint8_t *p, uint64_t stripes)
+__attribute__((target("avx2"))) static void wide_copy_avx2(uint64_t *acc, uint8_t *dst, const uint8_t *p, uint64_t n)
 {
-    __m128i a[4], k[4], step = _mm_set1_epi64x((long long)WIDE_STEP);
-    for (int j = 0; j < 4; j++) {
-        a[j] = _mm_loadu_si128((const __m128i *)(acc + 2 * j));
-        k[j] = _mm_loadu_si128((const __m128i *)(WIDE_K + 2 * j));
-    }
-    for (uint64_t s = 0; s < stripes; s++, p += 64, dst += 64)
-        for (int j = 0; j < 4; j++) {
-            __m128i d = _mm_loadu_si128((const __m128i *)(p + 16 * j)), dk = _mm_xor_si128(d, k[j]);
-            _mm_storeu_si128((__m128i *)(dst + 16 * j), d);
-            __m128i prod = _mm_mul_epu32(dk, _mm_srli_epi64(dk, 32));
-            a[j] = _mm_add_epi64(a[j], _mm_add_epi64(prod, _mm_shuffle_epi32(d, 0x4E)));
-            k[j] = _mm_add_epi64(k[j], step);
-        }
-    for (int j = 0; j < 4; j++) _mm_storeu_si128((__m128i *)(acc + 2 * j), a[j]);
-}
-
-__attribute__((target("avx2"))) static void wide_copy_avx2(uint64_t *acc, uint8_t *dst, const uint8_t *p,
-                                                           uint64_t stripes)
-{
-    __m256i a[2], k[2], step = _mm256_set1_epi64x((long long)WIDE_STEP);
-    for (int j = 0; j < 2; j++) {
-        a[j] = _mm256_loadu_si256((const __m256i *)(acc + 4 * j));
-        k[j] = _mm256_loadu_si256((const __m256i *)(WIDE_K + 4 * j));
-    }
-    for (uint64_t s = 0; s < stripes; s++, p += 64, dst += 64)
-        for (int j = 0; j < 2; j++) {
-            __m256i d = _mm256_loadu_si256((const __m256i *)(p + 32 * j)), dk = _mm256_xor_si256(d, k[j]);
-            _mm256_storeu_si256((__m256i *)(dst + 32 * j), d);
-            __m256i prod = _mm256_mul_epu32(dk, _mm256_srli_epi64(dk, 32));
-            a[j] = _mm256_add_epi64(a[j], _mm256_add_epi64(prod, _mm256_shuffle_epi32(d, 0x4E)));
-            k[j] = _mm256_add_epi64(k[j], step);
-        }
-    for (int j = 0; j < 2; j++) _mm256_storeu_si256((__m256i *)(acc + 4 * j), a[j]);
+    wide_avx2_t(acc, dst, p, n, 1);
 }
 #endif
 
