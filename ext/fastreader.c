@@ -58,11 +58,11 @@ static int reader_read_view(Reader *r, log_rec *rec, PyObject **out)
 {
     FastLog *fl = r->fl;
     uint64_t at = 0;
+    /* in place only while the floor is at or below pos (checked there); a
+     * floor only rises, so no producer may reuse the record's bytes until it
+     * rises past pos - our next poll moves it */
     int rc = log_read_value_view(fl->v, r->pos, rec, fl->buf, fl->cap, &at);
-    /* acquire: pairs with log_set_floor's CAS; a floor only rises, so one at
-     * or below pos now was so through the read, and no producer may reuse
-     * the record's bytes until it rises past pos (our next poll moves it) */
-    if (rc == LOG_E_BUFFER || (rc == LOG_OK && log_get_floor(fl->v) > r->pos)) {
+    if (rc == LOG_E_BUFFER) {
         PyObject *b = NULL;
         rc = reader_read_value(r, rec, &b);
         if (rc != LOG_OK) return rc;

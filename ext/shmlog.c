@@ -873,7 +873,7 @@ static inline __attribute__((always_inline)) int write_record(log_view *v, uint6
     if (hl) sm = put_part(v, at, hd, hl, sm ^ SUM_HDR_SEED);
     at += hl;
     if (__builtin_expect(v->crash_point == LOG_CP_MID_COPY, 0)) {
-        ring_put(v, at, val, vv / 2);
+        if (vv) ring_put(v, at, val, vv / 2);
         crash_at(v, LOG_CP_MID_COPY);
     }
     uint32_t sum = checksum_fold(put_part(v, at, val, vv, sm)); /* the value's pass even when empty */
@@ -1050,8 +1050,8 @@ static int read_one_x(log_view *v, uint64_t o, log_rec *rec, uint8_t *buf, uint6
     if (view_at) { /* summed where it lies, not copied */
         sm = hash_part(v->data + vat, vl, sm);
         *view_at = (uint64_t)(v->data - (uint8_t *)v->h) + vat;
-    } else
-        sm = get_part(v, at + kl + hl, vbuf ? vbuf : buf + kl + hl, vl, sm);
+    } else /* (no pointer arithmetic on a NULL buf of an empty record) */
+        sm = get_part(v, at + kl + hl, vbuf ? vbuf : (kl + hl + vl ? buf + kl + hl : buf), vl, sm);
     /* acquire fence: orders the copies above before the re-checks below;
      * pairs with the next writer's claim CAS / slot CAS (full barriers) */
     atom_fence_acquire();
@@ -1065,6 +1065,12 @@ static int read_one_x(log_view *v, uint64_t o, log_rec *rec, uint8_t *buf, uint6
     if (rh.offset != o || rh.rec_len != rl || rh.checksum != sum || checksum_fold(sm) != sum)
         return LOG_CORRUPT_RECORD;
     if (hl && !headers_wellformed(buf + kl, hl)) return LOG_CORRUPT_RECORD; /* a hostile writer's block */
+    /* a view is the record's only while no producer may reuse its bytes: the
+     * block-mode floor at or below it, in offsets and in bytes.  Acquire
+     * loads: pair with log_set_floor's CASes, which raise floor_bytes first,
+     * so a setter between its two CASes is seen here too.  Else: a copy. */
+    if (view_at && (atom_load_acquire64(&v->h->floor_bytes) > pos || atom_load_acquire64(&v->h->floor) > o))
+        return LOG_E_BUFFER;
     rec->offset = o;
     rec->timestamp_ns = ts;
     rec->key_len = (uint32_t)kl;

@@ -125,9 +125,10 @@ int log_read_value_into(log_view *v, uint64_t offset, log_rec *rec, char *buf, u
 /* Offset o read in place: key and headers into buf (cap bytes), the value
  * checked where it lies in the ring and not copied - *value_at is its byte
  * offset from the segment's start (rec->val_len its length).  LOG_E_BUFFER
- * if the value wraps the ring's end (read it with a copy).  The bytes stay
- * the record's only while no producer may reuse them: a block-mode log
- * whose floor is at or below o. */
+ * (read it with a copy) if the value wraps the ring's end, or if the log's
+ * floor is past the record already (in offsets or in bytes): the bytes stay
+ * the record's only while no producer may reuse them - a block-mode log
+ * whose floor stays at or below o. */
 int log_read_value_view(log_view *v, uint64_t offset, log_rec *rec, char *buf, uint64_t cap, uint64_t *value_at);
 int log_read_batch(log_view *v, uint64_t offset, uint64_t max_records, log_rec *recs,
                    char *buf, uint64_t cap, log_batch *out);

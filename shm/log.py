@@ -534,7 +534,10 @@ class PartitionLog:
         keeps the floor at or below it until then (with *floor_every*; nothing
         else may move the floor past it meanwhile: another reader's
         floor_every, trim).  A value that wraps the ring's end, or that the
-        floor has passed already, comes as a view of a copy.  It passes over tombstones and corrupt records (counted in
+        floor has passed already, comes as a view of a copy.  A view is not
+        checked again after it is handed out: a producer that was stopped,
+        repaired as dead and then resumed would write its old bytes under it
+        (a copying read catches that by the checksum).  It passes over tombstones and corrupt records (counted in
         ``skipped``) and, if producers lapped it, moves up to the oldest record
         held (counting the ones it missed in ``lost``); ``position`` is the next
         offset (set it to seek).  *mode* and *spin_us* as for poll().  With
@@ -558,9 +561,12 @@ class PartitionLog:
             if self.on_wait is not None:
                 self.on_wait()
         if self.overflow == BLOCK and self._view_base is None:
-            mv = memoryview(self._seg.mm)
-            self._view_base = mv.toreadonly()  # the same buffer; its slices cannot write the ring
-            mv.release()
+            with _release_lock:  # made once, and never after close() released it
+                self._check_open()
+                if self._view_base is None:
+                    mv = memoryview(self._seg.mm)
+                    self._view_base = mv.toreadonly()  # the same buffer; its slices cannot write the ring
+                    mv.release()
         return _fastlog.LogReader(self._fast, offset, spin_ns, floor_every, sleep, self._check_open, idle,
                                   self._view_base if self.overflow == BLOCK else None)
 

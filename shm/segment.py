@@ -180,9 +180,9 @@ class Segment:
             try:
                 self.mm.close()
             except BufferError:
-                # memoryviews of the mapping are alive (LogReader.poll_view's): the mapping is unmapped
-                # when the last of them goes, never under them
-                pass
+                # memoryviews of the mapping are alive (LogReader.poll_view's): dropped here, the mapping
+                # is unmapped when the last of them goes, never under them
+                self.mm = None
 
     def unlink(self):
         unlink(self.name)

@@ -285,6 +285,14 @@ def test_poll_view_copies_what_it_cannot_hold_in_place(logs):
     log.set_floor(rd.position + 1)  # someone else moved the floor past it
     view = late.poll_view(1)
     assert view == b"z" * 2000 and isinstance(view.obj, bytes)
+    # a setter between its two steps: the byte floor (raised first) past the record, the offset floor not yet
+    o = log.append(b"w" * 2000)
+    mm = log._seg.mm
+    pos, = struct.unpack_from("<Q", mm, 4096 + (o % log.slot_count) * 64 + 8)
+    assert struct.unpack_from("<Q", mm, 384)[0] <= o  # the offset floor (header word 384) is below it
+    struct.pack_into("<Q", mm, 392, pos + 8)  # the byte floor (word 392) past its start
+    view = late.poll_view(1)
+    assert view == b"w" * 2000 and isinstance(view.obj, bytes)
     assert (rd.lost, rd.skipped, late.lost, late.skipped) == (0, 0, 0, 0)
 
 
