@@ -11,7 +11,8 @@ Measures:
   rounds alternate the methods and the round with the median p50 stands for
   each;
 - appends per second from one process, 64 B one call per record and in
-  batches, reads back, and 64 KiB appends against memcpy's bandwidth;
+  batches, reads back, 64 KiB appends against memcpy's bandwidth, and
+  64 KiB reads of a block log copied (poll_value) and in place (poll_view);
 - system calls during appends with no reader asleep (strace, if installed).
 
 How to read it: the ratios are the point (spin p50 over the floor, sleep p50
@@ -100,6 +101,13 @@ def run(args, out=print):
             % (t["bytes_per_s"] / 1e9, 100 * t["bytes_per_s"] / mc, t["records_per_s"],
                verdict(t["bytes_per_s"] >= 0.25 * mc)))
         out("append 64 KiB batch of 16  %6.2f GB/s = %4.0f%% of memcpy" % (tb["bytes_per_s"] / 1e9, 100 * tb["bytes_per_s"] / mc))
+        progress("throughput: 64 KiB reads, copied and in place")
+        r = res["read_64k"] = bench.view_read_throughput(65536, args.repeats)
+        progress.done()
+        out("read 64 KiB, poll_value    %6.2f GB/s  [%.2f]  (a copy into a bytes object)" % (
+            r["copy"] / 1e9, r["copy_median"] / 1e9))
+        out("read 64 KiB, poll_view     %6.2f GB/s  [%.2f]  (in place: %.2fx the copy)" % (
+            r["view"] / 1e9, r["view_median"] / 1e9, r["view"] / r["copy"]))
     if "syscalls" in only:
         s = res["syscalls"] = bench.append_syscalls(args.syscall_appends)
         if s is None:

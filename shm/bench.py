@@ -220,6 +220,36 @@ def read_throughput(size=64, records=500_000, batch=0, repeats=3):
         unlink(name)
 
 
+def view_read_throughput(size=65536, repeats=3, data=1 << 26):
+    """Bytes/s reading back a block log's *size*-byte records through a
+    reader, copying (poll_value) and in place (poll_view), alternating:
+    {"copy": best, "view": best, "copy_median": ..., "view_median": ...}."""
+    name = "/shmbench_vw_%d" % os.getpid()
+    log = PartitionLog.create(name, slot_count=1 << 16, data_capacity=data, max_record=size, overflow="block")
+    try:
+        v = os.urandom(size)
+        records = min(1 << 15, data // (size + 64) - 2)
+        for _ in range(records):
+            log.append(v)
+        rates = {"copy": [], "view": []}
+        for _ in range(repeats):
+            for how in ("copy", "view"):
+                rd = log.reader(0, "spin")
+                get = rd.poll_view if how == "view" else rd.poll_value
+                t = time.perf_counter_ns()
+                for _ in range(records):
+                    x = get(0)
+                    x[0]  # noqa: B018 (touch it, as a consumer would)
+                rates[how].append(records * size / ((time.perf_counter_ns() - t) / 1e9))
+                del x, get, rd  # the last view goes before the next round and the close
+        out = {k: max(r) for k, r in rates.items()}
+        out.update({k + "_median": float(np.median(r)) for k, r in rates.items()})
+        return out
+    finally:
+        log.close()
+        unlink(name)
+
+
 def memcpy_bandwidth(size=65536, total_bytes=1 << 30, ring=1 << 26):
     """Bytes/s copying *size*-byte blocks into a *ring*-byte buffer at
     rotating positions (what an append of that size does at best)."""
