@@ -1050,8 +1050,8 @@ static int read_one_x(log_view *v, uint64_t o, log_rec *rec, uint8_t *buf, uint6
     if (view_at) { /* summed where it lies, not copied */
         sm = hash_part(v->data + vat, vl, sm);
         *view_at = (uint64_t)(v->data - (uint8_t *)v->h) + vat;
-    } else /* (no pointer arithmetic on a NULL buf of an empty record) */
-        sm = get_part(v, at + kl + hl, vbuf ? vbuf : (kl + hl + vl ? buf + kl + hl : buf), vl, sm);
+    } else /* (an empty value: no pointer arithmetic on the NULL buf of an empty record) */
+        sm = get_part(v, at + kl + hl, vbuf ? vbuf : vl ? buf + kl + hl : buf, vl, sm);
     /* acquire fence: orders the copies above before the re-checks below;
      * pairs with the next writer's claim CAS / slot CAS (full barriers) */
     atom_fence_acquire();

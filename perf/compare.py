@@ -231,11 +231,11 @@ def run(a):
                     fl.setdefault("c", []).append(x)
                 elif x:
                     fl["c_note"] = x
+                other = fl["memcpy_other_ring"] = (M.CACHE_RING if compare_peers.RING_DATA != M.CACHE_RING
+                                                   else 1 << 26)  # the row beside the reference
                 for s in sorted(set(a.sizes) | {65536}):
                     fl.setdefault("memcpy", {}).setdefault(str(s), []).append(
                         M.memcpy(s, a.memcpy_bytes, compare_peers.RING_DATA))
-                    other = M.CACHE_RING if compare_peers.RING_DATA != M.CACHE_RING else 1 << 26
-                    fl["memcpy_other_ring"] = other
                     fl.setdefault("memcpy_cache", {}).setdefault(str(s), []).append(
                         M.memcpy(s, a.memcpy_bytes, other))
                 print("%s floors: python p50 %s us, C p50 %s us, memcpy 64 KiB %s GB/s (other ring %s GB/s)" % (

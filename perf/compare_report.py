@@ -7,6 +7,7 @@ import math
 import os
 import statistics
 
+from compare_peers import ShmRaw
 from perfutil import verdict
 
 PCTS = ("p50", "p90", "p99", "p99.9", "p99.99", "max")
@@ -226,8 +227,8 @@ def markdown(res):
           "record (batch rows: 2-D arrays of records in, `read_batch_array` / `consume(n)` out). shmbroker's "
           "rings and the naive ring hold %d MiB (`--ring-mib`): a ring larger than the CPU's cache streams "
           "through memory, where iceoryx2's publisher reuses a few buffers that stay in cache. The raw log reads "
-          "values of 4 KiB and more in place (`LogReader.poll_view`), as iceoryx2's subscriber does." %
-          (res["args"].get("ring_mib", 64)),
+          "values of %d KiB and more in place (`LogReader.poll_view`), as iceoryx2's subscriber does." %
+          (res["args"].get("ring_mib", 64), ShmRaw.VIEW_MIN >> 10),
           "- Targets are ratios between rows of this one run, so they hold on any machine; absolute figures "
           "move with the machine and its load.", ""]
     if res.get("plots"):

@@ -537,10 +537,11 @@ class PartitionLog:
         floor has passed already, comes as a view of a copy.  A view is not
         checked again after it is handed out: a producer that was stopped,
         repaired as dead and then resumed would write its old bytes under it
-        (a copying read catches that by the checksum).  It passes over tombstones and corrupt records (counted in
-        ``skipped``) and, if producers lapped it, moves up to the oldest record
-        held (counting the ones it missed in ``lost``); ``position`` is the next
-        offset (set it to seek).  *mode* and *spin_us* as for poll().  With
+        (a copying read catches that by the checksum).  A reader passes over
+        tombstones and corrupt records (counted in ``skipped``) and, if
+        producers lapped it, moves up to the oldest record held (counting the
+        ones it missed in ``lost``); ``position`` is the next offset (set it
+        to seek).  *mode* and *spin_us* as for poll().  With
         *floor_every* > 0 it moves a block-mode log's floor to its position
         every that many records (set_floor: producers may reuse the space)."""
         self._check_open()
@@ -568,7 +569,7 @@ class PartitionLog:
                     self._view_base = mv.toreadonly()  # the same buffer; its slices cannot write the ring
                     mv.release()
         return _fastlog.LogReader(self._fast, offset, spin_ns, floor_every, sleep, self._check_open, idle,
-                                  self._view_base if self.overflow == BLOCK else None)
+                                  self._view_base)  # None for an overwrite log: poll_view refuses
 
     def watermarks(self):
         """(low, high): the oldest offset still held, the next to be written."""
