@@ -352,7 +352,9 @@ class Pacer:
     start + i / rate.  ``wait(i)`` returns when record i is due (at once if it
     is late) with its due time (monotonic ns): a latency measured from that
     time counts the wait of every record a stall held back.  Sleeps while more
-    than *spin_us* ahead, then spins (0: sleep only)."""
+    than *spin_us* ahead, then spins (0: sleep only).  ``wait_stamp(i)`` also
+    returns the clock's reading as the wait ended: the send stamp, without a
+    second clock call between the due time and the send."""
 
     def __init__(self, rate, spin_us=0, clock=time.monotonic_ns, sleep=time.sleep):
         if not rate > 0:
@@ -371,21 +373,27 @@ class Pacer:
         return self.t0 + int(i * self.period_ns)
 
     def wait(self, i):
+        return self.wait_stamp(i)[0]
+
+    def wait_stamp(self, i):
+        """``wait(i)``, returning (due, now): *now* is the clock's last reading,
+        taken as the wait ended, so the caller sends at once instead of
+        reading the clock again for its send stamp."""
         if self.t0 is None:
             self.start()
         due = self.t0 + int(i * self.period_ns)
         clock = self._clock
-        ahead = due - clock()
-        while ahead > self._spin:
-            self._sleep((ahead - self._spin) / 1e9)
-            ahead = due - clock()
-        if ahead > 0:
+        now = clock()
+        while due - now > self._spin:
+            self._sleep((due - now - self._spin) / 1e9)
+            now = clock()
+        if now < due:
             if clock is time.monotonic_ns:  # the spin in C (shm._fastlog.spin_until): back within ns of due
-                _spin_until(due)
+                now = _spin_until(due)
             else:
-                while due - clock() > 0:
-                    pass
-        return due
+                while now < due:
+                    now = clock()
+        return due, now
 
 
 def plot(path, stages, title=None):

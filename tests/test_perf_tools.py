@@ -271,6 +271,14 @@ def test_pacer_spins_its_last_stretch_in_c_on_the_real_clock():
     for i in range(200):
         due = pacer.wait(i)
         assert due == pacer.t0 + i * 50_000 and time.monotonic_ns() >= due
+    # wait_stamp: the same wait, with the clock reading it ended on (the send stamp): at or after due
+    for i in range(200, 400):
+        before = time.monotonic_ns()
+        due, now = pacer.wait_stamp(i)
+        assert due == pacer.t0 + i * 50_000 and due <= now <= time.monotonic_ns() and now >= before
+    stuck = Pacer(1000, clock=lambda: 5 * 10**9)  # a clock standing at 5 s; record 0 was due at 1 s
+    stuck.start(10**9)
+    assert stuck.wait_stamp(0) == (10**9, 5 * 10**9)  # late: back at once, stamped with the reading it saw
 
 
 # -- usage errors
