@@ -225,6 +225,7 @@ def run(a):
                 fl = res["floors"]
                 x = attempt("python floor", M.python_floor, a.floor_rounds, min(2000, a.floor_rounds // 5))
                 if x:
+                    x["run"] = r  # (targets pair each row with the floor of its own run)
                     fl.setdefault("python", []).append(x)
                 x = attempt("C floor", M.c_floor, tmp, a.floor_rounds, min(2000, a.floor_rounds // 5))
                 if isinstance(x, dict):
@@ -249,7 +250,7 @@ def run(a):
                                     a.lat_records, min(a.warmup, max(50, rate // 5)), a)
                         if x is None:
                             continue
-                        row = _lat_row(x)
+                        row = _lat_row(x, r)
                         res["latency"].setdefault(str(rate), {}).setdefault(ch, {"runs": []})["runs"].append(row)
                         st = stages.setdefault(str(rate), {}).get(ch)
                         stages[str(rate)][ch] = x["corrected"] if st is None else st.merge(x["corrected"])
@@ -266,7 +267,7 @@ def run(a):
                                     min(a.warmup, max(50, rate // 10)), a)
                         if x is None:
                             break
-                        row = _lat_row(x)
+                        row = _lat_row(x, r)
                         pt = next((p for p in pts if p["rate"] == rate), None)
                         if pt is None:
                             pt = {"rate": rate, "runs": []}
@@ -288,6 +289,7 @@ def run(a):
                                 a.tp_seconds, min(a.warmup, max(20, int(a.tp_bytes // s // 100))), a, batch)
                     if x is None:
                         continue
+                    x["run"] = r
                     res["throughput"].setdefault(str(s), {}).setdefault(ch, {"runs": []})["runs"].append(x)
                     print("%s throughput %7d B %-28s %8.3f M rec/s %8.3f GB/s, consumer CPU %s us/record" % (
                         tag, s, ch, x["records_per_s"] / 1e6, x["bytes_per_s"] / 1e9, R.g(x["cpu_us"])), flush=True)
@@ -314,11 +316,11 @@ def run(a):
     return res
 
 
-def _lat_row(x):
+def _lat_row(x, run):
     c, u = x["corrected"].summary((50, 90, 99, 99.9, 99.99)), x["uncorrected"].summary((50, 99, 99.9))
     row = {k: c[k] for k in ("p50", "p90", "p99", "p99.9", "p99.99", "max", "mean", "count")}
     row.update(uncorrected_p50=u["p50"], uncorrected_p99=u["p99"], uncorrected_p999=u["p99.9"],
-               reached=x["reached"], saturated=x["saturated"], cpu_us=x["cpu_us"], rate=x["rate"])
+               reached=x["reached"], saturated=x["saturated"], cpu_us=x["cpu_us"], rate=x["rate"], run=run)
     return row
 
 

@@ -39,14 +39,21 @@ def mr(xs, scale=1.0):
 
 
 # ---- targets ---------------------------------------------------------------------------------
+def _by_run(rows, key):
+    """{run: row[key]} (rows of an older results.json without a run number: their position)."""
+    return {r.get("run", i): r[key] for i, r in enumerate(rows or []) if r.get(key) is not None} or None
+
+
 def _lat_p50(res, rate, ch):
-    runs = res["latency"].get(str(rate), {}).get(ch, {}).get("runs")
-    return med([r["p50"] for r in runs]) if runs else None
+    return _by_run(res["latency"].get(str(rate), {}).get(ch, {}).get("runs"), "p50")
 
 
 def _tp(res, size, ch, key="records_per_s"):
-    runs = res["throughput"].get(str(size), {}).get(ch, {}).get("runs")
-    return med([r[key] for r in runs]) if runs else None
+    return _by_run(res["throughput"].get(str(size), {}).get(ch, {}).get("runs"), key)
+
+
+def _med(by_run):
+    return None if by_run is None else med(list(by_run.values()))
 
 
 def _u(x, unit):
@@ -57,28 +64,44 @@ def _u(x, unit):
     return g(x) + unit
 
 
+def paired_ratio(a, b):
+    """a / b for two {run: value} (or a plain number for a fixed target): the median over the runs
+    both have of the ratio within each run - the two rows of one run ran minutes apart on the same
+    machine, while runs differ with its load - else (no run in common) the ratio of the medians.
+    Returns (ratio, median of a, median of b)."""
+    am = _med(a) if isinstance(a, dict) else a
+    bm = _med(b) if isinstance(b, dict) else b
+    if isinstance(a, dict) and isinstance(b, dict):
+        both = [a[k] / b[k] for k in a if k in b and b[k]]
+    elif isinstance(a, dict):
+        both = [x / b for x in a.values()]
+    else:
+        both = [a / x for x in b.values() if x]
+    return (med(both) if both else am / bm), am, bm
+
+
 def targets(res):
-    """[(text, met or None, ratio, detail)]: the issue's "lead every row" targets, from this run's medians."""
+    """[(text, met or None, ratio, detail)]: the issue's "lead every row" targets, each the median over
+    runs of its ratio within a run (paired_ratio)."""
     rate = res["args"]["target_rate"]
-    floor = med([r["p50"] for r in res["floors"].get("python", [])])
+    floor = _by_run(res["floors"].get("python"), "p50")
     raw, kaf = "shmbroker-raw/spin", "shmbroker-kafka/spin"
     out = []
 
-    def le(text, a, b, factor, what_a, what_b, unit):
-        """a <= factor * b"""
-        if a is None or b is None or not b:
+    def cmp(text, a, b, factor, what_a, what_b, unit, ok):
+        if a is None or b is None:
             out.append((text, None, None, "not measured: %s" % (what_a if a is None else what_b)))
             return
-        ratio = a / b
-        out.append((text, ratio <= factor, ratio, "%s %s / %s %s" % (what_a, _u(a, unit), what_b, _u(b, unit))))
+        ratio, am, bm = paired_ratio(a, b)
+        out.append((text, ok(ratio, factor), ratio, "%s %s / %s %s" % (what_a, _u(am, unit), what_b, _u(bm, unit))))
 
-    def ge(text, a, b, factor, what_a, what_b, unit):
+    def le(*args):
+        """a <= factor * b"""
+        cmp(*args, ok=lambda r, f: r <= f)
+
+    def ge(*args):
         """a >= factor * b"""
-        if a is None or b is None or not b:
-            out.append((text, None, None, "not measured: %s" % (what_a if a is None else what_b)))
-            return
-        ratio = a / b
-        out.append((text, ratio >= factor, ratio, "%s %s / %s %s" % (what_a, _u(a, unit), what_b, _u(b, unit))))
+        cmp(*args, ok=lambda r, f: r >= f)
 
     r_raw, r_kaf, r_iox = _lat_p50(res, rate, raw), _lat_p50(res, rate, kaf), _lat_p50(res, rate, "iceoryx2")
     le("polling p50 at %g/s: raw log <= 4x the Python floor" % rate, r_raw, floor, 4, "raw", "floor", " us")
@@ -98,7 +121,7 @@ def targets(res):
     ge("batched end to end, %d B through consume(): Kafka API >= 5 M records/s" % bs, b_kaf, 5e6, 1, "Kafka API",
        "target", " rec/s")
     s = 65536
-    mc = med(res["floors"].get("memcpy", {}).get(str(s), []))
+    mc = dict(enumerate(res["floors"].get("memcpy", {}).get(str(s), []))) or None  # one a run, in order
     for ch, what in ((raw, "raw log"), (kaf, "Kafka API")):
         a = _tp(res, s, ch, "bytes_per_s")
         ge("64 KiB end to end: %s >= the naive ring" % what, a, _tp(res, s, "pyring", "bytes_per_s"), 1, what,
@@ -229,7 +252,7 @@ def markdown(res):
           "through memory, where iceoryx2's publisher reuses a few buffers that stay in cache. The raw log reads "
           "values of %d KiB and more in place (`LogReader.poll_view`), as iceoryx2's subscriber does." %
           (res["args"].get("ring_mib", 64), ShmRaw.VIEW_MIN >> 10),
-          "- Targets are ratios between rows of this one run, so they hold on any machine; absolute figures "
+          "- Targets are ratios between rows of this one run, so they hold on any machine: each is the median over runs of the ratio within a run (the two rows of a run ran minutes apart; runs differ with the machine's load); absolute figures "
           "move with the machine and its load.", ""]
     if res.get("plots"):
         L += ["Plots: " + ", ".join("[%s](%s)" % (p, p) for p in res["plots"]), ""]
@@ -249,10 +272,10 @@ def readme_block(res):
     floor = med([r["p50"] for r in res["floors"].get("python", [])])
 
     def lat(ch):
-        return g(_lat_p50(res, rate, ch), " us")
+        return g(_med(_lat_p50(res, rate, ch)), " us")
 
     def tp(size, ch, key="records_per_s"):
-        x = _tp(res, size, ch, key)
+        x = _med(_tp(res, size, ch, key))
         return "-" if x is None else (_u(x, " rec/s") if key == "records_per_s" else _u(x, " B/s"))
     lines = [README_BEGIN,
              "`%s` on %s (%s, %d cores, Linux %s, Python %s; %d run(s), medians):" % (

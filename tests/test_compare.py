@@ -112,3 +112,31 @@ def test_compare_quick_shmbroker(tmp_path):
     for png in ("latency_5000.png", "latency_vs_rate.png", "throughput.png"):
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, png
+
+
+def _report():
+    sys.path.insert(0, os.path.join(ROOT, "perf"))
+    try:
+        import compare_report
+    finally:
+        sys.path.pop(0)
+    return compare_report
+
+
+def test_targets_pair_each_row_with_its_own_run():
+    """A target's ratio is the median over runs of the ratio within each run: a machine twice as slow in
+    run 1 slows both rows there and moves no ratio; the ratio of the medians would (2/1.1 here)."""
+    R = _report()
+    ratio, am, bm = R.paired_ratio({0: 1.0, 1: 2.0, 2: 1.2}, {0: 0.5, 1: 1.0, 2: 0.6})
+    assert (ratio, am, bm) == (2.0, 1.2, 0.6)
+    ratio, _, _ = R.paired_ratio({0: 1.0, 1: 2.2, 2: 1.1}, {0: 1.0, 1: 2.0, 2: 0.5})
+    assert ratio == pytest.approx(1.1)  # ratios 1.0, 1.1, 2.2; the medians' ratio: 1.1 / 1.0
+    assert R.paired_ratio({3: 10.0}, {0: 5.0}) == (2.0, 10.0, 5.0)  # no run in common: the medians
+    assert R.paired_ratio({0: 30e6, 1: 10e6, 2: 20e6}, 20e6)[0] == 1.0  # a fixed target
+    lat = {"runs": [{"run": 0, "p50": 0.4}, {"run": 1, "p50": 0.9}, {"run": 2, "p50": 0.5}]}
+    res = {"args": {"target_rate": 10000, "size": 64}, "throughput": {},
+           "floors": {"python": [{"run": 0, "p50": 0.1}, {"run": 1, "p50": 0.25}, {"run": 2, "p50": 0.1}]},
+           "latency": {"10000": {"shmbroker-raw/spin": lat}}}
+    text, met, ratio, detail = R.targets(res)[0]
+    assert "4x the Python floor" in text and met and ratio == 4.0, (ratio, detail)  # 4.0, 3.6, 5.0
+    assert detail == "raw 0.500 us / floor 0.100 us"  # the medians, for the reader
