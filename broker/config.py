@@ -18,7 +18,7 @@ _log = logging.getLogger("broker.config")
 
 COMMON = {"bootstrap.servers", "client.id", "shm.namespace", "shm.wait", "shm.block.timeout.ms", "error_cb",
           "logger", "shm.supervisor", "shm.mode", "stats_cb", "statistics.interval.ms", "debug", "log_level",
-          "throttle_cb", "oauth_cb"}
+          "throttle_cb", "oauth_cb", "shm.pre.touch"}
 PRODUCER = {"partitioner", "on_delivery", "acks", "request.required.acks", "linger.ms", "queue.buffering.max.ms",
             "batch.size", "batch.num.messages", "compression.type", "compression.codec", "enable.idempotence",
             "message.max.bytes", "queue.buffering.max.messages", "queue.buffering.max.kbytes", "retries",
@@ -225,6 +225,7 @@ VALIDATORS = {
     "check.crcs": _bool,
     # produce->poll latency per group and partition, in shared memory (broker/latency_hist.py)
     "shm.latency.histogram": _bool,
+    "shm.pre.touch": _bool,  # map every page of a partition when the client opens it (no page faults later)
     "shm.aio.waker": _enum("auto", "io_uring", "thread"),  # broker.aio's AIOConsumer (the sync one ignores it)
     "allow.auto.create.topics": _bool,  # with the namespace's auto.create.topics.enable (broker/autocreate.py)
 }

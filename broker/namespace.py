@@ -186,6 +186,7 @@ class Namespace:
     def __init__(self, name, create=True, mode=None):
         self.name = check_namespace(name)
         self.mode = check_mode(mode)
+        self.pre_touch = False  # open_partition maps every page at once (a client's shm.pre.touch)
         self.meta_name = "/shmb.%s" % name
         self.seg = self._open(create)
         try:
@@ -584,7 +585,8 @@ class Namespace:
         self.check_alive()  # never attach a new namespace's segment of the same name
         log = PartitionLog.attach(self.partition_segment(info.topic_id, p),
                                   None if self.mode == ANY_MODE else self.mode,
-                                  "partition %d of topic %r in namespace %r" % (p, info.name, self.name))
+                                  "partition %d of topic %r in namespace %r" % (p, info.name, self.name),
+                                  populate=self.pre_touch)
         log.on_deleted = self.check_alive  # a deleted partition may mean a destroyed namespace
         self._logs.add(log)
         if self._token_pid == os.getpid():  # a registered client: its claims carry its token

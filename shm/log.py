@@ -171,8 +171,9 @@ class PartitionLog:
             raise
 
     @classmethod
-    def attach(cls, name, mode=None, what=None):
-        seg = Segment.attach(name, mode, what)  # with mode: owner and mode checked (shm.segment.owner_problem)
+    def attach(cls, name, mode=None, what=None, populate=False):
+        """Map the log *name* (*populate*: every page now, so appends and reads never take a page fault)."""
+        seg = Segment.attach(name, mode, what, populate)  # with mode: owner and mode checked (shm.segment.owner_problem)
         try:
             return cls(seg)
         except BaseException:

@@ -197,3 +197,22 @@ def test_after_a_lap_poll_waits_out_its_timeout_and_a_nan_timeout_is_refused(ns,
         assert c.position([TopicPartition("t", 0)])[0].offset == 40
         with pytest.raises(ValueError):
             c.poll(float("nan"))
+
+
+def test_pre_touch_maps_the_partitions_a_client_opens(ns):
+    """shm.pre.touch=true: a producer's and a consumer's partitions are mapped whole when opened (no page
+    fault on a later append or read); without it (the default) the first touch of each page faults."""
+    from test_log_edges import faults_touching_every_page
+    make_topic(ns, "t", 1, **{"retention.bytes": 1 << 22})
+    for touch in (False, True):
+        with Producer(conf(ns, **{"shm.pre.touch": touch})) as p, \
+                Consumer(conf(ns, **{"group.id": "g", "shm.pre.touch": touch})) as c:
+            p.produce("t", b"v%d" % touch, partition=0)
+            c.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
+            m = c.poll(5.0)
+            assert m is not None and m.value() == b"v0" and m.error() is None
+            for log in (p._topics["t"][1][0], c._parts[("t", 0)].log):
+                faults, pages = faults_touching_every_page(log)
+                assert pages >= 1024
+                # (without: a fault per 16 pages at least - the kernel maps up to 16 around one - and a margin)
+                assert (faults <= pages * 0.02) if touch else (faults >= pages // 32), (touch, faults, pages)

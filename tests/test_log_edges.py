@@ -365,3 +365,36 @@ def test_close_while_another_thread_is_blocked_appending(logs):
                       "the producer to block in C", log.close)
     assert isinstance(r, ClosedError), r
     assert log._cbuf is None and not log._users
+
+
+def faults_touching_every_page(log):
+    """(minor page faults this process takes reading a byte of each page of *log*'s segment, pages)."""
+    import resource
+    mv = memoryview(log._seg.mm)
+    try:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for off in range(0, len(mv), 4096):
+            mv[off]
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before, len(mv) // 4096
+    finally:
+        mv.release()
+
+
+def test_attach_populate_maps_every_page_at_once(logs):
+    """PartitionLog.attach(populate=True) (a client's shm.pre.touch): the pages are mapped when it attaches,
+    so its appends and reads take no page fault; a plain attach faults on the first touch of each page."""
+    log = logs.create(slot_count=1024, data_capacity=1 << 22, max_record=64)
+    plain = PartitionLog.attach(log.name)
+    try:
+        faults, pages = faults_touching_every_page(plain)
+    finally:
+        plain.close()
+    assert pages >= 1024 and faults >= pages // 32, (faults, pages)  # (the kernel maps up to 16 around a fault)
+    full = PartitionLog.attach(log.name, populate=True)
+    try:
+        faults, pages = faults_touching_every_page(full)
+        assert faults <= pages * 0.02, (faults, pages)
+        full.append(b"x" * 64)  # and it is the same log
+        assert log.read(0).value == b"x" * 64
+    finally:
+        full.close()
