@@ -152,7 +152,8 @@ def _producer(conn, peer, spec, job):
 def _consumer(conn, peer, spec, job):
     batch, mode, T = job.get("batch"), job["mode"], job["stall"]
     p = BY_NAME[peer]
-    recv, close = (p.batch_receiver(spec, mode, batch, job["size"]) if batch else p.receiver(spec, mode))
+    made = p.batch_receiver(spec, mode, batch, job["size"]) if batch else p.receiver(spec, mode)
+    recv, close, value = made if len(made) == 3 else made + (None,)  # value: what gets a record's bytes from it
     clock = time.monotonic_ns
     conn.send(("ready",))
     got = 0
@@ -170,6 +171,8 @@ def _consumer(conn, peer, spec, job):
         unpack = STAMPS.unpack_from
         for i in range(n):
             b = recv(T)
+            if value is not None and b is not None:
+                b = value(b)
             now = clock()
             if b is None:
                 raise TimeoutError("%s: record %d of %d did not come within %.0f s" % (peer, i, n, T))
@@ -282,6 +285,7 @@ def latency_run(peer, mode, env, size, rate, n, warm, opts):
     p = BY_NAME[peer]
     spec = p.setup(env, size)
     try:
+        spec["records"] = n + warm  # (a peer may skip freeing ring space for a run its ring holds whole)
         job = {"kind": "latency", "size": size, "rate": rate, "n": n, "warm": warm, "mode": mode,
                "spin_us": opts.pace_spin_us, "stall": opts.stall_timeout}
         est = (n + warm) / rate

@@ -17,14 +17,20 @@ Each peer class has, all run by perf/compare_measure.py:
   made for the whole run;
 - ``sender(spec)`` in the producer process: (send(bytes), close());
 - ``receiver(spec, mode)`` in the consumer process: (recv(timeout_s) ->
-  a bytes-like payload or None on timeout, close()).  The payload stays
-  valid until the next recv.
+  a bytes-like payload or None on timeout, close()), or (recv, close,
+  value) where recv returns what the peer's API hands out and value(it)
+  its payload (the Kafka API: a Message and Message.value).  The payload
+  stays valid until the next recv.  spec["records"], set for a latency
+  run, is how many records it sends.
 shmbroker's peers also have ``batch_sender``/``batch_receiver`` (a 2-D uint8
 array of records per call; records per call read back).
 
-Records flow from one producer to one consumer.  The shmbroker channels run
+Records flow from one producer to one consumer.  Every process maps the
+whole of a shmbroker ring (and of the naive ring) before it is timed
+(``shm.pre.touch``): no page fault lands inside a measurement.  The shmbroker channels run
 on a ``block`` ring that the consumer frees as it goes (the raw log's
-``set_floor``, the Kafka API's commit every ``FREE_EVERY`` records), so a
+``set_floor``, the Kafka API's commit every ``free_every`` records, none
+in a run the ring holds whole), so a
 fast producer is held back rather than lapping the consumer, as pyzmq's
 high-water mark, faster-fifo's size and the Pipe's kernel buffer hold theirs.
 """
@@ -62,10 +68,15 @@ def set_ring_bytes(n):
     RING_DATA = n
 
 
+def ring_records(size, data=None, slots=RING_SLOTS):
+    """How many *size*-byte records a ring holds (at most), roughly."""
+    data = RING_DATA if data is None else data
+    return min(slots, data // (size + SHM_OVERHEAD))
+
+
 def free_every(size, data=None, slots=RING_SLOTS):
     """How many records the consumer reads between two floor moves: a quarter of the ring."""
-    data = RING_DATA if data is None else data
-    return max(1, min(slots // 4, data // (4 * (size + SHM_OVERHEAD))))
+    return max(1, ring_records(size, data, slots) // 4)
 
 
 def _have(module):
@@ -143,13 +154,13 @@ class ShmRaw(Peer):
 
     def sender(self, spec):
         from shm import PartitionLog
-        log = PartitionLog.attach(spec["name"])
+        log = PartitionLog.attach(spec["name"], populate=True)
         log.block_timeout = 60.0
         return log.append, log.close
 
     def batch_sender(self, spec):
         from shm import PartitionLog
-        log = PartitionLog.attach(spec["name"])
+        log = PartitionLog.attach(spec["name"], populate=True)
         log.block_timeout = 60.0
         return log.append_batch, log.close
 
@@ -159,7 +170,7 @@ class ShmRaw(Peer):
         log, valid until the next poll; iceoryx2's are too), shorter ones copied (poll_value:
         cheaper than a view for them)."""
         from shm import PartitionLog
-        log = PartitionLog.attach(spec["name"])
+        log = PartitionLog.attach(spec["name"], populate=True)
         reader = log.reader(0, mode, floor_every=spec["every"])
 
         def close():
@@ -171,7 +182,7 @@ class ShmRaw(Peer):
     def batch_receiver(self, spec, mode, batch, row):
         """recv(timeout) -> (records read, first byte of the last one) or None."""
         from shm import PartitionLog
-        log = PartitionLog.attach(spec["name"])
+        log = PartitionLog.attach(spec["name"], populate=True)
         wait, read, set_floor = log.wait, log.read_batch_array, log.set_floor
         at = [0]
 
@@ -220,7 +231,7 @@ class ShmKafka(Peer):
                 "max.message.bytes": max(size, 1 << 20) + 4096}
         with AdminClient({"shm.namespace": ns}) as a:
             a.create_topics([NewTopic(topic, 1, config=conf)])[topic].result()
-        return {"ns": ns, "topic": topic, "every": free_every(size)}
+        return {"ns": ns, "topic": topic, "every": free_every(size), "size": size}
 
     def teardown(self, spec):
         from broker.admin import AdminClient
@@ -235,7 +246,7 @@ class ShmKafka(Peer):
 
     def _producer(self, spec):
         from broker import Producer
-        return Producer({"shm.namespace": spec["ns"], "shm.block.timeout.ms": 60000})
+        return Producer({"shm.namespace": spec["ns"], "shm.block.timeout.ms": 60000, "shm.pre.touch": True})
 
     def sender(self, spec):
         p = self._producer(spec)
@@ -250,13 +261,19 @@ class ShmKafka(Peer):
     def _consumer(self, spec, mode):
         from broker import OFFSET_BEGINNING, Consumer, TopicPartition
         c = Consumer({"shm.namespace": spec["ns"], "shm.wait": mode, "group.id": "compare",
-                      "enable.auto.commit": False})
+                      "enable.auto.commit": False, "shm.pre.touch": True})
         c.assign([TopicPartition(spec["topic"], 0, OFFSET_BEGINNING)])
         return c
 
     def receiver(self, spec, mode):
+        """recv(timeout) -> the value, committing every spec["every"] records (block topics wait for
+        commits).  A run the ring holds whole (spec["records"]: a latency run) needs no commit: (poll, close, Message.value), the getter called by the
+        consumer loop - a Kafka user's m = c.poll(); m.value(), no Python frame of ours between."""
         c = self._consumer(spec, mode)
         poll, commit, every = c.poll, c.commit, spec["every"]
+        if spec.get("records", float("inf")) <= ring_records(spec["size"]):
+            from broker.message import Message
+            return poll, c.close, Message.value
         n = [0]
 
         def recv(timeout):
@@ -658,8 +675,17 @@ class PyRing(Peer):
     def teardown(self, spec):
         spec["mm"].close()
 
+    @staticmethod
+    def _populate(mm):
+        """Map the ring's pages in this process now, as shmbroker's peers do (shm.pre.touch)."""
+        try:
+            mm.madvise(getattr(mmap, "MADV_POPULATE_WRITE", 23))  # Linux 5.14+
+        except (OSError, ValueError):
+            pass
+
     def sender(self, spec):
         mm, cap, H, LEN, WRAP = spec["mm"], spec["cap"], self.HDR, self.LEN, self.WRAP
+        self._populate(mm)
         mv = memoryview(mm)
         ctr = mv[:H].cast("q")  # [0] head (written), [8] tail (read)
         pack = LEN.pack_into
@@ -686,6 +712,7 @@ class PyRing(Peer):
 
     def receiver(self, spec, mode):
         mm, cap, H, LEN, WRAP = spec["mm"], spec["cap"], self.HDR, self.LEN, self.WRAP
+        self._populate(mm)
         mv = memoryview(mm)
         ctr = mv[:H].cast("q")
         unpack = LEN.unpack_from
