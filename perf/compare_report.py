@@ -241,7 +241,9 @@ def markdown(res):
     L += ["## How to read this", "",
           "- Latency is one way, producer process to consumer process, from each record's *intended* send time "
           "(record i is due at start + i / rate): a stall of the producer or the consumer counts for every record "
-          "it held back (coordinated omission corrected). `p50 from actual send` starts at the real send instead.",
+          "it held back (coordinated omission corrected). `p50 from actual send` starts at the real send instead. "
+          "The producer stamps and sends as its pacer's wait ends (no clock call between); the consumer stamps "
+          "as it has the payload: the raw log's `poll_value`, the Kafka API's `poll()` then `value()`.",
           "- `rate reached` below the offered rate means the peer could not keep up: its latencies then grow "
           "with the length of the run. The rate sweep stops at the first rate a peer does not hold.",
           "- Wait modes of shmbroker: spin (poll in a loop), adaptive (spin briefly, then sleep on a futex), "
@@ -250,10 +252,13 @@ def markdown(res):
           "record (batch rows: 2-D arrays of records in, `read_batch_array` / `consume(n)` out). shmbroker's "
           "rings and the naive ring hold %d MiB (`--ring-mib`): a ring larger than the CPU's cache streams "
           "through memory, where iceoryx2's publisher reuses a few buffers that stay in cache. The raw log reads "
-          "values of %d KiB and more in place (`LogReader.poll_view`), as iceoryx2's subscriber does." %
+          "values of %d KiB and more in place (`LogReader.poll_view`), as iceoryx2's subscriber does. Every "
+          "process maps its whole ring before it is timed (shmbroker's `shm.pre.touch`, the naive ring's "
+          "MADV_POPULATE_WRITE)." %
           (res["args"].get("ring_mib", 64), ShmRaw.VIEW_MIN >> 10),
-          "- Targets are ratios between rows of this one run, so they hold on any machine: each is the median over runs of the ratio within a run (the two rows of a run ran minutes apart; runs differ with the machine's load); absolute figures "
-          "move with the machine and its load.", ""]
+          "- Targets are ratios between rows of this one run, so they hold on any machine: each is the median "
+          "over runs of the ratio within a run (the rows of a run ran minutes apart; runs differ with the "
+          "machine's load). Absolute figures move with the machine and its load.", ""]
     if res.get("plots"):
         L += ["Plots: " + ", ".join("[%s](%s)" % (p, p) for p in res["plots"]), ""]
     return "\n".join(L)
