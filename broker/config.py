@@ -18,21 +18,21 @@ _log = logging.getLogger("broker.config")
 
 COMMON = {"bootstrap.servers", "client.id", "shm.namespace", "shm.wait", "shm.block.timeout.ms", "error_cb",
           "logger", "shm.supervisor", "shm.mode", "stats_cb", "statistics.interval.ms", "debug", "log_level",
-          "throttle_cb", "oauth_cb", "shm.pre.touch"}
+          "throttle_cb", "oauth_cb"}
 PRODUCER = {"partitioner", "on_delivery", "acks", "request.required.acks", "linger.ms", "queue.buffering.max.ms",
             "batch.size", "batch.num.messages", "compression.type", "compression.codec", "enable.idempotence",
             "message.max.bytes", "queue.buffering.max.messages", "queue.buffering.max.kbytes", "retries",
             "message.send.max.retries", "delivery.timeout.ms", "message.timeout.ms", "request.timeout.ms",
             "max.in.flight.requests.per.connection", "max.in.flight", "sticky.partitioning.linger.ms",
             "delivery.report.only.error", "dr_cb", "dr_msg_cb", "retry.backoff.ms", "transactional.id",
-            "partitioner_cb"}
+            "partitioner_cb", "shm.pre.touch"}
 CONSUMER = {"group.id", "auto.offset.reset", "enable.auto.commit", "auto.commit.interval.ms",
             "enable.auto.offset.store", "enable.partition.eof", "session.timeout.ms", "max.poll.interval.ms",
             "heartbeat.interval.ms", "partition.assignment.strategy", "group.instance.id", "isolation.level",
             "fetch.min.bytes", "fetch.max.bytes", "fetch.wait.max.ms", "max.partition.fetch.bytes",
             "fetch.message.max.bytes", "queued.min.messages", "queued.max.messages.kbytes", "on_commit",
             "group.protocol", "group.remote.assignor", "check.crcs", "allow.auto.create.topics",
-            "shm.latency.histogram", "shm.aio.waker"}
+            "shm.latency.histogram", "shm.aio.waker", "shm.pre.touch"}
 ADMIN = set()
 # broker.Queue & co (broker/pool/queue.py): the ring of each queue, with the topic keys' names
 QUEUE = {"retention.bytes", "max.message.bytes", "shm.slots"}
@@ -312,8 +312,9 @@ def parse(config, kwargs, kind):
         elif k in IGNORED or k.startswith(IGNORED_PREFIXES):
             continue
         elif k in CONSUMER or k in PRODUCER:
-            raise ConfigError("%r is a %s key: a %s does not take it"
-                              % (k, "consumer" if k in CONSUMER else "producer", kind))
+            whose = " and ".join(w for w, keys in (("producer", PRODUCER), ("consumer", CONSUMER)) if k in keys)
+            raise ConfigError("%r is a %s key: %s %s does not take it"
+                              % (k, whose, "an" if kind[0] in "aeiou" else "a", kind))
         else:
             raise _unknown(k, allowed, "a %s" % kind)
     return conf

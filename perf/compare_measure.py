@@ -162,6 +162,8 @@ def _consumer(conn, peer, spec, job):
         r = recv(T)
         if r is None:
             raise TimeoutError("%s: warm-up record %d did not come within %.0f s" % (peer, got, T))
+        if value is not None:
+            r = value(r)
         got += r[0] if batch else 1
     conn.send(("warm",))
     cpu0 = time.process_time()
@@ -205,6 +207,8 @@ def _consumer(conn, peer, spec, job):
             b = recv(T)
             if b is None:
                 raise TimeoutError("%s: no record within %.0f s after %d" % (peer, T, n))
+            if value is not None:
+                b = value(b)
             n += 1
             if b[0]:
                 break

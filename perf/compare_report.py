@@ -40,8 +40,11 @@ def mr(xs, scale=1.0):
 
 # ---- targets ---------------------------------------------------------------------------------
 def _by_run(rows, key):
-    """{run: row[key]} (rows of an older results.json without a run number: their position)."""
-    return {r.get("run", i): r[key] for i, r in enumerate(rows or []) if r.get(key) is not None} or None
+    """{run: row[key]}; rows of an older results.json have no run number, and a failed run shifts the
+    positions of the rest: those are keyed apart (("?", id(rows), i)), so they pair with nothing (the
+    ratio of the medians then)."""
+    return {r["run"] if "run" in r else ("?", id(rows), i): r[key] for i, r in enumerate(rows or [])
+            if r.get(key) is not None} or None
 
 
 def _lat_p50(res, rate, ch):
@@ -74,10 +77,12 @@ def paired_ratio(a, b):
     if isinstance(a, dict) and isinstance(b, dict):
         both = [a[k] / b[k] for k in a if k in b and b[k]]
     elif isinstance(a, dict):
-        both = [x / b for x in a.values()]
+        both = [x / b for x in a.values()] if b else []
     else:
         both = [a / x for x in b.values() if x]
-    return (med(both) if both else am / bm), am, bm
+    if both:
+        return med(both), am, bm
+    return (am / bm if bm else None), am, bm
 
 
 def targets(res):
@@ -93,6 +98,9 @@ def targets(res):
             out.append((text, None, None, "not measured: %s" % (what_a if a is None else what_b)))
             return
         ratio, am, bm = paired_ratio(a, b)
+        if ratio is None:
+            out.append((text, None, None, "not measured: %s is 0" % what_b))
+            return
         out.append((text, ok(ratio, factor), ratio, "%s %s / %s %s" % (what_a, _u(am, unit), what_b, _u(bm, unit))))
 
     def le(*args):
@@ -256,9 +264,10 @@ def markdown(res):
           "process maps its whole ring before it is timed (shmbroker's `shm.pre.touch`, the naive ring's "
           "MADV_POPULATE_WRITE)." %
           (res["args"].get("ring_mib", 64), ShmRaw.VIEW_MIN >> 10),
-          "- Targets are ratios between rows of this one run, so they hold on any machine: each is the median "
-          "over runs of the ratio within a run (the rows of a run ran minutes apart; runs differ with the "
-          "machine's load). Absolute figures move with the machine and its load.", ""]
+          "- Targets are ratios between rows of this invocation, so they hold on any machine: each is the "
+          "median over runs of the ratio within a run (the rows of a run ran minutes apart; runs differ with "
+          "the machine's load); the figures beside a ratio are the rows' medians. Absolute figures move with "
+          "the machine and its load.", ""]
     if res.get("plots"):
         L += ["Plots: " + ", ".join("[%s](%s)" % (p, p) for p in res["plots"]), ""]
     return "\n".join(L)

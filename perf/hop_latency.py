@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 
 CTX = mp.get_context("fork")
 SIZE = 64
+SLOTS = 1 << 16  # of each ring
 CHANNELS = ("floor", "raw", "kafka")
 
 
@@ -53,14 +54,24 @@ def _ends(channel, me, env, pre_touch):
         outl.block_timeout = 60.0
         reader = inl.reader(0, "spin", floor_every=1024)
         ap, poll = outl.append, reader.poll_value
-        return (lambda: ap(v)), (lambda: poll(30.0)), (outl, inl)
+
+        def recv():
+            if poll(30.0) is None:
+                raise TimeoutError("no record within 30 s")
+        return (lambda: ap(v)), recv, (outl, inl)
     from broker import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
     conf = {"shm.namespace": env["ns"], "shm.pre.touch": pre_touch}
     p = Producer(dict(conf, **{"shm.block.timeout.ms": 60000}))
     c = Consumer(dict(conf, **{"shm.wait": "spin", "group.id": "hop%d" % me, "enable.auto.commit": False}))
     c.assign([TopicPartition(env["topics"][in_], 0, OFFSET_BEGINNING)])
     produce, poll, topic = p.produce, c.poll, env["topics"][out_]
-    return (lambda: produce(topic, v)), (lambda: poll(30.0).value()), (p, c)
+
+    def recv():
+        m = poll(30.0)
+        if m is None:
+            raise TimeoutError("no record within 30 s")
+        m.value()
+    return (lambda: produce(topic, v)), recv, (p, c)
 
 
 def _floor_ends(mv, me):
@@ -163,6 +174,8 @@ def main():
     if bad or a.rounds < 1 or a.records < 1 or a.warmup < 0:
         ap.error("--channels from %s; --rounds and --records >= 1" % ",".join(CHANNELS) if bad
                  else "--rounds and --records must be >= 1, --warmup >= 0")
+    if a.records + a.warmup > SLOTS:  # the rings are block topics that nobody frees: a round must fit in one
+        ap.error("--records + --warmup must be <= %d (a ring's slots), got %d" % (SLOTS, a.records + a.warmup))
     pins = (None, None) if a.no_pin or (os.cpu_count() or 1) < 2 else (0, 1)
     import mmap
     from broker.admin import AdminClient, NewTopic
@@ -172,7 +185,7 @@ def main():
     from shm.segment import unlink
     tag = "hop%d" % os.getpid()
     os.environ[IDLE_ENV] = "0"  # the namespace's supervisor stays up between rounds (destroyed at the end)
-    ring = {"slot_count": 1 << 16, "data_capacity": 1 << 26, "max_record": SIZE, "overflow": "block"}
+    ring = {"slot_count": SLOTS, "data_capacity": 1 << 26, "max_record": SIZE, "overflow": "block"}
     env = {"mm": mmap.mmap(-1, 4096), "logs": ["/%s_%d" % (tag, i) for i in (0, 1)], "ns": tag, "topics": ["ab", "ba"]}
     res = {c: [] for c in chans}
     prog = perfutil.Progress()

@@ -140,7 +140,8 @@ class PartitionLog:
     # -- lifecycle
     @classmethod
     def create(cls, name, slot_count=4096, data_capacity=1 << 22, max_record=None, overflow=OVERWRITE,
-               start_offset=0, mode=0o600):
+               start_offset=0, mode=0o600, populate=False):
+        """A new log *name* (*populate*: its pages mapped here at once, as attach's)."""
         if not _pow2(slot_count) or not 2 <= slot_count <= MAX_SLOTS:
             raise ValueError("slot_count must be a power of two in [2, 2**30], got %r" % (slot_count,))
         if not _pow2(data_capacity) or not MIN_DATA <= data_capacity <= MAX_DATA:
@@ -156,7 +157,7 @@ class PartitionLog:
         if not isinstance(start_offset, int) or not 0 <= start_offset <= 1 << 62:
             raise ValueError("start_offset must be in [0, 2**62], got %r" % (start_offset,))
         size = lib.log_segment_size(slot_count, data_capacity)
-        seg = Segment.create(name, size, mode)
+        seg = Segment.create(name, size, mode, populate)
         try:
             buf = ffi.from_buffer(seg.mm)
             rc = lib.log_format(buf, size, slot_count, data_capacity, max_record, _OVERFLOW[overflow],

@@ -14,6 +14,7 @@ import mmap
 import os
 import pwd
 import re
+import sys
 import time
 
 import posix_ipc
@@ -91,7 +92,10 @@ def _map_flags(populate):
     """mmap flags: shared, and with *populate* every page mapped at once (MAP_POPULATE, where the
     platform has it): the first touch of each page of a ring otherwise takes a page fault - a
     microsecond or two - in the middle of an append or a read."""
-    return mmap.MAP_SHARED | (getattr(mmap, "MAP_POPULATE", 0) if populate else 0)
+    if not populate:
+        return mmap.MAP_SHARED
+    # (Python 3.9 has no mmap.MAP_POPULATE; Linux's value is 0x8000 on every architecture; elsewhere: nothing)
+    return mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0x8000 if sys.platform.startswith("linux") else 0)
 
 
 class Segment:
@@ -104,7 +108,7 @@ class Segment:
         self._closed = False
 
     @classmethod
-    def create(cls, name, size, mode=0o600):
+    def create(cls, name, size, mode=0o600, populate=False):
         check_name(name)
         if size <= 0:
             raise ValueError("segment size must be positive, got %d" % size)
@@ -130,7 +134,7 @@ class Segment:
                 raise ConfigError("not enough shared memory: %s needed, %s free in %s"
                                   % (human(size), human(shm_free()), SHM_DIR)) from None
             ino = os.fstat(shm.fd).st_ino
-            mm = mmap.mmap(shm.fd, size)
+            mm = mmap.mmap(shm.fd, size, flags=_map_flags(populate))
         except BaseException:
             shm.close_fd()
             unlink(name)

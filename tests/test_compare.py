@@ -115,6 +115,8 @@ def test_compare_quick_shmbroker(tmp_path):
 
 
 def _report():
+    if not os.path.exists(os.path.join(ROOT, "perf", "compare_report.py")):
+        pytest.skip("no perf/ in this tree (the sanitizer pass runs a copy of the package and its tests)")
     sys.path.insert(0, os.path.join(ROOT, "perf"))
     try:
         import compare_report
@@ -133,6 +135,10 @@ def test_targets_pair_each_row_with_its_own_run():
     assert ratio == pytest.approx(1.1)  # ratios 1.0, 1.1, 2.2; the medians' ratio: 1.1 / 1.0
     assert R.paired_ratio({3: 10.0}, {0: 5.0}) == (2.0, 10.0, 5.0)  # no run in common: the medians
     assert R.paired_ratio({0: 30e6, 1: 10e6, 2: 20e6}, 20e6)[0] == 1.0  # a fixed target
+    assert R.paired_ratio({0: 1.0}, {0: 0.0}) == (None, 1.0, 0.0)  # nothing to divide by: not measured
+    old_a, old_b = [{"p50": 1.0}, {"p50": 4.0}, {"p50": 2.0}], [{"p50": 2.0}, {"p50": 1.0}]  # no run numbers
+    ratio, am, bm = R.paired_ratio(R._by_run(old_a, "p50"), R._by_run(old_b, "p50"))
+    assert (ratio, am, bm) == (2.0 / 1.5, 2.0, 1.5)  # unpaired (a failed run may have shifted them): medians
     lat = {"runs": [{"run": 0, "p50": 0.4}, {"run": 1, "p50": 0.9}, {"run": 2, "p50": 0.5}]}
     res = {"args": {"target_rate": 10000, "size": 64}, "throughput": {},
            "floors": {"python": [{"run": 0, "p50": 0.1}, {"run": 1, "p50": 0.25}, {"run": 2, "p50": 0.1}]},
