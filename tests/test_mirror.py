@@ -257,8 +257,11 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(ns, kafka, tmp_path, mirr
     c = bk.Consumer({"bootstrap.servers": "shm://" + ns, "group.id": "mm"})
     committed = sum(max(tp.offset, 0) for tp in c.committed([bk.TopicPartition(topic, p) for p in range(2)]))
     c.close()
-    delivered = end_offsets(ck, kconf, topic, 2)  # at least (tansu's high watermark can lag its log)
-    assert committed < total and delivered >= committed, (committed, delivered)
+    assert committed < total, committed
+    # what the target holds, at least: tansu's high watermark, which can stay below what it acknowledged
+    # (twice in ~30 runs: 16412 against 17003 committed; below 16274 committed for 60 s).  So it only bounds the
+    # duplicates from below; that nothing committed was lost is checked end to end after the restart
+    delivered = end_offsets(ck, kconf, topic, 2)
     m.start()
     c = bk.Consumer({"bootstrap.servers": "shm://" + ns, "group.id": "mm"})
     deadline_wait(lambda: sum(tp.offset for tp in c.committed([bk.TopicPartition(topic, p) for p in range(2)]))
