@@ -124,6 +124,16 @@ def _side(conn, channel, me, env, n, pre_touch, cpu):
         conn.send(RuntimeError("%s side %d: %s: %s" % (channel, me, type(exc).__name__, exc)))
 
 
+def _take(conn, timeout, late):
+    """A side's next message; its failure raised here, as is its silence for *timeout* s (*late* says)."""
+    if not conn.poll(timeout):
+        raise RuntimeError(late)
+    got = conn.recv()
+    if isinstance(got, Exception):
+        raise got
+    return got
+
+
 def hop(channel, env, n, warm, pre_touch, pins):
     """One-way ns (RTT / 2) of *n* round trips after *warm* untimed ones."""
     kids = []
@@ -135,20 +145,12 @@ def hop(channel, env, n, warm, pre_touch, pins):
             p.start()
             kids.append((p, a))
         for p, a in kids:
-            if not a.poll(60):
-                raise RuntimeError("%s: a side did not start in 60 s" % channel)
-            got = a.recv()
-            if isinstance(got, Exception):
-                raise got
+            _take(a, 60, "%s: a side did not start in 60 s" % channel)
         for p, a in kids:
             a.send("go")
         out = None
         for p, a in kids:
-            if not a.poll(120):
-                raise RuntimeError("%s: no result in 120 s" % channel)
-            got = a.recv()
-            if isinstance(got, Exception):
-                raise got
+            got = _take(a, 120, "%s: no result in 120 s" % channel)
             if got is not None:
                 out = got[warm:] / 2
         return out
