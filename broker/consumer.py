@@ -61,8 +61,8 @@ class Consumer(GroupMember, Queries):
     def __init__(self, config=None, **kwargs):
         conf = _config.parse(config, kwargs, "consumer")
         self._conf = conf
-        self._ns = Namespace(_config.resolve_namespace(conf), mode=conf.get("shm.mode"))
-        self._ns.pre_touch = bool(conf.get("shm.pre.touch", False))  # its partitions mapped whole when opened
+        self._ns = Namespace(_config.resolve_namespace(conf), mode=conf.get("shm.mode"),
+                             pre_touch=conf.get("shm.pre.touch", False))  # (validated to a bool by parse)
         self._reset = _config.AUTO_OFFSET_RESET[conf.get("auto.offset.reset", "latest")]
         self._eof = _config.as_bool(conf.get("enable.partition.eof", False))
         self._auto_create = _config.as_bool(conf.get("allow.auto.create.topics", False))  # librdkafka's default

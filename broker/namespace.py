@@ -183,10 +183,10 @@ class Namespace:
     namespace is accepted only with exactly it (owned by this user unless
     it is a shared mode); see shm.segment.owner_problem."""
 
-    def __init__(self, name, create=True, mode=None):
+    def __init__(self, name, create=True, mode=None, pre_touch=False):
         self.name = check_namespace(name)
         self.mode = check_mode(mode)
-        self.pre_touch = False  # open_partition maps every page at once (a client's shm.pre.touch)
+        self.pre_touch = pre_touch  # open_partition maps every page at once (a client's shm.pre.touch)
         self.meta_name = "/shmb.%s" % name
         self.seg = self._open(create)
         try:

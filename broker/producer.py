@@ -59,8 +59,8 @@ class Producer:
     def __init__(self, config=None, **kwargs):
         conf = _config.parse(config, kwargs, "producer")
         self._conf = conf
-        self._ns = Namespace(_config.resolve_namespace(conf), mode=conf.get("shm.mode"))
-        self._ns.pre_touch = bool(conf.get("shm.pre.touch", False))  # its partitions mapped whole when opened
+        self._ns = Namespace(_config.resolve_namespace(conf), mode=conf.get("shm.mode"),
+                             pre_touch=conf.get("shm.pre.touch", False))  # (validated to a bool by parse)
         self._partition_for = _partitioner.get(conf.get("partitioner", self.DEFAULT_PARTITIONER))
         self._default_cb = conf.get("on_delivery") or conf.get("dr_msg_cb") or conf.get("dr_cb")
         self._block_timeout = _config.ms_to_s(conf.get("shm.block.timeout.ms", 60000))

@@ -152,15 +152,19 @@ class ShmRaw(Peer):
         from shm.segment import unlink
         unlink(spec["name"])
 
-    def sender(self, spec):
+    @staticmethod
+    def _attach(spec):
+        """The run's log, mapped whole before it is timed (populate)."""
         from shm import PartitionLog
-        log = PartitionLog.attach(spec["name"], populate=True)
+        return PartitionLog.attach(spec["name"], populate=True)
+
+    def sender(self, spec):
+        log = self._attach(spec)
         log.block_timeout = 60.0
         return log.append, log.close
 
     def batch_sender(self, spec):
-        from shm import PartitionLog
-        log = PartitionLog.attach(spec["name"], populate=True)
+        log = self._attach(spec)
         log.block_timeout = 60.0
         return log.append_batch, log.close
 
@@ -169,8 +173,7 @@ class ShmRaw(Peer):
         VIEW_MIN bytes and more are read in place (poll_view: a memoryview of the record in the
         log, valid until the next poll; iceoryx2's are too), shorter ones copied (poll_value:
         cheaper than a view for them)."""
-        from shm import PartitionLog
-        log = PartitionLog.attach(spec["name"], populate=True)
+        log = self._attach(spec)
         reader = log.reader(0, mode, floor_every=spec["every"])
 
         def close():
@@ -181,8 +184,7 @@ class ShmRaw(Peer):
 
     def batch_receiver(self, spec, mode, batch, row):
         """recv(timeout) -> (records read, first byte of the last one) or None."""
-        from shm import PartitionLog
-        log = PartitionLog.attach(spec["name"], populate=True)
+        log = self._attach(spec)
         wait, read, set_floor = log.wait, log.read_batch_array, log.set_floor
         at = [0]
 
