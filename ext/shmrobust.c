@@ -27,7 +27,8 @@
  *       word: the watcher sleeps on it while it is 0.
  *   68  reserved
  * Holder protocol (slot reuse: the replacement worker locks the same mutex):
- *   worker   lock; holder = pid (release); wake holder.  At a clean exit
+ *   worker   wait until holder == 0 (the watcher heard the previous
+ *            holder's end); lock; holder = pid (release); wake holder.  At a clean exit
  *            (Python's, which may unmap the segment: the thread's robust
  *            list must not point into unmapped memory, or the kernel cannot
  *            mark the mutex and it stays locked for good) it unlocks: the
@@ -132,6 +133,13 @@ static int kind_ok(pthread_mutex_t *m)
 static int kind_ok(pthread_mutex_t *m) { (void)m; return 1; }
 #endif
 
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* Lock m, waiting at most timeout_ns (>= 0): pthread's 0 / EOWNERDEAD /
  * ETIMEDOUT / an error. */
 static int lock_for(pthread_mutex_t *m, int64_t timeout_ns)
@@ -182,7 +190,26 @@ int shm_robust_hold(void *base, uint64_t size, uint64_t area, uint64_t slots, ui
     struct robust_slot *s = slot_at(base, size, area, slots, i);
     if (!s || !pid || timeout_ns < 0) return LOG_E_BAD_ARG;
     if (!kind_ok(&s->m)) return LOG_E_BAD_LAYOUT;
-    int rc = lock_for(&s->m, timeout_ns);
+    /* The previous holder's end must be heard before we lock: its pid stays in
+     * holder until the watcher takes the mutex and clears it.  Locking first
+     * (the mutex is free once a holder let go, or it may be free before the
+     * watcher's next lock attempt) would overwrite that pid: a clean exit, or
+     * a death, nobody hears of. */
+    int64_t end = mono_ns() + timeout_ns;
+    for (;;) {
+        /* acquire: pairs with the watcher's release store of 0 (seeing it, the
+         * watcher's lock of the mutex came before) */
+        uint32_t h = atom_load_acquire32(&s->holder);
+        if (h == 0) break;
+        int64_t left = end - mono_ns();
+        if (left <= 0) return LOG_E_TIMEOUT;
+        struct timespec ts = { left / 1000000000, left % 1000000000 };
+        /* sleeps only while the word is still h (the kernel compares): pairs
+         * with the watcher's store of 0 then FUTEX_WAKE */
+        syscall(SYS_futex, &s->holder, FUTEX_WAIT, h, &ts, NULL, 0);
+    }
+    int64_t left = end - mono_ns();
+    int rc = lock_for(&s->m, left > 0 ? left : 0);
     int prev_died = 0;
     if (rc == EOWNERDEAD) { /* a worker died between its lock and its holder store: it took nothing */
         if (pthread_mutex_consistent(&s->m)) { /* not robust after all: a garbage mutex */
@@ -226,12 +253,16 @@ int shm_robust_watch(void *base, uint64_t size, uint64_t area, uint64_t slots, u
     /* We hold the mutex.  acquire: pairs with the holder's release store (the
      * dead holder's pid, if it stored it before dying) */
     uint32_t h = atom_load_acquire32(&s->holder);
-    /* clear it while we hold the mutex (see the holder protocol); the next
-     * holder's store comes after its lock, after our unlock, whose release
-     * orders this store before it */
-    atom_store_relaxed32(&s->holder, 0u);
+    /* clear it while we hold the mutex (see the holder protocol).  release:
+     * pairs with the next holder's acquire load of 0 before its lock, which
+     * then waits for our unlock */
+    atom_store_release32(&s->holder, 0u);
     int bad = rc == EOWNERDEAD && pthread_mutex_consistent(&s->m) != 0; /* a garbage mutex: unrecoverable */
-    if (pthread_mutex_unlock(&s->m) || bad) return LOG_E_BAD_LAYOUT; /* we held it: never left locked */
+    int unlock_failed = pthread_mutex_unlock(&s->m) != 0;
+    /* a next holder asleep until holder is 0 (shm_robust_hold): the kernel
+     * compares the word, so one that read the old pid is woken or does not sleep */
+    syscall(SYS_futex, &s->holder, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    if (unlock_failed || bad) return LOG_E_BAD_LAYOUT; /* we held it: never left locked */
     *pid = h;
     return rc == EOWNERDEAD ? SHM_ROBUST_OWNER_DIED : SHM_ROBUST_ACQUIRED;
 }

@@ -195,6 +195,40 @@ def test_death_watch_protocol_in_one_process(status):
     assert watch(LONG) == (OWNER_DIED, 4444)
 
 
+def test_next_holder_waits_until_the_last_end_is_heard(status):
+    """A worker that starts before the watcher heard its slot's previous
+    worker end must not take the mutex: it would overwrite that pid, and the
+    clean exit or the death would go unheard.  It waits until the watcher
+    clears the holder, then holds."""
+    watch = status.watcher(0)
+
+    def hold_and_let_go():
+        status.hold(0, 4646)
+        status.let_go(0)
+    _in_thread(hold_and_let_go)  # a clean exit, not heard yet: the mutex is free
+    assert status.hold(0, 4747, timeout=0.05) is False  # free, but its last holder's end is unheard
+    assert watch(LONG) == (ACQUIRED, 4646)
+    assert _in_thread(lambda: status.hold(0, 4949)) is True  # heard: it holds, and ends holding it
+    assert status.hold(0, 5050, timeout=0.05) is False  # a death, not heard yet
+    # a next holder waiting while the watcher hears the death: woken when the holder is cleared
+    out, started = {}, threading.Event()
+
+    def hold_waiting():
+        started.set()
+        out["held"] = status.hold(0, 5151, timeout=H.DEADLINE)
+        status.let_go(0)
+    t = threading.Thread(target=hold_waiting)
+    t.start()
+    try:
+        assert started.wait(H.DEADLINE)
+        assert watch(LONG) == (OWNER_DIED, 4949)
+    finally:
+        t.join(H.DEADLINE)
+    assert not t.is_alive() and out == {"held": True}
+    assert watch(LONG) == (ACQUIRED, 5151)
+    assert watch(MS) == (NO_HOLDER, 0)
+
+
 def test_exiting_asks_the_kernel(kids):
     """The manager acts on an owner-died report only for a worker the kernel
     says is exiting (a corrupt mutex word cannot make it give back a live
