@@ -57,7 +57,7 @@ static PyObject *LatQueue_popleft(PyObject *self, PyObject *unused)
         PyTuple_GET_SIZE(m) == MSG_ITEMS && PyTuple_GET_ITEM(m, 6) == Py_None) { /* a record, not an event */
         long long ts = lat_stamp(PyTuple_GET_ITEM(m, 7));
         if (ts == -1 && PyErr_Occurred()) PyErr_Clear();
-        else lat_count(fl, ts);
+        else if (fl->lat) lat_count(fl, ts); /* (again: converting the stamp could have run Python code) */
     }
     return m;
 }

@@ -176,6 +176,9 @@ static int record_items(FastLog *self, const log_rec *rec, const char *base, PyO
                         PyObject *value)
 {
     PyObject *x;
+    /* read before decode_headers runs Python code: another thread's batch read
+     * on this FastLog may realloc the records array rec points into */
+    int64_t ts = rec->timestamp_ns;
     memset(out, 0, 5 * sizeof *out);
     out[1] = value; /* a value read straight into its object (a reference we own), or NULL */
     if (offset_obj) { x = offset_obj; Py_INCREF(x); }
@@ -196,7 +199,7 @@ static int record_items(FastLog *self, const log_rec *rec, const char *base, PyO
         if (!x) goto fail;
     } else { x = Py_None; Py_INCREF(x); }
     out[3] = x;
-    if (!(x = ts_object(self, rec->timestamp_ns))) goto fail;
+    if (!(x = ts_object(self, ts))) goto fail;
     out[4] = x;
     return 0;
 fail:

@@ -169,7 +169,11 @@ static int cp_pass(ConsumerPoll *self, PyObject *timeout, long long left_ns, PyO
         if (n > 0) { /* a plain deque's popleft called directly (fastlat.c), a LatQueue's counting one */
             if (Py_IS_TYPE(buf, (PyTypeObject *)deque_type) && deque_popleft_c) *out = deque_popleft_c(buf, NULL);
             else if (Py_IS_TYPE(buf, &LatQueueType)) *out = LatQueue_popleft(buf, NULL);
-            else *out = PyObject_CallMethodNoArgs(buf, str_popleft);
+            else { /* Python code: held while it runs (borrowed from the Part, itself borrowed from the dict) */
+                Py_INCREF(buf);
+                *out = PyObject_CallMethodNoArgs(buf, str_popleft);
+                Py_DECREF(buf);
+            }
             return 1;
         }
     }

@@ -176,35 +176,50 @@ class _Finished:
 _FINISHED = _Finished()
 
 
+# Why no code here reads a future's __dict__: in CPython 3.11 the first read of
+# obj.__dict__ builds the dict from the object's inline attribute values, and
+# that allocation may run a garbage collection, whose finalizers may hand the
+# GIL to another thread; a second thread reading obj.__dict__ meanwhile builds
+# a second dict over the same values, and one of them later writes into freed
+# memory (a segfault seen in Executor.map, the results thread completing the
+# future at once).  Plain attribute reads and stores use the inline values
+# without building a dict.
 class _CondSlot:
-    """A non-data descriptor: the first read of ``_condition`` makes it and
-    stores it in the instance dict, which then shadows this (later reads
-    are plain attribute reads: cf.wait reads it 3 times a future).  A future
-    already FINISHED gets the shared no-op one."""
+    """A non-data descriptor: the first read of ``_condition`` makes it
+    (under _cond_lock, kept in ``_cond``) and stores it as an instance
+    attribute, which then shadows this (later reads are plain attribute
+    reads: cf.wait reads it 3 times a future).  A future already FINISHED
+    gets the shared no-op one."""
 
     def __get__(self, obj, cls=None):
         if obj is None:
             return self
-        d = obj.__dict__
         with _cond_lock:
-            c = d.get("_condition")
+            c = obj._cond
             if c is None:
-                c = d["_condition"] = _FINISHED if obj._state == FINISHED else _Condition()
+                c = obj._cond = _FINISHED if obj._state == FINISHED else _Condition()
+        obj._condition = c  # the same object whichever thread stores it
         return c
 
 
 class _LazyList:
-    """A non-data descriptor: the list is made on the first read and stored
-    in the instance dict, which then shadows this (setdefault: two threads
-    reading at once get the same list)."""
+    """A non-data descriptor: the list is made on the first read (under
+    _cond_lock, kept in a second attribute: two threads reading at once get
+    the same list) and stored as an instance attribute, shadowing this."""
 
     def __init__(self, name):
-        self.name = name
+        self.name, self.made = name, name + "_made"
 
     def __get__(self, obj, cls=None):
         if obj is None:
             return self
-        return obj.__dict__.setdefault(self.name, [])
+        with _cond_lock:
+            v = getattr(obj, self.made)
+            if v is None:
+                v = []
+                setattr(obj, self.made, v)
+        setattr(obj, self.name, v)
+        return v
 
 
 class _LazyCondition:
@@ -223,16 +238,16 @@ class _LazyCondition:
     _condition = _CondSlot()
     _waiters = _LazyList("_waiters")
     _done_callbacks = _LazyList("_done_callbacks")
+    _cond = _waiters_made = _done_callbacks_made = None  # what the descriptors made (None: not yet)
     _result = None
     _exception = None
 
     def _finish_untouched(self, result, exception):
         """Complete without a condition if none exists; False otherwise."""
-        d = self.__dict__
-        if "_condition" in d:
+        if self._cond is not None:
             return False
         with _cond_lock:
-            if "_condition" in d:
+            if self._cond is not None:
                 return False
             if self._state in (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED):
                 raise InvalidStateError("%s: %r" % (self._state, self))
