@@ -176,49 +176,52 @@ class _Finished:
 _FINISHED = _Finished()
 
 
-# Why no code here reads a future's __dict__: in CPython 3.11 the first read of
-# obj.__dict__ builds the dict from the object's inline attribute values, and
-# that allocation may run a garbage collection, whose finalizers may hand the
-# GIL to another thread; a second thread reading obj.__dict__ meanwhile builds
-# a second dict over the same values, and one of them later writes into freed
-# memory (a segfault seen in Executor.map, the results thread completing the
-# future at once).  Plain attribute reads and stores use the inline values
-# without building a dict.
+# Why a future's instance dict is never built: in CPython 3.11 an object's
+# attributes live in inline values until something builds its __dict__ (a
+# read of obj.__dict__, or a store of a name its class's shared keys cannot
+# take - seen here for _exception once some 20 futures were alive).  Building
+# it allocates, the allocation may run a garbage collection, whose finalizers
+# may hand the GIL to another thread; a second thread building the same
+# object's dict meanwhile makes two dicts over one values array, and one of
+# them later writes into freed memory (a segfault in Executor.map's
+# add_done_callback while the results thread completed the future).  So a
+# future gets every attribute it will ever have in __init__, in one order,
+# and the lazy parts are plain attributes (None until made), never new names.
 class _CondSlot:
-    """A non-data descriptor: the first read of ``_condition`` makes it
-    (under _cond_lock, kept in ``_cond``) and stores it as an instance
-    attribute, which then shadows this (later reads are plain attribute
-    reads: cf.wait reads it 3 times a future).  A future already FINISHED
+    """A non-data descriptor: ``_condition`` is made on its first read
+    (under _cond_lock) and kept in ``_cond``.  A future already FINISHED
     gets the shared no-op one."""
 
     def __get__(self, obj, cls=None):
         if obj is None:
             return self
-        with _cond_lock:
-            c = obj._cond
-            if c is None:
-                c = obj._cond = _FINISHED if obj._state == FINISHED else _Condition()
-        obj._condition = c  # the same object whichever thread stores it
+        c = obj._cond
+        if c is None:
+            with _cond_lock:
+                c = obj._cond
+                if c is None:
+                    c = obj._cond = _FINISHED if obj._state == FINISHED else _Condition()
         return c
 
 
 class _LazyList:
-    """A non-data descriptor: the list is made on the first read (under
-    _cond_lock, kept in a second attribute: two threads reading at once get
-    the same list) and stored as an instance attribute, shadowing this."""
+    """A non-data descriptor: the list is made on its first read (under
+    _cond_lock: two threads reading at once get the same list) and kept in
+    a second attribute."""
 
-    def __init__(self, name):
-        self.name, self.made = name, name + "_made"
+    def __init__(self, made):
+        self.made = made
 
     def __get__(self, obj, cls=None):
         if obj is None:
             return self
-        with _cond_lock:
-            v = getattr(obj, self.made)
-            if v is None:
-                v = []
-                setattr(obj, self.made, v)
-        setattr(obj, self.name, v)
+        v = getattr(obj, self.made)
+        if v is None:
+            with _cond_lock:
+                v = getattr(obj, self.made)
+                if v is None:
+                    v = []
+                    setattr(obj, self.made, v)
         return v
 
 
@@ -231,16 +234,20 @@ class _LazyCondition:
     when Future's attributes are the ones we know (checked at import)."""
 
     def __init__(self):
+        # every attribute a future will have, in one order (see above: no name is added later)
         self._state = PENDING
+        self._engine = None
+        self._off = None
+        self._segs = ()
+        self._result = None
+        self._exception = None
+        self._cond = self._waiters_made = self._done_callbacks_made = None  # made on first use
 
     # made on first use (most futures of a burst are completed untouched): two lists and two
     # attributes fewer a future for the garbage collector, whose passes cost a fifth of a burst
     _condition = _CondSlot()
-    _waiters = _LazyList("_waiters")
-    _done_callbacks = _LazyList("_done_callbacks")
-    _cond = _waiters_made = _done_callbacks_made = None  # what the descriptors made (None: not yet)
-    _result = None
-    _exception = None
+    _waiters = _LazyList("_waiters_made")
+    _done_callbacks = _LazyList("_done_callbacks_made")
 
     def _finish_untouched(self, result, exception):
         """Complete without a condition if none exists; False otherwise."""
