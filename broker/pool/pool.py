@@ -106,6 +106,10 @@ class ApplyResult:
     _segs = ()
 
     def __init__(self, engine, callback=None, error_callback=None):
+        # every attribute, set here: the engine's later stores of _off and _segs are then no new names
+        # (in CPython 3.11 a new name may build the instance's dict, racy against the results thread:
+        # see executor.py)
+        self._off, self._segs = None, ()
         self._engine = engine
         self._event = _LazyEvent()
         self._callback, self._error_callback = callback, error_callback
