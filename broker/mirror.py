@@ -370,7 +370,28 @@ class _Stream:
                 self.m._say("%s[%d]: resuming at offset %d (its last commit); %d record(s) an earlier run had "
                             "delivered after it go again: duplicates at the target" % (tp.topic, tp.partition, off,
                                                                                        again))
+            elif high >= 0:  # acknowledged, never committed (killed before its first commit)
+                self._say_uncommitted(tp, high)
         self.consumer.incremental_assign(assign)
+
+    def _say_uncommitted(self, tp, high):
+        """A partition an earlier run delivered records of but never
+        committed: it starts where auto.offset.reset says, and from the
+        earliest record, every one up to what that run delivered goes again."""
+        reset = str(self.m.cconf.get("auto.offset.reset", "earliest")).lower()
+        if reset not in ("earliest", "smallest", "beginning"):
+            self.m._say("%s[%d]: no commit yet; starting where auto.offset.reset=%s says (an earlier run had "
+                        "delivered up to offset %d: what it sent again is counted as duplicates)"
+                        % (tp.topic, tp.partition, reset, high))
+            return
+        try:
+            low = self.consumer.get_watermark_offsets(self.m.cmod.TopicPartition(tp.topic, tp.partition), 30)[0]
+        except Exception as exc:  # ours or confluent-kafka's KafkaException: the count is lost, not records
+            _log.warning("%s[%d]: earliest offset not read: %s", tp.topic, tp.partition, error_text(exc))
+            return
+        self.m._say("%s[%d]: no commit yet; starting at offset %d (auto.offset.reset=%s); %d record(s) an earlier "
+                    "run had delivered go again: duplicates at the target"
+                    % (tp.topic, tp.partition, low, reset, max(0, high + 1 - low)))
 
     def _delivered(self, tail, off, err, msg):
         st = self.m.stats

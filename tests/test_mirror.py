@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -236,6 +237,41 @@ def test_shm_to_shm_other_partition_count_places_by_key(ns, tmp_path, mirrors):
         destroy(target)
 
 
+def test_restart_after_a_run_that_never_committed_counts_its_duplicates(ns, tmp_path, mirrors, monkeypatch):
+    """A run killed before its first commit left acknowledged offsets in its
+    state file and no committed offset: the restart reads from the earliest
+    record (auto.offset.reset=earliest), says how many records go again, and
+    counts exactly those as duplicates."""
+    from broker.mirror import AckedState
+    from broker.namespace import destroy
+    topic, target = topic_name(), ns + "_t"
+    try:
+        with AdminClient({"shm.namespace": ns}) as a:
+            a.create_topics([NewTopic(topic, 2)])[topic].result()
+        with AdminClient({"shm.namespace": target}) as a:
+            a.create_topics([NewTopic(topic, 2)])[topic].result()
+        produce_shm(ns, topic, range(N), 2)
+        cconf, pconf = {"bootstrap.servers": "shm://" + ns, "group.id": "mm"}, {"bootstrap.servers": "shm://" + target}
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the mirror below keeps it (its TMPDIR)
+
+        class Acked:
+            def __init__(self, high):
+                self.high = high
+        AckedState(cconf, pconf).save(0, {(topic, 0): Acked(6), (topic, 1): Acked(-1)})  # partition 0: 0..6
+        m = MirrorProc(tmp_path, cconf, pconf, topic)
+        mirrors.append(m)
+        got = read_all(bk, {"bootstrap.servers": "shm://" + target}, topic, 2, N)
+        assert sorted(got) == expected(range(N), 2)
+        assert m.end() == 0, m.output()
+        out = m.output()
+        assert "%s[0]: no commit yet; starting at offset 0 (auto.offset.reset=earliest); 7 record(s)" % topic in out, out
+        assert "%s[1]: no commit yet" % topic not in out, out  # nothing delivered there earlier: nothing to say
+        assert re.search(r"done: \d+ records mirrored .* 7 duplicates", out), out
+        assert not list(m.state_dir.glob("*.json"))
+    finally:
+        destroy(target)
+
+
 @needs_kafka
 def test_sigkill_mid_stream_then_restart_loses_nothing(ns, kafka, tmp_path, mirrors):
     """SIGKILL while records flow; a restart resumes from the commits.  Every
@@ -276,7 +312,9 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(ns, kafka, tmp_path, mirr
     # the mirror counts those an earlier run had acknowledged (its state file, rewritten every 0.1 s): never
     # more than there are, and it says the same when it resumes and when it ends
     out = m.output()
-    said = sum(int(x) for x in re.findall(r"resuming at offset \d+ \(its last commit\); (\d+) record", out))
+    # (a run killed before its first commit of a partition says "no commit yet; starting at offset ..." instead)
+    said = sum(int(x) for x in re.findall(r"(?:resuming at offset \d+ \(its last commit\)|no commit yet; starting "
+                                          r"at offset \d+ \(auto.offset.reset=earliest\)); (\d+) record", out))
     counted = int(re.search(r"done: \d+ records mirrored .* (\d+) duplicates", out).group(1))
     assert said == counted <= dups, (said, counted, dups, out)
     assert not list(m.state_dir.glob("*.json"))  # a clean stop with everything committed leaves no state
