@@ -335,6 +335,8 @@ static PyObject *msg_take(void)
     return m;
 }
 
+static void msg_install_dealloc(PyTypeObject *tp);
+
 static PyObject *set_message_type(PyObject *m, PyObject *tp)
 {
     if (!PyType_Check(tp) || !PyType_IsSubtype((PyTypeObject *)tp, &PyTuple_Type)) {
@@ -344,6 +346,7 @@ static PyObject *set_message_type(PyObject *m, PyObject *tp)
     while (msg_nfree) PyObject_GC_Del(msg_free[--msg_nfree]); /* kept ones are of the old type */
     Py_INCREF(tp);
     Py_XSETREF(message_type, tp);
+    msg_install_dealloc((PyTypeObject *)tp); /* (fastmsg.c) */
     Py_RETURN_NONE;
 }
 
