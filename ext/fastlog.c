@@ -317,10 +317,11 @@ static PyObject *FastLog_poll(FastLog *self, PyObject *const *args, Py_ssize_t n
 static PyObject *message_type;
 #define MSG_ITEMS 10 /* item 9: None, or the dict of the set_* overrides (set_overrides) */
 
-/* Messages kept for reuse: MessageBase's dealloc (fastmsg.c) puts a dying
- * Message here, so a consumed record's Message costs no allocation in the
- * steady state.  Each is untracked, holds no items and no reference to its
- * type (subtype_dealloc drops that after MessageBase's dealloc returns). */
+/* Messages kept for reuse: Message's dealloc (fastmsg.c's msg_dealloc, or
+ * msgbase_dealloc under subtype_dealloc) puts a dying Message here, so a
+ * consumed record's Message costs no allocation in the steady state.  Each
+ * is untracked, holds no items and no reference to its type (msg_dealloc,
+ * or subtype_dealloc after msgbase_dealloc, drops it). */
 #define MSG_FREE_MAX 2048 /* ~250 KB at most: a consume(1024) batch and the one before it */
 static PyObject *msg_free[MSG_FREE_MAX];
 static int msg_nfree;

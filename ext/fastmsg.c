@@ -10,8 +10,9 @@
  * whose field can be overridden returns its item only while item 9 is
  * None, and otherwise asks Message._get.
  *
- * MessageBase's dealloc keeps dying Messages for reuse (fastlog.c's
- * msg_free). */
+ * Message's own dealloc (msg_dealloc, installed by set_message_type; else
+ * MessageBase's, under subtype_dealloc) keeps dying Messages for reuse
+ * (fastlog.c's msg_free). */
 
 static PyObject *str_get; /* interned "_get" */
 

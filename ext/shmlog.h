@@ -286,7 +286,8 @@ enum { SHM_ROBUST_SLOT = 128, SHM_ROBUST_MAX_SLOTS = 65536 };
 enum { SHM_ROBUST_OWNER_DIED = 1, SHM_ROBUST_ACQUIRED = 2, SHM_ROBUST_TIMEOUT = 3, SHM_ROBUST_NO_HOLDER = 4 };
 /* The segment's creator, once per slot, before any process uses it. */
 int shm_robust_init(void *base, uint64_t size, uint64_t area, uint64_t slots, uint64_t i);
-/* A worker: lock slot i's mutex (waiting at most timeout_ns), then publish
+/* A worker: wait until the slot's last holder's end was heard (the holder
+ * word 0), lock slot i's mutex (both within timeout_ns), then publish
  * pid as its holder.  0 held; 1 held, and a previous holder had died before
  * it published its pid; LOG_E_TIMEOUT not held. */
 int shm_robust_hold(void *base, uint64_t size, uint64_t area, uint64_t slots, uint64_t i, uint32_t pid,

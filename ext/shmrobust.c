@@ -24,7 +24,8 @@
  * Slot layout (SHM_ROBUST_SLOT = 128 bytes, 64-aligned):
  *   0   pthread_mutex_t: robust, process-shared, error-checking (<= 64 bytes)
  *   64  u32 holder: pid of the worker holding the mutex; 0 none.  A futex
- *       word: the watcher sleeps on it while it is 0.
+ *       word: the watcher sleeps on it while it is 0, a slot's next worker
+ *       while it still holds the last one's pid.
  *   68  reserved
  * Holder protocol (slot reuse: the replacement worker locks the same mutex):
  *   worker   wait until holder == 0 (the watcher heard the previous
@@ -35,7 +36,10 @@
  *            watcher acquires it - a clean exit, not a death.
  *   watcher  while holder == 0: sleep on it.  Then lock (timed, in chunks):
  *            EOWNERDEAD or acquired -> read holder, clear it to 0 WHILE
- *            HOLDING the mutex, consistent, unlock; report the pid read.
+ *            HOLDING the mutex, consistent, unlock, wake a next worker
+ *            waiting for the 0; report the pid read.  (A pool whose watcher
+ *            of a slot stopped clears the word itself before it starts that
+ *            slot's next worker: broker/pool/_manager.py.)
  *   Clearing under the mutex: the next worker stores its pid only after it
  *   locked the mutex, i.e. after our unlock, so the clear never erases a
  *   newer holder, and the watcher never takes the free mutex again before
@@ -195,7 +199,7 @@ int shm_robust_hold(void *base, uint64_t size, uint64_t area, uint64_t slots, ui
      * (the mutex is free once a holder let go, or it may be free before the
      * watcher's next lock attempt) would overwrite that pid: a clean exit, or
      * a death, nobody hears of. */
-    int64_t end = mono_ns() + timeout_ns;
+    int64_t now = mono_ns(), end = timeout_ns > INT64_MAX - now ? INT64_MAX : now + timeout_ns;
     for (;;) {
         /* acquire: pairs with the watcher's release store of 0 (seeing it, the
          * watcher's lock of the mutex came before) */

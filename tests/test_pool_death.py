@@ -221,12 +221,20 @@ def test_next_holder_waits_until_the_last_end_is_heard(status):
     t.start()
     try:
         assert started.wait(H.DEADLINE)
+        t.join(0.05)  # (a bounded join: it must still be waiting, the death unheard)
+        assert t.is_alive() and out == {}
         assert watch(LONG) == (OWNER_DIED, 4949)
     finally:
         t.join(H.DEADLINE)
     assert not t.is_alive() and out == {"held": True}
     assert watch(LONG) == (ACQUIRED, 5151)
     assert watch(MS) == (NO_HOLDER, 0)
+    # a pool whose watcher of the slot stopped clears the last holder itself before the next worker
+    _in_thread(hold_and_let_go)
+    assert status.hold(0, 5252, timeout=0.05) is False
+    status.clear_holder(0)
+    assert _in_thread(lambda: status.hold(0, 5353, timeout=0.05)) is True
+    assert watch(LONG) == (OWNER_DIED, 5353)
 
 
 def test_exiting_asks_the_kernel(kids):
@@ -289,7 +297,10 @@ def test_pool_goes_on_with_a_corrupt_death_watch_slot(tmp_path):
     and the pool goes on (the replacement runs without the mutex)."""
     with Executor(2) as ex:
         e = ex._engine
-        kind = e.status.robust + 16
+        kind, holder = e.status.robust + 16, e.status.robust + 64
+        # slot 0's worker holds it first (corrupted before, its hold fails and the watcher, with no holder to
+        # watch, never looks at the mutex: seen under load)
+        H.wait_until(lambda: struct.unpack_from("<I", e.status.seg.mm, holder)[0] != 0, "slot 0's worker to hold")
         with pytest.warns(RuntimeWarning, match="death-watch slot 0 is not one this pool made"):
             e.status.seg.mm[kind:kind + 4] = struct.pack("<i", 0x7FFF)
             H.wait_until(lambda: e.watch_error is not None, "slot 0's watcher to find the corrupt mutex")

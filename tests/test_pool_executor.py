@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 
@@ -435,6 +436,29 @@ def test_waits_from_two_threads_over_finished_and_pending_futures():
         called = []
         done[0].add_done_callback(called.append)  # a finished future calls it at once
         assert called == [done[0]] and done[0].cancel() is False and done[0].done()
+
+
+def test_completing_a_finished_future_again_raises_at_once():
+    """set_result/set_exception on a future completed without a condition
+    raise InvalidStateError (its message's repr reads the condition: made
+    outside the lock the completion holds, not a deadlock)."""
+    from broker.pool.executor import _Future
+    f = _Future()
+    f.set_result(1)
+    out = {}
+
+    def again():
+        for call in (lambda: f.set_result(2), lambda: f.set_exception(ValueError())):
+            try:
+                call()
+            except cf.InvalidStateError as e:
+                out.setdefault("errors", []).append(str(e))
+    t = threading.Thread(target=again, daemon=True)
+    t.start()
+    t.join(H.DEADLINE)
+    assert not t.is_alive(), "completing a finished future again hung"
+    assert len(out["errors"]) == 2 and all("FINISHED" in e for e in out["errors"]), out
+    assert f.result() == 1
 
 
 def test_futures_make_their_lists_and_condition_only_when_used(tmp_path):

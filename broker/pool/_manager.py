@@ -80,6 +80,10 @@ class Manager:
     except close/terminate/join/worker_pids (any thread)."""
 
     def _start_worker(self, slot):
+        if slot < len(self._watchers) and not self._watchers[slot].is_alive() and not self._watch_stop:
+            # the slot's watcher stopped (watch_error): nobody will clear the last holder's pid, and the new
+            # worker would wait for that (shm_robust_hold) before every start; its end is heard by the sentinel
+            self.status.clear_holder(slot)
         p = self.ctx.Process(target=_worker.worker_main, args=(self._spec, slot), daemon=False,
                              name="shmbroker-pool-worker-%d" % slot)
         p.start()

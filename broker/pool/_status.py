@@ -51,6 +51,7 @@ W_STOP = 14  # 1: workers leave (then the kick word moves)
 W_PIDNS = 15  # the owner's pid namespace (inode of /proc/self/ns/pid; 0 unknown): its pids mean something here
 W_ROBUST = 16  # byte offset of the death-watch slots
 ROBUST_SLOT = lib.SHM_ROBUST_SLOT
+ROBUST_HOLDER = 64  # the holder pid's u32 in a slot (ext/shmrobust.c)
 # shm_robust_watch's outcomes
 OWNER_DIED, ACQUIRED, NO_HOLDER, WATCH_TIMEOUT = (lib.SHM_ROBUST_OWNER_DIED, lib.SHM_ROBUST_ACQUIRED,
                                                   lib.SHM_ROBUST_NO_HOLDER, lib.SHM_ROBUST_TIMEOUT)
@@ -200,8 +201,10 @@ class PoolStatus:
         its holder.  Held until let_go (a clean exit); while held the
         mapping must stay (the thread's robust list points into it: the
         kernel could not mark the mutex owner-died, and it would stay locked
-        for good).  True if held; False if the mutex stayed locked *timeout*
-        seconds (no early notice for this worker)."""
+        for good).  It first waits for the watcher to hear the slot's last
+        holder's end (the holder word cleared).  True if held; False if that
+        or the mutex took longer than *timeout* seconds (no early notice for
+        this worker)."""
         if not 0 <= i < self.slots:
             raise IndexError("worker slot %d of %d" % (i, self.slots))
         rc = lib.shm_robust_hold(self.cbuf, self.seg.size, self.robust, self.slots, i, pid, int(timeout * 1e9))
@@ -229,6 +232,16 @@ class PoolStatus:
             rc = check(i, call(cbuf, size, area, slots, i, timeout_ns, out))
             return rc, int(out[0])
         return wait
+
+    def clear_holder(self, i):
+        """Forget slot *i*'s last holder (its watcher is gone, and that
+        worker has exited): the next worker's hold() then does not wait for
+        a watcher to hear of it."""
+        if not 0 <= i < self.slots:
+            raise IndexError("worker slot %d of %d" % (i, self.slots))
+        if self.cbuf is not None:
+            at = self.robust + i * ROBUST_SLOT + ROBUST_HOLDER
+            self.seg.mm[at:at + 4] = bytes(4)
 
     def unwatch(self, i):
         """Wake slot *i*'s watcher if it waits for a holder (the pool stops)."""

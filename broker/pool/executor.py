@@ -197,10 +197,13 @@ class _CondSlot:
             return self
         c = obj._cond
         if c is None:
+            # made before the lock: nothing allocates under _cond_lock (3.11 may collect garbage in an
+            # allocation, and a finalizer touching a future would wait for the lock its own thread holds)
+            new = _FINISHED if obj._state == FINISHED else _Condition()  # FINISHED never changes again
             with _cond_lock:
                 c = obj._cond
                 if c is None:
-                    c = obj._cond = _FINISHED if obj._state == FINISHED else _Condition()
+                    c = obj._cond = _FINISHED if obj._state == FINISHED else new
         return c
 
 
@@ -217,10 +220,11 @@ class _LazyList:
             return self
         v = getattr(obj, self.made)
         if v is None:
+            new = []  # made before the lock (see _CondSlot)
             with _cond_lock:
                 v = getattr(obj, self.made)
                 if v is None:
-                    v = []
+                    v = new
                     setattr(obj, self.made, v)
         return v
 
@@ -256,11 +260,13 @@ class _LazyCondition:
         with _cond_lock:
             if self._cond is not None:
                 return False
-            if self._state in (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED):
-                raise InvalidStateError("%s: %r" % (self._state, self))
-            self._result, self._exception = result, exception
-            self._state = FINISHED
-        return True
+            st = self._state
+            if st not in (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED):
+                self._result, self._exception = result, exception
+                self._state = FINISHED
+                return True
+        # outside the lock: the message's repr(self) reads the condition, which may take the lock to make it
+        raise InvalidStateError("%s: %r" % (st, self))
 
     def set_result(self, result):
         if not self._finish_untouched(result, None):
