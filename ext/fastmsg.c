@@ -70,15 +70,28 @@ static PyMethodDef MessageBase_methods[] = {
  * is done (self tracked again, its type still referenced until we return):
  * a Message is kept for reuse (cleared, untracked), anything else goes as a
  * tuple goes. */
+/* Can self, dying, be kept for reuse (a Message of the registered type, room
+ * on the free list)? */
+static int msg_keepable(PyObject *self)
+{
+    return (PyObject *)Py_TYPE(self) == message_type && PyTuple_GET_SIZE(self) == MSG_ITEMS &&
+           msg_nfree < MSG_FREE_MAX;
+}
+
+/* Clear an untracked, keepable Message's items and keep it (or free it, if
+ * clearing ran code that took the room or registered another type). */
+static void msg_keep(PyObject *self)
+{
+    for (Py_ssize_t i = 0; i < MSG_ITEMS; i++) Py_CLEAR(((PyTupleObject *)self)->ob_item[i]);
+    if (msg_keepable(self)) msg_free[msg_nfree++] = self;
+    else PyObject_GC_Del(self);
+}
+
 static void msgbase_dealloc(PyObject *self)
 {
-    if ((PyObject *)Py_TYPE(self) == message_type && PyTuple_GET_SIZE(self) == MSG_ITEMS &&
-        msg_nfree < MSG_FREE_MAX) {
+    if (msg_keepable(self)) {
         PyObject_GC_UnTrack(self);
-        for (Py_ssize_t i = 0; i < MSG_ITEMS; i++) Py_CLEAR(((PyTupleObject *)self)->ob_item[i]);
-        /* (clearing may have run code: one that kept others, or registered another type) */
-        if ((PyObject *)Py_TYPE(self) == message_type && msg_nfree < MSG_FREE_MAX) msg_free[msg_nfree++] = self;
-        else PyObject_GC_Del(self);
+        msg_keep(self);
         return;
     }
     PyTuple_Type.tp_dealloc(self);
@@ -124,22 +137,14 @@ static PyTypeObject MessageBaseType = {
 static void msg_dealloc(PyObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
-    if ((PyObject *)tp != message_type || tp->tp_dealloc != msg_dealloc) {
+    if (tp->tp_dealloc != msg_dealloc || !msg_keepable(self)) { /* a subclass's, an old type's, no room */
         PyTuple_Type.tp_dealloc(self);
         Py_DECREF(tp);
         return;
     }
     PyObject_GC_UnTrack(self);
     Py_TRASHCAN_BEGIN(self, msg_dealloc)
-    if (PyTuple_GET_SIZE(self) == MSG_ITEMS && msg_nfree < MSG_FREE_MAX) {
-        for (Py_ssize_t i = 0; i < MSG_ITEMS; i++) Py_CLEAR(((PyTupleObject *)self)->ob_item[i]);
-        /* (clearing may have run code: one that kept others, or registered another type) */
-        if ((PyObject *)tp == message_type && msg_nfree < MSG_FREE_MAX) msg_free[msg_nfree++] = self;
-        else PyObject_GC_Del(self);
-    } else {
-        for (Py_ssize_t i = PyTuple_GET_SIZE(self); --i >= 0;) Py_CLEAR(((PyTupleObject *)self)->ob_item[i]);
-        tp->tp_free(self);
-    }
+    msg_keep(self);
     Py_DECREF(tp); /* the instance's reference to its heap type (PyType_GenericAlloc's, or msg_take's) */
     Py_TRASHCAN_END
 }

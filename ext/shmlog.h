@@ -305,3 +305,7 @@ int shm_robust_watch(void *base, uint64_t size, uint64_t area, uint64_t slots, u
 int shm_robust_let_go(void *base, uint64_t size, uint64_t area, uint64_t slots, uint64_t i);
 /* Wake slot i's watcher if it sleeps waiting for a holder (a pool stopping). */
 void shm_robust_wake(void *base, uint64_t size, uint64_t area, uint64_t slots, uint64_t i);
+/* The owner, when slot i's watcher has stopped and the slot's last holder has
+ * exited: clear the holder word (nobody else will), so the next worker's
+ * hold does not wait for a watcher to hear of it; wakes one waiting. */
+void shm_robust_clear(void *base, uint64_t size, uint64_t area, uint64_t slots, uint64_t i);

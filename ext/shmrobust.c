@@ -289,3 +289,14 @@ void shm_robust_wake(void *base, uint64_t size, uint64_t area, uint64_t slots, u
      * NO_HOLDER and checks its stop flag */
     if (s) syscall(SYS_futex, &s->holder, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
+
+void shm_robust_clear(void *base, uint64_t size, uint64_t area, uint64_t slots, uint64_t i)
+{
+    struct robust_slot *s = slot_at(base, size, area, slots, i);
+    if (!s) return;
+    /* release: pairs with a next holder's acquire load of 0 (shm_robust_hold),
+     * as the watcher's clear does */
+    atom_store_release32(&s->holder, 0u);
+    /* a next holder asleep until the word is 0: the kernel compares it */
+    syscall(SYS_futex, &s->holder, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}

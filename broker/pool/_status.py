@@ -51,7 +51,6 @@ W_STOP = 14  # 1: workers leave (then the kick word moves)
 W_PIDNS = 15  # the owner's pid namespace (inode of /proc/self/ns/pid; 0 unknown): its pids mean something here
 W_ROBUST = 16  # byte offset of the death-watch slots
 ROBUST_SLOT = lib.SHM_ROBUST_SLOT
-ROBUST_HOLDER = 64  # the holder pid's u32 in a slot (ext/shmrobust.c)
 # shm_robust_watch's outcomes
 OWNER_DIED, ACQUIRED, NO_HOLDER, WATCH_TIMEOUT = (lib.SHM_ROBUST_OWNER_DIED, lib.SHM_ROBUST_ACQUIRED,
                                                   lib.SHM_ROBUST_NO_HOLDER, lib.SHM_ROBUST_TIMEOUT)
@@ -240,8 +239,7 @@ class PoolStatus:
         if not 0 <= i < self.slots:
             raise IndexError("worker slot %d of %d" % (i, self.slots))
         if self.cbuf is not None:
-            at = self.robust + i * ROBUST_SLOT + ROBUST_HOLDER
-            self.seg.mm[at:at + 4] = bytes(4)
+            lib.shm_robust_clear(self.cbuf, self.seg.size, self.robust, self.slots, i)
 
     def unwatch(self, i):
         """Wake slot *i*'s watcher if it waits for a holder (the pool stops)."""
