@@ -94,7 +94,9 @@ class Consumer(GroupMember, Queries):
         # poll()'s lean path in C (ext/fastpoll.c): a fetched batch's next Message, or the one assigned
         # partition's next records; everything else comes back to _poll_py.  It reads the destroyed flag where
         # the namespace is mapped: close() disables it before that goes.
-        flag = int(ffi.cast("uintptr_t", ffi.from_buffer(self._ns.seg.mm))) + DESTROYED_OFF
+        base = int(ffi.cast("uintptr_t", ffi.from_buffer(self._ns.seg.mm)))
+        self._ns_map = (base, len(self._ns.seg.mm))  # where a group member's words are, for the C path
+        flag = base + DESTROYED_OFF
         self._cpoll = _fastlog.ConsumerPoll(self.__dict__, self._poll_py, self._poll_after, self._events,
                                             self._commit_events, flag,
                                             -1 if self._wait_mode == "spin" else self._spin_ns, _FETCH, self._eof,
@@ -425,6 +427,8 @@ class Consumer(GroupMember, Queries):
                 self._jump(part, self._reset_to(part.log, part.tp, part.pos, part.retention_ms, lapped=True))
             if rc != _LOG_NOT_YET:
                 return self._next_or_wait(timeout)
+        if self._slot is not None:  # a member (the C path's): its wait also watches for a new assignment
+            return self._poll_member(timeout)
         # adaptive has spun its share above: now sleep (spin mode keeps spinning)
         r = part.log.poll(part.pos, timeout, "sleep" if self._wait_mode == "adaptive" else self._wait_mode)
         if r is None:

@@ -70,13 +70,24 @@ class GroupMember:
     _rejoin = _lean_state("_rejoin_", "A forked or fenced member joins again at its next poll.")
 
     def _lean_sync(self):
-        """Tell poll()'s C lean path (ext/fastpoll.c) what it may do alone: hand out fetched batches while
-        no group slot is held; read the one assigned partition (_solo) while also no rejoin is due."""
+        """Tell poll()'s C lean path (ext/fastpoll.c) what it may do alone: hand out fetched batches, and
+        read the one assigned partition (_solo) while no rejoin is due, when no group slot is held - or
+        when one is and its assignment is applied: then the C path also checks, per call, that the
+        supervisor has nothing new for us (the slot's state and epoch words), keeps the slot's last-poll
+        word, and hands the call back here once an auto-commit is due (cpoll.next_commit)."""
         d = self.__dict__
         cpoll = d.get("_cpoll")
-        if cpoll is not None:
-            plain = "_slot_" in d and d["_slot_"] is None  # (not yet set: the Python path)
-            cpoll.set_lean(plain, d.get("_solo") if plain and not d.get("_rejoin_", True) else None)
+        if cpoll is None:
+            return
+        held = "_slot_" in d and d["_slot_"] is not None
+        plain = "_slot_" in d and not held  # (not yet set: the Python path)
+        member = None
+        if held and d.get("_synced") and not d.get("_rejoin_", True):
+            addr, size = d["_ns_map"]
+            member = (addr, size, d["_w_state"] * 8, d["_w_epoch"] * 8, d["_w_last"] * 8, G.ACTIVE, d["_seen_epoch"])
+        lean = plain or member is not None
+        cpoll.set_lean(plain, d.get("_solo") if lean and not d.get("_rejoin_", True) else None, member)
+        cpoll.next_commit = d["_next_commit"] if member is not None and d["_auto_commit"] else -1
 
     def _groups(self):
         if self._gs is None:
@@ -146,6 +157,7 @@ class GroupMember:
             gs.store(o + G.N_ASSIGNED, 0)
         lib.shm_fetch_add64(gs.buf, META_SIZE, o + G.INCARN, 1)
         gs.store(o + G.STATE, G.ACTIVE)  # last: the supervisor now counts us
+        self._synced = False  # (before _slot: the lean path takes no member until its assignment is applied)
         self._slot = slot
         self._waiter = None  # a new notify word
         self._token = gs.token(slot)
@@ -199,6 +211,7 @@ class GroupMember:
             now = time.monotonic_ns()
             if now >= self._next_commit:
                 self._next_commit = now + self._commit_every
+                self._cpoll.next_commit = self._next_commit  # poll()'s C path hands the next one back here
                 self._commit_positions(asynchronous=True)
 
     def _fenced(self):
@@ -257,6 +270,7 @@ class GroupMember:
         self._seen_epoch = epoch
         gs.write_list(self._slot, "owned", ids)
         gs.store(gs.slot_off(self._slot) + G.ACK, epoch)
+        self._lean_sync()  # the C path takes this epoch as nothing new
         self._ns.wake_supervisor()
 
     def _revoke(self, parts, lost, keep=()):

@@ -131,6 +131,12 @@ typedef struct {
     PyObject *idle;          /* called between spin chunks with nothing (its supervisor check), or None */
     PyObject *solo;          /* set_lean's solo Part, or NULL */
     int plain;               /* set_lean's plain: no group slot held (0 until told) */
+    /* set_lean's member, for a group member whose assignment is applied: its
+     * state, epoch and last-poll words in the namespace mapping (NULL: fall
+     * back), and the values that say nothing changed */
+    volatile uint64_t *m_state, *m_epoch, *m_last;
+    uint64_t m_active, m_seen;
+    long long next_commit;   /* CLOCK_MONOTONIC ns when an auto-commit is due (the Python path makes it); -1: never */
     const volatile uint64_t *flag; /* the namespace's destroyed flag; NULL once disabled */
     long long spin_ns;
     unsigned long long fetch;
@@ -150,11 +156,34 @@ static PyObject *cp_call1(PyObject *fn, PyObject *timeout)
 /* One pass of poll(timeout) (left_ns: the time left, -1: no limit): 1 with
  * *out the result (NULL with an exception set); 0 if it spun a chunk with
  * nothing read and should spin again (spin mode, time left). */
+static inline long long coarse_ns(void)
+{
+    struct timespec ts; /* the tick's clock: a few ns, not ~20; the deadlines it checks are ms apart */
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 static int cp_pass(ConsumerPoll *self, PyObject *timeout, long long left_ns, PyObject **out)
 {
     PyObject *d = self->state;
     *out = NULL;
-    if (!self->flag || !d || !self->plain) goto fallback;
+    if (!self->flag || !d) goto fallback;
+    int member = !self->plain;
+    if (member) { /* a group member: alone only while the supervisor has nothing new for it */
+        if (!self->m_state) goto fallback;
+        /* relaxed: plain word reads, as the Python path's; the supervisor's
+         * stores of them are followed by a notify, and _sync reads the
+         * assignment itself under its seqlock */
+        if (*self->flag || atom_load_relaxed64(self->m_state) != self->m_active || /* destroyed: as _group_tick */
+            atom_load_relaxed64(self->m_epoch) != self->m_seen || PyObject_Size(self->commit_events) != 0)
+            goto fallback_or_error;
+    }
+    if (member || self->next_commit >= 0) {
+        long long now = coarse_ns();
+        if (self->next_commit >= 0 && now >= self->next_commit) goto fallback; /* it commits */
+        /* relaxed: the supervisor reads it as a plain word (max.poll.interval.ms counts from each poll) */
+        if (member) atom_store_relaxed64(self->m_last, (uint64_t)now);
+    }
     /* borrowed from the dict; used before any Python code can run */
     PyObject *cur = PyDict_GetItemWithError(d, str_cur);
     if (!cur) goto fallback_or_error;
@@ -179,7 +208,7 @@ static int cp_pass(ConsumerPoll *self, PyObject *timeout, long long left_ns, PyO
     }
     PyObject *solo = self->solo;
     if (!solo || Py_TYPE(solo) != &PartType) goto fallback;
-    Py_ssize_t nc = PyObject_Size(self->commit_events);
+    Py_ssize_t nc = member ? 0 : PyObject_Size(self->commit_events); /* (a member's was checked above) */
     if (nc < 0) return 1;
     Part *part = (Part *)solo;
     FastLog *fl = (FastLog *)part->fast;
@@ -202,6 +231,7 @@ static int cp_pass(ConsumerPoll *self, PyObject *timeout, long long left_ns, PyO
     int code, again = 0;
     int got = next_core(fl, part->pos, spin, self->fetch, part->topic, part->partition, buf, &first, &nxt, &code);
     Py_DECREF(buf);
+    if (member) atom_store_relaxed64(self->m_last, (uint64_t)coarse_ns()); /* relaxed: as above, after the spin */
     if (got < 0) goto done;
     if (got && first) {
         part->pos = nxt;
@@ -294,28 +324,49 @@ static int ConsumerPoll_init(ConsumerPoll *self, PyObject *args, PyObject *kw)
     self->spin_ns = spin < 0 ? -1 : spin; /* -1: spin mode, for the whole timeout */
     self->fetch = fetch;
     self->eof = eof;
+    self->next_commit = -1;
     self->vectorcall = (vectorcallfunc)ConsumerPoll_call;
     return 0;
 }
 
-static PyObject *ConsumerPoll_set_lean(ConsumerPoll *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *ConsumerPoll_set_lean(ConsumerPoll *self, PyObject *args)
 {
-    if (nargs != 2 || (args[1] != Py_None && Py_TYPE(args[1]) != &PartType)) {
-        PyErr_SetString(PyExc_TypeError, "set_lean(plain: bool, solo: Part or None)");
+    PyObject *plain_o, *solo, *member = Py_None;
+    if (!PyArg_ParseTuple(args, "OO|O:set_lean", &plain_o, &solo, &member)) return NULL;
+    if (solo != Py_None && Py_TYPE(solo) != &PartType) {
+        PyErr_SetString(PyExc_TypeError, "set_lean(plain, solo, member=None): solo is a Part or None");
         return NULL;
     }
-    int plain = PyObject_IsTrue(args[0]);
+    int plain = PyObject_IsTrue(plain_o);
     if (plain < 0) return NULL;
-    PyObject *solo = args[1] == Py_None ? NULL : args[1];
-    Py_XINCREF(solo);
-    Py_XSETREF(self->solo, solo);
+    /* member: (mapping address, mapping size, state offset, epoch offset, last-poll offset, active, epoch seen) */
+    unsigned long long base = 0, size = 0, so = 0, eo = 0, lo = 0, active = 0, seen = 0;
+    if (member != Py_None) {
+        if (!PyTuple_Check(member) ||
+            !PyArg_ParseTuple(member, "KKKKKKK:set_lean member", &base, &size, &so, &eo, &lo, &active, &seen))
+            return NULL;
+        unsigned long long offs[3] = {so, eo, lo};
+        for (int k = 0; k < 3; k++)
+            if (!base || (base | offs[k]) % 8 || offs[k] > size || size - offs[k] < 8) {
+                PyErr_SetString(PyExc_ValueError, "set_lean: a member word outside its mapping");
+                return NULL;
+            }
+    }
+    Py_XINCREF(solo == Py_None ? NULL : solo);
+    Py_XSETREF(self->solo, solo == Py_None ? NULL : solo);
     self->plain = plain;
+    self->m_state = member == Py_None ? NULL : (volatile uint64_t *)(uintptr_t)(base + so);
+    self->m_epoch = member == Py_None ? NULL : (volatile uint64_t *)(uintptr_t)(base + eo);
+    self->m_last = member == Py_None ? NULL : (volatile uint64_t *)(uintptr_t)(base + lo);
+    self->m_active = active;
+    self->m_seen = seen;
     Py_RETURN_NONE;
 }
 
 static PyObject *ConsumerPoll_disable(ConsumerPoll *self, PyObject *unused)
 {
     self->flag = NULL; /* every call goes to the Python method from now on */
+    self->m_state = self->m_epoch = self->m_last = NULL;
     Py_RETURN_NONE;
 }
 
@@ -343,8 +394,15 @@ static void ConsumerPoll_dealloc(ConsumerPoll *self)
 
 static PyMethodDef ConsumerPoll_methods[] = {
     {"disable", (PyCFunction)ConsumerPoll_disable, METH_NOARGS, "send every later call to the Python method"},
-    {"set_lean", (PyCFunction)(void (*)(void))ConsumerPoll_set_lean, METH_FASTCALL,
-     "set_lean(plain, solo): no group slot held; the one partition to read alone (None: fall back)"},
+    {"set_lean", (PyCFunction)ConsumerPoll_set_lean, METH_VARARGS,
+     "set_lean(plain, solo, member=None): no group slot held; the one partition to read alone (None: fall "
+     "back); a member's words (address, size, state, epoch and last-poll offsets, active, epoch seen)"},
+    {NULL},
+};
+
+static PyMemberDef ConsumerPoll_members[] = {
+    {"next_commit", T_LONGLONG, offsetof(ConsumerPoll, next_commit), 0,
+     "CLOCK_MONOTONIC ns when an auto-commit is due: calls from then on go to the Python method (-1: never)"},
     {NULL},
 };
 
@@ -362,6 +420,7 @@ static PyTypeObject ConsumerPollType = {
     .tp_call = PyVectorcall_Call,
     .tp_vectorcall_offset = offsetof(ConsumerPoll, vectorcall),
     .tp_methods = ConsumerPoll_methods,
+    .tp_members = ConsumerPoll_members,
 };
 
 static int fastpoll_ready(PyObject *m)

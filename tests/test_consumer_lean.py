@@ -5,13 +5,15 @@ else; close() disables it."""
 import gc
 import json
 import struct
+import time
 import weakref
 
 import pytest
 
-from conftest import conf, make_topic, with_thread
+from conftest import conf, deadline_wait, make_topic, with_thread
 
 from broker.kafka import OFFSET_BEGINNING, Consumer, DeserializingConsumer, Producer, TopicPartition
+from broker import groups as G
 from broker.namespace import Namespace
 from shm._native import _fastlog
 from shm.errors import ClosedError
@@ -217,3 +219,184 @@ def test_pre_touch_maps_the_partitions_a_client_opens(ns):
                 assert pages >= 1024
                 # (without: a fault per 16 pages at least - the kernel maps up to 16 around one - and a margin)
                 assert (faults <= pages * 0.02) if touch else (huge or faults >= pages // 32), (touch, faults, pages)
+
+
+# ---- group members (subscribe) --------------------------------------------------------------
+def _member(ns, topics, group="g", lean=True, **kw):
+    """A subscribed consumer, and a count of the polls its C path handed back to Python (the member's
+    path, _poll_member)."""
+    c = Consumer(conf(ns, **{"group.id": group, "auto.offset.reset": "earliest", **kw}))
+    assert isinstance(c.poll, _fastlog.ConsumerPoll)
+    if not lean:
+        c.poll = c._poll_py  # the Python path alone
+    back = [0]
+    py = c._poll_member
+
+    def counted(timeout):
+        back[0] += 1
+        return py(timeout)
+    c._poll_member = counted  # _poll_py looks it up per call
+    c.subscribe(topics)
+    return c, back
+
+
+def _assigned(c, n, what):
+    deadline_wait(lambda: c.poll(0.01) is None and len(c.assignment()) == n, 20, what)
+
+
+def _take(c, n, timeout=5):
+    out = []
+    for _ in range(n):
+        m = c.poll(timeout)
+        assert m is not None and m.error() is None, m
+        out.append((m.offset(), m.value()))
+    return out
+
+
+def test_a_group_member_polls_through_the_lean_path(ns):
+    """A subscribed consumer (a Kafka user's default) reads in C once its assignment is applied - fetched
+    batches and its one partition's records - handing out what the Python path does, and keeps the
+    member's last-poll word there (max.poll.interval.ms counts from each poll)."""
+    runs = []
+    for lean, t in ((True, "lean"), (False, "method")):
+        make_topic(ns, t, 1)
+        c, back = _member(ns, [t], lean=lean, **{"enable.auto.commit": False})
+        try:
+            _assigned(c, 1, "the assignment of topic %s" % t)
+            with Producer(conf(ns)) as p:
+                for i in range(600):
+                    p.produce(t, b"v%d" % i)
+            c._gw[c._w_last] = 0
+            before = back[0]
+            runs.append(_take(c, 600))
+            if lean:
+                assert back[0] == before  # none of the 600 polls went through Python
+                assert c._gw[c._w_last] > 0  # the C path wrote the last-poll word
+            else:
+                assert back[0] >= 600
+        finally:
+            c.close()
+    assert runs[0] == runs[1] == [(i, b"v%d" % i) for i in range(600)]
+
+
+def test_a_member_in_the_lean_path_is_not_fenced_while_it_polls(ns):
+    """max.poll.interval.ms against a member whose polls all run in C: it polls (a record, some work,
+    the next) for longer than the interval and keeps its partition; one that stops polling loses it."""
+    make_topic(ns, "t", 1)
+    c, back = _member(ns, ["t"], **{"enable.auto.commit": False, "max.poll.interval.ms": 300,
+                                    "session.timeout.ms": 1000})
+    try:
+        _assigned(c, 1, "the assignment")
+        with Producer(conf(ns)) as p:
+            for i in range(20000):
+                p.produce("t", b"%d" % i)
+        before = back[0]
+        end = time.monotonic() + 1.5  # five intervals
+        n = 0
+        while time.monotonic() < end:
+            m = c.poll(5)
+            assert m is not None and m.error() is None, m  # a fenced member would get its event here
+            assert m.offset() == n
+            n += 1
+            time.sleep(0.001)  # the application's work between polls
+        assert back[0] == before  # every poll ran in C
+        assert c._gw[c._w_state] == G.ACTIVE and len(c.assignment()) == 1
+    finally:
+        c.close()
+
+
+def test_auto_commit_runs_for_a_member_in_the_lean_path(ns):
+    """enable.auto.commit: while the C path hands out a stream of records (no poll comes back empty, so
+    none runs the Python path for another reason), it hands a poll back to Python once a commit is due,
+    which commits the position; then the C path takes over again until the next."""
+    make_topic(ns, "t", 1)
+    c, back = _member(ns, ["t"], **{"enable.auto.commit": True, "auto.commit.interval.ms": 50})
+    tp = TopicPartition("t", 0)
+    try:
+        _assigned(c, 1, "the assignment")
+        with Producer(conf(ns)) as p:
+            for i in range(20000):
+                p.produce("t", b"%d" % i)
+        first = c._cpoll.next_commit
+        assert first > 0
+        n, end = 0, time.monotonic() + 0.4  # eight intervals
+        while time.monotonic() < end:
+            m = c.poll(5)
+            assert m is not None and m.error() is None and m.offset() == n, m
+            n += 1
+            time.sleep(0.001)  # the application's work between polls
+        assert n < 20000  # still in the stream
+        done = c.committed([tp])[0].offset
+        assert 0 < done <= n, (done, n)
+        assert c._cpoll.next_commit > first  # renewed: the C path is in use again
+        assert back[0] < n // 4  # most polls ran in C
+    finally:
+        c.close()
+
+
+def test_a_new_assignment_reaches_a_member_reading_in_the_lean_path(ns):
+    """The supervisor hands a member a new assignment (a topic it subscribed to appears) while the C path
+    reads its one partition's stream: the member sees the new epoch at its next poll and takes the new
+    partition on without draining the stream first."""
+    make_topic(ns, "t", 1)
+    c, back = _member(ns, ["t", "u"], **{"enable.auto.commit": False})
+    try:
+        _assigned(c, 1, "t[0] alone")
+        with Producer(conf(ns)) as p:
+            for i in range(20000):
+                p.produce("t", b"%d" % i)
+            assert [o for o, _ in _take(c, 10)] == list(range(10))
+            make_topic(ns, "u", 1)
+            p.produce("u", b"u0")
+        n, got_u, end = 10, [], time.monotonic() + 20
+        while not got_u:
+            assert time.monotonic() < end, "the member never read u[0] (%d records of t read)" % n
+            m = c.poll(5)
+            assert m is not None and m.error() is None, m
+            if m.topic() == "u":
+                got_u.append(m.value())
+            else:
+                assert m.offset() == n
+                n += 1
+            time.sleep(0.0005)  # the application's work between polls
+        assert got_u == [b"u0"] and n < 20000  # taken on mid-stream
+        assert sorted((x.topic, x.partition) for x in c.assignment()) == [("t", 0), ("u", 0)]
+    finally:
+        c.close()
+
+
+def test_a_rebalance_reaches_a_member_reading_in_the_lean_path(ns):
+    """A second member joins while the first hands out fetched batches in C: the first sees the new
+    epoch at its next poll, revokes, and both end with one partition; nothing is read twice."""
+    make_topic(ns, "t", 2)
+    revoked = []
+    a = Consumer(conf(ns, **{"group.id": "g", "auto.offset.reset": "earliest", "enable.auto.commit": True}))
+    a.subscribe(["t"], on_revoke=lambda c, parts: revoked.extend(parts))
+    b = None
+    try:
+        _assigned(a, 2, "both partitions to the first member")
+        with Producer(conf(ns)) as p:
+            for i in range(4000):
+                p.produce("t", b"%d" % i, partition=i % 2)
+        seen = {}
+        for _ in range(10):
+            m = a.poll(5)
+            seen[(m.partition(), m.offset())] = m.value()
+        b = Consumer(conf(ns, **{"group.id": "g", "auto.offset.reset": "earliest", "enable.auto.commit": True}))
+        b.subscribe(["t"])
+
+        def settled():
+            for c in (a, b):
+                m = c.poll(0.01)
+                if m is not None and m.error() is None:
+                    key = (m.partition(), m.offset())
+                    assert key not in seen, key
+                    seen[key] = m.value()
+            return len(a.assignment()) == 1 and len(b.assignment()) == 1
+        deadline_wait(settled, 30, "one partition each")
+        assert revoked
+        assert a._cpoll.next_commit > 0  # the first member is back in the C path
+    finally:
+        a.close()
+        if b is not None:
+            b.close()
