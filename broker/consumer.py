@@ -425,9 +425,9 @@ class Consumer(GroupMember, Queries):
                 return self._next()  # the general path raises it (or reports a deleted topic)
             if rc == _LOG_LAPPED:  # handled here: a second read would count the lap twice
                 self._jump(part, self._reset_to(part.log, part.tp, part.pos, part.retention_ms, lapped=True))
-            if rc != _LOG_NOT_YET:
+            if rc != _LOG_NOT_YET and self._slot is None:
                 return self._next_or_wait(timeout)
-        if self._slot is not None:  # a member (the C path's): its wait also watches for a new assignment
+        if self._slot is not None:  # a member (the C path's): in poll, its wait watching for a new assignment
             return self._poll_member(timeout)
         # adaptive has spun its share above: now sleep (spin mode keeps spinning)
         r = part.log.poll(part.pos, timeout, "sleep" if self._wait_mode == "adaptive" else self._wait_mode)

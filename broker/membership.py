@@ -162,7 +162,6 @@ class GroupMember:
         self._waiter = None  # a new notify word
         self._token = gs.token(slot)
         self._seen_epoch = 0
-        self._synced = False
         self._w_epoch = (o + G.EPOCH) // 8
         self._w_state = (o + G.STATE) // 8
         self._w_hb = (o + G.HEARTBEAT) // 8

@@ -10,11 +10,14 @@
  * attribute, as Producer.produce's lean path) when no statistics wrap it
  * and no subclass overrides it.  It reads the consumer's own state - _cur
  * in its instance dict `state`, the deques it never replaces, the
- * namespace's destroyed flag at flag_addr, and what set_lean(plain, solo)
- * last said (the consumer calls it whenever _slot, _rejoin or _solo
- * change: plain, no group slot held; solo, the one partition to read when
- * also no rejoin is due, else None) - and does in C what the top of
- * Consumer.poll does in Python:
+ * namespace's destroyed flag at flag_addr, and what set_lean(plain, solo,
+ * member) last said (the consumer calls it whenever _slot, _rejoin, _solo
+ * or a member's applied epoch change: plain, no group slot held; solo, the
+ * one partition to read when also no rejoin is due, else None; member, a
+ * group member's slot words, once its assignment is applied) - and does in
+ * C what the top of Consumer.poll does in Python (for a member, only while
+ * its slot says nothing new: still ACTIVE, the epoch it applied, no
+ * auto-commit due; it keeps the slot's last-poll word as the Python path does):
  *   - a fetched batch being handed out: its next Message;
  *   - one partition assigned (_solo) and nothing else to report: spin for
  *     its next record, read every ready one (the first is returned, the
@@ -153,16 +156,34 @@ static PyObject *cp_call1(PyObject *fn, PyObject *timeout)
     return PyObject_Vectorcall(fn, a, 1, NULL);
 }
 
-/* One pass of poll(timeout) (left_ns: the time left, -1: no limit): 1 with
- * *out the result (NULL with an exception set); 0 if it spun a chunk with
- * nothing read and should spin again (spin mode, time left). */
+static long long coarse_res = -1; /* CLOCK_MONOTONIC_COARSE's step (a tick), read once */
+
+/* CLOCK_MONOTONIC, a tick late at most: a few ns to read, not ~20; the
+ * deadlines it serves are ms apart.  An auto-commit it finds due is due on
+ * the precise clock the Python path then reads. */
 static inline long long coarse_ns(void)
 {
-    struct timespec ts; /* the tick's clock: a few ns, not ~20; the deadlines it checks are ms apart */
+    struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* A last-poll time: the coarse clock moved up by its step, so it is never
+ * behind the precise clock the supervisor reads (a time a tick old would
+ * bring max.poll.interval.ms a tick early) */
+static inline uint64_t last_poll_ns(long long coarse)
+{
+    if (coarse_res < 0) {
+        struct timespec ts;
+        coarse_res = clock_getres(CLOCK_MONOTONIC_COARSE, &ts) == 0 ? (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec
+                                                                    : 10000000LL;
+    }
+    return (uint64_t)(coarse + coarse_res);
+}
+
+/* One pass of poll(timeout) (left_ns: the time left, -1: no limit): 1 with
+ * *out the result (NULL with an exception set); 0 if it spun a chunk with
+ * nothing read and should spin again (spin mode, time left). */
 static int cp_pass(ConsumerPoll *self, PyObject *timeout, long long left_ns, PyObject **out)
 {
     PyObject *d = self->state;
@@ -182,7 +203,7 @@ static int cp_pass(ConsumerPoll *self, PyObject *timeout, long long left_ns, PyO
         long long now = coarse_ns();
         if (self->next_commit >= 0 && now >= self->next_commit) goto fallback; /* it commits */
         /* relaxed: the supervisor reads it as a plain word (max.poll.interval.ms counts from each poll) */
-        if (member) atom_store_relaxed64(self->m_last, (uint64_t)now);
+        if (member) atom_store_relaxed64(self->m_last, last_poll_ns(now));
     }
     /* borrowed from the dict; used before any Python code can run */
     PyObject *cur = PyDict_GetItemWithError(d, str_cur);
@@ -231,7 +252,7 @@ static int cp_pass(ConsumerPoll *self, PyObject *timeout, long long left_ns, PyO
     int code, again = 0;
     int got = next_core(fl, part->pos, spin, self->fetch, part->topic, part->partition, buf, &first, &nxt, &code);
     Py_DECREF(buf);
-    if (member) atom_store_relaxed64(self->m_last, (uint64_t)coarse_ns()); /* relaxed: as above, after the spin */
+    if (member) atom_store_relaxed64(self->m_last, last_poll_ns(coarse_ns())); /* relaxed: as above, after the spin */
     if (got < 0) goto done;
     if (got && first) {
         part->pos = nxt;
