@@ -458,13 +458,16 @@ class Consumer(GroupMember, Queries):
     def _poll_py(self, timeout=None):
         """poll() in Python: what the C lean path (ext/fastpoll.c) hands back."""
         cur = self._cur  # a fetched batch being handed out: nothing else to do (a closed consumer has none)
-        if cur is not None and cur.buf and not self._events and self._slot is None:
+        if cur is not None and cur.buf and not self._events and self._slot is None and not (
+                self._plain_commits and time.monotonic_ns() >= self._next_commit):
             return cur.buf.popleft()
         self._check()
         if self._missing:
             self._promote()
         if self._slot is not None or self._commit_events or self._rejoin:
             return self._poll_member(timeout)
+        if self._plain_commits:  # assign() with a group.id and enable.auto.commit
+            self._auto_commit_tick()
         return self._poll(timeout)
 
     def _poll(self, timeout):
@@ -622,6 +625,11 @@ class Consumer(GroupMember, Queries):
                     self._leave()
                 finally:
                     self._slot = None
+            elif self._plain_commits and self._parts:  # assign()ed: the final auto-commit, as Kafka's clients
+                try:
+                    self._commit_positions(asynchronous=False)
+                except KafkaException as exc:  # (a member owns them now, or the namespace is gone)
+                    self._log.debug("final auto-commit: %s", exc)
             for key in list(self._parts):
                 self._remove(key)
             unregister_client(self)

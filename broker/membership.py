@@ -61,7 +61,10 @@ class GroupMember:
         self._slot = None  # our member slot while subscribed
         self._sub = None  # (topics list, on_assign, on_revoke, on_lost)
         self._stored = {}  # (topic, partition) -> offset to commit (store_offsets)
-        self._next_commit = 0
+        # enable.auto.commit: for a member from its join, for an assign()ed consumer with a group.id from now
+        # (as Java's and librdkafka's: their positions are committed too, every auto.commit.interval.ms)
+        self._next_commit = time.monotonic_ns() + self._commit_every
+        self._plain_commits = self._auto_commit and self._group is not None
         self._commit_events = collections.deque()
         self._rejoin = False
 
@@ -87,7 +90,8 @@ class GroupMember:
             member = (addr, size, d["_w_state"] * 8, d["_w_epoch"] * 8, d["_w_last"] * 8, G.ACTIVE, d["_seen_epoch"])
         lean = plain or member is not None
         cpoll.set_lean(plain, d.get("_solo") if lean and not d.get("_rejoin_", True) else None, member)
-        cpoll.next_commit = d["_next_commit"] if member is not None and d["_auto_commit"] else -1
+        commits = member is not None and d["_auto_commit"] or plain and d["_plain_commits"]
+        cpoll.next_commit = d["_next_commit"] if commits else -1
 
     def _groups(self):
         if self._gs is None:
@@ -207,11 +211,16 @@ class GroupMember:
         if epoch != self._seen_epoch:
             self._sync(epoch)
         if self._auto_commit and self._synced:
-            now = time.monotonic_ns()
-            if now >= self._next_commit:
-                self._next_commit = now + self._commit_every
-                self._cpoll.next_commit = self._next_commit  # poll()'s C path hands the next one back here
-                self._commit_positions(asynchronous=True)
+            self._auto_commit_tick()
+
+    def _auto_commit_tick(self):
+        """enable.auto.commit: commit the positions once auto.commit.interval.ms has passed since the last
+        (asynchronously: a failure goes to on_commit)."""
+        now = time.monotonic_ns()
+        if now >= self._next_commit:
+            self._next_commit = now + self._commit_every
+            self._cpoll.next_commit = self._next_commit  # poll()'s C path hands the next one back here
+            self._commit_positions(asynchronous=True)
 
     def _fenced(self):
         """The supervisor removed us (max.poll.interval.ms or session

@@ -426,3 +426,66 @@ def test_a_lapped_member_waits_in_poll_as_a_member(ns):
         assert st["lap_resets"] == 1 and st["records_lost_to_laps"] == 100
     finally:
         c.close()
+
+
+# ---- enable.auto.commit for assign() ---------------------------------------------------------
+@pytest.mark.parametrize("lean", [True, False])
+def test_auto_commit_runs_for_an_assigned_consumer(ns, lean):
+    """assign() with a group.id and enable.auto.commit: the positions are committed every
+    auto.commit.interval.ms while records stream (as Java's and librdkafka's consumers do), by the C path
+    handing a poll back once one is due or by the Python path; close() commits the final position."""
+    make_topic(ns, "t", 1)
+    tp = TopicPartition("t", 0)
+    with Producer(conf(ns)) as p:
+        for i in range(20000):
+            p.produce("t", b"%d" % i)
+    c = _consumer(ns, lean, **{"enable.auto.commit": True, "auto.commit.interval.ms": 50})
+    try:
+        n, end = 0, time.monotonic() + 0.4  # eight intervals
+        while time.monotonic() < end:
+            m = c.poll(5)
+            assert m is not None and m.error() is None and m.offset() == n, m
+            n += 1
+            time.sleep(0.001)  # the application's work between polls
+        assert n < 20000  # still in the stream
+        done = c.committed([tp])[0].offset
+        assert 0 < done <= n, (done, n)
+        if lean:
+            assert c._cpoll.next_commit > 0
+    finally:
+        c.close()
+    with Consumer(conf(ns, **{"group.id": "g", "enable.auto.commit": False})) as other:
+        assert other.committed([tp])[0].offset == n  # close() committed where it stood
+
+
+def test_without_auto_commit_or_group_an_assigned_consumer_commits_nothing(ns):
+    make_topic(ns, "t", 1)
+    tp = TopicPartition("t", 0)
+    with Producer(conf(ns)) as p:
+        for i in range(50):
+            p.produce("t", b"%d" % i)
+    with _consumer(ns, True, **{"enable.auto.commit": False, "auto.commit.interval.ms": 10}) as c:
+        assert c._cpoll.next_commit == -1
+        assert len(_take_plain(c, 50)) == 50
+        deadline = time.monotonic() + 0.1  # ten intervals of polls with nothing to read
+        while time.monotonic() < deadline:
+            assert c.poll(0.01) is None
+    import broker
+    none = broker.Consumer(conf(ns, **{"auto.commit.interval.ms": 10}))  # no group.id: nothing to commit to
+    try:
+        assert none._cpoll.next_commit == -1 and not none._plain_commits
+        none.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
+        assert len(_take_plain(none, 50)) == 50
+    finally:
+        none.close()
+    with Consumer(conf(ns, **{"group.id": "g", "enable.auto.commit": False})) as other:
+        assert other.committed([tp])[0].offset is None or other.committed([tp])[0].offset < 0
+
+
+def _take_plain(c, n):
+    out = []
+    for _ in range(n):
+        m = c.poll(5)
+        assert m is not None and m.error() is None, m
+        out.append(m.offset())
+    return out
