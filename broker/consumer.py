@@ -429,6 +429,8 @@ class Consumer(GroupMember, Queries):
                 return self._next_or_wait(timeout)
         if self._slot is not None:  # a member (the C path's): in poll, its wait watching for a new assignment
             return self._poll_member(timeout)
+        if self._plain_commits:  # a wait that stops for each auto-commit: a block topic's producers wait for them
+            return self._wait_next(None if timeout is None else time.monotonic() + timeout)
         # adaptive has spun its share above: now sleep (spin mode keeps spinning)
         r = part.log.poll(part.pos, timeout, "sleep" if self._wait_mode == "adaptive" else self._wait_mode)
         if r is None:
@@ -492,6 +494,8 @@ class Consumer(GroupMember, Queries):
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return None
+            if self._plain_commits:  # enable.auto.commit: made while waiting too (block topics' producers wait)
+                left = self._commit_wait(left)
             if self._missing:  # look for them now and then
                 self._wait(0.1 if left is None else min(left, 0.1))
                 self._promote()

@@ -28,6 +28,9 @@ from .subscription import regex_risk
 _DESTROYED_W = DESTROYED_OFF // 8
 
 
+_NEVER = 1 << 62  # a commit time (monotonic ns) that never comes
+
+
 def _lean_state(name, doc):
     """A property kept in the instance dict under *name* whose every change calls _lean_sync."""
     def get(self):
@@ -49,7 +52,8 @@ class GroupMember:
             G.check_group_name(self._group)
         self._auto_commit = _config.as_bool(conf.get("enable.auto.commit", True))
         self._auto_store = _config.as_bool(conf.get("enable.auto.offset.store", True))
-        self._commit_every = int(conf.get("auto.commit.interval.ms", 5000)) * 1_000_000
+        # 0: no periodic commit (librdkafka's meaning), only those before a revoke and at close()
+        self._commit_every = int(conf.get("auto.commit.interval.ms", 5000)) * 1_000_000 or _NEVER
         self._session_ms = int(conf.get("session.timeout.ms", 45000))
         self._maxpoll_ms = int(conf.get("max.poll.interval.ms", 300000))
         self._instance = conf.get("group.instance.id") or ""
@@ -63,7 +67,7 @@ class GroupMember:
         self._stored = {}  # (topic, partition) -> offset to commit (store_offsets)
         # enable.auto.commit: for a member from its join, for an assign()ed consumer with a group.id from now
         # (as Java's and librdkafka's: their positions are committed too, every auto.commit.interval.ms)
-        self._next_commit = time.monotonic_ns() + self._commit_every
+        self._next_commit = min(_NEVER, time.monotonic_ns() + self._commit_every)
         self._plain_commits = self._auto_commit and self._group is not None
         self._commit_events = collections.deque()
         self._rejoin = False
@@ -171,7 +175,7 @@ class GroupMember:
         self._w_hb = (o + G.HEARTBEAT) // 8
         self._w_last = (o + G.LAST_POLL) // 8
         self._w_inpoll = (o + G.IN_POLL) // 8
-        self._next_commit = now + self._commit_every
+        self._next_commit = min(_NEVER, now + self._commit_every)
         self._ns.wake_supervisor()
 
     def _leave(self, revoke=True):
@@ -213,12 +217,18 @@ class GroupMember:
         if self._auto_commit and self._synced:
             self._auto_commit_tick()
 
+    def _commit_wait(self, left):
+        """An auto-commit now if one is due; *left* (seconds; None: no limit) cut to the next one's time."""
+        self._auto_commit_tick()
+        due = max(0.0, (self._next_commit - time.monotonic_ns()) / 1e9)
+        return due if left is None or left > due else left
+
     def _auto_commit_tick(self):
         """enable.auto.commit: commit the positions once auto.commit.interval.ms has passed since the last
         (asynchronously: a failure goes to on_commit)."""
         now = time.monotonic_ns()
         if now >= self._next_commit:
-            self._next_commit = now + self._commit_every
+            self._next_commit = min(_NEVER, now + self._commit_every)
             self._cpoll.next_commit = self._next_commit  # poll()'s C path hands the next one back here
             self._commit_positions(asynchronous=True)
 
@@ -450,6 +460,8 @@ class GroupMember:
         if self._gw[self._w_epoch] != self._seen_epoch or self._gw[self._w_state] != G.ACTIVE:
             return
         chunk = self._hb_ns / 1e9
+        if self._auto_commit and self._synced:  # its commits come due while it waits (block topics wait for them)
+            chunk = self._commit_wait(chunk)
         timeout = chunk if timeout is None else min(timeout, chunk)
         try:
             self._waiter_for(parts, (gs.buf, META_SIZE, off)).wait([p.pos for p in parts], timeout, self._wait_mode,

@@ -489,3 +489,82 @@ def _take_plain(c, n):
         assert m is not None and m.error() is None, m
         out.append(m.offset())
     return out
+
+
+@pytest.mark.parametrize("subscribe", [False, True])
+def test_auto_commit_frees_a_block_topic_while_the_consumer_waits(ns, subscribe):
+    """A block topic holds its producer until the group commits; a consumer that read everything there was
+    and now waits inside poll() still makes its auto-commits (as librdkafka's background commits would),
+    so the producer goes on - it was stuck until poll's timeout ran out."""
+    make_topic(ns, "t", 1, **{"shm.slots": 64, "shm.overflow": "block"})
+    kw = {"enable.auto.commit": True, "auto.commit.interval.ms": 20, "shm.wait": "adaptive"}
+    if subscribe:
+        c, _ = _member(ns, ["t"], **kw)
+        _assigned(c, 1, "the assignment")
+    else:
+        c = _consumer(ns, True, **kw)
+    n = 1000  # about 16 rings
+    try:
+        def produce():
+            with Producer(conf(ns, **{"shm.block.timeout.ms": 20000})) as p:
+                for i in range(n):
+                    p.produce("t", b"%d" % i)
+        got, end = [], time.monotonic() + 15
+        with _Thread(produce) as th:
+            while len(got) < n:
+                assert time.monotonic() < end, "read %d of %d: the producer waits for a commit" % (len(got), n)
+                m = c.poll(30)  # long: only an auto-commit inside it lets the producer go on
+                assert m is not None and m.error() is None, m
+                got.append(int(m.value()))
+            th.join(10)
+            assert th.error is None, th.error
+        assert got == list(range(n))
+    finally:
+        c.close()
+
+
+class _Thread:
+    """A thread running fn, its exception kept for the test's own thread."""
+
+    def __init__(self, fn):
+        import threading
+        self.error = None
+
+        def run():
+            try:
+                fn()
+            except BaseException as exc:  # reported by the test
+                self.error = exc
+        self.t = threading.Thread(target=run, daemon=True)
+
+    def __enter__(self):
+        self.t.start()
+        return self
+
+    def join(self, timeout):
+        self.t.join(timeout)
+        assert not self.t.is_alive(), "the producer thread did not end"
+
+    def __exit__(self, *exc):
+        self.t.join(30)
+
+
+def test_auto_commit_interval_zero_commits_only_at_close(ns):
+    """auto.commit.interval.ms=0 (librdkafka: no periodic commit): nothing is committed while it polls,
+    the final position at close()."""
+    make_topic(ns, "t", 1)
+    tp = TopicPartition("t", 0)
+    with Producer(conf(ns)) as p:
+        for i in range(50):
+            p.produce("t", b"%d" % i)
+    c = _consumer(ns, True, **{"enable.auto.commit": True, "auto.commit.interval.ms": 0})
+    try:
+        assert len(_take_plain(c, 50)) == 50
+        end = time.monotonic() + 0.1
+        while time.monotonic() < end:
+            assert c.poll(0.01) is None
+        assert c.committed([tp])[0].offset is None or c.committed([tp])[0].offset < 0
+    finally:
+        c.close()
+    with Consumer(conf(ns, **{"group.id": "g", "enable.auto.commit": False})) as other:
+        assert other.committed([tp])[0].offset == 50
