@@ -24,7 +24,7 @@ import collections
 import time
 
 from shm._native import _fastlog, ffi, lib
-from shm.errors import ClosedError, KafkaError, KafkaException, UnknownTopicError
+from shm.errors import ClosedError, KafkaError, KafkaException, NamespaceError, UnknownTopicError
 from shm.log import Waiter
 
 from . import config as _config
@@ -235,6 +235,7 @@ class Consumer(GroupMember, Queries):
         :param list partitions: TopicPartitions; each offset is where to start (OFFSET_STORED/INVALID: the
             committed offset, else auto.offset.reset)."""
         self._check()
+        self._commit_leaving(list(self._parts))
         for key in list(self._parts) + list(self._missing):
             self._remove(key)
         for tp in partitions:
@@ -253,6 +254,7 @@ class Consumer(GroupMember, Queries):
 
         :param list partitions: TopicPartitions."""
         self._check()
+        self._commit_leaving([(tp.topic, tp.partition) for tp in partitions])
         for tp in partitions:
             self._remove((tp.topic, tp.partition))
 
@@ -429,12 +431,18 @@ class Consumer(GroupMember, Queries):
                 return self._next_or_wait(timeout)
         if self._slot is not None:  # a member (the C path's): in poll, its wait watching for a new assignment
             return self._poll_member(timeout)
-        if self._plain_commits:  # a wait that stops for each auto-commit: a block topic's producers wait for them
-            return self._wait_next(None if timeout is None else time.monotonic() + timeout)
-        # adaptive has spun its share above: now sleep (spin mode keeps spinning)
-        r = part.log.poll(part.pos, timeout, "sleep" if self._wait_mode == "adaptive" else self._wait_mode)
-        if r is None:
-            return None
+        # adaptive has spun its share above: now sleep (spin mode keeps spinning); with auto-commit, waking for
+        # each commit due (a block topic's producers wait for commits; librdkafka makes them in the background)
+        mode = "sleep" if self._wait_mode == "adaptive" else self._wait_mode
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            chunk = self._commit_wait(left) if self._plain_commits else left
+            r = part.log.poll(part.pos, chunk, mode)
+            if r is not None:
+                break
+            if chunk == left:  # (the whole timeout, not a commit's time)
+                return None
         if r.status == "ok":
             part.pos = r[0] + 1
             part.eof_sent = False
@@ -629,11 +637,11 @@ class Consumer(GroupMember, Queries):
                     self._leave()
                 finally:
                     self._slot = None
-            elif self._plain_commits and self._parts:  # assign()ed: the final auto-commit, as Kafka's clients
+            else:
                 try:
-                    self._commit_positions(asynchronous=False)
-                except KafkaException as exc:  # (a member owns them now, or the namespace is gone)
-                    self._log.debug("final auto-commit: %s", exc)
+                    self._commit_leaving(list(self._parts))  # assign()ed: the final auto-commit, as Kafka's clients
+                except NamespaceError:
+                    pass  # destroyed: nothing to commit to, and close() still lets go of everything
             for key in list(self._parts):
                 self._remove(key)
             unregister_client(self)

@@ -17,7 +17,7 @@ import os
 import time
 
 from shm._native import lib
-from shm.errors import KafkaError, KafkaException, UnknownTopicError
+from shm.errors import KafkaError, KafkaException, NamespaceError, UnknownTopicError
 
 from . import config as _config
 from . import groups as G
@@ -102,9 +102,14 @@ class GroupMember:
             if self._group is None:
                 raise KafkaException(KafkaError(KafkaError._INVALID_ARG, "this needs a consumer group: set "
                                                 "group.id in the Consumer's config"))
-            self._gs = G.Groups(self._ns)
-            self._gidx = self._gs.group_index(self._group)
+            gs = G.Groups(self._ns)
+            try:
+                gidx = gs.group_index(self._group)  # (the table may be full: nothing kept then)
+            except BaseException:
+                gs.close()
+                raise
             self._gw = memoryview(self._ns.seg.mm).cast("Q")  # plain word reads for the per-poll checks
+            self._gs, self._gidx = gs, gidx
         return self._gs
 
     def subscribe(self, topics, on_assign=None, on_revoke=None, on_lost=None):
@@ -224,13 +229,39 @@ class GroupMember:
         return due if left is None or left > due else left
 
     def _auto_commit_tick(self):
-        """enable.auto.commit: commit the positions once auto.commit.interval.ms has passed since the last
-        (asynchronously: a failure goes to on_commit)."""
-        now = time.monotonic_ns()
-        if now >= self._next_commit:
-            self._next_commit = min(_NEVER, now + self._commit_every)
+        """enable.auto.commit: commit the positions that moved once auto.commit.interval.ms has passed since
+        the last (asynchronously: a refusal goes to on_commit; nothing moved, nothing to report, as
+        librdkafka's empty auto-commits)."""
+        if time.monotonic_ns() >= self._next_commit:
+            self._commit_moved(asynchronous=True)
+            # the next from now, after it: a commit slower than the interval does not run back to back
+            self._next_commit = min(_NEVER, time.monotonic_ns() + self._commit_every)
             self._cpoll.next_commit = self._next_commit  # poll()'s C path hands the next one back here
-            self._commit_positions(asynchronous=True)
+
+    def _commit_moved(self, asynchronous, only=None):
+        """Commit the positions that moved since their last commit; an error other than the namespace's
+        end is logged, not raised: poll() and close() go on (a deleted topic is reported by its read)."""
+        try:
+            offs = self._moved_positions(only)
+            if offs:
+                self._commit_list(offs, asynchronous)
+        except NamespaceError:
+            raise
+        except KafkaException as exc:
+            self._log.warning("auto-commit of group %r failed: %s", self._group, exc)
+
+    def _moved_positions(self, only=None):
+        """The positions to commit: those not at their committed offset, nor where reading started (nothing
+        consumed), as librdkafka."""
+        self._groups()
+        return [tp for tp in self._positions(only) if tp.offset != self._committed_offset(tp) and not (
+            self._auto_store and tp.offset == self._parts[(tp.topic, tp.partition)].start)]
+
+    def _commit_leaving(self, keys):
+        """An assign()ed consumer with auto-commit: the positions of partitions it is about to drop
+        (unassign, a new assign, close), as librdkafka commits them."""
+        if self._plain_commits and self._slot is None and keys:
+            self._commit_moved(asynchronous=False, only=set(keys))
 
     def _fenced(self):
         """The supervisor removed us (max.poll.interval.ms or session
@@ -314,7 +345,7 @@ class GroupMember:
     def _positions(self, only=None):
         out = []
         for (t, p), part in self._parts.items():
-            if only is not None and (t, p) not in only:
+            if only is not None and (t, p) not in only or part.stopped:  # stopped: no position (reset=error)
                 continue
             if self._auto_store:
                 out.append(TopicPartition(t, p, part.buf[0][2] if part.buf else part.pos))
@@ -393,9 +424,7 @@ class GroupMember:
         elif offsets is not None:
             offs = list(offsets)
         else:
-            self._groups()
-            offs = [tp for tp in self._positions() if tp.offset != self._committed_offset(tp) and not (
-                self._auto_store and tp.offset == self._parts[(tp.topic, tp.partition)].start)]
+            offs = self._moved_positions()
             if not offs:  # librdkafka: nothing consumed (or stored) since the last commit
                 err = KafkaError(KafkaError._NO_OFFSET, "Local: No offset stored: nothing consumed since the last "
                                  "commit")

@@ -29,8 +29,9 @@ Records flow from one producer to one consumer.  Every process maps the
 whole of a shmbroker ring (and of the naive ring) before it is timed
 (``shm.pre.touch``): no page fault lands inside a measurement.  The shmbroker channels run
 on a ``block`` ring that the consumer frees as it goes (the raw log's
-``set_floor``, the Kafka API's commit every ``free_every`` records, none
-in a run the ring holds whole), so a
+``set_floor`` every ``free_every`` records; the Kafka API's auto-commit every
+millisecond, as a Kafka user's default loop commits; none in a run the ring
+holds whole), so a
 fast producer is held back rather than lapping the consumer, as pyzmq's
 high-water mark, faster-fifo's size and the Pipe's kernel buffer hold theirs.
 """

@@ -513,7 +513,7 @@ def test_auto_commit_frees_a_block_topic_while_the_consumer_waits(ns, subscribe)
         with _Thread(produce) as th:
             while len(got) < n:
                 assert time.monotonic() < end, "read %d of %d: the producer waits for a commit" % (len(got), n)
-                m = c.poll(30)  # long: only an auto-commit inside it lets the producer go on
+                m = c.poll(5)  # longer than the test takes: only an auto-commit inside it lets the producer go on
                 assert m is not None and m.error() is None, m
                 got.append(int(m.value()))
             th.join(10)
@@ -568,3 +568,85 @@ def test_auto_commit_interval_zero_commits_only_at_close(ns):
         c.close()
     with Consumer(conf(ns, **{"group.id": "g", "enable.auto.commit": False})) as other:
         assert other.committed([tp])[0].offset == 50
+
+
+def test_auto_commit_reports_only_what_moved_and_skips_stopped_partitions(ns):
+    """An assign()ed consumer's auto-commits with on_commit: one report for the position that moved, none
+    for the empty ones after it (librdkafka's empty auto-commits are silent); a partition stopped by
+    auto.offset.reset=error (no position) is never committed."""
+    make_topic(ns, "t", 2)
+    with Producer(conf(ns)) as p:
+        for i in range(10):
+            p.produce("t", b"%d" % i, partition=0)
+            p.produce("t", b"%d" % i, partition=1)
+    reports = []
+    c = Consumer(conf(ns, **{"group.id": "g", "enable.auto.commit": True, "auto.commit.interval.ms": 10,
+                             "auto.offset.reset": "error",
+                             "on_commit": lambda err, parts: reports.append((err, [(x.partition, x.offset)
+                                                                                     for x in parts]))}))
+    try:
+        c.assign([TopicPartition("t", 0, OFFSET_BEGINNING), TopicPartition("t", 1)])  # 1: no commit, reset=error
+        got = []
+        deadline_wait(lambda: (lambda m: m is None or got.append(m))(c.poll(0.01)) or len(
+            [m for m in got if m.error() is None]) == 10, 10, "the ten records of partition 0")
+        assert [m.offset() for m in got if m.error() is None] == list(range(10))
+        deadline_wait(lambda: c.poll(0.01) is None and reports and reports[-1] == (None, [(0, 10)]), 10,
+                      "the auto-commit of offset 10 reported")
+        k = len(reports)
+        end = time.monotonic() + 0.2  # twenty intervals, nothing new
+        while time.monotonic() < end:
+            m = c.poll(0.01)
+            assert m is None or m.error() is not None, m
+        assert len(reports) == k, reports[k:]  # no report of an empty auto-commit
+        assert all(err is None and len(parts) == 1 and parts[0][0] == 0 for err, parts in reports), reports
+        committed = {x.partition: x.offset for x in c.committed([TopicPartition("t", 0), TopicPartition("t", 1)])}
+        assert committed[0] == 10 and (committed[1] is None or committed[1] < 0), committed
+    finally:
+        c.close()
+
+
+def test_an_assigned_consumer_commits_the_partitions_it_drops(ns):
+    """assign() with auto-commit: the positions of partitions dropped by incremental_unassign, unassign or
+    a new assign() are committed as they go (librdkafka does), not lost until the next interval."""
+    make_topic(ns, "t", 2)
+    with Producer(conf(ns)) as p:
+        for i in range(3):
+            p.produce("t", b"%d" % i, partition=0)
+            p.produce("t", b"%d" % i, partition=1)
+    c = _consumer(ns, True, parts=(0, 1), **{"enable.auto.commit": True, "auto.commit.interval.ms": 600000})
+    try:
+        seen = sorted((m.partition(), m.offset()) for m in (c.poll(5) for _ in range(6)))
+        assert seen == [(p, o) for p in (0, 1) for o in range(3)]
+        t0, t1 = TopicPartition("t", 0), TopicPartition("t", 1)
+        assert [x.offset for x in c.committed([t0, t1])] in ([None, None], [-1001, -1001])
+        c.incremental_unassign([t0])
+        assert c.committed([t0])[0].offset == 3
+        c.assign([TopicPartition("t", 0, 3)])  # replaces partition 1: committed as it goes
+        assert c.committed([t1])[0].offset == 3
+    finally:
+        c.close()
+
+
+def test_auto_commit_of_a_deleted_topic_does_not_raise_from_poll(ns):
+    """A topic deleted while its fetched batch is handed out: an auto-commit due meanwhile (a failure logged),
+    poll() goes on handing out the batch, then reports the deletion as Kafka does - it does not raise."""
+    from broker.admin import AdminClient
+    make_topic(ns, "t", 1)
+    with Producer(conf(ns)) as p:
+        for i in range(300):
+            p.produce("t", b"%d" % i)
+    c = _consumer(ns, True, **{"enable.auto.commit": True, "auto.commit.interval.ms": 1})
+    try:
+        m = c.poll(5)
+        assert m is not None and m.offset() == 0
+        with AdminClient(conf(ns)) as a:
+            a.delete_topics(["t"])["t"].result()
+        end = time.monotonic() + 0.01
+        while time.monotonic() < end:  # a commit comes due
+            pass
+        out = []
+        deadline_wait(lambda: (lambda m: m is None or out.append(m))(c.poll(0.01)) or any(
+            m.error() is not None for m in out), 10, "the deletion reported")
+        assert all(m.error() is None for m in out[:-1]) and out[-1].error() is not None
+    finally:
+        c.close()
