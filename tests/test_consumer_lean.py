@@ -308,6 +308,22 @@ def test_a_member_in_the_lean_path_is_not_fenced_while_it_polls(ns):
         c.close()
 
 
+def _stream_committing(c, tp, seconds, total=20000):
+    """Poll tp's stream of *total* records from offset 0 for *seconds* (a millisecond of the application's
+    work between polls; never an empty poll), then check a commit was made mid-stream; returns the count
+    read."""
+    n, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        m = c.poll(5)
+        assert m is not None and m.error() is None and m.offset() == n, m
+        n += 1
+        time.sleep(0.001)
+    assert n < total  # still in the stream
+    done = c.committed([tp])[0].offset
+    assert 0 < done <= n, (done, n)
+    return n
+
+
 def test_auto_commit_runs_for_a_member_in_the_lean_path(ns):
     """enable.auto.commit: while the C path hands out a stream of records (no poll comes back empty, so
     none runs the Python path for another reason), it hands a poll back to Python once a commit is due,
@@ -322,16 +338,8 @@ def test_auto_commit_runs_for_a_member_in_the_lean_path(ns):
                 p.produce("t", b"%d" % i)
         first = c._cpoll.next_commit
         assert first > 0
-        n, t0, before = 0, time.monotonic(), back[0]
-        end = t0 + 0.4  # eight intervals
-        while time.monotonic() < end:
-            m = c.poll(5)
-            assert m is not None and m.error() is None and m.offset() == n, m
-            n += 1
-            time.sleep(0.001)  # the application's work between polls
-        assert n < 20000  # still in the stream
-        done = c.committed([tp])[0].offset
-        assert 0 < done <= n, (done, n)
+        t0, before = time.monotonic(), back[0]
+        n = _stream_committing(c, tp, 0.4)  # eight intervals
         assert c._cpoll.next_commit > first  # renewed: the C path is in use again
         took = time.monotonic() - t0
         assert 0 < back[0] - before <= took / 0.05 + 3, (back[0] - before, took)  # one hand-back a commit
@@ -434,22 +442,10 @@ def test_auto_commit_runs_for_an_assigned_consumer(ns, lean):
     """assign() with a group.id and enable.auto.commit: the positions are committed every
     auto.commit.interval.ms while records stream (as Java's and librdkafka's consumers do), by the C path
     handing a poll back once one is due or by the Python path; close() commits the final position."""
-    make_topic(ns, "t", 1)
-    tp = TopicPartition("t", 0)
-    with Producer(conf(ns)) as p:
-        for i in range(20000):
-            p.produce("t", b"%d" % i)
+    tp = _filled(ns, 20000)
     c = _consumer(ns, lean, **{"enable.auto.commit": True, "auto.commit.interval.ms": 50})
     try:
-        n, end = 0, time.monotonic() + 0.4  # eight intervals
-        while time.monotonic() < end:
-            m = c.poll(5)
-            assert m is not None and m.error() is None and m.offset() == n, m
-            n += 1
-            time.sleep(0.001)  # the application's work between polls
-        assert n < 20000  # still in the stream
-        done = c.committed([tp])[0].offset
-        assert 0 < done <= n, (done, n)
+        n = _stream_committing(c, tp, 0.4)  # eight intervals
         if lean:
             assert c._cpoll.next_commit > 0
     finally:
@@ -459,11 +455,7 @@ def test_auto_commit_runs_for_an_assigned_consumer(ns, lean):
 
 
 def test_without_auto_commit_or_group_an_assigned_consumer_commits_nothing(ns):
-    make_topic(ns, "t", 1)
-    tp = TopicPartition("t", 0)
-    with Producer(conf(ns)) as p:
-        for i in range(50):
-            p.produce("t", b"%d" % i)
+    tp = _filled(ns, 50)
     with _consumer(ns, True, **{"enable.auto.commit": False, "auto.commit.interval.ms": 10}) as c:
         assert c._cpoll.next_commit == -1
         assert len(_take_plain(c, 50)) == 50
@@ -480,6 +472,15 @@ def test_without_auto_commit_or_group_an_assigned_consumer_commits_nothing(ns):
         none.close()
     with Consumer(conf(ns, **{"group.id": "g", "enable.auto.commit": False})) as other:
         assert other.committed([tp])[0].offset is None or other.committed([tp])[0].offset < 0
+
+
+def _filled(ns, n):
+    """Topic t, one partition, holding records b"0" .. b"n-1"; its TopicPartition."""
+    make_topic(ns, "t", 1)
+    with Producer(conf(ns)) as p:
+        for i in range(n):
+            p.produce("t", b"%d" % i)
+    return TopicPartition("t", 0)
 
 
 def _take_plain(c, n):
@@ -552,11 +553,7 @@ class _Thread:
 def test_auto_commit_interval_zero_commits_only_at_close(ns):
     """auto.commit.interval.ms=0 (librdkafka: no periodic commit): nothing is committed while it polls,
     the final position at close()."""
-    make_topic(ns, "t", 1)
-    tp = TopicPartition("t", 0)
-    with Producer(conf(ns)) as p:
-        for i in range(50):
-            p.produce("t", b"%d" % i)
+    tp = _filled(ns, 50)
     c = _consumer(ns, True, **{"enable.auto.commit": True, "auto.commit.interval.ms": 0})
     try:
         assert len(_take_plain(c, 50)) == 50
