@@ -469,7 +469,7 @@ class Consumer(GroupMember, Queries):
         """poll() in Python: what the C lean path (ext/fastpoll.c) hands back."""
         cur = self._cur  # a fetched batch being handed out: nothing else to do (a closed consumer has none)
         if cur is not None and cur.buf and not self._events and self._slot is None and not (
-                self._plain_commits and time.monotonic_ns() >= self._next_commit):
+                self._plain_commits and self._commit_due()):
             return cur.buf.popleft()
         self._check()
         if self._missing:

@@ -67,7 +67,7 @@ class GroupMember:
         self._stored = {}  # (topic, partition) -> offset to commit (store_offsets)
         # enable.auto.commit: for a member from its join, for an assign()ed consumer with a group.id from now
         # (as Java's and librdkafka's: their positions are committed too, every auto.commit.interval.ms)
-        self._next_commit = min(_NEVER, time.monotonic_ns() + self._commit_every)
+        self._plan_commit()
         self._plain_commits = self._auto_commit and self._group is not None
         self._commit_events = collections.deque()
         self._rejoin = False
@@ -180,7 +180,7 @@ class GroupMember:
         self._w_hb = (o + G.HEARTBEAT) // 8
         self._w_last = (o + G.LAST_POLL) // 8
         self._w_inpoll = (o + G.IN_POLL) // 8
-        self._next_commit = min(_NEVER, now + self._commit_every)
+        self._plan_commit()
         self._ns.wake_supervisor()
 
     def _leave(self, revoke=True):
@@ -232,11 +232,17 @@ class GroupMember:
         """enable.auto.commit: commit the positions that moved once auto.commit.interval.ms has passed since
         the last (asynchronously: a refusal goes to on_commit; nothing moved, nothing to report, as
         librdkafka's empty auto-commits)."""
-        if time.monotonic_ns() >= self._next_commit:
+        if self._commit_due():
             self._commit_moved(asynchronous=True)
-            # the next from now, after it: a commit slower than the interval does not run back to back
-            self._next_commit = min(_NEVER, time.monotonic_ns() + self._commit_every)
+            self._plan_commit()  # from now, after it: a commit slower than the interval does not run back to back
             self._cpoll.next_commit = self._next_commit  # poll()'s C path hands the next one back here
+
+    def _commit_due(self):
+        return time.monotonic_ns() >= self._next_commit
+
+    def _plan_commit(self):
+        """The next auto-commit one auto.commit.interval.ms from now (never, for an interval of 0)."""
+        self._next_commit = min(_NEVER, time.monotonic_ns() + self._commit_every)
 
     def _commit_moved(self, asynchronous, only=None):
         """Commit the positions that moved since their last commit; an error other than the namespace's

@@ -156,7 +156,7 @@ static PyObject *cp_call1(PyObject *fn, PyObject *timeout)
     return PyObject_Vectorcall(fn, a, 1, NULL);
 }
 
-static long long coarse_res = -1; /* CLOCK_MONOTONIC_COARSE's step (a tick), read once */
+static long long coarse_res; /* CLOCK_MONOTONIC_COARSE's step (a tick), read at module set-up */
 
 /* CLOCK_MONOTONIC, a tick late at most: a few ns to read, not ~20; the
  * deadlines it serves are ms apart.  An auto-commit it finds due is due on
@@ -173,11 +173,6 @@ static inline long long coarse_ns(void)
  * bring max.poll.interval.ms a tick early) */
 static inline uint64_t last_poll_ns(long long coarse)
 {
-    if (coarse_res < 0) {
-        struct timespec ts;
-        coarse_res = clock_getres(CLOCK_MONOTONIC_COARSE, &ts) == 0 ? (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec
-                                                                    : 10000000LL;
-    }
     return (uint64_t)(coarse + coarse_res);
 }
 
@@ -446,6 +441,9 @@ static PyTypeObject ConsumerPollType = {
 
 static int fastpoll_ready(PyObject *m)
 {
+    struct timespec res;
+    coarse_res = clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0 ? (long long)res.tv_sec * 1000000000LL + res.tv_nsec
+                                                                 : 10000000LL; /* (a tick of 100 Hz at worst) */
     static const char *names[] = {"_cur", "popleft"};
     PyObject **vars[] = {&str_cur, &str_popleft};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
