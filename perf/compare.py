@@ -13,7 +13,10 @@ target's reference: every ring here streams through memory) and into a
 Measures, one measurement at a time (never two at once), each peer in turn:
 - latency percentiles at fixed rates, open loop: record i is due at
   start + i / rate and its latency counts from then (coordinated omission
-  corrected), 64 B records;
+  corrected), 64 B records; beside the contenders, the least Python can do
+  in that loop (a store into shared memory and a spin on it, through the
+  same send and recv calls: the open-loop reference, where the ping-pong
+  floor is a closed loop);
 - a rate sweep: p50 / p99 / p99.9 against offered rate, up to the first rate
   each peer cannot hold;
 - throughput end to end for record sizes from 16 B to 1 MiB, one call per
@@ -49,7 +52,7 @@ from perfutil import Progress, parser as new_parser  # noqa: E402 - before numpy
 import compare_measure as M  # noqa: E402
 import compare_report as R  # noqa: E402
 import compare_peers  # noqa: E402
-from compare_peers import ALL, BY_NAME, PREFIX  # noqa: E402
+from compare_peers import ALL, BY_NAME, FLOOR, PREFIX  # noqa: E402
 
 FULL = {"runs": 3, "rates": "10000,100000", "lat_records": 20000, "warmup": 2000,
         "sweep_rates": "1000,3000,10000,30000,100000,300000,1000000,3000000", "sweep_seconds": 0.5,
@@ -133,9 +136,10 @@ def options(argv=None):
     a.sections = [s for s in a.sections.split(",") if s]
     bad_s = [s for s in a.sections if s not in SECTIONS]
     names = [n.strip() for x in (a.only or []) for n in x.split(",") if n.strip()]
-    unknown = [n for n in names if n != "shmbroker" and n not in BY_NAME]
+    peers = [p.name for p in ALL]
+    unknown = [n for n in names if n != "shmbroker" and n not in peers]
     for what, b, choices in (("--modes", bad, "spin, adaptive, sleep"), ("--sections", bad_s, ", ".join(SECTIONS)),
-                             ("--only", unknown, "shmbroker, " + ", ".join(BY_NAME))):
+                             ("--only", unknown, "shmbroker, " + ", ".join(peers))):
         if b:
             raise SystemExit("compare.py: error: %s: unknown %s (choose from %s)" % (what, ", ".join(b), choices))
     if a.size < M.STAMPS.size:
@@ -199,7 +203,8 @@ def run(a):
             res["skipped"][name] = why
             a.peers.remove(name)
     chans = channels(a)
-    res["labels"] = {ch: label for ch, _, _, label in chans}
+    floor_ch = (FLOOR.name, FLOOR.name, None, FLOOR.label)
+    res["labels"] = {ch: label for ch, _, _, label in chans + [floor_ch]}
     res["labels"].update({"shmbroker-raw/batch": "shmbroker raw log, batches (read_batch_array)",
                           "shmbroker-kafka/batch": "shmbroker Kafka API, batches (send_batch, consume(n))"})
     res["versions"] = _versions(a.peers)
@@ -243,9 +248,10 @@ def run(a):
                     tag, R.g(fl.get("python", [{}])[-1].get("p50")), R.g(fl.get("c", [{}])[-1].get("p50")),
                     R.g(fl["memcpy"]["65536"][-1] / 1e9), R.g(fl["memcpy_cache"]["65536"][-1] / 1e9)), flush=True)
             if "latency" in a.sections:
+                lat_order = order + [floor_ch]  # the open-loop floor beside the contenders, at each rate
                 for rate in a.rates:
-                    for i, (ch, peer, mode, _) in enumerate(order):
-                        prog("%s: latency at %d/s: %s (%d/%d)" % (tag, rate, ch, i + 1, len(order)))
+                    for i, (ch, peer, mode, _) in enumerate(lat_order):
+                        prog("%s: latency at %d/s: %s (%d/%d)" % (tag, rate, ch, i + 1, len(lat_order)))
                         x = attempt("latency %s at %d/s" % (ch, rate), M.latency_run, peer, mode, env, a.size, rate,
                                     a.lat_records, min(a.warmup, max(50, rate // 5)), a)
                         if x is None:
@@ -309,7 +315,7 @@ def run(a):
     _write(a.out, res)
     if a.update_readme:
         R.update_readme(a.update_readme, res)
-    for line in R.target_lines(res):
+    for line in R.target_lines(res) + R.reference_lines(res):
         print(line)
     print("wrote %s (%.0f s)" % (", ".join(os.path.join(a.out, f) for f in ["RESULTS.md", "results.json"] +
                                            res.get("plots", [])), res["wall_seconds"]))

@@ -734,5 +734,67 @@ class PyRing(Peer):
         return recv, lambda: None
 
 
+# ---- the open-loop Python floor --------------------------------------------------------------
+class PyFloor(Peer):
+    """Not a contender: the least a Python producer and a Python consumer can do
+    to hand a record over through this harness's send() and recv(), in the open
+    loop the latency rows run, so those rows have a reference measured the same
+    way (the ping-pong floor is a closed loop: no idle gap between records, no
+    send or recv call, no stamps).  The producer copies the record into one
+    of SLOTS fixed 64-byte-aligned slots of an anonymous shared mapping and bumps
+    a counter; the consumer spins on the counter and hands out a view of the
+    slot.  No length, no checksum, no crash safety; the consumer publishes its
+    position only every SLOTS/4 records, and the producer waits only when it is
+    a whole ring ahead (never at the rates it is run at)."""
+    name, label = "pyfloor", "Python store-and-spin hand-off (reference, not a contender: no ring logic)"
+    SLOTS = 256
+    HDR = 128  # the counter at 0, the consumer's position at 64 (own cache lines)
+
+    def setup(self, env, size):
+        return {"mm": mmap.mmap(-1, self.HDR + self.SLOTS * ((size + 63) & ~63)), "size": size}
+
+    def teardown(self, spec):
+        spec["mm"].close()
+
+    def sender(self, spec):
+        mv, S, H = memoryview(spec["mm"]), self.SLOTS, self.HDR
+        stride = (spec["size"] + 63) & ~63
+        ctr = mv[:H].cast("q")  # [0] records published, [8] the consumer's position
+        at = [0]
+
+        def send(v):
+            i = at[0]
+            if i - ctr[8] >= S:
+                end = time.monotonic() + 60
+                while i - ctr[8] >= S:
+                    if time.monotonic() > end:
+                        raise TimeoutError("Python floor: the consumer did not move in 60 s")
+            o = H + (i % S) * stride
+            mv[o:o + len(v)] = v
+            at[0] = ctr[0] = i + 1  # published last (x86 keeps the stores in order)
+        return send, mv.release
+
+    def receiver(self, spec, mode):
+        mv, S, H, n = memoryview(spec["mm"]), self.SLOTS, self.HDR, spec["size"]
+        stride = (n + 63) & ~63
+        ctr = mv[:H].cast("q")
+        at = [0]
+
+        def recv(timeout):
+            i = at[0]
+            if ctr[0] <= i:
+                end = time.monotonic() + timeout
+                while ctr[0] <= i:
+                    if time.monotonic() > end:
+                        return None
+            at[0] = i + 1
+            if not (i + 1) % (S // 4):
+                ctr[8] = i + 1
+            o = H + (i % S) * stride
+            return mv[o:o + n]  # valid until the producer comes round again
+        return recv, lambda: None
+
+
 ALL = [ShmRaw(), ShmKafka(), MpQueue(), MpPipe(), FasterFifo(), Zmq(), Iceoryx2(), Redis(), Tansu(), PyRing()]
-BY_NAME = {p.name: p for p in ALL}
+FLOOR = PyFloor()  # measured with the floors, not a contender (not in ALL: --only does not name it)
+BY_NAME = {p.name: p for p in ALL + [FLOOR]}

@@ -154,6 +154,20 @@ def target_lines(res):
     return lines
 
 
+def reference_lines(res):
+    """Beside the polling target: the raw log against the Python store-and-spin hand-off measured in the
+    same open loop (the ping-pong floor the target names is a closed loop)."""
+    rate = res["args"]["target_rate"]
+    raw, ref = _lat_p50(res, rate, "shmbroker-raw/spin"), _lat_p50(res, rate, "pyfloor")
+    if raw is None or ref is None:
+        return []
+    ratio, am, bm = paired_ratio(raw, ref)
+    if ratio is None:
+        return []
+    return ["reference, not a target: polling p50 at %g/s: raw log / the Python store-and-spin hand-off in the same "
+            "open loop: %sx (raw %s / hand-off %s)" % (rate, g(ratio), _u(am, " us"), _u(bm, " us"))]
+
+
 # ---- RESULTS.md ------------------------------------------------------------------------------
 def _label(res, ch):
     return res["labels"].get(ch, ch)
@@ -173,7 +187,7 @@ def markdown(res):
         L += ["- %s: skipped: %s" % (n, why) for n, why in sorted(res["skipped"].items())]
         L += ["- %s: failed: %s" % (what, why.strip().splitlines()[-1]) for what, why in res["errors"]]
         L.append("")
-    L += ["## Targets", "", "```"] + target_lines(res) + ["```", ""]
+    L += ["## Targets", "", "```"] + target_lines(res) + reference_lines(res) + ["```", ""]
     fl = res["floors"]
     L += ["## Floors", "", "| floor | p50 us | p90 us | p99 us | p99.9 us |", "|---|---|---|---|---|"]
     for key, what in (("python", "Python shm ping-pong, one way (no broker)"), ("c", "C shm ping-pong, one way")):
@@ -294,9 +308,11 @@ def readme_block(res):
     lines = [README_BEGIN,
              "`%s` on %s (%s, %d cores, Linux %s, Python %s; %d run(s), medians):" % (
                  res["command"], res["date"], m["cpu"], m["cores"], m["kernel"], m["python"], a["runs"]),
-             "polling p50 at %g records/s: raw log %s, Kafka API %s, iceoryx2 %s, Python floor %s; "
+             "polling p50 at %g records/s: raw log %s, Kafka API %s, iceoryx2 %s, Python floor %s (ping-pong, "
+             "closed loop), Python store-and-spin hand-off %s (the same open loop); "
              "multiprocessing.Pipe (blocking) %s against raw log (sleep) %s and Kafka API (sleep) %s." % (
                  rate, lat("shmbroker-raw/spin"), lat("shmbroker-kafka/spin"), lat("iceoryx2"), g(floor, " us"),
+                 lat("pyfloor"),
                  lat("mp-pipe"), lat("shmbroker-raw/sleep"), lat("shmbroker-kafka/sleep")),
              "64 B end to end, one call a record: raw log %s, Kafka API %s, naive ring %s, pyzmq %s; batched "
              "(%d B rows): raw %s, consume() %s.  64 KiB: raw log %s, Kafka API %s, iceoryx2 %s, naive ring %s." % (

@@ -76,8 +76,8 @@ def test_compare_quick_shmbroker(tmp_path):
     assert len(res["floors"]["python"]) == 2
     assert all(v > 1e8 for v in res["floors"]["memcpy"]["65536"])  # > 0.1 GB/s
     lat = res["latency"]["5000"]
-    assert sorted(lat) == sorted(chans)
-    for ch in chans:
+    assert sorted(lat) == sorted(chans + ["pyfloor"])  # the open-loop reference beside them, not in the sweep
+    for ch in chans + ["pyfloor"]:
         runs = lat[ch]["runs"]
         assert len(runs) == 2
         for r in runs:
@@ -106,6 +106,10 @@ def test_compare_quick_shmbroker(tmp_path):
         assert "| %s |" % label in md, label
     assert re.search(r"^target polling p50 at 5000/s: raw log <= 4x the Python floor: (met|MISSED) \(ratio ", md, re.M)
     assert re.search(r"^target .*iceoryx2: n/a \(not measured: iceoryx2\)$", md, re.M)  # not in --only
+    assert re.search(r"^reference, not a target: polling p50 at 5000/s: raw log / the Python store-and-spin hand-off "
+                     r"in the same open loop: [\d.]+x \(raw [\d.]+ us / hand-off [\d.]+ us\)$", md, re.M)
+    assert "| Python store-and-spin hand-off (reference, not a contender: no ring logic) |" in md
+    assert "pyfloor" not in res["sweep"] and "pyfloor" not in res["throughput"]["64"]
     assert res["machine"]["cores"] == os.cpu_count() and res["machine"]["cpu"] in md
     m = re.search(r"\| shmbroker raw log \(spin\) \| ([\d.]+) \(([\d.]+)-([\d.]+)\) \|", md)
     assert m and float(m[2]) <= float(m[1]) <= float(m[3]), "p50 cell: median (min-max)"
