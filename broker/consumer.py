@@ -569,6 +569,9 @@ class Consumer(GroupMember, Queries):
         :raises KafkaException: ``_STATE`` if it is not assigned."""
         self._check()
         part = self._part(partition)
+        at = part.buf[0][2] if part.buf else part.pos
+        if at != part.start:  # consumed since reading (re)started: that stays the offset to commit
+            part.before = at
         self._cur = None
         part.buf.clear()
         part.eof_sent = False

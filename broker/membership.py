@@ -257,11 +257,21 @@ class GroupMember:
             self._log.warning("auto-commit of group %r failed: %s", self._group, exc)
 
     def _moved_positions(self, only=None):
-        """The positions to commit: those not at their committed offset, nor where reading started (nothing
-        consumed), as librdkafka."""
+        """The positions to commit, as librdkafka's stored offsets: a partition with nothing consumed since
+        reading (re)started commits what it had consumed before its last seek(), if anything; none at
+        its committed offset."""
         self._groups()
-        return [tp for tp in self._positions(only) if tp.offset != self._committed_offset(tp) and not (
-            self._auto_store and tp.offset == self._parts[(tp.topic, tp.partition)].start)]
+        out = []
+        for tp in self._positions(only):
+            if self._auto_store:
+                part = self._parts[(tp.topic, tp.partition)]
+                if tp.offset == part.start:
+                    if part.before < 0:
+                        continue
+                    tp = TopicPartition(tp.topic, tp.partition, part.before)
+            if tp.offset != self._committed_offset(tp):
+                out.append(tp)
+        return out
 
     def _commit_leaving(self, keys):
         """An assign()ed consumer with auto-commit: the positions of partitions it is about to drop

@@ -35,7 +35,7 @@ typedef struct {
     PyObject *tp, *log, *buf;   /* TopicPartition, PartitionLog, its fetched batch (a deque or LatQueue) */
     PyObject *fast, *topic, *partition; /* log._fast, tp.topic, tp.partition */
     unsigned long long pos, start;
-    long long retention_ms;
+    long long retention_ms, before;
     char paused, eof_sent, stopped;
 } Part;
 
@@ -67,6 +67,7 @@ static int Part_init(Part *self, PyObject *args, PyObject *kw)
     Py_XSETREF(self->buf, buf);
     self->pos = self->start = pos; /* start: where reading (re)started - a commit of it commits nothing consumed */
     self->retention_ms = ret;
+    self->before = -1;
     self->paused = self->eof_sent = self->stopped = 0;
     return 0;
 }
@@ -101,6 +102,9 @@ static PyMemberDef Part_members[] = {
     {"partition", T_OBJECT_EX, offsetof(Part, partition), READONLY, "tp.partition"},
     {"pos", T_ULONGLONG, offsetof(Part, pos), 0, "the next offset to read"},
     {"start", T_ULONGLONG, offsetof(Part, start), 0, "where reading (re)started"},
+    {"before", T_LONGLONG, offsetof(Part, before), 0,
+     "the position consumed to before the last seek() (-1: none): the offset an auto-commit stores until a "
+     "record is read again (librdkafka's stored offset; seek moves the position, not it)"},
     {"retention_ms", T_LONGLONG, offsetof(Part, retention_ms), READONLY, "the topic's retention.ms (-1: none)"},
     {"paused", T_BOOL, offsetof(Part, paused), 0, "pause()d"},
     {"eof_sent", T_BOOL, offsetof(Part, eof_sent), 0, "its end-of-partition event went out"},

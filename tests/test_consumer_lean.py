@@ -647,3 +647,36 @@ def test_auto_commit_of_a_deleted_topic_does_not_raise_from_poll(ns):
         assert all(m.error() is None for m in out[:-1]) and out[-1].error() is not None
     finally:
         c.close()
+
+
+def test_a_seek_does_not_unstore_what_was_consumed(ns):
+    """librdkafka's stored offset: seek() moves the position, not the offset a commit stores.  Consumed to
+    5, then seek(0): commit() commits 5, and close()'s auto-commit of the assigned consumer too (before,
+    the position after the seek equalled where reading restarted and counted as nothing consumed: commit()
+    raised _NO_OFFSET and close committed nothing).  After a record is read again, its position is stored."""
+    from broker.kafka import KafkaException
+    make_topic(ns, "t", 1)
+    with Producer(conf(ns)) as p:
+        for i in range(10):
+            p.produce("t", b"%d" % i)
+    tp = TopicPartition("t", 0)
+    c = _consumer(ns, True, **{"enable.auto.commit": True, "auto.commit.interval.ms": 0})
+    try:
+        assert [c.poll(5).offset() for _ in range(5)] == list(range(5))
+        c.seek(TopicPartition("t", 0, 0))
+        c.commit(asynchronous=False)
+        assert c.committed([tp])[0].offset == 5
+        c.seek(TopicPartition("t", 0, 2))  # nothing read since the last seek: still 5 stored
+        with pytest.raises(KafkaException) as exc:  # ... and committed: nothing new
+            c.commit(asynchronous=False)
+        assert exc.value.args[0].code() == -168  # _NO_OFFSET
+        assert c.poll(5).offset() == 2
+        c.commit(asynchronous=False)
+        assert c.committed([tp])[0].offset == 3
+        c.seek(TopicPartition("t", 0, 8))
+        assert c.poll(5).offset() == 8
+        c.seek(TopicPartition("t", 0, 0))
+    finally:
+        c.close()  # commits what it had consumed to: 9
+    with Consumer(conf(ns, **{"group.id": "g", "enable.auto.commit": False})) as other:
+        assert other.committed([tp])[0].offset == 9
