@@ -569,13 +569,14 @@ class Consumer(GroupMember, Queries):
         :raises KafkaException: ``_STATE`` if it is not assigned."""
         self._check()
         part = self._part(partition)
+        to = self._start_offset(part.log, partition.offset, part.tp, part.retention_ms)  # may raise: nothing moved
         at = part.buf[0][2] if part.buf else part.pos
         if at != part.start:  # consumed since reading (re)started: that stays the offset to commit
             part.before = at
         self._cur = None
         part.buf.clear()
         part.eof_sent = False
-        self._jump(part, self._start_offset(part.log, partition.offset, part.tp, part.retention_ms))
+        self._jump(part, to)
         part.start = part.pos
 
     def position(self, partitions):

@@ -265,10 +265,8 @@ class GroupMember:
         for tp in self._positions(only):
             if self._auto_store:
                 part = self._parts[(tp.topic, tp.partition)]
-                if tp.offset == part.start:
-                    if part.before < 0:
-                        continue
-                    tp = TopicPartition(tp.topic, tp.partition, part.before)
+                if (part.buf[0][2] if part.buf else part.pos) == part.start and part.before < 0:
+                    continue  # nothing consumed
             if tp.offset != self._committed_offset(tp):
                 out.append(tp)
         return out
@@ -363,8 +361,9 @@ class GroupMember:
         for (t, p), part in self._parts.items():
             if only is not None and (t, p) not in only or part.stopped:  # stopped: no position (reset=error)
                 continue
-            if self._auto_store:
-                out.append(TopicPartition(t, p, part.buf[0][2] if part.buf else part.pos))
+            if self._auto_store:  # the position; after a seek() with nothing read since, the one before it
+                at = part.buf[0][2] if part.buf else part.pos
+                out.append(TopicPartition(t, p, part.before if at == part.start and part.before >= 0 else at))
             elif (t, p) in self._stored:
                 out.append(TopicPartition(t, p, self._stored[(t, p)]))
         return out

@@ -51,6 +51,7 @@ typedef struct {
     uint64_t bcap;
     log_rec *recs;
     uint64_t nrecs;
+    int busy;              /* recs / bbuf hold a batch being turned into objects (batch_bufs) */
     /* shm.latency.histogram: the slot this consumer's reads count into
      * (ext/shmlat.h), NULL when off; lat_view holds the segment's mapping
      * exported (it cannot be unmapped while we point into it) */
@@ -100,19 +101,33 @@ static int FastLog_init(FastLog *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_TypeError, "record_type must be a tuple subclass");
         return -1;
     }
+    /* the buffers first, with no Python code between the check and the
+     * frees (the references dropped below may run some): never freed
+     * under a batch being read */
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "FastLog re-initialised while one of its batches is being read");
+        return -1;
+    }
+    uint64_t bcap = cap > (1u << 20) ? cap : (1u << 20);
+    char *buf = malloc(cap ? cap : 1), *bbuf = malloc(bcap);
+    if (!buf || !bbuf) {
+        free(buf);
+        free(bbuf);
+        PyErr_NoMemory();
+        return -1;
+    }
     free(self->buf);
-    self->buf = malloc(cap ? cap : 1);
-    if (!self->buf) { PyErr_NoMemory(); return -1; }
+    free(self->bbuf);
+    self->buf = buf;
     self->cap = cap;
+    self->bbuf = bbuf;
+    self->bcap = bcap;
     self->v = (log_view *)(uintptr_t)addr;
     Py_INCREF(rt); Py_XSETREF(self->record_type, rt);
     Py_INCREF(as); Py_XSETREF(self->append_slow, as);
     Py_INCREF(rs); Py_XSETREF(self->read_slow, rs);
     Py_INCREF(ss); Py_XSETREF(self->status_slow, ss);
     Py_INCREF(dh); Py_XSETREF(self->decode_headers, dh);
-    free(self->bbuf);
-    self->bcap = cap > (1u << 20) ? cap : (1u << 20);
-    if (!(self->bbuf = malloc(self->bcap))) { PyErr_NoMemory(); return -1; }
     return 0;
 }
 
@@ -176,8 +191,8 @@ static int record_items(FastLog *self, const log_rec *rec, const char *base, PyO
                         PyObject *value)
 {
     PyObject *x;
-    /* read before decode_headers runs Python code: another thread's batch read
-     * on this FastLog may realloc the records array rec points into */
+    /* read before decode_headers runs Python code (kept so: rec points into
+     * a batch's buffers, which the code may not touch - batch_bufs) */
     int64_t ts = rec->timestamp_ns;
     memset(out, 0, 5 * sizeof *out);
     out[1] = value; /* a value read straight into its object (a reference we own), or NULL */
@@ -351,32 +366,72 @@ static PyObject *set_message_type(PyObject *m, PyObject *tp)
     Py_RETURN_NONE;
 }
 
-/* Parse (offset, max_records) from args and read that batch into
- * self->recs / self->bbuf.  Returns the core's status, or INT_MIN with a
- * Python exception set. */
-static int batch_read_c(FastLog *self, unsigned long long o, unsigned long long n, log_batch *b)
+/* Where a batch's records and bytes go: the FastLog's own buffers, or -
+ * when a batch of this FastLog is being turned into objects already - this
+ * call's own.  Building objects can run Python code (headers decoding, a
+ * finaliser, a thread switch), which may read this FastLog again, from this
+ * thread or another: with shared buffers the outer batch would hand out the
+ * inner one's records.  batch_done ends every batch_read_c. */
+typedef struct {
+    log_rec *recs;
+    char *bbuf;
+    int own; /* recs and bbuf are this call's (malloc), freed by batch_done */
+} batch_bufs;
+
+static void batch_done(FastLog *self, batch_bufs *bb)
 {
+    if (bb->own) {
+        free(bb->recs);
+        free(bb->bbuf);
+    } else if (bb->recs) self->busy = 0;
+    bb->recs = NULL;
+    bb->bbuf = NULL;
+    bb->own = 0;
+}
+
+/* Read the batch of up to n records from o into *bb (see batch_bufs).
+ * Returns the core's status, or INT_MIN with a Python exception set;
+ * batch_done(bb) after either. */
+static int batch_read_c(FastLog *self, unsigned long long o, unsigned long long n, log_batch *b, batch_bufs *bb)
+{
+    bb->recs = NULL;
+    bb->bbuf = NULL;
+    bb->own = 0;
     if (!self->v) { PyErr_SetString(PyExc_ValueError, "log closed"); return INT_MIN; }
     if (n == 0 || n > (1u << 24)) {
         PyErr_SetString(PyExc_ValueError, "max_records must be in [1, 2**24]");
         return INT_MIN;
     }
-    if (n > self->nrecs) {
-        log_rec *r = realloc(self->recs, n * sizeof *r);
-        if (!r) { PyErr_NoMemory(); return INT_MIN; }
-        self->recs = r;
-        self->nrecs = n;
+    if (self->busy) {
+        bb->own = 1;
+        if (!(bb->recs = malloc(n * sizeof *bb->recs)) || !(bb->bbuf = malloc(self->bcap))) {
+            PyErr_NoMemory();
+            return INT_MIN;
+        }
+    } else {
+        if (n > self->nrecs) {
+            log_rec *r = realloc(self->recs, n * sizeof *r);
+            if (!r) { PyErr_NoMemory(); return INT_MIN; }
+            self->recs = r;
+            self->nrecs = n;
+        }
+        bb->recs = self->recs;
+        bb->bbuf = self->bbuf;
+        self->busy = 1;
     }
-    return log_read_batch(self->v, o, n, self->recs, self->bbuf, self->bcap, b);
+    return log_read_batch(self->v, o, n, bb->recs, bb->bbuf, self->bcap, b);
 }
 
-static int batch_read(FastLog *self, PyObject *const *args, unsigned long long *o, log_batch *b)
+static int batch_read(FastLog *self, PyObject *const *args, unsigned long long *o, log_batch *b, batch_bufs *bb)
 {
+    bb->recs = NULL;
+    bb->bbuf = NULL;
+    bb->own = 0;
     *o = PyLong_AsUnsignedLongLong(args[0]);
     if (PyErr_Occurred()) return INT_MIN;
     unsigned long long n = PyLong_AsUnsignedLongLong(args[1]);
     if (PyErr_Occurred()) return INT_MIN;
-    return batch_read_c(self, *o, n, b);
+    return batch_read_c(self, *o, n, b, bb);
 }
 
 /* The Message (topic, partition, offset, key, value, headers, None, ts,
@@ -456,18 +511,19 @@ static PyObject *batch_objects(FastLog *self, PyObject *const *args, PyObject *t
             return code < 0 ? Py_BuildValue("(OKi)", Py_None, nxt, code) : Py_BuildValue("([]Ki)", nxt, code);
         }
     }
-    int rc = batch_read(self, args, &o, &b);
-    if (rc == INT_MIN) return NULL;
-    if (rc != LOG_OK) return Py_BuildValue("(OKi)", Py_None, o, rc);
-    PyObject *list = PyList_New((Py_ssize_t)b.count);
-    if (!list) return NULL;
-    for (uint64_t i = 0; i < b.count; i++) {
-        const log_rec *rec = &self->recs[i];
-        const char *base = self->bbuf + rec->buf_pos;
+    batch_bufs bb;
+    int rc = batch_read(self, args, &o, &b, &bb);
+    PyObject *list = rc == LOG_OK ? PyList_New((Py_ssize_t)b.count) : NULL;
+    for (uint64_t i = 0; list && i < b.count; i++) {
+        const log_rec *rec = &bb.recs[i];
+        const char *base = bb.bbuf + rec->buf_pos;
         PyObject *x = topic ? make_message(self, rec, base, topic, partition) : make_record(self, rec, base, NULL);
-        if (!x) { Py_DECREF(list); return NULL; } /* unset items are NULL: list dealloc skips them */
-        PyList_SET_ITEM(list, (Py_ssize_t)i, x);
+        if (!x) Py_CLEAR(list); /* unset items are NULL: list dealloc skips them */
+        else PyList_SET_ITEM(list, (Py_ssize_t)i, x);
     }
+    batch_done(self, &bb);
+    if (rc == INT_MIN || (rc == LOG_OK && !list)) return NULL;
+    if (rc != LOG_OK) return Py_BuildValue("(OKi)", Py_None, o, rc);
     return Py_BuildValue("(NKi)", list, (unsigned long long)b.next_offset, b.stop);
 }
 
@@ -518,29 +574,43 @@ static int next_core(FastLog *self, unsigned long long o, long long spin, unsign
         return rc;
     }
     log_batch b;
-    rc = batch_read_c(self, o, fetch, &b);
-    if (rc == INT_MIN) return -1;
-    if (rc != LOG_OK) { *code = rc; return 1; }
+    batch_bufs bb;
+    rc = batch_read_c(self, o, fetch, &b, &bb);
+    if (rc != LOG_OK || b.count == 0) {
+        batch_done(self, &bb);
+        if (rc == INT_MIN) return -1;
+        if (rc != LOG_OK) *code = rc;
+        else {
+            *nxt = b.next_offset;
+            *code = b.stop;
+        }
+        return 1;
+    }
     *nxt = b.next_offset;
     *code = b.stop;
-    if (b.count == 0) return 1;
-    if (!(*first = make_message(self, &self->recs[0], self->bbuf + self->recs[0].buf_pos, topic, partition)))
-        return -1;
-    if (b.count > 1) { /* the others wait in buf */
-        PyObject *rest = PyList_New((Py_ssize_t)b.count - 1), *x = NULL;
+    int64_t ts0 = bb.recs[0].timestamp_ns;
+    PyObject *rest = NULL;
+    *first = make_message(self, &bb.recs[0], bb.bbuf + bb.recs[0].buf_pos, topic, partition);
+    if (*first && b.count > 1) { /* the others wait in buf */
+        rest = PyList_New((Py_ssize_t)b.count - 1);
         for (uint64_t i = 1; rest && i < b.count; i++) {
-            const log_rec *r = &self->recs[i];
-            PyObject *m = make_message(self, r, self->bbuf + r->buf_pos, topic, partition);
-            if (!m) { Py_CLEAR(rest); break; } /* unset items are NULL: list dealloc skips them */
-            PyList_SET_ITEM(rest, (Py_ssize_t)i - 1, m);
+            const log_rec *r = &bb.recs[i];
+            PyObject *m = make_message(self, r, bb.bbuf + r->buf_pos, topic, partition);
+            if (!m) Py_CLEAR(rest); /* unset items are NULL: list dealloc skips them */
+            else PyList_SET_ITEM(rest, (Py_ssize_t)i - 1, m);
         }
-        if (rest) x = PyObject_CallMethodOneArg(buf, str_extend, rest);
-        Py_XDECREF(rest);
+        if (!rest) Py_CLEAR(*first);
+    }
+    batch_done(self, &bb); /* before buf.extend: Python code, which may read this log again */
+    if (!*first) return -1;
+    if (rest) {
+        PyObject *x = PyObject_CallMethodOneArg(buf, str_extend, rest);
+        Py_DECREF(rest);
         if (!x) { Py_CLEAR(*first); return -1; }
         Py_DECREF(x);
     }
-    if (self->lat) lat_count(self, self->recs[0].timestamp_ns); /* shm.latency.histogram: handed out now
-                                                                  * (buf, a LatQueue, counts the others) */
+    if (self->lat) lat_count(self, ts0); /* shm.latency.histogram: handed out now
+                                          * (buf, a LatQueue, counts the others) */
     return 1;
 }
 

@@ -28,6 +28,13 @@ def _consumer(ns, lean, topic="t", parts=(0,), **kw):
     return c
 
 
+def _poll_into(c, got, timeout=0.01):
+    """One poll(); its message, if any, appended to *got*.  None (so a wait goes on)."""
+    m = c.poll(timeout)
+    if m is not None:
+        got.append(m)
+
+
 def _script(c, p, t):
     """A run of polls mixed with produces, pauses, seeks: what it saw, as comparable tuples."""
     seen = []
@@ -584,7 +591,7 @@ def test_auto_commit_reports_only_what_moved_and_skips_stopped_partitions(ns):
     try:
         c.assign([TopicPartition("t", 0, OFFSET_BEGINNING), TopicPartition("t", 1)])  # 1: no commit, reset=error
         got = []
-        deadline_wait(lambda: (lambda m: m is None or got.append(m))(c.poll(0.01)) or len(
+        deadline_wait(lambda: _poll_into(c, got) or len(
             [m for m in got if m.error() is None]) == 10, 10, "the ten records of partition 0")
         assert [m.offset() for m in got if m.error() is None] == list(range(10))
         deadline_wait(lambda: c.poll(0.01) is None and reports and reports[-1] == (None, [(0, 10)]), 10,
@@ -642,7 +649,7 @@ def test_auto_commit_of_a_deleted_topic_does_not_raise_from_poll(ns):
         while time.monotonic() < end:  # a commit comes due
             pass
         out = []
-        deadline_wait(lambda: (lambda m: m is None or out.append(m))(c.poll(0.01)) or any(
+        deadline_wait(lambda: _poll_into(c, out) or any(
             m.error() is not None for m in out), 10, "the deletion reported")
         assert all(m.error() is None for m in out[:-1]) and out[-1].error() is not None
     finally:
@@ -680,3 +687,28 @@ def test_a_seek_does_not_unstore_what_was_consumed(ns):
         c.close()  # commits what it had consumed to: 9
     with Consumer(conf(ns, **{"group.id": "g", "enable.auto.commit": False})) as other:
         assert other.committed([tp])[0].offset == 9
+
+
+def test_a_member_that_sought_back_commits_what_it_read_as_it_leaves(ns):
+    """The same stored offset on a group member's way out: read to 5, seek(0), close() - the revoke's
+    commit stores 5, not 0 (which would move the group's offset back)."""
+    make_topic(ns, "t", 1)
+    with Producer(conf(ns)) as p:
+        for i in range(10):
+            p.produce("t", b"%d" % i)
+    c = Consumer(conf(ns, **{"group.id": "g", "enable.auto.commit": True, "auto.commit.interval.ms": 0,
+                             "auto.offset.reset": "earliest"}))
+    try:
+        c.subscribe(["t"])
+        got = []
+        deadline_wait(lambda: _poll_into(c, got) or len(got) == 5, 10, "five records")
+        assert [(m.error(), m.offset()) for m in got] == [(None, i) for i in range(5)]
+        c.seek(TopicPartition("t", 0, 0))
+        from broker.kafka import KafkaException
+        with pytest.raises(KafkaException):
+            c.seek(TopicPartition("t", 0, -7))  # refused before anything moved
+        assert c.position([TopicPartition("t", 0)])[0].offset == 0
+    finally:
+        c.close()
+    with Consumer(conf(ns, **{"group.id": "g", "enable.auto.commit": False})) as other:
+        assert other.committed([TopicPartition("t", 0)])[0].offset == 5

@@ -418,3 +418,42 @@ def test_attach_populate_maps_every_page_at_once(logs):
         assert log.read(0).value == b"x" * 64
     finally:
         full.close()
+
+
+def test_a_batch_read_inside_a_batch_read_keeps_both_batches_apart(logs):
+    """Turning a batch into Records can run Python code (here the headers' decoder; a finaliser or another
+    thread's turn elsewhere) that reads the same log again.  The inner read gets buffers of its own: the
+    outer batch hands out its own records, not the inner one's (before, both shared one buffer and the
+    outer list came out mixed).  Re-initialising the reader's state under a batch is refused."""
+    from shm._native import _fastlog, ffi
+    from shm.record import decode_headers
+    log = logs.create(slot_count=64, data_capacity=1 << 16, max_record=256)
+    for i in range(8):
+        log.append(b"v%d" % i, headers=[("h", b"%d" % i)])
+    inner, errors = [], []
+
+    def decode(blob):
+        if not inner:
+            inner.append(None)  # (the inner batch's headers come here too)
+            inner[0] = fl.read_batch(4, 4)  # records 4..7, while the outer batch 0..7 is being built
+        return decode_headers(blob)
+    args = (int(ffi.cast("uintptr_t", log._v)), 256, Record, log.append, log.read, decode, log._status)
+    fl = _fastlog.FastLog(*args)
+    recs, nxt, rc = fl.read_batch(0, 8)
+    assert [r.value for r in recs] == [b"v%d" % i for i in range(8)]
+    assert [r.headers for r in recs] == [[("h", b"%d" % i)] for i in range(8)]
+    assert (nxt, [r.value for r in inner[0][0]], inner[0][1]) == (8, [b"v4", b"v5", b"v6", b"v7"], 8)
+
+    def reinit(blob):
+        try:
+            fl.__init__(*args)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+        return decode_headers(blob)
+    fl = _fastlog.FastLog(*args[:5], reinit, args[6])
+    recs, _, _ = fl.read_batch(0, 8)
+    assert [r.value for r in recs] == [b"v%d" % i for i in range(8)]
+    assert len(errors) == 8 and "re-initialised while one of its batches is being read" in errors[0]
+    fl.__init__(*args)  # no batch being read: allowed
+    assert [r.value for r in fl.read_batch(6, 2)[0]] == [b"v6", b"v7"]
+    assert [r.value for r in log.read_batch(0, 8)[0]] == [b"v%d" % i for i in range(8)]
