@@ -30,7 +30,7 @@ from shm.log import Waiter
 from . import config as _config
 from . import latency_hist
 from .admin import log_start
-from .membership import GroupMember
+from .membership import GroupMember, part_position
 from .consumer_queries import Queries
 from .message import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORED, Message, TopicPartition, eof_event, event
 from .namespace import DESTROYED_OFF, MEMBER_CONSUMER, Namespace, register_client, unregister_client, unknown_partition
@@ -570,7 +570,7 @@ class Consumer(GroupMember, Queries):
         self._check()
         part = self._part(partition)
         to = self._start_offset(part.log, partition.offset, part.tp, part.retention_ms)  # may raise: nothing moved
-        at = part.buf[0][2] if part.buf else part.pos
+        at = part_position(part)
         if at != part.start:  # consumed since reading (re)started: that stays the offset to commit
             part.before = at
         self._cur = None
@@ -587,7 +587,7 @@ class Consumer(GroupMember, Queries):
         out = []
         for tp in partitions:
             part = self._parts.get((tp.topic, tp.partition))
-            off = OFFSET_INVALID if part is None else (part.buf[0][2] if part.buf else part.pos)
+            off = OFFSET_INVALID if part is None else part_position(part)
             out.append(TopicPartition(tp.topic, tp.partition, off))
         return out
 

@@ -4,6 +4,7 @@ from shm.errors import KafkaError, KafkaException
 
 from . import latency_hist
 from .admin import cluster_metadata, log_start, offset_for_time
+from .membership import part_position
 from .message import OFFSET_INVALID, TopicPartition
 from .namespace import unknown_partition
 
@@ -76,7 +77,7 @@ class Queries:
         self._check()
         out = {}
         for (t, p), part in self._parts.items():
-            pos = part.buf[0][2] if part.buf else part.pos
+            pos = part_position(part)
             out[TopicPartition(t, p)] = max(0, part.log.watermarks()[1] - pos)
         return out
 

@@ -31,6 +31,20 @@ _DESTROYED_W = DESTROYED_OFF // 8
 _NEVER = 1 << 62  # a commit time (monotonic ns) that never comes
 
 
+def part_position(part):
+    """An assigned partition's position: the next offset poll() hands out (its fetched batch's first, if any)."""
+    return part.buf[0][2] if part.buf else part.pos
+
+
+def _stored(part):
+    """librdkafka's stored offset of *part* (enable.auto.offset.store): its position, or - when nothing was
+    read since a seek() - the position before the seek; None if nothing was consumed since reading started."""
+    at = part_position(part)
+    if at != part.start:
+        return at
+    return part.before if part.before >= 0 else None
+
+
 def _lean_state(name, doc):
     """A property kept in the instance dict under *name* whose every change calls _lean_sync."""
     def get(self):
@@ -261,15 +275,7 @@ class GroupMember:
         reading (re)started commits what it had consumed before its last seek(), if anything; none at
         its committed offset."""
         self._groups()
-        out = []
-        for tp in self._positions(only):
-            if self._auto_store:
-                part = self._parts[(tp.topic, tp.partition)]
-                if (part.buf[0][2] if part.buf else part.pos) == part.start and part.before < 0:
-                    continue  # nothing consumed
-            if tp.offset != self._committed_offset(tp):
-                out.append(tp)
-        return out
+        return [tp for tp in self._positions(only, consumed=True) if tp.offset != self._committed_offset(tp)]
 
     def _commit_leaving(self, keys):
         """An assign()ed consumer with auto-commit: the positions of partitions it is about to drop
@@ -356,14 +362,18 @@ class GroupMember:
         info = self._topics.get(tp.topic) or self._ns.topic(tp.topic)
         return gs.committed(self._gidx, info.topic_id, tp.partition)
 
-    def _positions(self, only=None):
+    def _positions(self, only=None, consumed=False):
+        """The offsets a commit of the assignment (or *only* of it) stores; *consumed*: none for a partition
+        with nothing consumed since reading started (else its start)."""
         out = []
         for (t, p), part in self._parts.items():
             if only is not None and (t, p) not in only or part.stopped:  # stopped: no position (reset=error)
                 continue
-            if self._auto_store:  # the position; after a seek() with nothing read since, the one before it
-                at = part.buf[0][2] if part.buf else part.pos
-                out.append(TopicPartition(t, p, part.before if at == part.start and part.before >= 0 else at))
+            if self._auto_store:
+                at = _stored(part)
+                if at is None and consumed:
+                    continue
+                out.append(TopicPartition(t, p, part.start if at is None else at))
             elif (t, p) in self._stored:
                 out.append(TopicPartition(t, p, self._stored[(t, p)]))
         return out

@@ -15,6 +15,8 @@ import time
 
 from shm.errors import KafkaException
 
+from .membership import part_position
+
 _instances = itertools.count(1)  # librdkafka numbers its handles per process: rdkafka#producer-1, -2, ...
 
 
@@ -136,7 +138,7 @@ def _consumer_fields(c, doc):
                  "committed_offset": -1001, "lo_offset": -1, "hi_offset": -1, "consumer_lag": -1,
                  "fetchq_cnt": 0, "txmsgs": 0, "rxmsgs": 0}
         if part is not None:
-            pos = part.buf[0][2] if part.buf else part.pos
+            pos = part_position(part)
             lo, hi = c.get_watermark_offsets(part.tp)
             entry.update(next_offset=pos, app_offset=pos, lo_offset=lo, hi_offset=hi,
                          consumer_lag=max(0, hi - pos), fetchq_cnt=len(part.buf))

@@ -384,9 +384,7 @@ static void batch_done(FastLog *self, batch_bufs *bb)
         free(bb->recs);
         free(bb->bbuf);
     } else if (bb->recs) self->busy = 0;
-    bb->recs = NULL;
-    bb->bbuf = NULL;
-    bb->own = 0;
+    *bb = (batch_bufs){NULL, NULL, 0};
 }
 
 /* Read the batch of up to n records from o into *bb (see batch_bufs).
@@ -394,9 +392,7 @@ static void batch_done(FastLog *self, batch_bufs *bb)
  * batch_done(bb) after either. */
 static int batch_read_c(FastLog *self, unsigned long long o, unsigned long long n, log_batch *b, batch_bufs *bb)
 {
-    bb->recs = NULL;
-    bb->bbuf = NULL;
-    bb->own = 0;
+    *bb = (batch_bufs){NULL, NULL, 0};
     if (!self->v) { PyErr_SetString(PyExc_ValueError, "log closed"); return INT_MIN; }
     if (n == 0 || n > (1u << 24)) {
         PyErr_SetString(PyExc_ValueError, "max_records must be in [1, 2**24]");
@@ -424,9 +420,7 @@ static int batch_read_c(FastLog *self, unsigned long long o, unsigned long long 
 
 static int batch_read(FastLog *self, PyObject *const *args, unsigned long long *o, log_batch *b, batch_bufs *bb)
 {
-    bb->recs = NULL;
-    bb->bbuf = NULL;
-    bb->own = 0;
+    *bb = (batch_bufs){NULL, NULL, 0};
     *o = PyLong_AsUnsignedLongLong(args[0]);
     if (PyErr_Occurred()) return INT_MIN;
     unsigned long long n = PyLong_AsUnsignedLongLong(args[1]);

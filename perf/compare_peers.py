@@ -751,14 +751,14 @@ class PyFloor(Peer):
     HDR = 128  # the counter at 0, the consumer's position at 64 (own cache lines)
 
     def setup(self, env, size):
-        return {"mm": mmap.mmap(-1, self.HDR + self.SLOTS * ((size + 63) & ~63)), "size": size}
+        stride = (size + 63) & ~63  # a slot: the record, on whole cache lines
+        return {"mm": mmap.mmap(-1, self.HDR + self.SLOTS * stride), "size": size, "stride": stride}
 
     def teardown(self, spec):
         spec["mm"].close()
 
     def sender(self, spec):
-        mv, S, H = memoryview(spec["mm"]), self.SLOTS, self.HDR
-        stride = (spec["size"] + 63) & ~63
+        mv, S, H, stride = memoryview(spec["mm"]), self.SLOTS, self.HDR, spec["stride"]
         ctr = mv[:H].cast("q")  # [0] records published, [8] the consumer's position
         at = [0]
 
@@ -775,8 +775,7 @@ class PyFloor(Peer):
         return send, mv.release
 
     def receiver(self, spec, mode):
-        mv, S, H, n = memoryview(spec["mm"]), self.SLOTS, self.HDR, spec["size"]
-        stride = (n + 63) & ~63
+        mv, S, H, n, stride = memoryview(spec["mm"]), self.SLOTS, self.HDR, spec["size"], spec["stride"]
         ctr = mv[:H].cast("q")
         at = [0]
 
