@@ -76,6 +76,7 @@ class Consumer(GroupMember, Queries):
         self._missing = {}
         self._missing_gen = None
         self._order = []  # keys, in turn order
+        self._block = []  # the assigned parts of shm.overflow=block topics (their producers wait for commits)
         self._turn = 0
         self._events = collections.deque()
         self._topics = {}  # name -> TopicInfo seen at assign
@@ -195,6 +196,8 @@ class Consumer(GroupMember, Queries):
             self._lat.attach(part, info)  # shm.latency.histogram
         self._parts[key] = part
         self._order.append(key)
+        if info.overflow == "block":
+            self._block.append(part)
 
     def _promote(self):
         """Start reading the assigned partitions that did not exist, once they do (a topic created, a
@@ -219,6 +222,8 @@ class Consumer(GroupMember, Queries):
         self._waiter = None
         if part is not None:
             self._order.remove(key)
+            if part in self._block:
+                self._block.remove(part)
             part.log.close()
         self._set_solo()
 

@@ -109,7 +109,8 @@ class GroupMember:
         lean = plain or member is not None
         cpoll.set_lean(plain, d.get("_solo") if lean and not d.get("_rejoin_", True) else None, member)
         commits = member is not None and d["_auto_commit"] or plain and d["_plain_commits"]
-        cpoll.next_commit = d["_next_commit"] if commits else -1
+        # (-1 for an interval of 0, no periodic commit: the C path then never hands a poll back for one)
+        cpoll.next_commit = d["_next_commit"] if commits and d["_commit_every"] != _NEVER else -1
 
     def _groups(self):
         if self._gs is None:
@@ -245,14 +246,21 @@ class GroupMember:
     def _auto_commit_tick(self):
         """enable.auto.commit: commit the positions that moved once auto.commit.interval.ms has passed since
         the last (asynchronously: a refusal goes to on_commit; nothing moved, nothing to report, as
-        librdkafka's empty auto-commits)."""
+        librdkafka's empty auto-commits) - or sooner when a block topic's producers need it (_commit_due)."""
         if self._commit_due():
             self._commit_moved(asynchronous=True)
             self._plan_commit()  # from now, after it: a commit slower than the interval does not run back to back
-            self._cpoll.next_commit = self._next_commit  # poll()'s C path hands the next one back here
+            if self._commit_every != _NEVER:
+                self._cpoll.next_commit = self._next_commit  # poll()'s C path hands the next one back here
 
     def _commit_due(self):
-        return time.monotonic_ns() >= self._next_commit
+        """auto.commit.interval.ms has passed - or a block topic's producers need this group's commit of what
+        it read (shm.overflow=block holds them at the slowest group's committed offset, so one commit an
+        interval would cap them at a ring per interval): once a quarter of the ring is read past the last
+        commit, as a raw reader moves the floor (ext/shmlog.c, log_floor_wanted).  Not with an interval of 0
+        (librdkafka's: no periodic commit; the user commits)."""
+        return time.monotonic_ns() >= self._next_commit or self._commit_every != _NEVER and any(
+            p.floor_wanted() for p in self._block)
 
     def _plan_commit(self):
         """The next auto-commit one auto.commit.interval.ms from now (never, for an interval of 0)."""

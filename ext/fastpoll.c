@@ -93,6 +93,31 @@ static void Part_dealloc(Part *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* A block topic's producers want the group to commit part's position now
+ * (log_floor_wanted), nb records of a fetched batch still to hand out: the
+ * position taken as pos - nb, exact unless the batch skipped offsets (then
+ * a little early - a hint; the commit reads the true position). */
+static inline int part_floor_wanted(Part *part, FastLog *fl, Py_ssize_t nb)
+{
+    return (unsigned long long)nb <= part->pos && log_floor_wanted(fl->v, part->pos - (unsigned long long)nb);
+}
+
+/* floor_wanted() -> bool: part_floor_wanted, for the Python path */
+static PyObject *Part_floor_wanted(Part *self, PyObject *Py_UNUSED(ignored))
+{
+    FastLog *fl = (FastLog *)self->fast;
+    if (!fl || Py_TYPE(fl) != &FastLogType || !fl->v || !self->buf) Py_RETURN_FALSE;
+    Py_ssize_t n = PyObject_Size(self->buf);
+    if (n < 0) return NULL;
+    return PyBool_FromLong(part_floor_wanted(self, fl, n));
+}
+
+static PyMethodDef Part_methods[] = {
+    {"floor_wanted", (PyCFunction)Part_floor_wanted, METH_NOARGS,
+     "floor_wanted() -> bool: a block topic's producers want this partition's position committed now"},
+    {NULL},
+};
+
 static PyMemberDef Part_members[] = {
     {"tp", T_OBJECT_EX, offsetof(Part, tp), READONLY, "the TopicPartition"},
     {"log", T_OBJECT_EX, offsetof(Part, log), READONLY, "the PartitionLog"},
@@ -124,6 +149,7 @@ static PyTypeObject PartType = {
     .tp_traverse = (traverseproc)Part_traverse,
     .tp_clear = (inquiry)Part_clear,
     .tp_members = Part_members,
+    .tp_methods = Part_methods,
 };
 
 /* ---- ConsumerPoll ---------------------------------------------------------------------------- */
@@ -215,6 +241,11 @@ static int cp_pass(ConsumerPoll *self, PyObject *timeout, long long left_ns, PyO
         PyObject *buf = ((Part *)cur)->buf;
         Py_ssize_t n = buf ? PyObject_Size(buf) : 0;
         if (n < 0) return 1;
+        FastLog *cfl = (FastLog *)((Part *)cur)->fast;
+        /* a block topic's producers wait for this group's commit: the Python path makes it (auto-commit only) */
+        if (n > 0 && self->next_commit >= 0 && cfl && Py_TYPE(cfl) == &FastLogType && cfl->v &&
+            part_floor_wanted((Part *)cur, cfl, n))
+            goto fallback;
         if (n > 0) { /* a plain deque's popleft called directly (fastlat.c), a LatQueue's counting one */
             if (Py_IS_TYPE(buf, (PyTypeObject *)deque_type) && deque_popleft_c) *out = deque_popleft_c(buf, NULL);
             else if (Py_IS_TYPE(buf, &LatQueueType)) *out = LatQueue_popleft(buf, NULL);
@@ -239,6 +270,8 @@ static int cp_pass(ConsumerPoll *self, PyObject *timeout, long long left_ns, PyO
     if (nb < 0) return 1;
     /* relaxed read: `shmbroker destroy` sets the flag once; the Python path says so (the next call sees it) */
     if (nb || *self->flag) goto fallback;
+    /* a block topic's producer waits for this group's commit: the Python path makes it (auto-commit only) */
+    if (self->next_commit >= 0 && part_floor_wanted(part, fl, 0)) goto fallback;
     /* the spin: spin mode spins a chunk at a time, the others their share; never past the time left */
     int spin_all = self->spin_ns < 0;
     long long spin = spin_all ? CP_CHUNK_NS : self->spin_ns;

@@ -1555,6 +1555,7 @@ int log_get_stats(log_view *v, log_stats *out)
     out->done = atom_load_acquire64(&h->done_lo); /* a snapshot; pairs with raise_done's CAS */
     out->trim = atom_load_acquire64(&h->trim); /* pairs with log_trim's CAS */
     out->waiters = atom_load_acquire32(&h->waiters); /* a snapshot; pairs with the sleepers' flag stores */
+    out->floor_waiters = atom_load_relaxed32(&h->floor_waiters); /* relaxed: a snapshot for stat */
     return LOG_OK;
 }
 
@@ -1606,6 +1607,34 @@ uint64_t log_get_trim(log_view *v) { return atom_load_acquire64(&v->h->trim); /*
 
 /* acquire: pairs with log_set_floor's release store */
 uint64_t log_get_floor(log_view *v) { return atom_load_acquire64(&v->h->floor); }
+
+/* Block mode: should a group that has read up to pos commit now rather than
+ * at its next interval?  Yes once pos is past the floor by a quarter of
+ * either ring (as a raw reader moves the floor: producers refill the ring
+ * while the reader reads on, never held for a whole interval), or once a
+ * producer waits for the floor and the reader has read all there is (the
+ * producer's record needs more than the quarters freed so far).  A hint:
+ * the loads are relaxed (a stale word moves a commit by a poll) and the words
+ * are compared, never used as an index; the claim line, which producers
+ * write, is read only while one waits. */
+int log_floor_wanted(log_view *v, uint64_t pos)
+{
+    if (!v || !v->h || v->overflow != LOG_BLOCK) return 0;
+    struct log_header *h = v->h;
+    uint64_t fl = atom_load_relaxed64(&h->floor); /* relaxed: a hint, as above */
+    if (pos <= fl) return 0;
+    if (pos - fl >= (v->n + 3) / 4) return 1;
+    /* the bytes read: the end of record pos - 1, in the reader's cache (it
+     * just read it); above the floor, so no producer may reuse its slot */
+    const struct log_slot *s = &v->slots[(pos - 1) & v->mask];
+    uint64_t t = atom_load_acquire64(&s->tag); /* pairs with write_record's release store */
+    if (lap_diff(tag_lap(t), lap_of(v, pos - 1)) == 0 && tag_state(t) == ST_COMMITTED) {
+        uint64_t end = s->pos + s->rec_len, fb = atom_load_relaxed64(&h->floor_bytes); /* relaxed: a hint */
+        if (end > fb && end - fb >= (v->d + 3) / 4) return 1;
+    }
+    if (!atom_load_relaxed32(&h->floor_waiters)) return 0; /* relaxed: a hint (set after wait_floor spins) */
+    return atom_load_relaxed64(&h->claim.lo) == pos; /* relaxed: a hint */
+}
 uint64_t log_claimed(log_view *v) { return claim_offset(v); }
 void log_wake_readers(log_view *v) { wake_readers(v, 1); }
 

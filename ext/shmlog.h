@@ -68,6 +68,7 @@ typedef struct {
     uint64_t waiters;        /* 1 while a reader may sleep on the partition (a flag the next waker clears) */
     uint64_t done;           /* the finished watermark: every offset below is committed or a tombstone */
     uint64_t trim;           /* log_trim's start (0: never trimmed) */
+    uint64_t floor_waiters;  /* producers sleeping until the block-mode floor moves, now */
 } log_stats;
 
 /* layout constants, shared with Python (cffi reads them from here) */
@@ -192,6 +193,8 @@ int log_set_floor(log_view *v, uint64_t floor);
 int log_trim(log_view *v, uint64_t offset);
 uint64_t log_get_trim(log_view *v);
 uint64_t log_get_floor(log_view *v);
+/* block mode: should a group that has read up to pos commit now?  see shmlog.c */
+int log_floor_wanted(log_view *v, uint64_t pos);
 /* the claim offset: every offset below it is claimed (maybe not yet written) */
 uint64_t log_claimed(log_view *v);
 /* wake every reader sleeping on the log (something they wait for moved) */
