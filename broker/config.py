@@ -32,7 +32,7 @@ CONSUMER = {"group.id", "auto.offset.reset", "enable.auto.commit", "auto.commit.
             "fetch.min.bytes", "fetch.max.bytes", "fetch.wait.max.ms", "max.partition.fetch.bytes",
             "fetch.message.max.bytes", "queued.min.messages", "queued.max.messages.kbytes", "on_commit",
             "group.protocol", "group.remote.assignor", "check.crcs", "allow.auto.create.topics",
-            "shm.latency.histogram", "shm.aio.waker", "shm.pre.touch"}
+            "shm.latency.histogram", "shm.aio.waker", "shm.pre.touch", "shm.zero.copy"}
 ADMIN = set()
 # broker.Queue & co (broker/pool/queue.py): the ring of each queue, with the topic keys' names
 QUEUE = {"retention.bytes", "max.message.bytes", "shm.slots"}
@@ -226,6 +226,7 @@ VALIDATORS = {
     # produce->poll latency per group and partition, in shared memory (broker/latency_hist.py)
     "shm.latency.histogram": _bool,
     "shm.pre.touch": _bool,  # map every page of a partition when the client opens it (no page faults later)
+    "shm.zero.copy": _bool,  # block topics' values as read-only memoryviews of the ring (broker/consumer.py)
     "shm.aio.waker": _enum("auto", "io_uring", "thread"),  # broker.aio's AIOConsumer (the sync one ignores it)
     "allow.auto.create.topics": _bool,  # with the namespace's auto.create.topics.enable (broker/autocreate.py)
 }

@@ -68,6 +68,7 @@ class Consumer(GroupMember, Queries):
         self._auto_create = _config.as_bool(conf.get("allow.auto.create.topics", False))  # librdkafka's default
         self._log = client_logger(conf, "consumer")
         self._wait_mode = conf.get("shm.wait", "adaptive")
+        self._zero_copy = _config.as_bool(conf.get("shm.zero.copy", False))
         # the first spin, in C, before waiting: adaptive spins 50 us, spin in 1 ms chunks
         self._spin_ns = {"adaptive": 50_000, "spin": 1_000_000, "sleep": 0}[self._wait_mode]
         self._parts = {}  # (topic, partition) -> _Part
@@ -190,6 +191,8 @@ class Consumer(GroupMember, Queries):
         log = self._ns.open_partition(info, tp.partition)
         log.on_wait = self._sup_check
         part = _Part(TopicPartition(tp.topic, tp.partition), log, 0, info.retention_ms)
+        if self._zero_copy and info.overflow == "block":  # values as views of the ring (see poll())
+            log._fast.set_view_base(log.view_base())
         self._jump(part, self._start_offset(log, tp.offset, part.tp, info.retention_ms))
         part.start = part.pos
         if self._lat is not None:

@@ -61,6 +61,10 @@ typedef struct {
      * shares one timestamp, so its records share one int object */
     PyObject *ts_obj;
     int64_t ts_val;
+    /* shm.zero.copy: a read-only memoryview of the whole mapping (a block
+     * log's), whose slices the Messages made here hand out as values; NULL:
+     * values are bytes */
+    PyObject *view_base;
 } FastLog;
 
 static void lat_release(FastLog *self)
@@ -143,6 +147,7 @@ static void FastLog_dealloc(FastLog *self)
     free(self->recs);
     lat_release(self);
     Py_XDECREF(self->ts_obj);
+    Py_XDECREF(self->view_base);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -267,6 +272,35 @@ static int read_long_value(FastLog *self, unsigned long long o, log_rec *rec, Py
     if (rc == LOG_OK) *val = x;
     else Py_DECREF(x);
     return rc;
+}
+
+/* read_long_value for shm.zero.copy: the value a read-only memoryview of
+ * its bytes in the ring (view_base's slice), checked there - or of a copy
+ * where it wraps the ring's end or the floor has passed it (producers may
+ * reuse its bytes). */
+static int read_long_view(FastLog *self, unsigned long long o, log_rec *rec, PyObject **val)
+{
+    if (log_value_len_hint(self->v, o) < DIRECT_MIN) return LOG_E_BUFFER;
+    uint64_t at = 0;
+    int rc = log_read_value_view(self->v, o, rec, self->buf, self->cap, &at);
+    if (rc == LOG_E_BUFFER) {
+        PyObject *b = NULL;
+        rc = read_long_value(self, o, rec, &b);
+        if (rc != LOG_OK) return rc;
+        *val = PyMemoryView_FromObject(b);
+        Py_DECREF(b);
+        return *val ? LOG_OK : INT_MIN;
+    }
+    if (rc != LOG_OK) return rc;
+    /* at + val_len lies inside the mapping: the read checked the value against the ring's bounds */
+    PyObject *a = PyLong_FromUnsignedLongLong(at), *b = a ? PyLong_FromUnsignedLongLong(at + rec->val_len) : NULL;
+    PyObject *sl = b ? PySlice_New(a, b, NULL) : NULL;
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    if (!sl) return INT_MIN;
+    *val = PyObject_GetItem(self->view_base, sl);
+    Py_DECREF(sl);
+    return *val ? LOG_OK : INT_MIN;
 }
 
 /* One read of offset o into *rec: the Record (NULL, *rc = LOG_OK, on an
@@ -435,6 +469,11 @@ static PyObject *make_message_v(FastLog *self, const log_rec *rec, const char *b
 {
     PyObject *it[5];
     if (record_items(self, rec, base, NULL, it, value) < 0) return NULL;
+    if (self->view_base && PyBytes_CheckExact(it[1])) { /* shm.zero.copy: a short value's copy as a view too */
+        PyObject *mv = PyMemoryView_FromObject(it[1]);
+        if (!mv) { for (int k = 0; k < 5; k++) Py_DECREF(it[k]); return NULL; }
+        Py_SETREF(it[1], mv);
+    }
     PyTypeObject *tp = (PyTypeObject *)message_type;
     PyObject *m = msg_take();
     if (!m && !(m = tp->tp_alloc(tp, MSG_ITEMS))) { for (int k = 0; k < 5; k++) Py_DECREF(it[k]); return NULL; }
@@ -472,7 +511,7 @@ static int long_first(FastLog *self, unsigned long long o, PyObject *topic, PyOb
                       PyObject **m, unsigned long long *nxt, int *code)
 {
     PyObject *val;
-    int rc = read_long_value(self, o, rec, &val); /* counted there, as a batch would count it */
+    int rc = self->view_base ? read_long_view(self, o, rec, &val) : read_long_value(self, o, rec, &val);
     *m = NULL;
     *nxt = o;
     *code = LOG_OK;
@@ -650,6 +689,7 @@ static PyObject *FastLog_read_batch(FastLog *self, PyObject *const *args, Py_ssi
 static PyObject *FastLog_invalidate(FastLog *self, PyObject *unused)
 {
     self->v = NULL;
+    Py_CLEAR(self->view_base);
     lat_release(self);
     Py_RETURN_NONE;
 }
@@ -754,7 +794,26 @@ static PyObject *FastLog_set_floor(FastLog *self, PyObject *arg)
     return PyLong_FromLong(log_set_floor(self->v, (uint64_t)off));
 }
 
+/* set_view_base(memoryview or None): shm.zero.copy - the Messages made here
+ * hand out values as read-only memoryviews (slices of this one, a
+ * read-only view of the whole mapping of a block log) or bytes (None). */
+static PyObject *FastLog_set_view_base(FastLog *self, PyObject *arg)
+{
+    if (arg != Py_None && !(PyMemoryView_Check(arg) && PyMemoryView_GET_BUFFER(arg)->readonly)) {
+        PyErr_SetString(PyExc_TypeError, "view_base must be a read-only memoryview of the log's mapping or None");
+        return NULL;
+    }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "set_view_base while a batch is being read");
+        return NULL;
+    }
+    Py_XSETREF(self->view_base, arg == Py_None ? NULL : Py_NewRef(arg));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef FastLog_methods[] = {
+    {"set_view_base", (PyCFunction)FastLog_set_view_base, METH_O,
+     "set_view_base(memoryview or None): Messages' values as views of the mapping (shm.zero.copy), or bytes"},
     {"set_floor", (PyCFunction)FastLog_set_floor, METH_O, "set_floor(offset) -> status, or None (closed)"},
     {"qtake", (PyCFunction)(void (*)(void))FastLog_qtake, METH_FASTCALL,
      "qtake(q_addr, owner, ack_off, ack_owner) -> (offset, value, attempts), status, or None"},

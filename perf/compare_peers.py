@@ -261,12 +261,12 @@ class ShmKafka(Peer):
         send_batch, topic = p.send_batch, spec["topic"]
         return (lambda arr: send_batch(topic, arr, 0)), p.close
 
-    def _consumer(self, spec, mode, auto_commit_ms=None):
+    def _consumer(self, spec, mode, auto_commit_ms=None, zero_copy=False):
         from broker import OFFSET_BEGINNING, Consumer, TopicPartition
         auto = {"enable.auto.commit": False} if auto_commit_ms is None else {
             "enable.auto.commit": True, "auto.commit.interval.ms": auto_commit_ms}
         c = Consumer({"shm.namespace": spec["ns"], "shm.wait": mode, "group.id": "compare", "shm.pre.touch": True,
-                      **auto})
+                      "shm.zero.copy": zero_copy, **auto})
         c.assign([TopicPartition(spec["topic"], 0, OFFSET_BEGINNING)])
         return c
 
@@ -277,10 +277,12 @@ class ShmKafka(Peer):
         m = c.poll(); m.value(), no Python frame of ours between.  A run that fits in half the ring
         (spec["records"]: a latency run) commits nothing; a longer one (throughput) commits as a Kafka
         user's default loop does, by enable.auto.commit, every AUTO_COMMIT_MS ms: block topics hold the
-        producer until a commit frees room (the ring holds 64 records of 1 MiB, ~5 ms of them)."""
+        producer until a commit frees room (it also commits each quarter ring read: the producer is not held to
+        a ring a millisecond).  Values of ShmRaw.VIEW_MIN bytes and more come as views of the ring
+        (shm.zero.copy), as the raw log's poll_view."""
         from broker.message import Message
         lat = spec.get("records", float("inf")) <= ring_records(spec["size"]) // 2  # (a margin: the estimate)
-        c = self._consumer(spec, mode, None if lat else self.AUTO_COMMIT_MS)
+        c = self._consumer(spec, mode, None if lat else self.AUTO_COMMIT_MS, spec["size"] >= ShmRaw.VIEW_MIN)
         return c.poll, c.close, Message.value
 
     def batch_receiver(self, spec, mode, batch, row):

@@ -274,7 +274,8 @@ def markdown(res):
           "record (batch rows: 2-D arrays of records in, `read_batch_array` / `consume(n)` out). shmbroker's "
           "rings and the naive ring hold %d MiB (`--ring-mib`): a ring larger than the CPU's cache streams "
           "through memory, where iceoryx2's publisher reuses a few buffers that stay in cache. The raw log reads "
-          "values of %d KiB and more in place (`LogReader.poll_view`), as iceoryx2's subscriber does. Every "
+          "values of %d KiB and more in place (`LogReader.poll_view`), as iceoryx2's subscriber does, and the "
+          "Kafka API's consumer then has `shm.zero.copy` on (`value()` a view of the ring). Every "
           "process maps its whole ring before it is timed (shmbroker's `shm.pre.touch`, the naive ring's "
           "MADV_POPULATE_WRITE)." %
           (res["args"].get("ring_mib", 64), ShmRaw.VIEW_MIN >> 10),

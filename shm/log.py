@@ -563,6 +563,14 @@ class PartitionLog:
         def idle():  # between spin chunks, as poll() calls it
             if self.on_wait is not None:
                 self.on_wait()
+        return _fastlog.LogReader(self._fast, offset, spin_ns, floor_every, sleep, self._check_open, idle,
+                                  self.view_base())  # None for an overwrite log: poll_view refuses
+
+    def view_base(self):
+        """A read-only memoryview of this block-mode log's whole mapping, whose slices readers hand out as
+        values in place (poll_view, a Consumer's shm.zero.copy); made once, released by close() (the slices
+        handed out keep the mapping until the last goes).  None for an overwrite log: its producers may
+        overwrite a record while a view of it is held."""
         if self.overflow == BLOCK and self._view_base is None:
             with _release_lock:  # made once, and never after close() released it
                 self._check_open()
@@ -570,8 +578,7 @@ class PartitionLog:
                     mv = memoryview(self._seg.mm)
                     self._view_base = mv.toreadonly()  # the same buffer; its slices cannot write the ring
                     mv.release()
-        return _fastlog.LogReader(self._fast, offset, spin_ns, floor_every, sleep, self._check_open, idle,
-                                  self._view_base)  # None for an overwrite log: poll_view refuses
+        return self._view_base
 
     def watermarks(self):
         """(low, high): the oldest offset still held, the next to be written."""
