@@ -96,8 +96,9 @@ def parser():
     p.add_argument("--batch", type=int, default=1024, help="records a call in the batch rows")
     p.add_argument("--ring-mib", type=int, default=64, help="MiB of data each shmbroker ring and the naive ring "
                    "hold (a power of two; 64 is the Kafka API's retention.bytes default, larger than this "
-                   "machine's cache: the rings stream through memory, where iceoryx2 reuses a few buffers; the "
-                   "memcpy reference copies into a ring this large too)")
+                   "machine's cache: the rings stream through memory, where iceoryx2 reuses a few buffers); "
+                   "records of 64 KiB and more get rings of 64 records, at most this (4 MiB at 64 KiB); the "
+                   "memcpy reference copies into a ring of the same size")
     p.add_argument("--pace-spin-us", type=float, default=100.0, help="the paced producer spins (rather than "
                    "sleeps) this close to each due time")
     p.add_argument("--stall-timeout", type=float, default=30.0, help="seconds without a record before a "
@@ -241,7 +242,7 @@ def run(a):
                                                    else 1 << 26)  # the row beside the reference
                 for s in sorted(set(a.sizes) | {65536}):
                     fl.setdefault("memcpy", {}).setdefault(str(s), []).append(
-                        M.memcpy(s, a.memcpy_bytes, compare_peers.RING_DATA))
+                        M.memcpy(s, a.memcpy_bytes, compare_peers.ring_bytes(s)))
                     fl.setdefault("memcpy_cache", {}).setdefault(str(s), []).append(
                         M.memcpy(s, a.memcpy_bytes, other))
                 print("%s floors: python p50 %s us, C p50 %s us, memcpy 64 KiB %s GB/s (other ring %s GB/s)" % (

@@ -69,9 +69,23 @@ def set_ring_bytes(n):
     RING_DATA = n
 
 
+DEEP, LARGE = 64, 1 << 16
+
+
+def ring_bytes(size):
+    """The data capacity of the rings (shmbroker's and the naive one) for *size*-byte records: RING_DATA
+    (--ring-mib), but for records of LARGE bytes and more a ring of DEEP records (a power of two, at most
+    RING_DATA): every large size runs as deep a ring as the 1 MiB records' 64 MiB one - 64 KiB records in a
+    64 MiB ring (1024 of them, twice this CPU's L3) would stream through memory while iceoryx2 recycles a
+    few samples that stay in cache."""
+    if size < LARGE:
+        return RING_DATA
+    return min(RING_DATA, 1 << (DEEP * size - 1).bit_length())
+
+
 def ring_records(size, data=None, slots=RING_SLOTS):
     """How many *size*-byte records a ring holds (at most), roughly."""
-    data = RING_DATA if data is None else data
+    data = ring_bytes(size) if data is None else data
     return min(slots, data // (size + SHM_OVERHEAD))
 
 
@@ -144,7 +158,7 @@ class ShmRaw(Peer):
     def setup(self, env, size):
         from shm import PartitionLog
         name = "/" + unique()
-        log = PartitionLog.create(name, slot_count=RING_SLOTS, data_capacity=RING_DATA,
+        log = PartitionLog.create(name, slot_count=RING_SLOTS, data_capacity=ring_bytes(size),
                                   max_record=max(size, 64), overflow="block")
         log.close()
         return {"name": name, "every": free_every(size), "size": size}
@@ -230,7 +244,7 @@ class ShmKafka(Peer):
         ns = self._namespace()
         wait_supervisor(ns)  # (up already: a check; were it gone, its restart comes here, not while timing)
         topic = unique("t")
-        conf = {"retention.bytes": RING_DATA, "shm.slots": RING_SLOTS, "shm.overflow": "block",
+        conf = {"retention.bytes": ring_bytes(size), "shm.slots": RING_SLOTS, "shm.overflow": "block",
                 "max.message.bytes": max(size, 1 << 20) + 4096}
         with AdminClient({"shm.namespace": ns}) as a:
             a.create_topics([NewTopic(topic, 1, config=conf)])[topic].result()
@@ -667,9 +681,10 @@ class PyRing(Peer):
     WRAP = 0xFFFFFFFF
 
     def setup(self, env, size):
-        # the same data capacity as shmbroker's rings (RING_DATA): a ring that stays in the CPU's cache
+        # the same data capacity as shmbroker's rings (ring_bytes): a ring that stays in the CPU's cache
         # while the other streams through memory would measure the cache, not the design
-        return {"mm": mmap.mmap(-1, self.HDR + RING_DATA), "cap": RING_DATA}
+        cap = ring_bytes(size)
+        return {"mm": mmap.mmap(-1, self.HDR + cap), "cap": cap}
 
     def teardown(self, spec):
         spec["mm"].close()
