@@ -24,7 +24,7 @@ import collections
 import time
 
 from shm._native import _fastlog, ffi, lib
-from shm.errors import ClosedError, KafkaError, KafkaException, NamespaceError, UnknownTopicError
+from shm.errors import ClosedError, ConfigError, KafkaError, KafkaException, NamespaceError, UnknownTopicError
 from shm.log import Waiter
 
 from . import config as _config
@@ -61,6 +61,10 @@ class Consumer(GroupMember, Queries):
     def __init__(self, config=None, **kwargs):
         conf = _config.parse(config, kwargs, "consumer")
         self._conf = conf
+        self._zero_copy = _config.as_bool(conf.get("shm.zero.copy", False))
+        if self._zero_copy and conf.get("group.id") is None:
+            raise ConfigError("shm.zero.copy needs a group.id: the group's committed offsets are what keep "
+                              "producers off a record while you hold its view")
         self._ns = Namespace(_config.resolve_namespace(conf), mode=conf.get("shm.mode"),
                              pre_touch=conf.get("shm.pre.touch", False))  # (validated to a bool by parse)
         self._reset = _config.AUTO_OFFSET_RESET[conf.get("auto.offset.reset", "latest")]
@@ -68,7 +72,6 @@ class Consumer(GroupMember, Queries):
         self._auto_create = _config.as_bool(conf.get("allow.auto.create.topics", False))  # librdkafka's default
         self._log = client_logger(conf, "consumer")
         self._wait_mode = conf.get("shm.wait", "adaptive")
-        self._zero_copy = _config.as_bool(conf.get("shm.zero.copy", False))
         # the first spin, in C, before waiting: adaptive spins 50 us, spin in 1 ms chunks
         self._spin_ns = {"adaptive": 50_000, "spin": 1_000_000, "sleep": 0}[self._wait_mode]
         self._parts = {}  # (topic, partition) -> _Part
@@ -77,7 +80,7 @@ class Consumer(GroupMember, Queries):
         self._missing = {}
         self._missing_gen = None
         self._order = []  # keys, in turn order
-        self._block = []  # the assigned parts of shm.overflow=block topics (their producers wait for commits)
+        self._block = []  # the assigned parts that auto-commit paces (Part.pace: block topics' producers wait)
         self._turn = 0
         self._events = collections.deque()
         self._topics = {}  # name -> TopicInfo seen at assign
@@ -191,7 +194,10 @@ class Consumer(GroupMember, Queries):
         log = self._ns.open_partition(info, tp.partition)
         log.on_wait = self._sup_check
         part = _Part(TopicPartition(tp.topic, tp.partition), log, 0, info.retention_ms)
-        if self._zero_copy and info.overflow == "block":  # values as views of the ring (see poll())
+        if self._zero_copy and info.overflow == "block":  # values as views of the ring (README: shm.zero.copy)
+            # the group holds the floor from now (an entry never committed counts as 0): no other group's
+            # commit lets producers reuse a record we hold a view of
+            self._groups().commit_entry(self._gidx, info.topic_id, tp.partition)
             log._fast.set_view_base(log.view_base())
         self._jump(part, self._start_offset(log, tp.offset, part.tp, info.retention_ms))
         part.start = part.pos
@@ -199,7 +205,8 @@ class Consumer(GroupMember, Queries):
             self._lat.attach(part, info)  # shm.latency.histogram
         self._parts[key] = part
         self._order.append(key)
-        if info.overflow == "block":
+        if info.overflow == "block" and self._paced():
+            part.pace = True
             self._block.append(part)
 
     def _promote(self):
@@ -341,8 +348,13 @@ class Consumer(GroupMember, Queries):
                 if not recs:
                     part.pos = nxt
                     return None
-        t, p = part.tp.topic, part.tp.partition
-        return [_mk(Message, (t, p, r[0], r[2], r[1], r[3], None, r[4], None, None)) for r in recs]
+        t, p, value = part.tp.topic, part.tp.partition, self._value
+        return [_mk(Message, (t, p, r[0], r[2], value(part, r[1]), r[3], None, r[4], None, None)) for r in recs]
+
+    def _value(self, part, v):
+        """A value read by a Python path (a Record's bytes) as the C paths hand it out: with shm.zero.copy, a
+        block topic's as a view (of this copy)."""
+        return memoryview(v) if v is not None and self._zero_copy and part.log._view_base is not None else v
 
     def _next(self):
         """One message (or event) if any partition has one ready."""
@@ -456,7 +468,8 @@ class Consumer(GroupMember, Queries):
             part.eof_sent = False
             if self._lat is not None:
                 part.log._fast.lat_record(r[4])
-            return _mk(Message, (part.tp.topic, part.tp.partition, r[0], r[2], r[1], r[3], None, r[4], None, None))
+            return _mk(Message, (part.tp.topic, part.tp.partition, r[0], r[2], self._value(part, r[1]), r[3], None,
+                                 r[4], None, None))
         return self._next()  # a status: the general path handles it
 
     def _next_or_wait(self, timeout):

@@ -256,11 +256,16 @@ class GroupMember:
     def _commit_due(self):
         """auto.commit.interval.ms has passed - or a block topic's producers need this group's commit of what
         it read (shm.overflow=block holds them at the slowest group's committed offset, so one commit an
-        interval would cap them at a ring per interval): once a quarter of the ring is read past the last
-        commit, as a raw reader moves the floor (ext/shmlog.c, log_floor_wanted).  Not with an interval of 0
-        (librdkafka's: no periodic commit; the user commits)."""
-        return time.monotonic_ns() >= self._next_commit or self._commit_every != _NEVER and any(
-            p.floor_wanted() for p in self._block)
+        interval would cap them at a ring per interval): once a quarter of the ring is read past the floor
+        while this group holds it, as a raw reader moves the floor, or all there is while a producer waits
+        (Part.floor_wanted, on the parts _paced() marks)."""
+        return time.monotonic_ns() >= self._next_commit or any(p.floor_wanted() for p in self._block)
+
+    def _paced(self):
+        """Does auto-commit keep pace with block rings (_commit_due)?  With enable.auto.commit and a group,
+        auto.commit.interval.ms not 0 (librdkafka's: no periodic commit; the user commits) and
+        enable.auto.offset.store (else the user says what to commit)."""
+        return self._auto_commit and self._group is not None and self._commit_every != _NEVER and self._auto_store
 
     def _plan_commit(self):
         """The next auto-commit one auto.commit.interval.ms from now (never, for an interval of 0)."""
@@ -403,12 +408,17 @@ class GroupMember:
             info = self._topics.get(tp.topic) or self._ns.topic(tp.topic)
             if not 0 <= tp.partition < info.partitions:
                 raise KafkaException(unknown_partition(tp.topic, info.partitions, tp.partition))
+            part = self._parts.get((tp.topic, tp.partition))
             if gs.commit(self._gidx, info.topic_id, tp.partition, tp.offset, token):
                 done.append(TopicPartition(tp.topic, tp.partition, tp.offset))
+                if part is not None:
+                    part.committed = tp.offset  # (pacing counts from it: Part.floor_wanted)
                 if info.overflow == "block":
                     self._advance_floor(info, tp.partition)
             else:
                 fenced.append(tp)
+                if part is not None:
+                    part.pace = False  # not ours to commit: no paced retries (the interval's report it)
         err = None
         if fenced:
             err = KafkaError(KafkaError.ILLEGAL_GENERATION if token else KafkaError.UNKNOWN_MEMBER_ID,

@@ -36,7 +36,9 @@ typedef struct {
     PyObject *fast, *topic, *partition; /* log._fast, tp.topic, tp.partition */
     unsigned long long pos, start;
     long long retention_ms, before;
+    long long committed;        /* what this consumer last committed of it (-1: nothing yet) */
     char paused, eof_sent, stopped;
+    char pace;                  /* auto-commit keeps pace with its block ring (part_floor_wanted) */
 } Part;
 
 static int Part_init(Part *self, PyObject *args, PyObject *kw)
@@ -67,8 +69,8 @@ static int Part_init(Part *self, PyObject *args, PyObject *kw)
     Py_XSETREF(self->buf, buf);
     self->pos = self->start = pos; /* start: where reading (re)started - a commit of it commits nothing consumed */
     self->retention_ms = ret;
-    self->before = -1;
-    self->paused = self->eof_sent = self->stopped = 0;
+    self->before = self->committed = -1;
+    self->paused = self->eof_sent = self->stopped = self->pace = 0;
     return 0;
 }
 
@@ -93,13 +95,26 @@ static void Part_dealloc(Part *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* A block topic's producers want the group to commit part's position now
- * (log_floor_wanted), nb records of a fetched batch still to hand out: the
- * position taken as pos - nb, exact unless the batch skipped offsets (then
- * a little early - a hint; the commit reads the true position). */
+/* Should auto-commit commit part now, nb records of a fetched batch still to
+ * hand out?  Only
+ * a pacing part (Part.pace: a block topic, auto-commit on), only with
+ * something new to commit (what the commit would store, as _stored: pos - nb,
+ * exact unless the batch skipped offsets - a hint, the commit reads the true
+ * one; nothing after a seek until a record is read), and only while this
+ * group holds the floor (its last commit not above it: when another group
+ * is slower, our commit frees nothing); then log_floor_wanted. */
 static inline int part_floor_wanted(Part *part, FastLog *fl, Py_ssize_t nb)
 {
-    return (unsigned long long)nb <= part->pos && log_floor_wanted(fl->v, part->pos - (unsigned long long)nb);
+    if (!part->pace || (unsigned long long)nb > part->pos) return 0;
+    unsigned long long at = part->pos - (unsigned long long)nb;
+    if (at == part->start) {
+        if (part->before < 0) return 0;
+        at = (unsigned long long)part->before;
+    }
+    if (part->committed >= 0 && at <= (unsigned long long)part->committed) return 0;
+    uint64_t floor = log_get_floor(fl->v);
+    if (part->committed >= 0 && (unsigned long long)part->committed > floor) return 0;
+    return at > floor && log_floor_wanted(fl->v, at);
 }
 
 /* floor_wanted() -> bool: part_floor_wanted, for the Python path */
@@ -131,6 +146,9 @@ static PyMemberDef Part_members[] = {
      "the position consumed to before the last seek() (-1: none): the offset an auto-commit stores until a "
      "record is read again (librdkafka's stored offset; seek moves the position, not it)"},
     {"retention_ms", T_LONGLONG, offsetof(Part, retention_ms), READONLY, "the topic's retention.ms (-1: none)"},
+    {"committed", T_LONGLONG, offsetof(Part, committed), 0, "what this consumer last committed of it (-1: nothing)"},
+    {"pace", T_BOOL, offsetof(Part, pace), 0,
+     "auto-commit keeps pace with its block ring: a commit once a quarter ring is read (floor_wanted)"},
     {"paused", T_BOOL, offsetof(Part, paused), 0, "pause()d"},
     {"eof_sent", T_BOOL, offsetof(Part, eof_sent), 0, "its end-of-partition event went out"},
     {"stopped", T_BOOL, offsetof(Part, stopped), 0, "not read until seek() (auto.offset.reset=error)"},

@@ -1613,7 +1613,8 @@ uint64_t log_get_floor(log_view *v) { return atom_load_acquire64(&v->h->floor); 
  * either ring (as a raw reader moves the floor: producers refill the ring
  * while the reader reads on, never held for a whole interval), or once a
  * producer waits for the floor and the reader has read all there is (the
- * producer's record needs more than the quarters freed so far).  A hint:
+ * producer's record needs more than the quarters freed so far); the caller
+ * checks that the group holds the floor (ext/fastpoll.c).  A hint:
  * the loads are relaxed (a stale word moves a commit by a poll) and the words
  * are compared, never used as an index; the claim line, which producers
  * write, is read only while one waits. */
@@ -1630,7 +1631,8 @@ int log_floor_wanted(log_view *v, uint64_t pos)
     uint64_t t = atom_load_acquire64(&s->tag); /* pairs with write_record's release store */
     if (lap_diff(tag_lap(t), lap_of(v, pos - 1)) == 0 && tag_state(t) == ST_COMMITTED) {
         uint64_t end = s->pos + s->rec_len, fb = atom_load_relaxed64(&h->floor_bytes); /* relaxed: a hint */
-        if (end > fb && end - fb >= (v->d + 3) / 4) return 1;
+        /* re-check the tag (pairs with take_slot's CAS): the fields were the record's */
+        if (atom_load_acquire64(&s->tag) == t && end > fb && end - fb >= (v->d + 3) / 4) return 1;
     }
     if (!atom_load_relaxed32(&h->floor_waiters)) return 0; /* relaxed: a hint (set after wait_floor spins) */
     return atom_load_relaxed64(&h->claim.lo) == pos; /* relaxed: a hint */

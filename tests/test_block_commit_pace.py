@@ -19,6 +19,13 @@ def _part(c, topic="t", partition=0):
     return c._parts[(topic, partition)]
 
 
+def _paced(c, topic="t"):
+    """The rule alone: auto-commit is off (nothing commits by itself), the part marked as auto-commit would."""
+    part = _part(c, topic)
+    part.pace = True
+    return part
+
+
 def _read(c, n, timeout=5):
     out = []
     for _ in range(n):
@@ -31,7 +38,7 @@ def _read(c, n, timeout=5):
 def test_a_quarter_of_the_slots_read_wants_a_commit(ns):
     """64 slots: the position 16 past the committed offset wants a commit, 15 does not - counted from what
     was handed out, not from the fetched batch; a commit there ends the want.  An overwrite topic never
-    wants one."""
+    wants one, nor a part auto-commit does not pace."""
     make_topic(ns, "t", 1, **{"shm.slots": 64, "shm.overflow": "block"})
     make_topic(ns, "o", 1, **{"shm.slots": 64})
     with Producer(conf(ns)) as p:
@@ -43,9 +50,17 @@ def test_a_quarter_of_the_slots_read_wants_a_commit(ns):
     try:
         assert _read(c, 1) == [0]
         part = _part(c)
-        assert len(part.buf) == 39  # the whole batch fetched: its records are not consumed yet
+        assert not part.pace  # (auto-commit is off)
+        assert _read(c, 15) == list(range(1, 16))
         assert not part.floor_wanted()
-        assert _read(c, 14) == list(range(1, 15))  # position 15
+        part.pace = True
+        assert part.floor_wanted()
+        c.seek(TopicPartition("t", 0, 1))
+        assert part.buf == type(part.buf)()
+        assert len(_read(c, 1)) == 1  # position 2: a fresh fetch
+        assert len(part.buf) == 38  # the whole batch fetched: its records are not consumed yet
+        assert not part.floor_wanted()
+        assert _read(c, 13) == list(range(2, 15))  # position 15
         assert not part.floor_wanted()
         assert _read(c, 1) == [15]  # position 16: a quarter of 64 slots
         assert part.floor_wanted()
@@ -55,7 +70,7 @@ def test_a_quarter_of_the_slots_read_wants_a_commit(ns):
         assert _read(c, 16) == list(range(16, 32))
         assert part.floor_wanted()
         assert _read(o, 40) == list(range(40))
-        assert not _part(o, "o").floor_wanted()
+        assert not _paced(o, "o").floor_wanted()
     finally:
         c.close()
         o.close()
@@ -76,7 +91,7 @@ def test_a_quarter_of_the_bytes_read_wants_a_commit(ns):
     first = next(k for k, end in enumerate(ends) if end >= quarter) + 1  # the position that wants it
     assert 2 < first < 40
     try:
-        part = _part(c)
+        part = _paced(c)
         assert _read(c, first - 1) == list(range(first - 1))
         assert part.pos - len(part.buf) == first - 1
         assert not part.floor_wanted()
@@ -150,11 +165,12 @@ def test_auto_commit_keeps_pace_with_a_block_producer(ns, how, wait):
 
 
 @pytest.mark.parametrize("auto", [{"enable.auto.commit": True, "auto.commit.interval.ms": 0},
+                                  {"enable.auto.commit": True, "enable.auto.offset.store": False},
                                   {"enable.auto.commit": False}])
 def test_no_paced_commit_without_periodic_auto_commit(ns, auto):
-    """auto.commit.interval.ms=0 (no periodic commit, as librdkafka) or manual commits: the consumer commits
-    nothing of itself, however much of a block ring it read - the producer stays held (QueueFullError once
-    shm.block.timeout.ms passes) until the user commits."""
+    """auto.commit.interval.ms=0 (no periodic commit, as librdkafka), offsets the user stores, or manual
+    commits: the consumer commits nothing of itself, however much of a block ring it read - the producer
+    stays held (QueueFullError once shm.block.timeout.ms passes) until the user commits."""
     make_topic(ns, "t", 1, **{"shm.slots": 64, "shm.overflow": "block"})
     c = _consumer(ns, True, **auto)
     p = Producer(conf(ns, **{"shm.block.timeout.ms": 200}))
@@ -162,14 +178,39 @@ def test_no_paced_commit_without_periodic_auto_commit(ns, auto):
         for i in range(64):
             p.produce("t", b"%d" % i)
         assert _read(c, 64) == list(range(64))
-        assert _part(c).floor_wanted()  # wanted, and not made
+        assert not _part(c).pace and not _part(c).floor_wanted()
         assert c.poll(0.05) is None
         with pytest.raises(QueueFullError):
             p.produce("t", b"held")
         assert c.committed([TopicPartition("t", 0)])[0].offset in (None, -1001)
-        c.commit(asynchronous=False)
+        c.commit(offsets=[TopicPartition("t", 0, 64)], asynchronous=False)
         p.produce("t", b"freed")
         assert c.poll(5).value() == b"freed"
+    finally:
+        p.close()
+        c.close()
+
+
+def test_a_group_ahead_of_the_floor_commits_once_not_each_poll(ns):
+    """Another group holds the floor lower (it committed 0 and reads no more): our commits free nothing for
+    the producer, so after its first one (made before it knew) our consumer makes no paced commit - not one
+    a poll - and the producer stays held by the slow group."""
+    make_topic(ns, "t", 1, **{"shm.slots": 64, "shm.overflow": "block"})
+    with Consumer(conf(ns, **{"group.id": "slow", "enable.auto.commit": False})) as slow:
+        slow.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
+        slow.commit(offsets=[TopicPartition("t", 0, 0)], asynchronous=False)
+    reports = []
+    c = _consumer(ns, True, **{"group.id": "fast", "enable.auto.commit": True, "auto.commit.interval.ms": 600000,
+                               "on_commit": lambda err, tps: reports.append([(x.partition, x.offset) for x in tps])})
+    p = Producer(conf(ns, **{"shm.block.timeout.ms": 200}))
+    try:
+        for i in range(64):
+            p.produce("t", b"%d" % i)
+        assert _read(c, 64) == list(range(64))
+        assert c.poll(0.05) is None
+        assert reports == [[(0, 16)]]
+        with pytest.raises(QueueFullError):
+            p.produce("t", b"held by the slow group")
     finally:
         p.close()
         c.close()

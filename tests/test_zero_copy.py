@@ -9,7 +9,7 @@ import mmap
 import pytest
 
 from broker import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from broker.errors import ConfigError
+from broker.errors import ConfigError, QueueFullError
 
 from conftest import conf, make_topic
 
@@ -151,7 +151,50 @@ def test_consume_hands_out_views_valid_until_the_next_call(ns):
     assert not t.is_alive() and errors == []
 
 
-def test_a_bad_value_is_refused(ns):
+def test_a_bad_value_or_no_group_is_refused(ns):
     with pytest.raises(ConfigError) as e:
         Consumer(conf(ns, **{"group.id": "g", "shm.zero.copy": "maybe"}))
     assert "shm.zero.copy" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        Consumer(conf(ns, **{"shm.zero.copy": True}))
+    assert "group.id" in str(e.value)
+
+
+def test_a_value_read_after_a_wait_is_a_view_too(ns):
+    """The path that reads after poll() slept (a Record, in Python) hands out a view as the C paths do."""
+    make_topic(ns, "t", 1, **{"shm.overflow": "block"})
+    c = _consumer(ns, **{"shm.wait": "sleep"})
+    try:
+        assert c.poll(0.01) is None
+        with Producer(conf(ns)) as p:
+            p.produce("t", b"z" * 9000)
+        part = c._parts[("t", 0)]
+        m = c._poll_rest(part, None, 0, 5)  # what poll() runs once its wait ends
+        assert isinstance(m.value(), memoryview) and bytes(m.value()) == b"z" * 9000 and part.pos == 1
+    finally:
+        c.close()
+
+
+def test_the_group_holds_what_it_views_before_its_first_commit(ns):
+    """A zero-copy consumer's group holds the ring from its assignment, before it ever commits: another
+    group's commits past a record it holds a view of do not let producers overwrite it."""
+    make_topic(ns, "t", 1, **{"shm.overflow": "block", "retention.bytes": 65536})
+    p = Producer(conf(ns, **{"shm.block.timeout.ms": 300}))
+    c = _consumer(ns)
+    try:
+        for i in range(12):
+            p.produce("t", bytes([i]) * 5000)
+        held = c.poll(5).value()
+        assert isinstance(held.obj, mmap.mmap) and bytes(held) == b"\0" * 5000
+        with Consumer(conf(ns, **{"group.id": "other", "enable.auto.commit": False})) as other:
+            other.assign([TopicPartition("t", 0, OFFSET_BEGINNING)])
+            for _ in range(12):
+                m = other.poll(5)
+            other.commit(m, asynchronous=False)
+        with pytest.raises(QueueFullError):
+            for i in range(12, 24):
+                p.produce("t", bytes([i]) * 5000)
+        assert bytes(held) == b"\0" * 5000
+    finally:
+        p.close()
+        c.close()
