@@ -274,6 +274,23 @@ static int read_long_value(FastLog *self, unsigned long long o, log_rec *rec, Py
     return rc;
 }
 
+/* The value log_read_value_view found at byte at of the mapping as a slice
+ * of base (a read-only memoryview of the whole mapping): LOG_OK with *out
+ * set, or INT_MIN with an exception set. */
+static int view_slice(PyObject *base, uint64_t at, const log_rec *rec, PyObject **out)
+{
+    uint64_t len = (rec->flags & LOG_FLAG_VALUE_NULL) ? 0 : rec->val_len;
+    /* at + len lies inside the mapping: the read checked the value against the ring's bounds */
+    PyObject *a = PyLong_FromUnsignedLongLong(at), *b = a ? PyLong_FromUnsignedLongLong(at + len) : NULL;
+    PyObject *sl = b ? PySlice_New(a, b, NULL) : NULL;
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    if (!sl) return INT_MIN;
+    *out = PyObject_GetItem(base, sl);
+    Py_DECREF(sl);
+    return *out ? LOG_OK : INT_MIN;
+}
+
 /* read_long_value for shm.zero.copy: the value a read-only memoryview of
  * its bytes in the ring (view_base's slice), checked there - or of a copy
  * where it wraps the ring's end or the floor has passed it (producers may
@@ -292,15 +309,7 @@ static int read_long_view(FastLog *self, unsigned long long o, log_rec *rec, PyO
         return *val ? LOG_OK : INT_MIN;
     }
     if (rc != LOG_OK) return rc;
-    /* at + val_len lies inside the mapping: the read checked the value against the ring's bounds */
-    PyObject *a = PyLong_FromUnsignedLongLong(at), *b = a ? PyLong_FromUnsignedLongLong(at + rec->val_len) : NULL;
-    PyObject *sl = b ? PySlice_New(a, b, NULL) : NULL;
-    Py_XDECREF(a);
-    Py_XDECREF(b);
-    if (!sl) return INT_MIN;
-    *val = PyObject_GetItem(self->view_base, sl);
-    Py_DECREF(sl);
-    return *val ? LOG_OK : INT_MIN;
+    return view_slice(self->view_base, at, rec, val);
 }
 
 /* One read of offset o into *rec: the Record (NULL, *rc = LOG_OK, on an

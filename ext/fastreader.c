@@ -71,16 +71,7 @@ static int reader_read_view(Reader *r, log_rec *rec, PyObject **out)
         return *out ? LOG_OK : INT_MIN;
     }
     if (rc != LOG_OK) return rc;
-    uint64_t len = (rec->flags & LOG_FLAG_VALUE_NULL) ? 0 : rec->val_len;
-    /* at + len lies inside the mapping: the read checked the value against the ring's bounds */
-    PyObject *a = PyLong_FromUnsignedLongLong(at), *b = a ? PyLong_FromUnsignedLongLong(at + len) : NULL;
-    PyObject *sl = b ? PySlice_New(a, b, NULL) : NULL;
-    Py_XDECREF(a);
-    Py_XDECREF(b);
-    if (!sl) return INT_MIN;
-    *out = PyObject_GetItem(r->view_base, sl);
-    Py_DECREF(sl);
-    return *out ? LOG_OK : INT_MIN;
+    return view_slice(r->view_base, at, rec, out);
 }
 
 static int reader_read_record(Reader *r, log_rec *rec, PyObject **out)
