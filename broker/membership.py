@@ -109,8 +109,7 @@ class GroupMember:
         lean = plain or member is not None
         cpoll.set_lean(plain, d.get("_solo") if lean and not d.get("_rejoin_", True) else None, member)
         commits = member is not None and d["_auto_commit"] or plain and d["_plain_commits"]
-        # (-1 for an interval of 0, no periodic commit: the C path then never hands a poll back for one)
-        cpoll.next_commit = d["_next_commit"] if commits and d["_commit_every"] != _NEVER else -1
+        cpoll.next_commit = d["_next_commit"] if commits else -1
 
     def _groups(self):
         if self._gs is None:
@@ -250,8 +249,7 @@ class GroupMember:
         if self._commit_due():
             self._commit_moved(asynchronous=True)
             self._plan_commit()  # from now, after it: a commit slower than the interval does not run back to back
-            if self._commit_every != _NEVER:
-                self._cpoll.next_commit = self._next_commit  # poll()'s C path hands the next one back here
+            self._cpoll.next_commit = self._next_commit  # poll()'s C path hands the next one back here
 
     def _commit_due(self):
         """auto.commit.interval.ms has passed - or a block topic's producers need this group's commit of what

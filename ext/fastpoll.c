@@ -96,35 +96,34 @@ static void Part_dealloc(Part *self)
 }
 
 /* Should auto-commit commit part now, nb records of a fetched batch still to
- * hand out?  Only
- * a pacing part (Part.pace: a block topic, auto-commit on), only with
+ * hand out?  Only a pacing part (Part.pace: a block topic, auto-commit on), only with
  * something new to commit (what the commit would store, as _stored: pos - nb,
  * exact unless the batch skipped offsets - a hint, the commit reads the true
  * one; nothing after a seek until a record is read), and only while this
  * group holds the floor (its last commit not above it: when another group
  * is slower, our commit frees nothing); then log_floor_wanted. */
-static inline int part_floor_wanted(Part *part, FastLog *fl, Py_ssize_t nb)
+static inline int part_floor_wanted(Part *part, Py_ssize_t nb)
 {
-    if (!part->pace || (unsigned long long)nb > part->pos) return 0;
+    FastLog *fl = (FastLog *)part->fast;
+    if (!part->pace || !fl || Py_TYPE(fl) != &FastLogType || !fl->v || (unsigned long long)nb > part->pos) return 0;
     unsigned long long at = part->pos - (unsigned long long)nb;
     if (at == part->start) {
         if (part->before < 0) return 0;
         at = (unsigned long long)part->before;
     }
-    if (part->committed >= 0 && at <= (unsigned long long)part->committed) return 0;
-    uint64_t floor = log_get_floor(fl->v);
-    if (part->committed >= 0 && (unsigned long long)part->committed > floor) return 0;
-    return at > floor && log_floor_wanted(fl->v, at);
+    if (part->committed >= 0 &&
+        (at <= (unsigned long long)part->committed || (unsigned long long)part->committed > log_get_floor(fl->v)))
+        return 0;
+    return log_floor_wanted(fl->v, at);
 }
 
 /* floor_wanted() -> bool: part_floor_wanted, for the Python path */
 static PyObject *Part_floor_wanted(Part *self, PyObject *Py_UNUSED(ignored))
 {
-    FastLog *fl = (FastLog *)self->fast;
-    if (!fl || Py_TYPE(fl) != &FastLogType || !fl->v || !self->buf) Py_RETURN_FALSE;
+    if (!self->buf) Py_RETURN_FALSE;
     Py_ssize_t n = PyObject_Size(self->buf);
     if (n < 0) return NULL;
-    return PyBool_FromLong(part_floor_wanted(self, fl, n));
+    return PyBool_FromLong(part_floor_wanted(self, n));
 }
 
 static PyMethodDef Part_methods[] = {
@@ -259,11 +258,8 @@ static int cp_pass(ConsumerPoll *self, PyObject *timeout, long long left_ns, PyO
         PyObject *buf = ((Part *)cur)->buf;
         Py_ssize_t n = buf ? PyObject_Size(buf) : 0;
         if (n < 0) return 1;
-        FastLog *cfl = (FastLog *)((Part *)cur)->fast;
         /* a block topic's producers wait for this group's commit: the Python path makes it (auto-commit only) */
-        if (n > 0 && self->next_commit >= 0 && cfl && Py_TYPE(cfl) == &FastLogType && cfl->v &&
-            part_floor_wanted((Part *)cur, cfl, n))
-            goto fallback;
+        if (n > 0 && self->next_commit >= 0 && part_floor_wanted((Part *)cur, n)) goto fallback;
         if (n > 0) { /* a plain deque's popleft called directly (fastlat.c), a LatQueue's counting one */
             if (Py_IS_TYPE(buf, (PyTypeObject *)deque_type) && deque_popleft_c) *out = deque_popleft_c(buf, NULL);
             else if (Py_IS_TYPE(buf, &LatQueueType)) *out = LatQueue_popleft(buf, NULL);
@@ -289,7 +285,7 @@ static int cp_pass(ConsumerPoll *self, PyObject *timeout, long long left_ns, PyO
     /* relaxed read: `shmbroker destroy` sets the flag once; the Python path says so (the next call sees it) */
     if (nb || *self->flag) goto fallback;
     /* a block topic's producer waits for this group's commit: the Python path makes it (auto-commit only) */
-    if (self->next_commit >= 0 && part_floor_wanted(part, fl, 0)) goto fallback;
+    if (self->next_commit >= 0 && part_floor_wanted(part, 0)) goto fallback;
     /* the spin: spin mode spins a chunk at a time, the others their share; never past the time left */
     int spin_all = self->spin_ns < 0;
     long long spin = spin_all ? CP_CHUNK_NS : self->spin_ns;
