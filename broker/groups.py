@@ -393,12 +393,28 @@ class Groups:
                 out[self.key_tp(key)] = v - 1
         return out
 
+    @staticmethod
+    def floor_key(topic_id, partition):
+        """commit_key's low bits, which every group's entry for the partition shares (shm_commit_floor's)."""
+        return ((topic_id & ((1 << 40) - 1)) << 12) | (partition & 0xFFF)
+
+    def commit_ctx(self, gidx, topic_id, partition, token):
+        """What Part.set_commit needs to make this group's commits of the partition in C (poll()'s paced
+        auto-commits: ext/fastpoll.c's part_commit does commit() and floor_for's work), or None while the
+        group has no entry for it."""
+        off = self.commit_entry(gidx, topic_id, partition, create=False)
+        if off is None:
+            return None
+        key = self.commit_key(gidx, topic_id, partition)
+        return (int(ffi.cast("uintptr_t", self.buf)), META_SIZE, off, key, token or key, C_TIME, C_OWNER,
+                COMMITS_OFF, MAX_COMMITS, CENTRY, C_VALUE, self.floor_key(topic_id, partition), MAX_GROUPS)
+
     def floor_for(self, topic_id, partition):
         """Block mode: the lowest offset any group of the topic committed
         (a group that was assigned it but never committed counts as 0), or
         None when no group has it: one probe a group (ext/shmlog.c), not a
         scan of the table."""
-        low = ((topic_id & ((1 << 40) - 1)) << 12) | (partition & 0xFFF)
+        low = self.floor_key(topic_id, partition)
         out = ffi.new("uint64_t[1]")  # a call's own: cffi lets other threads run during it
         if lib.shm_commit_floor(self.buf, META_SIZE, COMMITS_OFF, MAX_COMMITS, CENTRY, C_VALUE, low, MAX_GROUPS,
                                 out) != 1:

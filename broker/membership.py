@@ -108,6 +108,8 @@ class GroupMember:
             member = (addr, size, d["_w_state"] * 8, d["_w_epoch"] * 8, d["_w_last"] * 8, G.ACTIVE, d["_seen_epoch"])
         lean = plain or member is not None
         cpoll.set_lean(plain, d.get("_solo") if lean and not d.get("_rejoin_", True) else None, member)
+        for part in d.get("_block", ()):  # the C commits' owner may have changed: the next Python commit re-arms
+            part.set_commit(None)
         commits = member is not None and d["_auto_commit"] or plain and d["_plain_commits"]
         cpoll.next_commit = d["_next_commit"] if commits else -1
 
@@ -411,6 +413,10 @@ class GroupMember:
                 done.append(TopicPartition(tp.topic, tp.partition, tp.offset))
                 if part is not None:
                     part.committed = tp.offset  # (pacing counts from it: Part.floor_wanted)
+                    if part.pace and not part.commit_armed and self._on_commit is None:
+                        # poll()'s C path makes the paced commits from now (each a tenth of this one's cost);
+                        # it leaves to us what it cannot do (a refusal, a moved entry: the commit reports it)
+                        part.set_commit(gs.commit_ctx(self._gidx, info.topic_id, tp.partition, token))
                 if info.overflow == "block":
                     self._advance_floor(info, tp.partition)
             else:

@@ -39,6 +39,12 @@ typedef struct {
     long long committed;        /* what this consumer last committed of it (-1: nothing yet) */
     char paused, eof_sent, stopped;
     char pace;                  /* auto-commit keeps pace with its block ring (part_floor_wanted) */
+    char c_armed;               /* set_commit gave the C commit its group's entry (part_commit) */
+    /* set_commit's: the namespace mapping, its group's commit entry (key, owner to commit as, the
+     * entry's time and {owner, value} pair offsets), the commit table's geometry and the floor probe's key */
+    uint8_t *c_base;
+    uint64_t c_size, c_entry, c_key, c_owner, c_time, c_pair, c_tab, c_n, c_esize, c_value, c_low;
+    uint32_t c_groups;
 } Part;
 
 static int Part_init(Part *self, PyObject *args, PyObject *kw)
@@ -70,7 +76,7 @@ static int Part_init(Part *self, PyObject *args, PyObject *kw)
     self->pos = self->start = pos; /* start: where reading (re)started - a commit of it commits nothing consumed */
     self->retention_ms = ret;
     self->before = self->committed = -1;
-    self->paused = self->eof_sent = self->stopped = self->pace = 0;
+    self->paused = self->eof_sent = self->stopped = self->pace = self->c_armed = 0;
     return 0;
 }
 
@@ -117,6 +123,95 @@ static inline int part_floor_wanted(Part *part, Py_ssize_t nb)
     return log_floor_wanted(fl->v, at);
 }
 
+/* What an auto-commit of part stores now, nb records of its fetched batch
+ * still to hand out (membership._stored, exactly): its position - the
+ * batch's first offset, else pos - or, nothing read since a seek(), the
+ * position before it.  0 when there is nothing to store, or when it cannot
+ * tell without Python code (a batch not a deque of Messages). */
+static int part_stored(Part *part, Py_ssize_t nb, unsigned long long *at)
+{
+    unsigned long long a = part->pos;
+    if (nb > 0) {
+        if (!part->buf || !Py_IS_TYPE(part->buf, (PyTypeObject *)deque_type)) return 0;
+        PyObject *m = PySequence_GetItem(part->buf, 0); /* a deque's item: no Python code runs */
+        if (!m) { PyErr_Clear(); return 0; }
+        int ok = PyTuple_Check(m) && PyTuple_GET_SIZE(m) == MSG_ITEMS && PyLong_CheckExact(PyTuple_GET_ITEM(m, 2));
+        a = ok ? PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(m, 2)) : 0;
+        Py_DECREF(m);
+        if (!ok || PyErr_Occurred()) { PyErr_Clear(); return 0; }
+    }
+    if (a == part->start) {
+        if (part->before < 0) return 0;
+        a = (unsigned long long)part->before;
+    }
+    *at = a;
+    return 1;
+}
+
+/* An auto-commit of part in C, as membership._commit_list makes one for a
+ * block topic's partition: its stored position into the group's {owner,
+ * value} pair, the entry's time, then the ring's floor (the lowest any group
+ * committed, never above the high watermark).  Only once set_commit armed it
+ * (auto-commit with no on_commit callback, the entry known) and with
+ * something new to store: 1 done; 0 leaves the commit to the Python path
+ * (not armed, the entry gone or reused, fenced, the mapping's words out of
+ * place), which reports what the C path cannot. */
+static int part_commit(Part *part, Py_ssize_t nb)
+{
+    FastLog *fl = (FastLog *)part->fast;
+    unsigned long long at;
+    if (!part->c_armed || !fl || Py_TYPE(fl) != &FastLogType || !fl->v || !part_stored(part, nb, &at) ||
+        (part->committed >= 0 && at <= (unsigned long long)part->committed))
+        return 0;
+    uint8_t *e = part->c_base + part->c_entry; /* in the mapping: set_commit checked the entry's words fit */
+    /* acquire: pairs with commit_entry's release store of the key (a deleted entry's reuse changes it) */
+    if (atom_load_acquire64((uint64_t *)e) != part->c_key) return 0;
+    if (shm_pair_commit(part->c_base, part->c_size, part->c_entry + part->c_pair, part->c_owner, at + 1) != 1)
+        return 0; /* fenced (or a bad offset): the Python path reports it */
+    /* release: pairs with shm_load64's acquire (the commit's time, for `consumer-groups`) */
+    atom_store_release64((uint64_t *)(e + part->c_time), (uint64_t)now_ns());
+    part->committed = (long long)at;
+    uint64_t low, lo, hi;
+    if (shm_commit_floor(part->c_base, part->c_size, part->c_tab, part->c_n, part->c_esize, part->c_value,
+                         part->c_low, part->c_groups, &low) == 1 &&
+        log_watermarks(fl->v, &lo, &hi) == LOG_OK) {
+        uint64_t floor = low ? low - 1 : 0;
+        log_set_floor(fl->v, floor < hi ? floor : hi);
+    }
+    return 1;
+}
+
+/* set_commit(ctx) -> None: arm part_commit (ctx: mapping address and size, entry offset, key, owner, the
+ * entry's time and pair offsets, table offset, entries, entry size, value offset, floor key, groups), or
+ * disarm it (None) */
+static PyObject *Part_set_commit(Part *self, PyObject *ctx)
+{
+    if (ctx == Py_None) {
+        self->c_armed = 0;
+        Py_RETURN_NONE;
+    }
+    unsigned long long a[12];
+    unsigned int groups;
+    if (!PyTuple_Check(ctx) || !PyArg_ParseTuple(ctx, "KKKKKKKKKKKKI:set_commit", &a[0], &a[1], &a[2], &a[3], &a[4],
+                                                 &a[5], &a[6], &a[7], &a[8], &a[9], &a[10], &a[11], &groups)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "set_commit(ctx): a tuple of 13 ints, or None");
+        return NULL;
+    }
+    unsigned long long base = a[0], size = a[1], entry = a[2], t = a[5], pair = a[6];
+    if (!base || base % 16 || entry % 16 || t % 8 || pair % 16 || entry > size || size - entry < 16 ||
+        t > size - entry - 8 || pair > size - entry - 16) {
+        PyErr_SetString(PyExc_ValueError, "set_commit: the commit entry's words lie outside the mapping");
+        return NULL;
+    }
+    self->c_base = (uint8_t *)(uintptr_t)base;
+    self->c_size = size; self->c_entry = entry; self->c_key = a[3]; self->c_owner = a[4];
+    self->c_time = t; self->c_pair = pair; self->c_tab = a[7]; self->c_n = a[8]; self->c_esize = a[9];
+    self->c_value = a[10]; self->c_low = a[11]; self->c_groups = groups;
+    self->c_armed = 1;
+    Py_RETURN_NONE;
+}
+
 /* floor_wanted() -> bool: part_floor_wanted, for the Python path */
 static PyObject *Part_floor_wanted(Part *self, PyObject *Py_UNUSED(ignored))
 {
@@ -129,6 +224,10 @@ static PyObject *Part_floor_wanted(Part *self, PyObject *Py_UNUSED(ignored))
 static PyMethodDef Part_methods[] = {
     {"floor_wanted", (PyCFunction)Part_floor_wanted, METH_NOARGS,
      "floor_wanted() -> bool: a block topic's producers want this partition's position committed now"},
+    {"set_commit", (PyCFunction)Part_set_commit, METH_O,
+     "set_commit(ctx) -> None: let poll()'s C path make the auto-commits that keep pace with the ring (ctx: "
+     "mapping address and size, entry offset, key, owner, time and pair offsets in the entry, table offset, "
+     "entries, entry size, value offset, floor key, groups); None: leave them to Python"},
     {NULL},
 };
 
@@ -146,6 +245,7 @@ static PyMemberDef Part_members[] = {
      "record is read again (librdkafka's stored offset; seek moves the position, not it)"},
     {"retention_ms", T_LONGLONG, offsetof(Part, retention_ms), READONLY, "the topic's retention.ms (-1: none)"},
     {"committed", T_LONGLONG, offsetof(Part, committed), 0, "what this consumer last committed of it (-1: nothing)"},
+    {"commit_armed", T_BOOL, offsetof(Part, c_armed), READONLY, "set_commit armed the C commit"},
     {"pace", T_BOOL, offsetof(Part, pace), 0,
      "auto-commit keeps pace with its block ring: a commit once a quarter ring is read (floor_wanted)"},
     {"paused", T_BOOL, offsetof(Part, paused), 0, "pause()d"},
@@ -258,8 +358,10 @@ static int cp_pass(ConsumerPoll *self, PyObject *timeout, long long left_ns, PyO
         PyObject *buf = ((Part *)cur)->buf;
         Py_ssize_t n = buf ? PyObject_Size(buf) : 0;
         if (n < 0) return 1;
-        /* a block topic's producers wait for this group's commit: the Python path makes it (auto-commit only) */
-        if (n > 0 && self->next_commit >= 0 && part_floor_wanted((Part *)cur, n)) goto fallback;
+        /* a block topic's producers wait for this group's commit (auto-commit only): made here, or by the
+         * Python path */
+        if (n > 0 && self->next_commit >= 0 && part_floor_wanted((Part *)cur, n) && !part_commit((Part *)cur, n))
+            goto fallback;
         if (n > 0) { /* a plain deque's popleft called directly (fastlat.c), a LatQueue's counting one */
             if (Py_IS_TYPE(buf, (PyTypeObject *)deque_type) && deque_popleft_c) *out = deque_popleft_c(buf, NULL);
             else if (Py_IS_TYPE(buf, &LatQueueType)) *out = LatQueue_popleft(buf, NULL);
@@ -284,8 +386,8 @@ static int cp_pass(ConsumerPoll *self, PyObject *timeout, long long left_ns, PyO
     if (nb < 0) return 1;
     /* relaxed read: `shmbroker destroy` sets the flag once; the Python path says so (the next call sees it) */
     if (nb || *self->flag) goto fallback;
-    /* a block topic's producer waits for this group's commit: the Python path makes it (auto-commit only) */
-    if (self->next_commit >= 0 && part_floor_wanted(part, 0)) goto fallback;
+    /* a block topic's producer waits for this group's commit (auto-commit only): made here, or by Python */
+    if (self->next_commit >= 0 && part_floor_wanted(part, 0) && !part_commit(part, 0)) goto fallback;
     /* the spin: spin mode spins a chunk at a time, the others their share; never past the time left */
     int spin_all = self->spin_ns < 0;
     long long spin = spin_all ? CP_CHUNK_NS : self->spin_ns;

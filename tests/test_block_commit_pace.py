@@ -214,3 +214,142 @@ def test_a_group_ahead_of_the_floor_commits_once_not_each_poll(ns):
     finally:
         p.close()
         c.close()
+
+
+def _count_python_commits(c):
+    """Count the commits the Python path makes (membership._commit_list), the C path's left uncounted."""
+    calls = [0]
+    py = c._commit_list
+
+    def counted(offsets, asynchronous):
+        calls[0] += 1
+        return py(offsets, asynchronous)
+    c._commit_list = counted
+    return calls
+
+
+@pytest.mark.parametrize("how", ["solo", "member"])
+def test_paced_commits_are_made_by_the_c_path(ns, how):
+    """Without an on_commit callback, poll()'s C path makes the paced commits itself once the first (a
+    Python one) armed it (Part.set_commit): 20 rings pass through a 64-slot block topic with one or two
+    Python commits.  Each commit seen in the group's entry stores what a Python commit would - never past
+    the record being handed out (its offset: that record is not consumed yet) - and rises, one each quarter
+    ring or so; the floor follows, so the producer never waits out its timeout."""
+    n = 1280
+    make_topic(ns, "t", 1, **{"shm.slots": 64, "shm.overflow": "block"})
+    kw = {"enable.auto.commit": True, "auto.commit.interval.ms": 600000}
+    if how == "member":
+        c, _ = _member(ns, ["t"], **kw)
+        _assigned(c, 1, "the assignment")
+    else:
+        c = _consumer(ns, True, **kw)
+    calls = _count_python_commits(c)
+    gs = c._groups()
+    topic_id = c._ns.topic("t").topic_id
+    seen, got = [], []
+    try:
+        def produce():
+            with Producer(conf(ns, **{"shm.block.timeout.ms": 20000})) as p:
+                for i in range(n):
+                    p.produce("t", b"%d" % i)
+        end = time.monotonic() + 30
+        with _Thread(produce) as th:
+            while len(got) < n:
+                assert time.monotonic() < end, "read %d of %d: the producer waits for a commit" % (len(got), n)
+                m = c.poll(10)
+                assert m is not None and m.error() is None, m
+                got.append(m.offset())
+                at = gs.committed(c._gidx, topic_id, 0)
+                if at is not None and (not seen or seen[-1] != at):
+                    assert at <= m.offset(), (at, m.offset())
+                    seen.append(at)
+            th.join(10)
+            assert th.error is None, th.error
+        assert got == list(range(n))
+        assert _part(c).commit_armed
+        assert 1 <= calls[0] <= 2, calls[0]
+        assert n // 64 - 1 <= len(seen) <= n // 16 + n // 64, (len(seen), seen[:20])
+        assert seen == sorted(seen), seen
+        assert seen[-1] >= n - 64  # the last ring's commits came as the others did
+        assert _part(c).log.stats()["floor"] == seen[-1] or _part(c).log.stats()["floor"] >= n - 64
+    finally:
+        c.close()
+    with Consumer(conf(ns, **{"group.id": "g", "enable.auto.commit": False})) as other:
+        assert other.committed([TopicPartition("t", 0)])[0].offset == n  # close() commits the end
+
+
+def test_a_c_commit_stores_the_batch_position_exactly(ns):
+    """A fetched batch being handed out: the C commit stores its next record's offset (what
+    membership._stored says), at each quarter ring read - 16, 32, 48 - with no Python commit after the
+    one that armed it, and none a poll."""
+    make_topic(ns, "t", 1, **{"shm.slots": 64, "shm.overflow": "block"})
+    with Producer(conf(ns)) as p:
+        for i in range(63):
+            p.produce("t", b"%d" % i)
+    c = _consumer(ns, True, **{"enable.auto.commit": True, "auto.commit.interval.ms": 600000})
+    calls = _count_python_commits(c)
+    tp = [TopicPartition("t", 0)]
+    try:
+        assert _read(c, 16) == list(range(16))
+        assert c.committed(tp)[0].offset in (None, -1001) and not _part(c).commit_armed
+        assert _read(c, 1) == [16]  # the paced commit of 16 (Python: it arms the C path)
+        assert c.committed(tp)[0].offset == 16 and _part(c).commit_armed and calls[0] == 1
+        assert _read(c, 16) == list(range(17, 33))  # the poll handing out 32 commits 32, in C
+        assert c.committed(tp)[0].offset == 32 and calls[0] == 1
+        assert _read(c, 15) == list(range(33, 48))
+        assert c.committed(tp)[0].offset == 32
+        assert _read(c, 1) == [48]
+        assert c.committed(tp)[0].offset == 48 and calls[0] == 1
+        assert _part(c).log.stats()["floor"] == 48
+    finally:
+        c.close()
+
+
+def test_a_c_commit_the_entry_refuses_goes_to_python(ns):
+    """The group's entry owned by someone else (here: a stale owner word, as a member that is gone leaves):
+    the C commit is refused and the Python path makes it - it frees what a gone owner held and commits."""
+    from broker import groups as G
+    make_topic(ns, "t", 1, **{"shm.slots": 64, "shm.overflow": "block"})
+    with Producer(conf(ns)) as p:
+        for i in range(63):
+            p.produce("t", b"%d" % i)
+    c = _consumer(ns, True, **{"enable.auto.commit": True, "auto.commit.interval.ms": 600000})
+    calls = _count_python_commits(c)
+    tp = [TopicPartition("t", 0)]
+    try:
+        assert _read(c, 17) == list(range(17))
+        assert calls[0] == 1 and _part(c).commit_armed
+        gs, topic_id = c._groups(), c._ns.topic("t").topic_id
+        off = gs.commit_entry(c._gidx, topic_id, 0, create=False)
+        key = gs.commit_key(c._gidx, topic_id, 0)
+        assert gs.cas(off + G.C_OWNER, key, 12345)  # a token no live member has
+        assert _read(c, 16) == list(range(17, 33))
+        assert calls[0] == 2  # refused in C, made by Python
+        assert c.committed(tp)[0].offset == 32
+        assert gs.load(off + G.C_OWNER) == key
+    finally:
+        c.close()
+
+
+def test_set_commit_checks_the_entry_lies_in_the_mapping(ns):
+    make_topic(ns, "t", 1, **{"shm.slots": 64, "shm.overflow": "block"})
+    c = _consumer(ns, True, **{"enable.auto.commit": True, "auto.commit.interval.ms": 600000})
+    try:
+        part = _part(c)
+        ctx = list(c._groups().commit_ctx(c._gidx, c._ns.topic("t").topic_id, 0, 0) or
+                   (c._ns_map[0], 1 << 20, 4096, 1 << 52, 1 << 52, 8, 16, 8192, 64, 64, 24, 1, 4))
+        size, entry = ctx[1], ctx[2]
+        for k, bad in ((1, entry), (2, size - 16), (2, entry + 4), (5, size), (6, 8), (0, 0)):
+            wrong = list(ctx)
+            wrong[k] = bad
+            with pytest.raises(ValueError, match="outside the mapping"):
+                part.set_commit(tuple(wrong))
+        with pytest.raises(TypeError):
+            part.set_commit([1, 2])
+        assert not part.commit_armed
+        part.set_commit(tuple(ctx))
+        assert part.commit_armed
+        part.set_commit(None)
+        assert not part.commit_armed
+    finally:
+        c.close()
