@@ -228,6 +228,17 @@ def _count_python_commits(c):
     return calls
 
 
+def _ring_read_by_auto_commit(ns):
+    """63 records in a 64-slot block topic, and an assign()ed consumer of them with a 10-minute auto-commit
+    interval (paced commits only), its Python commits counted."""
+    make_topic(ns, "t", 1, **{"shm.slots": 64, "shm.overflow": "block"})
+    with Producer(conf(ns)) as p:
+        for i in range(63):
+            p.produce("t", b"%d" % i)
+    c = _consumer(ns, True, **{"enable.auto.commit": True, "auto.commit.interval.ms": 600000})
+    return c, _count_python_commits(c)
+
+
 @pytest.mark.parametrize("how", ["solo", "member"])
 def test_paced_commits_are_made_by_the_c_path(ns, how):
     """Without an on_commit callback, poll()'s C path makes the paced commits itself once the first (a
@@ -282,12 +293,7 @@ def test_a_c_commit_stores_the_batch_position_exactly(ns):
     """A fetched batch being handed out: the C commit stores its next record's offset (what
     membership._stored says), at each quarter ring read - 16, 32, 48 - with no Python commit after the
     one that armed it, and none a poll."""
-    make_topic(ns, "t", 1, **{"shm.slots": 64, "shm.overflow": "block"})
-    with Producer(conf(ns)) as p:
-        for i in range(63):
-            p.produce("t", b"%d" % i)
-    c = _consumer(ns, True, **{"enable.auto.commit": True, "auto.commit.interval.ms": 600000})
-    calls = _count_python_commits(c)
+    c, calls = _ring_read_by_auto_commit(ns)
     tp = [TopicPartition("t", 0)]
     try:
         assert _read(c, 16) == list(range(16))
@@ -309,12 +315,7 @@ def test_a_c_commit_the_entry_refuses_goes_to_python(ns):
     """The group's entry owned by someone else (here: a stale owner word, as a member that is gone leaves):
     the C commit is refused and the Python path makes it - it frees what a gone owner held and commits."""
     from broker import groups as G
-    make_topic(ns, "t", 1, **{"shm.slots": 64, "shm.overflow": "block"})
-    with Producer(conf(ns)) as p:
-        for i in range(63):
-            p.produce("t", b"%d" % i)
-    c = _consumer(ns, True, **{"enable.auto.commit": True, "auto.commit.interval.ms": 600000})
-    calls = _count_python_commits(c)
+    c, calls = _ring_read_by_auto_commit(ns)
     tp = [TopicPartition("t", 0)]
     try:
         assert _read(c, 17) == list(range(17))
