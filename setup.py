@@ -20,7 +20,7 @@ setup(
         extra_compile_args=_build.CFLAGS + ["-fvisibility=hidden"],
         extra_link_args=_build.LDFLAGS,
         depends=["ext/shmlog.c", "ext/shmqueue.c", "ext/shmaio.c", "ext/fastqueue.c", "ext/fastlat.c",
-                 "ext/fastproduce.c", "ext/fastreader.c", "ext/fastmsg.c", "ext/fastpoll.c", "ext/shmrobust.c", "ext/shmlog.h", "ext/shmlog_atomic.h", "ext/shmhash.h",
-                 "ext/shmlat.h"],  # shmrobust.c: in the build id
+                 "ext/fastproduce.c", "ext/fastreader.c", "ext/fastmsg.c", "ext/fastpart.c", "ext/fastpoll.c",
+                 "ext/shmrobust.c", "ext/shmlog.h", "ext/shmlog_atomic.h", "ext/shmhash.h", "ext/shmlat.h"],  # shmrobust.c: in the build id
     )],
 )

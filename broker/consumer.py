@@ -46,7 +46,7 @@ _DESTROYED_W = DESTROYED_OFF // 8
 
 # one assigned partition: tp, log, pos, paused, eof_sent, stopped, buf (its fetched batch), retention_ms, start
 # (where reading (re)started: a commit of it commits nothing consumed), and fast/topic/partition (log._fast,
-# tp.topic, tp.partition); a C struct (ext/fastpoll.c), so poll()'s lean path reads and moves it directly
+# tp.topic, tp.partition); a C struct (ext/fastpart.c), so poll()'s lean path reads and moves it directly
 _Part = _fastlog.Part
 
 

@@ -400,7 +400,7 @@ class Groups:
 
     def commit_ctx(self, gidx, topic_id, partition, token):
         """What Part.set_commit needs to make this group's commits of the partition in C (poll()'s paced
-        auto-commits: ext/fastpoll.c's part_commit does commit() and floor_for's work), or None while the
+        auto-commits: ext/fastpart.c's part_commit does commit() and floor_for's work), or None while the
         group has no entry for it."""
         off = self.commit_entry(gidx, topic_id, partition, create=False)
         if off is None:

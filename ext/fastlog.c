@@ -866,6 +866,8 @@ static PyTypeObject FastLogType = {
 
 #include "fastmsg.c"
 
+#include "fastpart.c"
+
 #include "fastpoll.c"
 
 static PyObject *build_id(PyObject *m, PyObject *unused) { return PyUnicode_FromString(log_build_id()); }
