@@ -136,7 +136,8 @@ static int part_stored(Part *part, Py_ssize_t nb, unsigned long long *at)
  * (auto-commit with no on_commit callback, the entry known) and with
  * something new to store: 1 done; 0 leaves the commit to the Python path
  * (not armed, the entry gone or reused, fenced, the mapping's words out of
- * place), which reports what the C path cannot. */
+ * place), which reports what the C path cannot - and, after a refusal, arms
+ * it again with the entry it finds once its own commit goes through. */
 static int part_commit(Part *part, Py_ssize_t nb)
 {
     FastLog *fl = (FastLog *)part->fast;
@@ -146,9 +147,11 @@ static int part_commit(Part *part, Py_ssize_t nb)
         return 0;
     uint8_t *e = part->c_base + part->c_entry; /* in the mapping: set_commit checked the entry's words fit */
     /* acquire: pairs with commit_entry's release store of the key (a deleted entry's reuse changes it) */
-    if (atom_load_acquire64((uint64_t *)e) != part->c_key) return 0;
-    if (shm_pair_commit(part->c_base, part->c_size, part->c_entry + part->c_pair, part->c_owner, at + 1) != 1)
-        return 0; /* fenced (or a bad offset): the Python path reports it */
+    if (atom_load_acquire64((uint64_t *)e) != part->c_key ||
+        shm_pair_commit(part->c_base, part->c_size, part->c_entry + part->c_pair, part->c_owner, at + 1) != 1) {
+        part->c_armed = 0; /* moved or fenced: the Python path commits (or reports it) and arms us again */
+        return 0;
+    }
     /* release: pairs with shm_load64's acquire (the commit's time, for `consumer-groups`) */
     atom_store_release64((uint64_t *)(e + part->c_time), (uint64_t)now_ns());
     part->committed = (long long)at;

@@ -117,7 +117,8 @@ static int cp_pass(ConsumerPoll *self, PyObject *timeout, long long left_ns, PyO
         if (n < 0) return 1;
         /* a block topic's producers wait for this group's commit (auto-commit only): made here, or by the
          * Python path */
-        if (n > 0 && self->next_commit >= 0 && part_floor_wanted((Part *)cur, n) && !part_commit((Part *)cur, n))
+        if (n > 0 && self->next_commit >= 0 && part_floor_wanted((Part *)cur, n) &&
+            (*self->flag || !part_commit((Part *)cur, n))) /* (relaxed read: destroyed, the Python path says so) */
             goto fallback;
         if (n > 0) { /* a plain deque's popleft called directly (fastlat.c), a LatQueue's counting one */
             if (Py_IS_TYPE(buf, (PyTypeObject *)deque_type) && deque_popleft_c) *out = deque_popleft_c(buf, NULL);

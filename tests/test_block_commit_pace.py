@@ -325,9 +325,86 @@ def test_a_c_commit_the_entry_refuses_goes_to_python(ns):
         key = gs.commit_key(c._gidx, topic_id, 0)
         assert gs.cas(off + G.C_OWNER, key, 12345)  # a token no live member has
         assert _read(c, 16) == list(range(17, 33))
-        assert calls[0] == 2  # refused in C, made by Python
-        assert c.committed(tp)[0].offset == 32
+        assert calls[0] == 2  # refused in C, made by Python, which arms the C path again
+        assert c.committed(tp)[0].offset == 32 and _part(c).commit_armed
         assert gs.load(off + G.C_OWNER) == key
+        assert _read(c, 16) == list(range(33, 49))
+        assert c.committed(tp)[0].offset == 48 and calls[0] == 2  # in C again
+    finally:
+        c.close()
+
+
+def test_a_c_commit_one_record_at_a_time_stores_the_position(ns):
+    """Records read as they come, one a poll (the lean path's own read, no fetched batch): the C commit
+    stores the position - the next offset to read - at each quarter ring."""
+    make_topic(ns, "t", 1, **{"shm.slots": 64, "shm.overflow": "block"})
+    c = _consumer(ns, True, **{"enable.auto.commit": True, "auto.commit.interval.ms": 600000})
+    calls = _count_python_commits(c)
+    tp = [TopicPartition("t", 0)]
+    try:
+        with Producer(conf(ns)) as p:
+            for i in range(49):
+                p.produce("t", b"%d" % i)
+                p.flush()
+                assert _read(c, 1) == [i]
+                assert not _part(c).buf
+                got = c.committed(tp)[0].offset  # committed when record i was read: its position, i
+                assert got == i // 16 * 16 if i >= 16 else got in (None, -1001), (i, got)
+        assert calls[0] == 1 and _part(c).commit_armed  # 16 in Python (it armed the C path), 32 and 48 in C
+    finally:
+        c.close()
+
+
+def test_a_c_commit_after_destroy_goes_to_python_which_raises(ns):
+    """`shmbroker destroy` while a fetched batch is handed out: the next paced commit is not made in C into
+    the gone namespace; the Python path raises NamespaceError, as a commit there does."""
+    from broker.errors import NamespaceError
+    from broker.namespace import destroy
+    c, calls = _ring_read_by_auto_commit(ns)
+    try:
+        assert _read(c, 32) == list(range(32))
+        gs, topic_id = c._groups(), c._ns.topic("t").topic_id
+        assert gs.committed(c._gidx, topic_id, 0) == 16 and calls[0] == 1 and _part(c).commit_armed
+        destroy(ns)
+        with pytest.raises(NamespaceError, match="was destroyed"):
+            c.poll(1)  # offset 32 is fetched: its position wants a commit, a quarter past 16
+        assert gs.committed(c._gidx, topic_id, 0) == 16
+    finally:
+        c.close()
+
+
+def test_a_c_commit_to_a_moved_entry_goes_to_python_which_arms_it_again(ns):
+    """The group's entry is not where the C path was told (a group deleted and made again puts it
+    elsewhere): the C commit finds another key there, leaves the commit to Python and disarms; Python's
+    commit arms it with the entry it found, and the next quarter is committed in C again."""
+    from broker.namespace import CENTRY
+    c, calls = _ring_read_by_auto_commit(ns)
+    try:
+        assert _read(c, 17) == list(range(17))
+        gs, topic_id = c._groups(), c._ns.topic("t").topic_id
+        ctx = list(gs.commit_ctx(c._gidx, topic_id, 0, 0))
+        ctx[2] += CENTRY  # the next entry of the table: free, another key
+        _part(c).set_commit(tuple(ctx))
+        assert _read(c, 16) == list(range(17, 33))
+        assert calls[0] == 2 and _part(c).commit_armed
+        assert _read(c, 16) == list(range(33, 49))
+        assert calls[0] == 2 and c.committed([TopicPartition("t", 0)])[0].offset == 48
+    finally:
+        c.close()
+
+
+def test_a_group_change_disarms_the_c_commit(ns):
+    """_lean_sync (a member slot taken or given up, a rejoin, a new assignment applied) disarms the C
+    commits, whose owner word may have changed: the next Python commit arms them again."""
+    c, calls = _ring_read_by_auto_commit(ns)
+    try:
+        assert _read(c, 17) == list(range(17))
+        assert _part(c).commit_armed
+        c._lean_sync()
+        assert not _part(c).commit_armed
+        assert _read(c, 16) == list(range(17, 33))
+        assert calls[0] == 2 and _part(c).commit_armed
+        assert c.committed([TopicPartition("t", 0)])[0].offset == 32
     finally:
         c.close()
 
