@@ -239,8 +239,10 @@ class GroupMember:
             self._auto_commit_tick()
 
     def _commit_wait(self, left):
-        """An auto-commit now if one is due; *left* (seconds; None: no limit) cut to the next one's time."""
+        """Before a wait: an auto-commit now if one is due, and the paced parts' positions (_commit_idle);
+        *left* (seconds; None: no limit) cut to the next one's time."""
         self._auto_commit_tick()
+        self._commit_idle()
         due = max(0.0, (self._next_commit - time.monotonic_ns()) / 1e9)
         return due if left is None or left > due else left
 
@@ -252,6 +254,15 @@ class GroupMember:
             self._commit_moved(asynchronous=True)
             self._plan_commit()  # from now, after it: a commit slower than the interval does not run back to back
             self._cpoll.next_commit = self._next_commit  # poll()'s C path hands the next one back here
+
+    def _commit_idle(self):
+        """About to wait for records: commit each block topic's partition read past its last commit while its
+        group holds the floor (Part.idle_wanted), in C once armed.  A consumer asleep does not see a producer
+        start to wait, so what it read and left uncommitted (up to a quarter ring) would hold a claim larger
+        than the rest of the ring (a send_batch of most of it) until the interval."""
+        rest = {(p.topic, p.partition) for p in self._block if p.idle_wanted() and not p.commit_c()}
+        if rest:
+            self._commit_moved(asynchronous=True, only=rest)
 
     def _commit_due(self):
         """auto.commit.interval.ms has passed - or a block topic's producers need this group's commit of what

@@ -165,6 +165,42 @@ static int part_commit(Part *part, Py_ssize_t nb)
     return 1;
 }
 
+/* Before its consumer sleeps: is part's stored position (part_stored) past
+ * what it last committed, while its group holds the floor (as
+ * part_floor_wanted)?  A sleeping consumer does not see a producer start to
+ * wait, so what it read and left uncommitted (up to a quarter ring) would
+ * hold a claim larger than the rest of the ring until the interval. */
+static int part_idle_wanted(Part *part, Py_ssize_t nb)
+{
+    FastLog *fl = (FastLog *)part->fast;
+    unsigned long long at;
+    if (!part->pace || !fl || Py_TYPE(fl) != &FastLogType || !fl->v || !part_stored(part, nb, &at)) return 0;
+    return part->committed < 0 ||
+           (at > (unsigned long long)part->committed && (unsigned long long)part->committed <= log_get_floor(fl->v));
+}
+
+/* The number of records of part's fetched batch still to hand out, or -1 with an exception set */
+static Py_ssize_t part_batch_left(Part *part)
+{
+    return part->buf ? PyObject_Size(part->buf) : 0;
+}
+
+/* idle_wanted() -> bool: part_idle_wanted, for the Python path's waits */
+static PyObject *Part_idle_wanted(Part *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_ssize_t n = part_batch_left(self);
+    if (n < 0) return NULL;
+    return PyBool_FromLong(part_idle_wanted(self, n));
+}
+
+/* commit_c() -> bool: part_commit now (True: made in C; False: the Python path's to make) */
+static PyObject *Part_commit_c(Part *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_ssize_t n = part_batch_left(self);
+    if (n < 0) return NULL;
+    return PyBool_FromLong(part_commit(self, n));
+}
+
 /* set_commit(ctx) -> None: arm part_commit (ctx: mapping address and size, entry offset, key, owner, the
  * entry's time and pair offsets, table offset, entries, entry size, value offset, floor key, groups), or
  * disarm it (None) */
@@ -199,8 +235,7 @@ static PyObject *Part_set_commit(Part *self, PyObject *ctx)
 /* floor_wanted() -> bool: part_floor_wanted, for the Python path */
 static PyObject *Part_floor_wanted(Part *self, PyObject *Py_UNUSED(ignored))
 {
-    if (!self->buf) Py_RETURN_FALSE;
-    Py_ssize_t n = PyObject_Size(self->buf);
+    Py_ssize_t n = part_batch_left(self);
     if (n < 0) return NULL;
     return PyBool_FromLong(part_floor_wanted(self, n));
 }
@@ -208,6 +243,12 @@ static PyObject *Part_floor_wanted(Part *self, PyObject *Py_UNUSED(ignored))
 static PyMethodDef Part_methods[] = {
     {"floor_wanted", (PyCFunction)Part_floor_wanted, METH_NOARGS,
      "floor_wanted() -> bool: a block topic's producers want this partition's position committed now"},
+    {"idle_wanted", (PyCFunction)Part_idle_wanted, METH_NOARGS,
+     "idle_wanted() -> bool: commit this partition's position before the consumer sleeps (a paced part read "
+     "past its last commit while its group holds the floor)"},
+    {"commit_c", (PyCFunction)Part_commit_c, METH_NOARGS,
+     "commit_c() -> bool: make the auto-commit of this partition's position in C (False: armed not, refused, "
+     "or nothing new - the Python path's to make)"},
     {"set_commit", (PyCFunction)Part_set_commit, METH_O,
      "set_commit(ctx) -> None: let poll()'s C path make the auto-commits that keep pace with the ring (ctx: "
      "mapping address and size, entry offset, key, owner, time and pair offsets in the entry, table offset, "

@@ -431,3 +431,40 @@ def test_set_commit_checks_the_entry_lies_in_the_mapping(ns):
         assert not part.commit_armed
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("how,wait", [("solo", "adaptive"), ("solo", "sleep"), ("two", "sleep"),
+                                      ("member", "adaptive")])
+def test_a_consumer_asleep_leaves_the_whole_ring_to_a_large_claim(ns, how, wait):
+    """The consumer has read 10 records of a 64-slot block ring (under a quarter: no paced commit yet) and
+    sleeps in poll(); a producer then claims 60 at once (send_batch), more than the rest of the ring past
+    the floor.  The consumer committed what it read before it slept, so the claim fits at once - before,
+    it waited for the auto-commit interval (10 minutes here: QueueFullError after shm.block.timeout.ms; a
+    group member's waits are cut to heartbeat chunks of at most 100 ms, whose ends saw the waiting
+    producer)."""
+    import numpy as np
+    from conftest import while_blocked
+    parts = (0, 1) if how == "two" else (0,)
+    make_topic(ns, "t", len(parts), **{"shm.slots": 64, "shm.overflow": "block"})
+    kw = {"enable.auto.commit": True, "auto.commit.interval.ms": 600000, "shm.wait": wait}
+    if how == "member":
+        c, _ = _member(ns, ["t"], **kw)
+        _assigned(c, 1, "the assignment")
+    else:
+        c = _consumer(ns, True, parts=parts, **kw)
+    p = Producer(conf(ns, **{"shm.block.timeout.ms": 5000}))
+    try:
+        for i in range(10):
+            p.produce("t", b"%d" % i, partition=0)
+        assert [int(m.value()) for m in (c.poll(5) for _ in range(10))] == list(range(10))
+        log = _part(c).log
+
+        def claim():
+            p.send_batch("t", np.full((60, 8), 7, dtype=np.uint8), 0)
+        m = while_blocked(lambda: c.poll(20), lambda: log.stats()["waiters"] > 0, "the consumer asleep in poll",
+                          claim)
+        assert m is not None and m.error() is None and m.offset() == 10
+        assert c.committed([TopicPartition("t", 0)])[0].offset == 10
+    finally:
+        p.close()
+        c.close()
