@@ -257,10 +257,10 @@ class GroupMember:
 
     def _commit_idle(self):
         """About to wait for records: commit each block topic's partition read past its last commit while its
-        group holds the floor (Part.idle_wanted), in C once armed.  A consumer asleep does not see a producer
-        start to wait, so what it read and left uncommitted (up to a quarter ring) would hold a claim larger
-        than the rest of the ring (a send_batch of most of it) until the interval."""
-        rest = {(p.topic, p.partition) for p in self._block if p.idle_wanted() and not p.commit_c()}
+        group holds the floor (Part.commit_idle, in C once armed; what it leaves, here).  A consumer asleep
+        does not see a producer start to wait, so what it read and left uncommitted (up to a quarter ring)
+        would hold a claim larger than the rest of the ring (a send_batch of most of it) until the interval."""
+        rest = {(p.topic, p.partition) for p in self._block if p.commit_idle()}
         if rest:
             self._commit_moved(asynchronous=True, only=rest)
 

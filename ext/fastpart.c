@@ -82,26 +82,47 @@ static void Part_dealloc(Part *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* Should auto-commit commit part now, nb records of a fetched batch still to
- * hand out?  Only a pacing part (Part.pace: a block topic, auto-commit on), only with
- * something new to commit (what the commit would store, as _stored: pos - nb,
- * exact unless the batch skipped offsets - a hint, the commit reads the true
- * one; nothing after a seek until a record is read), and only while this
- * group holds the floor (its last commit not above it: when another group
- * is slower, our commit frees nothing); then log_floor_wanted. */
-static inline int part_floor_wanted(Part *part, Py_ssize_t nb)
+/* part's log, or NULL once it is closed */
+static inline log_view *part_log(Part *part)
 {
     FastLog *fl = (FastLog *)part->fast;
-    if (!part->pace || !fl || Py_TYPE(fl) != &FastLogType || !fl->v || (unsigned long long)nb > part->pos) return 0;
-    unsigned long long at = part->pos - (unsigned long long)nb;
-    if (at == part->start) {
+    return fl && Py_TYPE(fl) == &FastLogType ? fl->v : NULL;
+}
+
+/* The stored offset (membership._stored's rule) for position pos: pos, or -
+ * nothing read since a seek() (pos is where reading restarted) - the
+ * position before the seek; 0 when there is none. */
+static inline int part_stored_at(Part *part, unsigned long long pos, unsigned long long *at)
+{
+    if (pos == part->start) {
         if (part->before < 0) return 0;
-        at = (unsigned long long)part->before;
+        pos = (unsigned long long)part->before;
     }
-    if (part->committed >= 0 &&
-        (at <= (unsigned long long)part->committed || (unsigned long long)part->committed > log_get_floor(fl->v)))
-        return 0;
-    return log_floor_wanted(fl->v, at);
+    *at = pos;
+    return 1;
+}
+
+/* Would a commit of at store something new while this group holds the
+ * floor (its last commit not above it: when another group is slower, our
+ * commit frees nothing)? */
+static inline int part_ahead(Part *part, log_view *v, unsigned long long at)
+{
+    return part->committed < 0 ||
+           (at > (unsigned long long)part->committed && (unsigned long long)part->committed <= log_get_floor(v));
+}
+
+/* Should auto-commit commit part now, nb records of a fetched batch still to
+ * hand out?  Only a pacing part (Part.pace: a block topic, auto-commit on),
+ * only with something new to commit while its group holds the floor
+ * (part_ahead of what the commit would store, as _stored: pos - nb, exact
+ * unless the batch skipped offsets - a hint, the commit reads the true one),
+ * then log_floor_wanted. */
+static inline int part_floor_wanted(Part *part, Py_ssize_t nb)
+{
+    log_view *v = part_log(part);
+    unsigned long long at;
+    return part->pace && v && (unsigned long long)nb <= part->pos && part_stored_at(part, part->pos - nb, &at) &&
+           part_ahead(part, v, at) && log_floor_wanted(v, at);
 }
 
 /* What an auto-commit of part stores now, nb records of its fetched batch
@@ -121,12 +142,7 @@ static int part_stored(Part *part, Py_ssize_t nb, unsigned long long *at)
         Py_DECREF(m);
         if (!ok || PyErr_Occurred()) { PyErr_Clear(); return 0; }
     }
-    if (a == part->start) {
-        if (part->before < 0) return 0;
-        a = (unsigned long long)part->before;
-    }
-    *at = a;
-    return 1;
+    return part_stored_at(part, a, at);
 }
 
 /* An auto-commit of part in C, as membership._commit_list makes one for a
@@ -140,9 +156,9 @@ static int part_stored(Part *part, Py_ssize_t nb, unsigned long long *at)
  * it again with the entry it finds once its own commit goes through. */
 static int part_commit(Part *part, Py_ssize_t nb)
 {
-    FastLog *fl = (FastLog *)part->fast;
+    log_view *v = part_log(part);
     unsigned long long at;
-    if (!part->c_armed || !fl || Py_TYPE(fl) != &FastLogType || !fl->v || !part_stored(part, nb, &at) ||
+    if (!part->c_armed || !v || !part_stored(part, nb, &at) ||
         (part->committed >= 0 && at <= (unsigned long long)part->committed))
         return 0;
     uint8_t *e = part->c_base + part->c_entry; /* in the mapping: set_commit checked the entry's words fit */
@@ -158,25 +174,11 @@ static int part_commit(Part *part, Py_ssize_t nb)
     uint64_t low, lo, hi;
     if (shm_commit_floor(part->c_base, part->c_size, part->c_tab, part->c_n, part->c_esize, part->c_value,
                          part->c_low, part->c_groups, &low) == 1 &&
-        log_watermarks(fl->v, &lo, &hi) == LOG_OK) {
+        log_watermarks(v, &lo, &hi) == LOG_OK) {
         uint64_t floor = low ? low - 1 : 0;
-        log_set_floor(fl->v, floor < hi ? floor : hi);
+        log_set_floor(v, floor < hi ? floor : hi);
     }
     return 1;
-}
-
-/* Before its consumer sleeps: is part's stored position (part_stored) past
- * what it last committed, while its group holds the floor (as
- * part_floor_wanted)?  A sleeping consumer does not see a producer start to
- * wait, so what it read and left uncommitted (up to a quarter ring) would
- * hold a claim larger than the rest of the ring until the interval. */
-static int part_idle_wanted(Part *part, Py_ssize_t nb)
-{
-    FastLog *fl = (FastLog *)part->fast;
-    unsigned long long at;
-    if (!part->pace || !fl || Py_TYPE(fl) != &FastLogType || !fl->v || !part_stored(part, nb, &at)) return 0;
-    return part->committed < 0 ||
-           (at > (unsigned long long)part->committed && (unsigned long long)part->committed <= log_get_floor(fl->v));
 }
 
 /* The number of records of part's fetched batch still to hand out, or -1 with an exception set */
@@ -185,20 +187,20 @@ static Py_ssize_t part_batch_left(Part *part)
     return part->buf ? PyObject_Size(part->buf) : 0;
 }
 
-/* idle_wanted() -> bool: part_idle_wanted, for the Python path's waits */
-static PyObject *Part_idle_wanted(Part *self, PyObject *Py_UNUSED(ignored))
+/* commit_idle() -> bool: before its consumer sleeps, the auto-commit of a
+ * paced part read past its last commit while its group holds the floor
+ * (part_ahead), made here once armed: True when it is wanted and left to the
+ * Python path.  A sleeping consumer does not see a producer start to wait,
+ * so what it read and left uncommitted (up to a quarter ring) would hold a
+ * claim larger than the rest of the ring until the interval. */
+static PyObject *Part_commit_idle(Part *self, PyObject *Py_UNUSED(ignored))
 {
     Py_ssize_t n = part_batch_left(self);
     if (n < 0) return NULL;
-    return PyBool_FromLong(part_idle_wanted(self, n));
-}
-
-/* commit_c() -> bool: part_commit now (True: made in C; False: the Python path's to make) */
-static PyObject *Part_commit_c(Part *self, PyObject *Py_UNUSED(ignored))
-{
-    Py_ssize_t n = part_batch_left(self);
-    if (n < 0) return NULL;
-    return PyBool_FromLong(part_commit(self, n));
+    log_view *v = part_log(self);
+    unsigned long long at;
+    int wanted = self->pace && v && part_stored(self, n, &at) && part_ahead(self, v, at);
+    return PyBool_FromLong(wanted && !part_commit(self, n));
 }
 
 /* set_commit(ctx) -> None: arm part_commit (ctx: mapping address and size, entry offset, key, owner, the
@@ -243,12 +245,10 @@ static PyObject *Part_floor_wanted(Part *self, PyObject *Py_UNUSED(ignored))
 static PyMethodDef Part_methods[] = {
     {"floor_wanted", (PyCFunction)Part_floor_wanted, METH_NOARGS,
      "floor_wanted() -> bool: a block topic's producers want this partition's position committed now"},
-    {"idle_wanted", (PyCFunction)Part_idle_wanted, METH_NOARGS,
-     "idle_wanted() -> bool: commit this partition's position before the consumer sleeps (a paced part read "
-     "past its last commit while its group holds the floor)"},
-    {"commit_c", (PyCFunction)Part_commit_c, METH_NOARGS,
-     "commit_c() -> bool: make the auto-commit of this partition's position in C (False: armed not, refused, "
-     "or nothing new - the Python path's to make)"},
+    {"commit_idle", (PyCFunction)Part_commit_idle, METH_NOARGS,
+     "commit_idle() -> bool: before the consumer sleeps, commit this paced partition's position if it read past "
+     "its last commit while its group holds the floor - in C once armed; True: wanted, and the Python path's "
+     "to make"},
     {"set_commit", (PyCFunction)Part_set_commit, METH_O,
      "set_commit(ctx) -> None: let poll()'s C path make the auto-commits that keep pace with the ring (ctx: "
      "mapping address and size, entry offset, key, owner, time and pair offsets in the entry, table offset, "
