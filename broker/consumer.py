@@ -62,6 +62,7 @@ class Consumer(GroupMember, Queries):
         conf = _config.parse(config, kwargs, "consumer")
         self._conf = conf
         self._zero_copy = _config.as_bool(conf.get("shm.zero.copy", False))
+        self._check_crcs = _config.as_bool(conf.get("check.crcs", False))  # views' values summed when handed out
         if self._zero_copy and conf.get("group.id") is None:
             raise ConfigError("shm.zero.copy needs a group.id: the group's committed offsets are what keep "
                               "producers off a record while you hold its view")
@@ -198,7 +199,7 @@ class Consumer(GroupMember, Queries):
             # the group holds the floor from now (an entry never committed counts as 0): no other group's
             # commit lets producers reuse a record we hold a view of
             self._groups().commit_entry(self._gidx, info.topic_id, tp.partition)
-            log._fast.set_view_base(log.view_base())
+            log._fast.set_view_base(log.view_base(), self._check_crcs)
         self._jump(part, self._start_offset(log, tp.offset, part.tp, info.retention_ms))
         part.start = part.pos
         if self._lat is not None:

@@ -65,6 +65,7 @@ typedef struct {
      * log's), whose slices the Messages made here hand out as values; NULL:
      * values are bytes */
     PyObject *view_base;
+    int view_check; /* check.crcs: each view's value checksummed where it lies when handed out */
 } FastLog;
 
 static void lat_release(FastLog *self)
@@ -292,14 +293,14 @@ static int view_slice(PyObject *base, uint64_t at, const log_rec *rec, PyObject 
 }
 
 /* read_long_value for shm.zero.copy: the value a read-only memoryview of
- * its bytes in the ring (view_base's slice), checked there - or of a copy
+ * its bytes in the ring (view_base's slice), checksummed there if view_check - or of a copy
  * where it wraps the ring's end or the floor has passed it (producers may
  * reuse its bytes). */
 static int read_long_view(FastLog *self, unsigned long long o, log_rec *rec, PyObject **val)
 {
     if (log_value_len_hint(self->v, o) < DIRECT_MIN) return LOG_E_BUFFER;
     uint64_t at = 0;
-    int rc = log_read_value_view(self->v, o, rec, self->buf, self->cap, &at);
+    int rc = log_read_value_view(self->v, o, rec, self->buf, self->cap, &at, self->view_check);
     if (rc == LOG_E_BUFFER) {
         PyObject *b = NULL;
         rc = read_long_value(self, o, rec, &b);
@@ -803,11 +804,16 @@ static PyObject *FastLog_set_floor(FastLog *self, PyObject *arg)
     return PyLong_FromLong(log_set_floor(self->v, (uint64_t)off));
 }
 
-/* set_view_base(memoryview or None): shm.zero.copy - the Messages made here
- * hand out values as read-only memoryviews (slices of this one, a
- * read-only view of the whole mapping of a block log) or bytes (None). */
-static PyObject *FastLog_set_view_base(FastLog *self, PyObject *arg)
+/* set_view_base(memoryview or None, check=False): shm.zero.copy - the
+ * Messages made here hand out values as read-only memoryviews (slices of
+ * this one, a read-only view of the whole mapping of a block log) or bytes
+ * (None); check (check.crcs): each view's value is checksummed where it
+ * lies when handed out. */
+static PyObject *FastLog_set_view_base(FastLog *self, PyObject *args)
 {
+    PyObject *arg;
+    int check = 0;
+    if (!PyArg_ParseTuple(args, "O|p:set_view_base", &arg, &check)) return NULL;
     if (arg != Py_None && !(PyMemoryView_Check(arg) && PyMemoryView_GET_BUFFER(arg)->readonly)) {
         PyErr_SetString(PyExc_TypeError, "view_base must be a read-only memoryview of the log's mapping or None");
         return NULL;
@@ -817,12 +823,14 @@ static PyObject *FastLog_set_view_base(FastLog *self, PyObject *arg)
         return NULL;
     }
     Py_XSETREF(self->view_base, arg == Py_None ? NULL : Py_NewRef(arg));
+    self->view_check = check;
     Py_RETURN_NONE;
 }
 
 static PyMethodDef FastLog_methods[] = {
-    {"set_view_base", (PyCFunction)FastLog_set_view_base, METH_O,
-     "set_view_base(memoryview or None): Messages' values as views of the mapping (shm.zero.copy), or bytes"},
+    {"set_view_base", (PyCFunction)FastLog_set_view_base, METH_VARARGS,
+     "set_view_base(memoryview or None, check=False): Messages' values as views of the mapping (shm.zero.copy), "
+     "or bytes; check: each view's value checksummed when handed out (check.crcs)"},
     {"set_floor", (PyCFunction)FastLog_set_floor, METH_O, "set_floor(offset) -> status, or None (closed)"},
     {"qtake", (PyCFunction)(void (*)(void))FastLog_qtake, METH_FASTCALL,
      "qtake(q_addr, owner, ack_off, ack_owner) -> (offset, value, attempts), status, or None"},

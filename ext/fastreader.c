@@ -27,6 +27,7 @@ typedef struct {
     PyObject *closed_fn; /* closed_fn(): raises the log's "closed" error */
     PyObject *idle_fn;   /* idle_fn(): between spin chunks with nothing (the log's on_wait, as its poll() calls) */
     PyObject *view_base; /* a read-only memoryview of the whole mapping (block-mode logs), or None: poll_view's slices */
+    int view_check;      /* check_crcs: poll_view checksums each value where it lies */
     uint64_t pos;
     uint64_t floor_every, since_floor;
     uint64_t lost, skipped;
@@ -50,7 +51,7 @@ static int reader_read_value(Reader *r, log_rec *rec, PyObject **out)
 }
 
 /* The value of the record at pos as a read-only memoryview of its bytes in
- * the ring, checked there and not copied (a copy's memoryview where the
+ * the ring, not copied (checksummed there if view_check) (a copy's memoryview where the
  * value wraps the ring's end, or where the log's floor is already past it,
  * so that producers may reuse its bytes): LOG_OK with *out set; a read
  * status; INT_MIN with an exception set. */
@@ -61,7 +62,7 @@ static int reader_read_view(Reader *r, log_rec *rec, PyObject **out)
     /* in place only while the floor is at or below pos (checked there); a
      * floor only rises, so no producer may reuse the record's bytes until it
      * rises past pos - our next poll moves it */
-    int rc = log_read_value_view(fl->v, r->pos, rec, fl->buf, fl->cap, &at);
+    int rc = log_read_value_view(fl->v, r->pos, rec, fl->buf, fl->cap, &at, r->view_check);
     if (rc == LOG_E_BUFFER) {
         PyObject *b = NULL;
         rc = reader_read_value(r, rec, &b);
@@ -227,13 +228,16 @@ static int Reader_init(Reader *r, PyObject *args, PyObject *kw)
     PyObject *fl, *wf, *cf, *idle, *base = Py_None;
     unsigned long long pos, every;
     long long spin;
-    if (!PyArg_ParseTuple(args, "O!KLKOOO|O", &FastLogType, &fl, &pos, &spin, &every, &wf, &cf, &idle, &base))
+    int check = 0;
+    if (!PyArg_ParseTuple(args, "O!KLKOOO|Op", &FastLogType, &fl, &pos, &spin, &every, &wf, &cf, &idle, &base,
+                          &check))
         return -1;
     if (base != Py_None && !PyMemoryView_Check(base)) {
         PyErr_SetString(PyExc_TypeError, "view_base must be a memoryview of the log's mapping or None");
         return -1;
     }
     Py_INCREF(base); Py_XSETREF(r->view_base, base);
+    r->view_check = check;
     Py_INCREF(fl); Py_XSETREF(r->fl, (FastLog *)fl);
     Py_INCREF(wf); Py_XSETREF(r->wait_fn, wf);
     Py_INCREF(cf); Py_XSETREF(r->closed_fn, cf);

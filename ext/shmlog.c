@@ -1009,7 +1009,7 @@ int64_t log_append_batch(log_view *v, const char *data, const uint32_t *lens, ui
  * (else LOG_E_BUFFER, nothing delivered): a reader that knows the value's
  * size copies it once, straight into its own object. */
 static int read_one_x(log_view *v, uint64_t o, log_rec *rec, uint8_t *buf, uint64_t cap, uint8_t *vbuf, uint64_t vcap,
-                      uint64_t *view_at)
+                      uint64_t *view_at, int sum_view)
 {
     if (o < v->start) return LOG_LAPPED;
     /* acquire: pairs with log_trim's CAS; trimmed records read as lapped */
@@ -1047,8 +1047,8 @@ static int read_one_x(log_view *v, uint64_t o, log_rec *rec, uint8_t *buf, uint6
     uint64_t sm = checksum_seed(o, (int64_t)ts, flags, kl, hl, vl), at = pos + sizeof rh;
     if (kl) sm = get_part(v, at, buf, kl, sm ^ SUM_KEY_SEED);
     if (hl) sm = get_part(v, at + kl, buf + kl, hl, sm ^ SUM_HDR_SEED);
-    if (view_at) { /* summed where it lies, not copied */
-        sm = hash_part(v->data + vat, vl, sm);
+    if (view_at) { /* summed where it lies (if asked), not copied */
+        if (sum_view) sm = hash_part(v->data + vat, vl, sm);
         *view_at = (uint64_t)(v->data - (uint8_t *)v->h) + vat;
     } else /* (an empty value: no pointer arithmetic on the NULL buf of an empty record) */
         sm = get_part(v, at + kl + hl, vbuf ? vbuf : vl ? buf + kl + hl : buf, vl, sm);
@@ -1062,7 +1062,8 @@ static int read_one_x(log_view *v, uint64_t o, log_rec *rec, uint8_t *buf, uint6
     if (atom_load_relaxed64(&v->h->data_limit) - pos > v->d &&
         atom_load_relaxed64(&v->h->claim.hi) - pos > v->d) /* both ordered by the fence above */
         return LOG_LAPPED;
-    if (rh.offset != o || rh.rec_len != rl || rh.checksum != sum || checksum_fold(sm) != sum)
+    /* an unsummed view: the record header must still agree with its slot */
+    if (rh.offset != o || rh.rec_len != rl || rh.checksum != sum || ((!view_at || sum_view) && checksum_fold(sm) != sum))
         return LOG_CORRUPT_RECORD;
     if (hl && !headers_wellformed(buf + kl, hl)) return LOG_CORRUPT_RECORD; /* a hostile writer's block */
     /* a view is the record's only while no producer may reuse its bytes: the
@@ -1088,7 +1089,7 @@ static void count_read(log_view *v, int rc)
 
 static int read_one(log_view *v, uint64_t o, log_rec *rec, uint8_t *buf, uint64_t cap)
 {
-    return read_one_x(v, o, rec, buf, cap, NULL, 0, NULL);
+    return read_one_x(v, o, rec, buf, cap, NULL, 0, NULL, 0);
 }
 
 int64_t log_value_len_hint(log_view *v, uint64_t offset)
@@ -1105,9 +1106,9 @@ int64_t log_value_len_hint(log_view *v, uint64_t offset)
 
 /* One counted read of a single record (log_read, log_read_value_into). */
 static int read_single(log_view *v, uint64_t offset, log_rec *rec, uint8_t *buf, uint64_t cap, uint8_t *vbuf,
-                       uint64_t vcap, uint64_t *view_at)
+                       uint64_t vcap, uint64_t *view_at, int sum_view)
 {
-    int rc = read_one_x(v, offset, rec, buf, cap, vbuf, vcap, view_at);
+    int rc = read_one_x(v, offset, rec, buf, cap, vbuf, vcap, view_at, sum_view);
     if (rc == LOG_NOT_YET && is_deleted(v)) rc = LOG_E_DELETED;
     rec->buf_pos = 0;
     if (rc != LOG_OK) rec->offset = offset;
@@ -1119,19 +1120,20 @@ int log_read_value_into(log_view *v, uint64_t offset, log_rec *rec, char *buf, u
                         uint64_t vlen)
 {
     if (!v || !v->h || !rec || (!buf && cap) || (!vbuf && vlen)) return LOG_E_BAD_ARG;
-    return read_single(v, offset, rec, (uint8_t *)buf, cap, (uint8_t *)(vbuf ? vbuf : buf), vlen, NULL);
+    return read_single(v, offset, rec, (uint8_t *)buf, cap, (uint8_t *)(vbuf ? vbuf : buf), vlen, NULL, 0);
 }
 
-int log_read_value_view(log_view *v, uint64_t offset, log_rec *rec, char *buf, uint64_t cap, uint64_t *value_at)
+int log_read_value_view(log_view *v, uint64_t offset, log_rec *rec, char *buf, uint64_t cap, uint64_t *value_at,
+                        int check)
 {
     if (!v || !v->h || !rec || (!buf && cap) || !value_at) return LOG_E_BAD_ARG;
-    return read_single(v, offset, rec, (uint8_t *)buf, cap, NULL, 0, value_at);
+    return read_single(v, offset, rec, (uint8_t *)buf, cap, NULL, 0, value_at, check != 0);
 }
 
 int log_read(log_view *v, uint64_t offset, log_rec *rec, char *buf, uint64_t cap)
 {
     if (!v || !v->h || !rec || (!buf && cap)) return LOG_E_BAD_ARG;
-    return read_single(v, offset, rec, (uint8_t *)buf, cap, NULL, 0, NULL);
+    return read_single(v, offset, rec, (uint8_t *)buf, cap, NULL, 0, NULL, 0);
 }
 
 int log_read_batch(log_view *v, uint64_t offset, uint64_t max_records, log_rec *recs,

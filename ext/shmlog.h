@@ -124,13 +124,18 @@ int64_t log_value_len_hint(log_view *v, uint64_t offset);
 int log_read_value_into(log_view *v, uint64_t offset, log_rec *rec, char *buf, uint64_t cap, char *vbuf,
                         uint64_t vlen);
 /* Offset o read in place: key and headers into buf (cap bytes), the value
- * checked where it lies in the ring and not copied - *value_at is its byte
- * offset from the segment's start (rec->val_len its length).  LOG_E_BUFFER
+ * left where it lies in the ring, not copied - *value_at is its byte
+ * offset from the segment's start (rec->val_len its length).  check: the
+ * record's checksum is verified over the value there too (check.crcs);
+ * else only its slot and record header are (the bytes handed out are the
+ * ring's, live: a sum taken now says nothing of what the caller reads
+ * later, and the block floor, not the sum, keeps them the record's).  LOG_E_BUFFER
  * (read it with a copy) if the value wraps the ring's end, or if the log's
  * floor is past the record already (in offsets or in bytes): the bytes stay
  * the record's only while no producer may reuse them - a block-mode log
  * whose floor stays at or below o. */
-int log_read_value_view(log_view *v, uint64_t offset, log_rec *rec, char *buf, uint64_t cap, uint64_t *value_at);
+int log_read_value_view(log_view *v, uint64_t offset, log_rec *rec, char *buf, uint64_t cap, uint64_t *value_at,
+                        int check);
 int log_read_batch(log_view *v, uint64_t offset, uint64_t max_records, log_rec *recs,
                    char *buf, uint64_t cap, log_batch *out);
 /* values only, one per row of a (max_records x row_len) uint8 array */

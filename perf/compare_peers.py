@@ -186,7 +186,8 @@ class ShmRaw(Peer):
     def receiver(self, spec, mode):
         """A reader (PartitionLog.reader): position, wait and floor kept in C.  Values of
         VIEW_MIN bytes and more are read in place (poll_view: a memoryview of the record in the
-        log, valid until the next poll; iceoryx2's are too), shorter ones copied (poll_value:
+        log, valid until the next poll, not checksummed - check_crcs off, the default; iceoryx2's are
+        views too), shorter ones copied and checked (poll_value:
         cheaper than a view for them)."""
         log = self._attach(spec)
         reader = log.reader(0, mode, floor_every=spec["every"])

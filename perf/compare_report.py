@@ -276,7 +276,9 @@ def markdown(res):
           "MiB at 64 KiB, as deep as the 1 MiB records' 64 MiB ring): a ring larger than the CPU's cache streams "
           "through memory, where iceoryx2's publisher reuses a few buffers that stay in cache. The raw log reads "
           "values of %d KiB and more in place (`LogReader.poll_view`), as iceoryx2's subscriber does, and the "
-          "Kafka API's consumer then has `shm.zero.copy` on (`value()` a view of the ring). Every "
+          "Kafka API's consumer then has `shm.zero.copy` on (`value()` a view of the ring); neither reads those "
+          "values' bytes (`check.crcs` off, the default: a view is not checksummed; a copy always is), nor does "
+          "iceoryx2's subscriber, while the naive ring's consumer copies each value out. Every "
           "process maps its whole ring before it is timed (shmbroker's `shm.pre.touch`, the naive ring's "
           "MADV_POPULATE_WRITE)." %
           (res["args"].get("ring_mib", 64), ShmRaw.VIEW_MIN >> 10),

@@ -526,20 +526,24 @@ class PartitionLog:
                 return None
             return self.read(offset)
 
-    def reader(self, offset=0, mode="adaptive", spin_us=50, floor_every=0):
+    def reader(self, offset=0, mode="adaptive", spin_us=50, floor_every=0, check_crcs=False):
         """A cursor from *offset* that keeps its position and waits in C:
         ``poll(timeout=None)`` returns the next Record, ``poll_value(timeout=None)``
         just its value (bytes; b"" for a null value), each None after *timeout*
         seconds.  In a block-mode log, ``poll_view(timeout=None)`` returns the
         value without copying it: a read-only memoryview of its bytes in the
-        log (checked there), valid until this reader's next poll - the reader
+        log, valid until this reader's next poll - the reader
         keeps the floor at or below it until then (with *floor_every*; nothing
         else may move the floor past it meanwhile: another reader's
         floor_every, trim).  A value that wraps the ring's end, or that the
-        floor has passed already, comes as a view of a copy.  A view is not
-        checked again after it is handed out: a producer that was stopped,
-        repaired as dead and then resumed would write its old bytes under it
-        (a copying read catches that by the checksum).  A reader passes over
+        floor has passed already, comes as a view of a copy.  A view's slot
+        and record header are checked; its value is checksummed where it lies
+        only with *check_crcs* (librdkafka's ``check.crcs``, off by default
+        as there): the bytes are the log's, live, so a sum taken when the
+        view is handed out says nothing of what you read from it later - a
+        producer that was stopped, repaired as dead and then resumed would
+        write its old bytes under it (a copying read, always checked, catches
+        that).  A reader passes over
         tombstones and corrupt records (counted in ``skipped``) and, if
         producers lapped it, moves up to the oldest record held (counting the
         ones it missed in ``lost``); ``position`` is the next offset (set it
@@ -553,6 +557,8 @@ class PartitionLog:
             raise ValueError("offset must be a non-negative int, got %r" % (offset,))
         if not isinstance(floor_every, int) or floor_every < 0:
             raise ValueError("floor_every must be a non-negative int, got %r" % (floor_every,))
+        if not isinstance(check_crcs, bool):
+            raise TypeError("check_crcs must be True or False, got %r" % (check_crcs,))
         if not isinstance(spin_us, (int, float)) or not 0 <= spin_us <= 1e12:
             raise ValueError("spin_us must be a non-negative number of microseconds, got %r" % (spin_us,))
         spin_ns = -1 if mode == "spin" else (0 if mode == "sleep" else int(spin_us * 1000))
@@ -564,7 +570,7 @@ class PartitionLog:
             if self.on_wait is not None:
                 self.on_wait()
         return _fastlog.LogReader(self._fast, offset, spin_ns, floor_every, sleep, self._check_open, idle,
-                                  self.view_base())  # None for an overwrite log: poll_view refuses
+                                  self.view_base(), check_crcs)  # None for an overwrite log: poll_view refuses
 
     def view_base(self):
         """A read-only memoryview of this block-mode log's whole mapping, whose slices readers hand out as

@@ -297,13 +297,28 @@ def test_poll_view_copies_what_it_cannot_hold_in_place(logs):
 
 
 def test_poll_view_checks_the_record_and_refuses_an_overwrite_log(logs):
+    """With check_crcs a view's value is checksummed where it lies: a flipped byte skips the record.  Without
+    (the default, as librdkafka's check.crcs) the value is handed out as it lies, but the record header must
+    still agree with the slot; a copying read always checks the value."""
     log = logs.create(slot_count=16, data_capacity=1 << 14, max_record=4096, overflow="block")
-    for v in (b"a" * 3000, b"b" * 3000, b"c" * 3000):
+    for v in (b"a" * 3000, b"b" * 3000, b"c" * 3000, b"d" * 3000):
         log.append(v)
-    log._seg.mm[_value_at(log, 1) + 2999] ^= 0x01  # the middle one's last byte
-    rd = log.reader(0, "spin")
-    assert [rd.poll_view(1), rd.poll_view(1), rd.poll_view(0)] == [b"a" * 3000, b"c" * 3000, None]
-    assert (rd.skipped, rd.position, log.stats()["corrupt_skips"]) == (1, 3, 1)
+    log._seg.mm[_value_at(log, 1) + 2999] ^= 0x01  # the second one's last byte
+    rd = log.reader(0, "spin", check_crcs=True)
+    assert [rd.poll_view(1), rd.poll_view(1), rd.poll_view(1), rd.poll_view(0)] == [b"a" * 3000, b"c" * 3000,
+                                                                                     b"d" * 3000, None]
+    assert (rd.skipped, rd.position, log.stats()["corrupt_skips"]) == (1, 4, 1)
+    copy = log.reader(0, "spin")
+    assert [copy.poll_value(1) for _ in range(3)] == [b"a" * 3000, b"c" * 3000, b"d" * 3000]
+    assert (copy.skipped, log.stats()["corrupt_skips"]) == (1, 2)
+    at = _value_at(log, 2) - 16  # the third one's record header: {offset, length, checksum}
+    struct.pack_into("<Q", log._seg.mm, at, struct.unpack_from("<Q", log._seg.mm, at)[0] + 1)
+    unsummed = log.reader(0, "spin")
+    got = [unsummed.poll_view(1), unsummed.poll_view(1), unsummed.poll_view(1), unsummed.poll_view(0)]
+    assert got == [b"a" * 3000, b"b" * 2999 + b"c", b"d" * 3000, None]  # the flipped byte, as it lies
+    assert (unsummed.skipped, unsummed.position, log.stats()["corrupt_skips"]) == (1, 4, 3)
+    with pytest.raises(TypeError, match="check_crcs"):
+        log.reader(0, check_crcs="yes")
     plain = logs.create(slot_count=16, data_capacity=4096, max_record=64)
     plain.append(b"v")
     with pytest.raises(ValueError, match="overflow='block'"):

@@ -1,8 +1,8 @@
 """shm.zero.copy: a consumer's values from a block topic are read-only memoryviews - of the record where it
-lies in the ring for values of 4 KiB and more that come first in a fetch (checked there, not copied: a
-consumer that keeps up reads each as it comes), of a copy for shorter ones, for long ones fetched behind
-others and for a value that wraps the ring's end - valid until the next poll()/consume() (or a commit past
-them).
+lies in the ring for values of 4 KiB and more that come first in a fetch (not copied, and checksummed there
+only with check.crcs: a consumer that keeps up reads each as it comes), of a copy for shorter ones, for long
+ones fetched behind others and for a value that wraps the ring's end - valid until the next poll()/consume()
+(or a commit past them).
 Overwrite topics keep bytes: their producers may reuse a record's bytes at any time."""
 import mmap
 
@@ -195,6 +195,39 @@ def test_the_group_holds_what_it_views_before_its_first_commit(ns):
             for i in range(12, 24):
                 p.produce("t", bytes([i]) * 5000)
         assert bytes(held) == b"\0" * 5000
+    finally:
+        p.close()
+        c.close()
+
+
+@pytest.mark.parametrize("check", [False, True])
+def test_check_crcs_sums_a_view_where_it_lies(ns, check):
+    """check.crcs (off by default, as librdkafka's): with it, a value read in place is checksummed there and a
+    flipped byte skips the record (the log counts it); without it, the value is handed out as it lies - its
+    bytes are the ring's, live, so a sum when it is handed out would say nothing of what is read later."""
+    make_topic(ns, "t", 1, **{"shm.overflow": "block"})
+    c = _consumer(ns, **{"check.crcs": check})
+    p = Producer(conf(ns))
+    try:
+        for i, v in enumerate((b"x" * 5000, b"y" * 5000, b"z" * 5000)):
+            p.produce("t", v)
+            p.flush(5)
+            if i == 1:
+                mm = c._parts[("t", 0)].log._seg.mm
+                at = mm.find(b"y" * 5000)
+                assert at > 0 and mm.find(b"y" * 5000, at + 1) == -1
+                mm[at + 4999] ^= 0x01  # 'y' becomes 'x'
+            if i == 1 and check:
+                continue  # the corrupt record is passed over: the next poll returns the third
+            m = c.poll(5)
+            assert m is not None and m.error() is None, m
+            got = m.value()
+            assert isinstance(got, memoryview) and isinstance(got.obj, mmap.mmap)
+            assert (m.offset(), bytes(got)) == (i, v[:-1] + (b"x" if i == 1 else v[-1:]))
+        assert c.poll(0.05) is None
+        stats = c._parts[("t", 0)].log.stats()
+        assert stats["corrupt_skips"] == (1 if check else 0)
+        assert c.position([TopicPartition("t", 0)])[0].offset == 3
     finally:
         p.close()
         c.close()
