@@ -389,10 +389,10 @@ def test_mirror_bench_runs_and_reports(tmp_path):
     """perf/mirror_bench.py at a tiny size: a rate a round, the median line,
     the target's verdict; nothing of its namespace left."""
     bench = os.path.join(os.path.dirname(__file__), "..", "perf", "mirror_bench.py")
-    r = subprocess.run([sys.executable, bench, "--records", "20000", "--rounds", "1", "--commit-ms", "10"],
+    r = subprocess.run([sys.executable, bench, "--records", "60000", "--rounds", "1", "--commit-ms", "10"],
                        capture_output=True, text=True, timeout=DEADLINE * 3)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "round 1: " in r.stdout and "shm-to-kafka, 20000 records of 100 B" in r.stdout, r.stdout
+    assert "round 1: " in r.stdout and "shm-to-kafka, 60000 records of 100 B" in r.stdout, r.stdout
     rate = float(re.search(r"median (\d+) records/s", r.stdout).group(1))
     assert rate > 0 and ("met" in r.stdout or "MISSED" in r.stdout), r.stdout
     assert not [f for f in os.listdir("/dev/shm") if f.startswith("shmb.mirrorbench")]  # its namespace went
