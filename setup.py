@@ -19,8 +19,7 @@ setup(
         define_macros=_build.DEFINES,
         extra_compile_args=_build.CFLAGS + ["-fvisibility=hidden"],
         extra_link_args=_build.LDFLAGS,
-        depends=["ext/shmlog.c", "ext/shmlog_wait.c", "ext/shmwords.c", "ext/shmqueue.c", "ext/shmaio.c",
-                 "ext/fastqueue.c", "ext/fastlat.c", "ext/fastproduce.c", "ext/fastreader.c", "ext/fastmsg.c", "ext/fastpart.c", "ext/fastpoll.c",
-                 "ext/shmrobust.c", "ext/shmlog.h", "ext/shmlog_atomic.h", "ext/shmhash.h", "ext/shmlat.h"],  # shmrobust.c: in the build id
+        # every C file of the unit (and shmrobust.c: in the build id), as shm/_buildid.py's C_FILES
+        depends=[os.path.join("ext", n) for n in _build.C_FILES],
     )],
 )

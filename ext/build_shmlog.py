@@ -18,8 +18,8 @@ _bid = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_bid)
 build_id = _bid.build_id
 
-SOURCES = ["shmlog.c", "shmqueue.c", "shmrobust.c", "shmaio.c"]
-HEADERS = ["shmlog.h", "shmlog_atomic.h", "shmhash.h"]
+SOURCES = ["shmlog.c", "shmqueue.c", "shmrobust.c", "shmaio.c"]  # translation units (the rest are #included)
+C_FILES = _bid.C_FILES  # every C file the build id hashes: setup.py's depends
 
 ffi = FFI()
 with open(os.path.join(HERE, "shmlog.h")) as f:

@@ -10,7 +10,7 @@ with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "_version.py"
     __version__ = re.search(r'__version__ = "([^"]+)"', _f.read()).group(1)
 
 C_FILES = ("shmlog.c", "shmlog_wait.c", "shmwords.c", "shmqueue.c", "shmrobust.c", "shmaio.c", "shmlog.h",
-           "shmlog_atomic.h", "shmhash.h", "fastlog.c", "fastqueue.c", "fastlat.c", "fastproduce.c", "fastreader.c", "fastmsg.c", "fastpart.c",
+           "shmlog_atomic.h", "shmhash.h", "fastlog.c", "fastfetch.c", "fastqueue.c", "fastlat.c", "fastproduce.c", "fastreader.c", "fastmsg.c", "fastpart.c",
            "fastpoll.c", "shmlat.h")
 
 
