@@ -27,7 +27,7 @@ import time
 
 from shm._native import _fastlog, ffi, lib
 from shm.errors import ClosedError, ConfigError, KafkaError, KafkaException, NamespaceError, UnknownTopicError
-from shm.log import Waiter
+from shm.wait import Waiter
 
 from . import config as _config
 from . import latency_hist

@@ -16,10 +16,10 @@ from ._native import _fastlog, ffi, lib
 from .errors import CorruptSegmentError, MessageTooLargeError, OffsetOutOfRangeError, QueueFullError
 from .record import Lapped, NotYet, Record, Skipped, decode_headers, encode_headers  # noqa: F401 (re-exported)
 from .segment import Segment
+from .wait import _WAIT_CHUNK_NS, WAIT_MODES, wait_many
 
 OVERWRITE, BLOCK = "overwrite", "block"
 _OVERFLOW = {OVERWRITE: lib.LOG_OVERWRITE, BLOCK: lib.LOG_BLOCK}
-WAIT_MODES = {"adaptive": lib.LOG_WAIT_ADAPTIVE, "spin": lib.LOG_WAIT_SPIN, "sleep": lib.LOG_WAIT_SLEEP}
 CRASH_POINTS = {
     "after_claim": lib.LOG_CP_AFTER_CLAIM,
     "after_slot_cas": lib.LOG_CP_AFTER_SLOT_CAS,
@@ -36,7 +36,6 @@ MAX_SLOTS = 1 << 30
 MAX_DATA = 1 << 40
 MIN_DATA = 64
 RECORD_OVERHEAD = lib.LOG_RECORD_OVERHEAD
-_WAIT_CHUNK_NS = 100_000_000  # long waits return to Python this often (Ctrl-C, close)
 _SPIN_CHUNK_NS = 1_000_000  # spins holding the GIL last at most this long
 _NULL = ffi.NULL
 _PARTITION_SEG = re.compile(r"^/shmb\.([A-Za-z0-9_-]+)\.(\d+)\.(\d+)$")  # broker.namespace.partition_segment
@@ -686,71 +685,3 @@ def repair_unclaimed(logs, grace=0.05):
     time.sleep(grace)  # a live producer between claim and slot CAS needs microseconds
     return sum(log.tombstone_unclaimed(o) for log, seen in zip(logs, first)
                for o in log.scan_unclaimed() if o in seen)
-
-
-NOTIFIED = -2  # wait_many: the extra (notify) word moved
-
-
-class Waiter:
-    """The arguments of one log_wait_many_ex call, built once for a fixed
-    set of logs (a consumer's assignment) and reused for every wait."""
-
-    def __init__(self, logs, notify=None, idle=None):
-        n = len(logs)
-        if n > lib.LOG_WAIT_MAX or (n == 0 and notify is None):
-            raise ValueError("wait_many takes 1 to %d logs (0 with notify) and as many offsets" % lib.LOG_WAIT_MAX)
-        self.logs = list(logs)
-        for log in self.logs:
-            log._check_open()
-        self._views = ffi.new("log_view *[]", [log._v for log in logs] or 1)
-        self._offs = ffi.new("uint64_t[]", n or 1)
-        self._notify = notify[:3] if notify is not None else (ffi.NULL, 0, 0)
-        self.idle = idle  # called after each chunk that passed with nothing (see PartitionLog.on_wait)
-
-    def wait(self, offsets, timeout=None, mode="adaptive", spin_us=50, notify_val=0):
-        """See wait_many."""
-        logs, n = self.logs, len(self.logs)
-        if len(offsets) != n:
-            raise ValueError("wait takes one offset per log")
-        m = WAIT_MODES.get(mode)
-        if m is None:
-            raise ValueError("wait mode must be one of %s, got %r" % (", ".join(WAIT_MODES), mode))
-        for i, log in enumerate(logs):
-            self._offs[i] = offsets[i]
-        xbase, xsize, xoff = self._notify
-        deadline = None if timeout is None or timeout < 0 else time.monotonic_ns() + int(timeout * 1e9)
-        spin = int(spin_us * 1000)
-        while True:
-            left = _WAIT_CHUNK_NS if deadline is None else max(0, min(_WAIT_CHUNK_NS, deadline - time.monotonic_ns()))
-            pinned = 0
-            try:
-                for log in logs:  # each chunk: another thread may close a log meanwhile (it then raises here)
-                    log._pin()
-                    pinned += 1
-                r = lib.log_wait_many_ex(self._views, self._offs, n, left, m, spin, xbase, xsize, xoff, notify_val)
-            finally:
-                for log in logs[:pinned]:
-                    log._unpin()
-            if r >= 0 or r == NOTIFIED:
-                return r
-            if r != -1:
-                if logs:
-                    logs[0]._raise(r)
-                raise ValueError("bad notify word %r" % (self._notify[1:],))
-            if self.idle is not None:
-                self.idle()
-            if deadline is not None and time.monotonic_ns() >= deadline:
-                return None
-            spin = 0
-
-
-def wait_many(logs, offsets, timeout=None, mode="adaptive", spin_us=50, notify=None, idle=None):
-    """Block until one of *logs* has its offset in *offsets* readable;
-    returns its index, or None on timeout.  One sleep on all their futexes
-    (futex_waitv; past 128 words, groups of them sleep in helper threads of
-    the C call), in chunks so Ctrl-C interrupts it.  *notify*: an extra
-    u32 futex word ``(cdata buffer, size, offset, value)`` in another
-    segment; when it moves off value, returns NOTIFIED (logs may then be
-    empty).  *idle*: called after each chunk of the wait that passed with
-    nothing."""
-    return Waiter(logs, notify, idle).wait(offsets, timeout, mode, spin_us, notify[3] if notify is not None else 0)

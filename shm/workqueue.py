@@ -19,7 +19,8 @@ import time
 
 from ._native import ffi, lib
 from .errors import ClosedError, CorruptSegmentError
-from .log import BLOCK, PartitionLog, Waiter
+from .log import BLOCK, PartitionLog
+from .wait import Waiter
 from .segment import Segment, unlink
 
 LEASE_SUFFIX = ".q"

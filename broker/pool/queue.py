@@ -35,7 +35,7 @@ import weakref
 from queue import Empty, Full
 
 from shm.errors import ClosedError, CorruptSegmentError, NamespaceError, QueueFullError, UnknownTopicError
-from shm.log import WAIT_MODES
+from shm.wait import WAIT_MODES
 from shm.segment import MissingSegmentError
 from shm.workqueue import WorkQueue
 
