@@ -51,8 +51,9 @@ sys.path[:0] = [_HERE, os.path.join(_HERE, "..")]
 from perfutil import Progress, parser as new_parser  # noqa: E402 - before numpy (OPENBLAS_NUM_THREADS)
 import compare_measure as M  # noqa: E402
 import compare_report as R  # noqa: E402
-import compare_peers  # noqa: E402
-from compare_peers import ALL, BY_NAME, FLOOR, PREFIX  # noqa: E402
+import compare_base  # noqa: E402
+from compare_base import PREFIX  # noqa: E402
+from compare_peers import ALL, BY_NAME, FLOOR  # noqa: E402
 
 FULL = {"runs": 3, "rates": "10000,100000", "lat_records": 20000, "warmup": 2000,
         "sweep_rates": "1000,3000,10000,30000,100000,300000,1000000,3000000", "sweep_seconds": 0.5,
@@ -150,7 +151,7 @@ def options(argv=None):
     if a.ring_mib < 1 or a.ring_mib & (a.ring_mib - 1) or a.ring_mib << 20 < 2 * max(a.sizes) + 4096:
         raise SystemExit("compare.py: error: --ring-mib must be a power of two >= 1 holding two of the largest "
                          "record (--sizes), got %d" % a.ring_mib)
-    compare_peers.set_ring_bytes(a.ring_mib << 20)
+    compare_base.set_ring_bytes(a.ring_mib << 20)
     a.peers = [p.name for p in ALL if not names or p.name in names or
                ("shmbroker" in names and p.name.startswith("shmbroker"))]
     a.pins = (0, 1) if a.pin else (None, None)
@@ -238,11 +239,11 @@ def run(a):
                     fl.setdefault("c", []).append(x)
                 elif x:
                     fl["c_note"] = x
-                other = fl["memcpy_other_ring"] = (M.CACHE_RING if compare_peers.RING_DATA != M.CACHE_RING
+                other = fl["memcpy_other_ring"] = (M.CACHE_RING if compare_base.RING_DATA != M.CACHE_RING
                                                    else 1 << 26)  # the row beside the reference
                 for s in sorted(set(a.sizes) | {65536}):
                     fl.setdefault("memcpy", {}).setdefault(str(s), []).append(
-                        M.memcpy(s, a.memcpy_bytes, compare_peers.ring_bytes(s)))
+                        M.memcpy(s, a.memcpy_bytes, compare_base.ring_bytes(s)))
                     fl.setdefault("memcpy_cache", {}).setdefault(str(s), []).append(
                         M.memcpy(s, a.memcpy_bytes, other))
                 print("%s floors: python p50 %s us, C p50 %s us, memcpy 64 KiB %s GB/s (other ring %s GB/s)" % (
