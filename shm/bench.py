@@ -161,12 +161,11 @@ def python_floor(rounds=20000, warmup=2000):
 
 
 # ---- throughput --------------------------------------------------------------
-def append_throughput(size=64, records=1_000_000, batch=0, repeats=3):
-    """Records/s and bytes/s appending *size*-byte records from one process,
-    one call per record (batch=0) or *batch* records per call.  Best of
-    *repeats*, median also given."""
+def append_throughput(size=64, records=1_000_000, batch=0, repeats=3, data=1 << 26):
+    """Records/s and bytes/s appending *size*-byte records from one process
+    into a log of *data* bytes, one call per record (batch=0) or *batch*
+    records per call.  Best of *repeats*, median also given."""
     name = "/shmbench_tp_%d" % os.getpid()
-    data = 1 << 26
     log = PartitionLog.create(name, slot_count=1 << 16, data_capacity=data, max_record=max(size, 64))
     try:
         rates = []
@@ -222,8 +221,10 @@ def read_throughput(size=64, records=500_000, batch=0, repeats=3):
 
 def view_read_throughput(size=65536, repeats=3, data=1 << 26):
     """Bytes/s reading back a block log's *size*-byte records through a
-    reader, copying (poll_value) and in place (poll_view), alternating:
-    {"copy": best, "view": best, "copy_median": ..., "view_median": ...}."""
+    reader, copying (poll_value), in place with the checksum taken there
+    (poll_view, check_crcs=True) and in place unread (poll_view, the
+    default: the value is handed out, not read), alternating:
+    {"copy": best, "view": best, "view_unread": best, "copy_median": ...}."""
     name = "/shmbench_vw_%d" % os.getpid()
     log = PartitionLog.create(name, slot_count=1 << 16, data_capacity=data, max_record=size, overflow="block")
     try:
@@ -231,11 +232,11 @@ def view_read_throughput(size=65536, repeats=3, data=1 << 26):
         records = min(1 << 15, data // (size + 64) - 2)
         for _ in range(records):
             log.append(v)
-        rates = {"copy": [], "view": []}
+        rates = {"copy": [], "view": [], "view_unread": []}
         for _ in range(repeats):
-            for how in ("copy", "view"):
-                rd = log.reader(0, "spin")
-                get = rd.poll_view if how == "view" else rd.poll_value
+            for how in rates:
+                rd = log.reader(0, "spin", check_crcs=how == "view")
+                get = rd.poll_value if how == "copy" else rd.poll_view
                 t = time.perf_counter_ns()
                 for _ in range(records):
                     x = get(0)
