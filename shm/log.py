@@ -16,7 +16,7 @@ from ._native import _fastlog, ffi, lib
 from .errors import CorruptSegmentError, MessageTooLargeError, OffsetOutOfRangeError, QueueFullError
 from .record import Lapped, NotYet, Record, Skipped, decode_headers, encode_headers  # noqa: F401 (re-exported)
 from .segment import Segment
-from .wait import _WAIT_CHUNK_NS, WAIT_MODES, wait_many
+from .wait import WAIT_CHUNK_NS, WAIT_MODES, wait_many
 
 OVERWRITE, BLOCK = "overwrite", "block"
 _OVERFLOW = {OVERWRITE: lib.LOG_OVERWRITE, BLOCK: lib.LOG_BLOCK}
@@ -115,7 +115,7 @@ class PartitionLog:
         self.slot_count, self.data_capacity = st["slot_count"], st["data_capacity"]
         self.overflow = BLOCK if st["overflow"] == lib.LOG_BLOCK else OVERWRITE
         self._block_timeout = None
-        self._chunk_ns = _WAIT_CHUNK_NS  # an append's first call waits at most this long
+        self._chunk_ns = WAIT_CHUNK_NS  # an append's first call waits at most this long
         #: called between the chunks of a long wait inside append (e.g. to restart a dead supervisor)
         self.on_wait = None
         self._rbuf = ffi.new("char[]", max(self.max_record, 1))
@@ -272,7 +272,7 @@ class PartitionLog:
         self._check_open()
         self._block_timeout = seconds
         t = _timeout_ns(seconds)
-        self._chunk_ns = _WAIT_CHUNK_NS if t < 0 else min(t, _WAIT_CHUNK_NS)
+        self._chunk_ns = WAIT_CHUNK_NS if t < 0 else min(t, WAIT_CHUNK_NS)
 
     def _wait_more(self, call):
         """An append's first call (of at most ``_chunk_ns``) timed out: call
@@ -285,7 +285,7 @@ class PartitionLog:
         while True:
             if self.on_wait is not None:
                 self.on_wait()
-            left = _WAIT_CHUNK_NS if end is None else min(_WAIT_CHUNK_NS, end - time.monotonic_ns())
+            left = WAIT_CHUNK_NS if end is None else min(WAIT_CHUNK_NS, end - time.monotonic_ns())
             if left <= 0:
                 return lib.LOG_E_TIMEOUT
             self._check_open()  # closed by another thread between chunks

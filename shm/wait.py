@@ -8,7 +8,7 @@ import time
 from ._native import ffi, lib
 
 WAIT_MODES = {"adaptive": lib.LOG_WAIT_ADAPTIVE, "spin": lib.LOG_WAIT_SPIN, "sleep": lib.LOG_WAIT_SLEEP}
-_WAIT_CHUNK_NS = 100_000_000  # long waits return to Python this often (Ctrl-C, close)
+WAIT_CHUNK_NS = 100_000_000  # long waits return to Python this often (Ctrl-C, close)
 
 NOTIFIED = -2  # wait_many: the extra (notify) word moved
 
@@ -43,7 +43,7 @@ class Waiter:
         deadline = None if timeout is None or timeout < 0 else time.monotonic_ns() + int(timeout * 1e9)
         spin = int(spin_us * 1000)
         while True:
-            left = _WAIT_CHUNK_NS if deadline is None else max(0, min(_WAIT_CHUNK_NS, deadline - time.monotonic_ns()))
+            left = WAIT_CHUNK_NS if deadline is None else max(0, min(WAIT_CHUNK_NS, deadline - time.monotonic_ns()))
             pinned = 0
             try:
                 for log in logs:  # each chunk: another thread may close a log meanwhile (it then raises here)
